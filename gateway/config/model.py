@@ -425,7 +425,7 @@ class LocalityPriority:
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class Locality:
-    """Envoy's priority rule: level 0 takes the load it can cover × overprovisioning, the rest spills."""
+    """Envoy's priority rule: level 0 takes what it covers × overprovisioning; the rest spills."""
 
     prefer: Literal["zone", "region", "none"] = "zone"
     priorities: tuple[LocalityPriority, ...] = ()

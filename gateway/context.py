@@ -1,0 +1,97 @@
+"""What the data plane's protocols share inside one worker process.
+
+A `GatewayContext` is created once per worker by the server runtime
+(`gateway.server`) and handed to every accepted connection. `table` is
+replaced by plain attribute assignment when a new config or registry snapshot
+compiles (atomic in one event loop; a request holds its own reference to the
+table it started with, so in-flight requests finish on the old one).
+Everything here is touched only from the worker's event loop: no locks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gateway.routing.endpoints import EndpointState
+
+if TYPE_CHECKING:
+    from gateway.config.model import GatewaySettings
+
+
+@dataclass(slots=True)
+class RequestLog:
+    """One finished request or connection, as the access log and metrics see it.
+
+    Field names follow Envoy's access log; durations are seconds.
+    """
+
+    start_time: float = 0.0
+    method: str = ""
+    path: str = ""
+    protocol: str = "HTTP/1.1"
+    response_code: int = 0
+    response_flags: str = ""
+    bytes_received: int = 0
+    bytes_sent: int = 0
+    duration: float = 0.0
+    upstream_host: str = ""
+    upstream_cluster: str = ""
+    route_name: str = ""
+    backend_name: str = ""
+    x_forwarded_for: str = ""
+    user_agent: str = ""
+    x_request_id: str = ""
+    authority: str = ""
+    downstream_remote_address: str = ""
+    trace_id: str = ""
+    attempts: int = 0
+    listener: str = ""
+
+
+class RequestObserver(Protocol):
+    """Telemetry hooks the proxies call; implementations must be cheap and never raise.
+
+    `begin` is called once the request head is parsed, with the lowercased
+    request headers; it returns an opaque token (e.g. an OTel span) or None and
+    may fill `log.trace_id`. `upstream_headers` returns extra headers to send
+    upstream for this request (W3C `traceparent`/`tracestate`), as (name, value)
+    byte pairs. `end` is called exactly once per begun request.
+    """
+
+    def begin(self, log: RequestLog, headers: dict[str, str]) -> Any: ...
+
+    def upstream_headers(self, token: Any) -> list[tuple[bytes, bytes]]: ...
+
+    def end(self, token: Any, log: RequestLog) -> None: ...
+
+    def upstream_connect_failed(self, cluster: str, endpoint: str) -> None: ...
+
+
+class NullObserver:
+    """An observer that records nothing (benchmarks of the bare proxy, unit tests)."""
+
+    def begin(self, log: RequestLog, headers: dict[str, str]) -> Any:
+        return None
+
+    def upstream_headers(self, token: Any) -> list[tuple[bytes, bytes]]:
+        return []
+
+    def end(self, token: Any, log: RequestLog) -> None:
+        return None
+
+    def upstream_connect_failed(self, cluster: str, endpoint: str) -> None:
+        return None
+
+
+@dataclass(slots=True)
+class GatewayContext:
+    """Per-worker shared state; see module docstring for the swap rule."""
+
+    table: Any
+    settings: GatewaySettings
+    state: EndpointState = field(default_factory=EndpointState)
+    observer: RequestObserver = field(default_factory=NullObserver)
+    pools: Any = None
+    config_version: str = ""
+    draining: bool = False
