@@ -44,12 +44,36 @@ class EndpointState:
     `unhealthy` holds keys failed by active health checks, `ejected` keys
     ejected by outlier detection (until the monotonic time stored), and
     `in_flight` the number of requests currently sent to each endpoint.
+    `generation` changes whenever availability changes, so the routing core
+    may cache per-backend locality decisions keyed on it; mutate availability
+    through the methods, never the sets directly.
     """
 
     unhealthy: set[str] = field(default_factory=set)
     ejected: dict[str, float] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
     draining: set[str] = field(default_factory=set)
+    generation: int = 0
+
+    def set_unhealthy(self, key: str, unhealthy: bool) -> None:
+        """Mark an endpoint failed/passed by active health checks."""
+        if unhealthy != (key in self.unhealthy):
+            (self.unhealthy.add if unhealthy else self.unhealthy.discard)(key)
+            self.generation += 1
+
+    def eject(self, key: str, until: float) -> None:
+        """Outlier detection: keep `key` out of rotation until monotonic time `until`."""
+        self.ejected[key] = until
+        self.generation += 1
+
+    def uneject(self, key: str) -> None:
+        if self.ejected.pop(key, None) is not None:
+            self.generation += 1
+
+    def set_draining(self, key: str, draining: bool) -> None:
+        if draining != (key in self.draining):
+            (self.draining.add if draining else self.draining.discard)(key)
+            self.generation += 1
 
     def available(self, key: str) -> bool:
         """Healthy, not ejected and not drained: may take new requests."""
