@@ -16,10 +16,18 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, PlainSerializer
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 from pydantic.alias_generators import to_camel
 from pydantic.dataclasses import dataclass
 
@@ -30,15 +38,19 @@ CONFIG = ConfigDict(
     use_enum_values=False,
 )
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+DURATION_PATTERN = r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$"
+_DURATION = re.compile(DURATION_PATTERN)
 _UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+DURATION_FORMS = "a number of seconds or a string like 250ms, 10s, 1m or 1h"
 
 
 def parse_duration(value: object) -> float:
     """`"250ms"` → 0.25; numbers are seconds. Raises ValueError with the accepted forms."""
     if isinstance(value, bool):
-        raise ValueError("a duration is a number of seconds or a string like 250ms, 10s, 1m")
+        raise ValueError(f"a duration is {DURATION_FORMS}")
     if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"a duration must be finite: {DURATION_FORMS}")
         if value < 0:
             raise ValueError("a duration cannot be negative")
         return float(value)
@@ -46,14 +58,40 @@ def parse_duration(value: object) -> float:
         m = _DURATION.match(value)
         if m:
             return float(m.group(1)) * _UNIT_S[m.group(2)]
-    raise ValueError(f"{value!r} is not a duration; write e.g. 250ms, 10s, 1m or 1h")
+    raise ValueError(f"{value!r} is not a duration; write {DURATION_FORMS}")
+
+
+def format_duration(seconds: float) -> str | float:
+    """The shortest of `2h`, `5m`, `10s`, `250ms` that parses back to exactly `seconds`.
+
+    Values no unit renders exactly (e.g. 1e-7) come back as a plain float, which
+    `parse_duration` also reads, so dumping and loading a config is lossless.
+    """
+    if seconds == 0:
+        return "0s"
+    for unit in ("h", "m", "s", "ms"):
+        count = seconds / _UNIT_S[unit]
+        if count.is_integer() and parse_duration(f"{int(count)}{unit}") == seconds:
+            return f"{int(count)}{unit}"
+    text = repr(seconds)
+    if "e" not in text and "n" not in text and parse_duration(f"{text}s") == seconds:
+        return f"{text}s"
+    return seconds
 
 
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),
-    PlainSerializer(lambda v: f"{v}s", return_type=str),
-    Field(json_schema_extra={"type": ["string", "number"]}),
+    PlainSerializer(format_duration, return_type=str | float),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "pattern": DURATION_PATTERN},
+                {"type": "number", "minimum": 0},
+            ],
+            "description": f"A duration: {DURATION_FORMS}.",
+        }
+    ),
 ]
 
 

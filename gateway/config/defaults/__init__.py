@@ -1,0 +1,1 @@
+"""Config files embedded in the package (read with importlib.resources)."""
