@@ -1,0 +1,145 @@
+"""The `Registry` contract every backend (memory, files, etcd, consul) keeps.
+
+Theory of operation: a registry maps `ServiceKey` to `ServiceRecord`. A
+controller *publishes* a record under a lease that the backend keeps alive in
+the background (etcd lease keepalive, consul session renew, files mtime
+touch); if the writer dies the lease lapses and the record disappears, which
+a gateway reads as "cluster gone". Gateways take a `snapshot()` and then
+`watch(revision)`: a stream of `Change`s, each with a revision greater than
+the one before, resuming exactly after `from_revision`. When a backend cannot
+prove the stream is gapless (etcd compaction, a resumed Consul blocking query
+without history, a files directory rescanned) it yields a whole `Snapshot`
+instead, and the reader replaces its state. Folding the stream onto the state
+at `from_revision` always gives the registry's state: no gap, no duplicate.
+
+A record has one writer. A second writer (another registry instance, session
+or lease) publishing the same key gets `OwnershipError` while the first
+owner's lease is alive; it never interleaves. Records that fail validation
+are logged with their key and skipped; they never end a watch.
+
+When the backend cannot be reached, `watch` raises `RegistryUnavailable`;
+the caller keeps what it has and calls `watch(last_revision)` again later.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from portway.model import ServiceKey, ServiceRecord
+
+
+class RegistryError(Exception):
+    """Base of the registry's own errors."""
+
+
+class OwnershipError(RegistryError):
+    """The key is held by another writer whose lease is still alive."""
+
+    def __init__(self, key: ServiceKey, owner: str = "") -> None:
+        who = f" (held by {owner})" if owner else ""
+        super().__init__(f"{key.path()} is owned by another writer{who}")
+        self.key = key
+        self.owner = owner
+
+
+class RegistryUnavailable(RegistryError):
+    """The backend cannot be reached now; retry later, keep the last known state."""
+
+
+class ChangeKind(enum.Enum):
+    """What happened to a key."""
+
+    PUT = "put"
+    DELETE = "delete"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One key changed at `revision`; `record` is None for a delete or expiry."""
+
+    kind: ChangeKind
+    key: ServiceKey
+    revision: int
+    record: ServiceRecord | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """All valid records at `revision`."""
+
+    records: Mapping[ServiceKey, ServiceRecord]
+    revision: int
+
+
+@dataclass(slots=True)
+class Lease:
+    """A writer's hold on one key, renewed in the background until withdrawn.
+
+    `last_renewal` is the monotonic time of the last successful renewal (or of
+    the grant); `lost` is set when the backend reports the lease gone (it
+    expired while the writer was partitioned), after which publishing the key
+    again grants a new lease.
+    """
+
+    key: ServiceKey
+    ttl_s: float
+    lease_id: str
+    last_renewal: float = 0.0
+    lost: bool = False
+    renewing: bool = field(default=True)
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """The shared registry; see the module docstring for the promise."""
+
+    backend: str
+
+    async def publish(self, record: ServiceRecord, ttl_s: float | None = ...) -> Lease:
+        """Write `record` under a lease this instance keeps alive.
+
+        Publishing a key this instance already holds replaces the value under
+        the same lease. `ttl_s=None` means no expiry (static records). Raises
+        `OwnershipError` if another writer holds the key.
+        """
+        ...
+
+    async def withdraw(self, key: ServiceKey) -> None:
+        """Delete the key this instance holds and stop renewing it (no-op if not held)."""
+        ...
+
+    async def abandon(self, key: ServiceKey) -> None:
+        """Stop renewing without deleting: the record expires after its TTL.
+
+        This is what a crashed writer looks like; drills and tests use it.
+        """
+        ...
+
+    async def snapshot(self) -> Snapshot:
+        """All valid records and the revision they were read at."""
+        ...
+
+    def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
+        """Changes after `from_revision`, or a `Snapshot` where that cannot be proven gapless."""
+        ...
+
+    async def close(self) -> None:
+        """Stop renewals and watches; leases this instance holds are released."""
+        ...
+
+
+def apply(
+    state: Mapping[ServiceKey, ServiceRecord], item: Change | Snapshot
+) -> dict[ServiceKey, ServiceRecord]:
+    """Fold one watch item onto a state: the reader's side of the contract."""
+    if isinstance(item, Snapshot):
+        return dict(item.records)
+    out = dict(state)
+    if item.kind is ChangeKind.DELETE or item.record is None:
+        out.pop(item.key, None)
+    else:
+        out[item.key] = item.record
+    return out
