@@ -325,7 +325,7 @@ class HealthCheck:
 class OutlierDetection:
     """Passive ejection of endpoints that fail (Envoy's consecutive 5xx / gateway errors)."""
 
-    consecutive_5xx: int = Field(default=5, ge=1)
+    consecutive_5xx: int = Field(default=5, ge=1, alias="consecutive5xx")
     consecutive_gateway_errors: int = Field(default=3, ge=1)
     interval_s: Duration = Field(default=10.0, alias="interval")
     base_ejection_time_s: Duration = Field(default=30.0, alias="baseEjectionTime")
