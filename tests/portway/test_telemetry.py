@@ -1,0 +1,82 @@
+"""JSON logs and tracer provider setup."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from portway.telemetry import JsonFormatter, setup_logging, setup_tracing
+
+
+def test_json_formatter_emits_ts_level_logger_msg_and_extras() -> None:
+    record = logging.LogRecord("portway.test", logging.WARNING, "f.py", 1, "bad %s", ("x",), None)
+    record.issues = ["a.yaml:3:5: routes[0]: nope"]
+    line = json.loads(JsonFormatter().format(record))
+    assert line["level"] == "warning"
+    assert line["logger"] == "portway.test"
+    assert line["msg"] == "bad x"
+    assert line["issues"] == ["a.yaml:3:5: routes[0]: nope"]
+    assert line["ts"].endswith("+00:00")
+
+
+def test_json_formatter_includes_exception_text() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        import sys
+
+        record = logging.LogRecord("t", logging.ERROR, "f.py", 1, "failed", (), sys.exc_info())
+    line = json.loads(JsonFormatter().format(record))
+    assert "ValueError: boom" in line["exc"]
+
+
+def test_setup_logging_is_idempotent_and_writes_json_lines() -> None:
+    stream = io.StringIO()
+    setup_logging(logging.INFO, stream)
+    setup_logging(logging.INFO, stream)
+    logging.getLogger("portway.x").info("hello", extra={"n": 3})
+    lines = [json.loads(x) for x in stream.getvalue().splitlines()]
+    assert lines == [
+        {"ts": lines[0]["ts"], "level": "info", "logger": "portway.x", "msg": "hello", "n": 3}
+    ]
+
+
+def test_tracing_is_off_without_endpoint_or_exporter() -> None:
+    assert setup_tracing(otlp_endpoint=None, service_name="s", sample_ratio=1.0) is None
+
+
+def test_tracing_with_exporter_exports_spans_with_service_name() -> None:
+    exporter = InMemorySpanExporter()
+    provider = setup_tracing(
+        otlp_endpoint=None, service_name="svc", sample_ratio=1.0, exporter=exporter
+    )
+    assert isinstance(provider, TracerProvider)
+    provider.get_tracer("t").start_span("x").end()
+    provider.force_flush()
+    (span,) = exporter.get_finished_spans()
+    assert span.resource.attributes["service.name"] == "svc"
+
+
+def test_sample_ratio_zero_drops_root_spans() -> None:
+    exporter = InMemorySpanExporter()
+    provider = setup_tracing(
+        otlp_endpoint=None, service_name="s", sample_ratio=0.0, exporter=exporter
+    )
+    assert provider is not None
+    span = provider.get_tracer("t").start_span("x")
+    assert not span.is_recording()
+    span.end()
+    provider.force_flush()
+    assert exporter.get_finished_spans() == ()
+
+
+def test_otlp_endpoint_builds_a_provider() -> None:
+    provider = setup_tracing(
+        otlp_endpoint="http://127.0.0.1:4318", service_name="s", sample_ratio=1.0
+    )
+    assert isinstance(provider, TracerProvider)
+    provider.shutdown()
