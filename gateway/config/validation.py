@@ -229,8 +229,8 @@ def _expected_phrase(path: Path, error: ErrorDetails) -> str:
 
 def _join_or(phrases: Sequence[str]) -> str:
     unique = list(dict.fromkeys(phrases))
-    if len(unique) == 1:
-        return unique[0]
+    if len(unique) <= 2:
+        return " or ".join(unique)
     return ", ".join(unique[:-1]) + ", or " + unique[-1]
 
 
