@@ -1,0 +1,237 @@
+"""Hot reload: config file and registry snapshots → compile → atomic table swap.
+
+Theory of operation (Traefik's provider rule: one place merges inputs and
+swaps the active result). Two inputs mark work as pending: the config file
+changed (watchfiles event, SIGHUP, or `request_reload()`), or the registry
+feed delivered a new snapshot (`on_snapshot`). One pump task does the work,
+serially: it waits `debounce_s` after the first mark so a burst of snapshots
+or editor writes costs one compile, then
+
+* config pending: read and check the file; if it has errors, log them as one
+  JSON line (each issue `file:line:col: path: message`), count a failure, and
+  keep serving the last good config; if it is good (and its digest differs),
+  compile it with the current records;
+* records pending only: recompile the active config with the new records.
+
+A compile that is small runs inline on the event loop; a big one (more than
+`executor_endpoints` endpoints in the snapshot) runs in a thread so accepted
+connections keep being served while it runs. The result is handed to
+`on_swap(table, active)`, which assigns `ctx.table` (one attribute store:
+requests already routing hold their own reference to the old table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from gateway.config.errors import ConfigError
+from gateway.config.loader import ConfigReport, check_config_file
+from gateway.config.model import GatewayConfig
+from gateway.metrics import ReloadStats
+
+log = logging.getLogger("portway.gateway.reload")
+
+CompileFn = Callable[..., Any]
+SwapFn = Callable[[Any, "ActiveConfig"], None]
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveConfig:
+    """The config currently serving: its digest (version), file and load time."""
+
+    config: GatewayConfig
+    version: str
+    source: str
+    loaded_at: float
+    table_version: int
+
+
+@dataclass(frozen=True, slots=True)
+class ReloadFailure:
+    """Why the last reload was rejected (cleared by the next successful one)."""
+
+    at: float
+    issues: tuple[str, ...]
+
+
+def default_compile() -> CompileFn:
+    from gateway.routing import compile_table  # type: ignore[attr-defined]
+
+    return compile_table  # type: ignore[no-any-return]
+
+
+def count_endpoints(records: Mapping[Any, Any]) -> int:
+    """Endpoints in a snapshot (nodes × ports), the measure of compile cost."""
+    total = 0
+    for record in records.values():
+        total += len(getattr(record, "nodes", ())) * max(1, len(getattr(record, "ports", ())))
+    return total
+
+
+class Reloader:
+    """Owns the config → table pipeline of one process; see the module docstring."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        on_swap: SwapFn,
+        *,
+        compile_fn: CompileFn | None = None,
+        debounce_s: float = 0.05,
+        executor_endpoints: int = 20_000,
+        seed: int = 0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self._on_swap = on_swap
+        self._compile = compile_fn
+        self.debounce_s = debounce_s
+        self.executor_endpoints = executor_endpoints
+        self._seed = seed
+        self._clock = clock
+        self.active: ActiveConfig | None = None
+        self.table: Any = None
+        self.records: Mapping[Any, Any] = {}
+        self.registry_synced = False
+        self.last_failure: ReloadFailure | None = None
+        self.stats = ReloadStats()
+        self.last_compile_s = 0.0
+        self._table_version = 0
+        self._config_pending = False
+        self._records_pending = False
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+    # ---- inputs ------------------------------------------------------------
+
+    def request_reload(self) -> None:
+        """Mark the config file as changed (watcher, SIGHUP, admin)."""
+        self._config_pending = True
+        self._idle.clear()
+        self._wake.set()
+
+    def on_snapshot(self, records: Mapping[Any, Any], status: Any = None) -> None:
+        """The registry feed's callback: new records to compile against."""
+        self.records = records
+        self.registry_synced = True
+        self._records_pending = True
+        self._idle.clear()
+        self._wake.set()
+
+    # ---- work ----------------------------------------------------------------
+
+    async def load_initial(self) -> ActiveConfig:
+        """First load at startup: raises `ConfigError` when the file is not usable."""
+        report = await asyncio.to_thread(check_config_file, self.path)
+        if report.config is None:
+            self._reject(report)
+            raise ConfigError(report.issues)
+        await self._install(report.config, report.digest)
+        assert self.active is not None
+        return self.active
+
+    async def run(self) -> None:
+        """The pump: serially apply pending work until cancelled."""
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(self.debounce_s)
+            self._wake.clear()
+            try:
+                await self._step()
+            except Exception:
+                log.exception("reload step failed; keeping the active table")
+            if not self._wake.is_set():
+                self._idle.set()
+
+    async def settled(self) -> None:
+        """Wait until no work is pending (tests, admin)."""
+        await self._idle.wait()
+
+    async def _step(self) -> None:
+        config_pending, self._config_pending = self._config_pending, False
+        records_pending, self._records_pending = self._records_pending, False
+        if config_pending:
+            report = await asyncio.to_thread(check_config_file, self.path)
+            if report.config is None:
+                self._reject(report)
+            elif self.active is not None and report.digest == self.active.version:
+                self.last_failure = None
+                if records_pending:
+                    await self._install(self.active.config, self.active.version)
+            else:
+                await self._install(report.config, report.digest)
+                log.info(
+                    "config reloaded",
+                    extra={"version": report.digest, "source": str(self.path)},
+                )
+        elif records_pending and self.active is not None:
+            await self._install(self.active.config, self.active.version)
+
+    async def _install(self, config: GatewayConfig, digest: str) -> None:
+        compile_fn = self._compile if self._compile is not None else default_compile()
+        self._table_version += 1
+        version = self._table_version
+        records = self.records
+        started = time.perf_counter()
+        if count_endpoints(records) > self.executor_endpoints:
+            table = await asyncio.to_thread(
+                compile_fn, config, records, version=version, seed=self._seed
+            )
+        else:
+            table = compile_fn(config, records, version=version, seed=self._seed)
+        self.last_compile_s = time.perf_counter() - started
+        now = self._clock()
+        previous = self.active
+        same_file = previous is not None and previous.version == digest
+        loaded_at = previous.loaded_at if same_file and previous else now
+        self.active = ActiveConfig(config, digest, str(self.path), loaded_at, version)
+        self.table = table
+        if not same_file:
+            self.stats.success += 1
+            self.stats.last_success_s = now
+            self.last_failure = None
+        self._on_swap(table, self.active)
+
+    def _reject(self, report: ConfigReport) -> None:
+        issues = tuple(str(issue) for issue in report.errors) or tuple(
+            str(issue) for issue in report.issues
+        )
+        self.stats.failure += 1
+        self.last_failure = ReloadFailure(self._clock(), issues)
+        log.error(
+            "config rejected; keeping the last good config"
+            if self.active is not None
+            else "config rejected",
+            extra={
+                "source": str(self.path),
+                "issues": list(issues),
+                "active_version": self.active.version if self.active else None,
+            },
+        )
+
+    async def watch_file(self, stop: asyncio.Event | None = None) -> None:
+        """Watch the config file's directory (editors replace files by rename)."""
+        import watchfiles
+
+        target = self.path.resolve()
+
+        def relevant(_change: watchfiles.Change, changed: str) -> bool:
+            return Path(changed).resolve() == target
+
+        async for _changes in watchfiles.awatch(
+            target.parent,
+            watch_filter=relevant,
+            debounce=50,
+            step=20,
+            stop_event=stop,
+            recursive=False,
+        ):
+            self.request_reload()
