@@ -100,7 +100,7 @@ async def test_changed_file_swaps_new_table(tmp_path: Path) -> None:
 async def test_invalid_reload_keeps_last_good_and_logs_file_line_col(tmp_path: Path) -> None:
     stream = io.StringIO()
     setup_logging(logging.INFO, stream)
-    reloader, compiled, swaps = await _reloader(tmp_path)
+    reloader, _compiled, swaps = await _reloader(tmp_path)
     good = reloader.active
     pump = asyncio.create_task(reloader.run())
     try:
@@ -120,7 +120,7 @@ async def test_invalid_reload_keeps_last_good_and_logs_file_line_col(tmp_path: P
 
 
 async def test_burst_of_registry_snapshots_compiles_once(tmp_path: Path) -> None:
-    reloader, compiled, swaps = await _reloader(tmp_path)
+    reloader, compiled, _swaps = await _reloader(tmp_path)
     pump = asyncio.create_task(reloader.run())
     try:
         for i in range(20):
@@ -135,7 +135,7 @@ async def test_burst_of_registry_snapshots_compiles_once(tmp_path: Path) -> None
 
 
 async def test_file_watcher_triggers_reload(tmp_path: Path) -> None:
-    reloader, compiled, swaps = await _reloader(tmp_path)
+    reloader, _compiled, swaps = await _reloader(tmp_path)
     stop = asyncio.Event()
     pump = asyncio.create_task(reloader.run())
     watcher = asyncio.create_task(reloader.watch_file(stop))
