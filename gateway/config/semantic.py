@@ -242,6 +242,7 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
             (*path, "rules"),
             f"a TCP/TLS route has exactly one rule (connections carry no HTTP to match); "
             f"got {len(route.rules)}",
+            at_key=True,
         )
     if has_tcp and route.hostnames:
         report.add(
