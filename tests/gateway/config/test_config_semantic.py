@@ -150,7 +150,7 @@ def test_tcp_route_cannot_use_http_matches_filters_or_several_rules() -> None:
     assert found == [
         "cfg.yaml:6:5: routes[0].rules: a TCP/TLS route has exactly one rule (connections "
         "carry no HTTP to match); got 2",
-        "cfg.yaml:7:20: routes[0].rules[0].matches[0]: TCP/TLS routes cannot match on path, "
+        "cfg.yaml:8:19: routes[0].rules[0].matches[0]: TCP/TLS routes cannot match on path, "
         "headers, query or method",
         "cfg.yaml:8:9: routes[0].rules[0].filters: TCP/TLS routes cannot use HTTP filters",
     ]
