@@ -152,7 +152,7 @@ def test_tcp_route_cannot_use_http_matches_filters_or_several_rules() -> None:
         "carry no HTTP to match); got 2",
         "cfg.yaml:8:19: routes[0].rules[0].matches[0]: TCP/TLS routes cannot match on path, "
         "headers, query or method",
-        "cfg.yaml:8:9: routes[0].rules[0].filters: TCP/TLS routes cannot use HTTP filters",
+        "cfg.yaml:9:9: routes[0].rules[0].filters: TCP/TLS routes cannot use HTTP filters",
     ]
 
 
