@@ -1,0 +1,111 @@
+"""The shipped configs: each passes `portway check`, matches the schema file, round-trips."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from pydantic import TypeAdapter
+
+from gateway.config.loader import (
+    check_config_file,
+    demo_config_text,
+    load_config,
+    load_config_text,
+    load_demo_config,
+)
+from gateway.config.model import GatewayConfig, ListenerProtocol
+from gateway.config.schema import REGENERATE_COMMAND, SCHEMA_FILE, render_schema
+from gateway.config.source import parse_source
+from portway.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+EXAMPLES = sorted((ROOT / "config").glob("*.yaml"))
+REQUIRED = {
+    "single-cluster.yaml",
+    "two-clusters-failover.yaml",
+    "canary-header.yaml",
+    "hybrid-residency.yaml",
+    "demo.yaml",
+}
+
+
+def test_every_required_example_exists() -> None:
+    assert REQUIRED <= {path.name for path in EXAMPLES}
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_has_no_issues_at_all(path: Path) -> None:
+    report = check_config_file(path)
+    assert report.issues == (), "\n".join(str(issue) for issue in report.issues)
+    assert report.ok and report.config is not None
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_passes_portway_check(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", str(path)]) == 0
+    assert capsys.readouterr().out.strip() == "checked 1 file: 0 errors, 0 warnings: ok"
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_validates_against_the_json_schema(path: Path) -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    data = parse_source(path.read_text(encoding="utf-8"), str(path)).data
+    jsonschema.Draft202012Validator(schema).validate(data)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_dumped_and_reloaded_is_equal(path: Path) -> None:
+    config = load_config(path)
+    dumped = TypeAdapter(GatewayConfig).dump_python(config, mode="json", by_alias=True)
+    assert load_config_text(json.dumps(dumped), "dumped.json") == config
+
+
+def test_schema_file_is_up_to_date() -> None:
+    on_disk = SCHEMA_FILE.read_text(encoding="utf-8")
+    assert on_disk == render_schema(), (
+        f"{SCHEMA_FILE.name} is stale; regenerate it with: {REGENERATE_COMMAND}"
+    )
+
+
+def test_schema_rejects_what_the_loader_rejects() -> None:
+    schema = json.loads(SCHEMA_FILE.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    bad = {"listeners": [{"name": "web", "protocol": "HTTP", "port": 80, "adress": "x"}]}
+    assert not validator.is_valid(bad)
+    assert not validator.is_valid({"registry": {"debounce": "5 minutes"}})
+    assert validator.is_valid({"registry": {"debounce": "250ms"}})
+    assert validator.is_valid({"registry": {"debounce": 0.5}})
+
+
+def test_check_schema_flag_prints_the_schema_file(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "--schema"]) == 0
+    assert capsys.readouterr().out == SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+def test_packaged_demo_is_identical_to_config_demo() -> None:
+    assert demo_config_text() == (ROOT / "config" / "demo.yaml").read_text(encoding="utf-8"), (
+        "gateway/config/defaults/demo.yaml is the source; copy it to config/demo.yaml"
+    )
+
+
+def test_demo_uses_only_loopback_static_endpoints() -> None:
+    config = load_demo_config()
+    (listener,) = config.listeners
+    assert (listener.protocol, listener.address, listener.port) == (
+        ListenerProtocol.HTTP,
+        "127.0.0.1",
+        18080,
+    )
+    assert all(backend.service is None for backend in config.backends)
+    endpoints = [ep for backend in config.backends for ep in backend.endpoints]
+    assert endpoints and all(ep.address.startswith("127.0.0.") for ep in endpoints)
+    shop = next(backend for backend in config.backends if backend.name == "shop")
+    by_cluster: dict[str, set[str]] = {}
+    for ep in shop.endpoints:
+        by_cluster.setdefault(ep.cluster, set()).add(ep.zone)
+    assert len(by_cluster) == 2 and all(len(shop.endpoints) == 4 for _ in by_cluster)
+    assert len({zone for zones in by_cluster.values() for zone in zones}) == 2
+    assert any(rule.canary is not None for route in config.routes for rule in route.rules)
