@@ -5,8 +5,11 @@ controller *publishes* a record under a lease that the backend keeps alive in
 the background (etcd lease keepalive, consul session renew, files mtime
 touch); if the writer dies the lease lapses and the record disappears, which
 a gateway reads as "cluster gone". Gateways take a `snapshot()` and then
-`watch(revision)`: a stream of `Change`s, each with a revision greater than
-the one before, resuming exactly after `from_revision`. When a backend cannot
+`watch(revision)`: a stream of `Change`s whose revisions never decrease
+(changes sharing a revision came from one transaction), resuming exactly
+after `from_revision`. Backends that observe state rather than a log (a
+Consul blocking query, a rescanned directory) may coalesce several writes of
+one key into the last of them; etcd and memory report every write. When a backend cannot
 prove the stream is gapless (etcd compaction, a resumed Consul blocking query
 without history, a files directory rescanned) it yields a whole `Snapshot`
 instead, and the reader replaces its state. Folding the stream onto the state

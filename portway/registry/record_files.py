@@ -33,6 +33,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
+from portway.registry.decode import report_bad
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,14 @@ def load_record_file(path: Path) -> RecordFile:
     return parse_record_file(path, data, mtime)
 
 
-def scan(directory: Path, now: float) -> dict[ServiceKey, RecordFile]:
+def scan(
+    directory: Path, now: float, reported: set[tuple[str, float]] | None = None
+) -> dict[ServiceKey, RecordFile]:
     """Every live, valid record in `directory`, by key.
 
     Bad files are logged with their path and skipped; of two files claiming
-    one key the first by name wins and the other is logged.
+    one key the first by name wins and the other is logged. A watcher passes
+    `reported` to log each bad (path, mtime) once instead of on every rescan.
     """
     found: dict[ServiceKey, RecordFile] = {}
     try:
@@ -129,10 +133,7 @@ def scan(directory: Path, now: float) -> dict[ServiceKey, RecordFile]:
         except FileNotFoundError:
             continue
         except (OSError, RecordError) as exc:
-            log.warning(
-                "skipping bad registry record file",
-                extra={"path": str(path), "error": str(exc), "backend": "files"},
-            )
+            _report(path, str(exc), reported)
             continue
         if rf.expired(now):
             continue
@@ -145,6 +146,18 @@ def scan(directory: Path, now: float) -> dict[ServiceKey, RecordFile]:
             continue
         found[key] = rf
     return found
+
+
+def _report(path: Path, error: str, reported: set[tuple[str, float]] | None) -> None:
+    try:
+        mark = (str(path), os.stat(path).st_mtime)
+    except OSError:
+        mark = (str(path), 0.0)
+    if reported is not None:
+        if mark in reported:
+            return
+        reported.add(mark)
+    report_bad("files", str(path), error)
 
 
 def read_records(

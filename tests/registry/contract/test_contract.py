@@ -1,0 +1,195 @@
+"""The promise of `portway.registry.base.Registry`, checked on every backend."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Mapping
+
+import pytest
+from conftest import Harness
+
+from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
+from portway.registry.base import (
+    Change,
+    ChangeKind,
+    OwnershipError,
+    Registry,
+    Snapshot,
+    apply,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def rec(cluster: str, service: str = "web", node_port: int = 30080, address: str = "10.0.0.1"):
+    return ServiceRecord(
+        cluster=cluster,
+        namespace="shop",
+        service=service,
+        region="eu",
+        ports=(ServicePort("http", 80, node_port),),
+        nodes=(Node("n1", address, "eu-1a"),),
+    )
+
+
+class Reader:
+    """Folds a watch into a state and keeps every item it saw."""
+
+    def __init__(self, reg: Registry, snap: Snapshot) -> None:
+        self.state: dict[ServiceKey, ServiceRecord] = dict(snap.records)
+        self.revision = snap.revision
+        self.items: list[Change | Snapshot] = []
+        self._reg = reg
+        self._task = asyncio.create_task(self._run(snap.revision))
+
+    async def _run(self, revision: int) -> None:
+        async for item in self._reg.watch(revision):
+            self.items.append(item)
+            self.state = apply(self.state, item)
+            self.revision = item.revision
+
+    async def until(self, want: Mapping[ServiceKey, ServiceRecord], timeout_s: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.state != dict(want):
+            assert time.monotonic() < deadline, f"watch state {self.state} != {dict(want)}"
+            await asyncio.sleep(0.02)
+
+    def changes(self) -> list[Change]:
+        return [i for i in self.items if isinstance(i, Change)]
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        await asyncio.gather(self._task, return_exceptions=True)
+
+
+async def test_published_record_is_in_snapshot_and_watch(harness: Harness) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    a = rec("a")
+    await writer.publish(a, ttl_s=10)
+    assert (await reader_reg.snapshot()).records == {a.key: a}
+    await reader.until({a.key: a})
+    await reader.stop()
+
+
+async def test_changes_arrive_in_order_with_increasing_revisions(harness: Harness) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    a1, b, a2 = rec("a"), rec("b"), rec("a", node_port=30081)
+    await writer.publish(a1, ttl_s=10)
+    await writer.publish(b, ttl_s=10)
+    await writer.publish(a2, ttl_s=10)
+    await writer.withdraw(b.key)
+    await reader.until({a2.key: a2})
+    await reader.stop()
+    revisions = [i.revision for i in reader.items]
+    assert revisions == sorted(revisions)
+    seen = [(c.kind, c.key.cluster, c.record) for c in reader.changes()]
+    if harness.exact_history:
+        assert seen == [
+            (ChangeKind.PUT, "a", a1),
+            (ChangeKind.PUT, "b", b),
+            (ChangeKind.PUT, "a", a2),
+            (ChangeKind.DELETE, "b", None),
+        ]
+    else:
+        # writes of one key may coalesce, but what is seen of a key is in write order
+        of_a = [r for k, c, r in seen if c == "a"]
+        assert of_a[-1] == a2 and all(r in (a1, a2) for r in of_a)
+        assert of_a.index(a2) == len(of_a) - 1
+
+
+async def test_watch_resumes_from_a_revision_without_gaps_or_duplicates(harness: Harness) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    start = await reader_reg.snapshot()
+    first = Reader(reader_reg, start)
+    a, b, c = rec("a"), rec("b"), rec("c")
+    await writer.publish(a, ttl_s=10)
+    await first.until({a.key: a})
+    await first.stop()
+    resume_at, state_then = first.revision, dict(first.state)
+    await writer.publish(b, ttl_s=10)
+    await writer.publish(c, ttl_s=10)
+    await writer.withdraw(a.key)
+    second = Reader(reader_reg, Snapshot(state_then, resume_at))
+    await second.until({b.key: b, c.key: c})
+    await second.stop()
+    assert all(i.revision > resume_at for i in second.items if isinstance(i, Change))
+    keys = [(c.kind, c.key.cluster) for c in second.changes()]
+    assert len(keys) == len(set(keys)), f"duplicated changes after resume: {keys}"
+    if harness.exact_history:
+        assert keys == [(ChangeKind.PUT, "b"), (ChangeKind.PUT, "c"), (ChangeKind.DELETE, "a")]
+        assert not any(isinstance(i, Snapshot) for i in second.items)
+
+
+async def test_second_writer_of_a_key_is_refused_until_the_first_lets_go(
+    harness: Harness,
+) -> None:
+    first, second = harness.session(), harness.session()
+    mine, theirs = rec("a"), rec("a", address="10.0.0.2")
+    await first.publish(mine, ttl_s=10)
+    with pytest.raises(OwnershipError):
+        await second.publish(theirs, ttl_s=10)
+    assert (await second.snapshot()).records == {mine.key: mine}
+    await first.publish(rec("a", node_port=30090), ttl_s=10)  # the owner may update
+    await first.withdraw(mine.key)
+    await second.publish(theirs, ttl_s=10)
+    assert (await first.snapshot()).records == {theirs.key: theirs}
+    with pytest.raises(OwnershipError):
+        await first.publish(mine, ttl_s=10)
+
+
+async def test_abandoned_record_expires_and_renewed_one_stays(harness: Harness) -> None:
+    ttl = max(1.0, harness.ttl_floor_s)
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    kept, dropped = rec("kept"), rec("dropped")
+    await writer.publish(kept, ttl_s=ttl)
+    await writer.publish(dropped, ttl_s=ttl)
+    await reader.until({kept.key: kept, dropped.key: dropped})
+    abandoned_at = time.monotonic()
+    await writer.abandon(dropped.key)
+    await reader.until({kept.key: kept}, timeout_s=3 * ttl + 5)
+    waited = time.monotonic() - abandoned_at
+    assert waited >= ttl * 0.5, f"expired after {waited:.2f}s, before its TTL"
+    await asyncio.sleep(ttl * 1.5)  # the renewed record outlives its TTL
+    assert (await reader_reg.snapshot()).records == {kept.key: kept}
+    await reader.stop()
+    assert (ChangeKind.DELETE, dropped.key) in [(c.kind, c.key) for c in reader.changes()]
+    # an expired key is free for another writer
+    await harness.session().publish(rec("dropped", address="10.0.0.9"), ttl_s=ttl)
+
+
+async def test_bad_records_are_logged_with_their_key_and_skipped(
+    harness: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    good = rec("good")
+    bad_key = "portway/v1/services/shop/web/bad"
+    caplog.set_level(logging.WARNING)
+    await harness.put_raw(bad_key, b'{"v": 1, "cluster": "bad", "namespace": "shop"}')
+    await harness.put_raw("portway/v1/services/shop/web/worse", b"not json at all")
+    await writer.publish(good, ttl_s=10)
+    await reader.until({good.key: good})
+    assert (await reader_reg.snapshot()).records == {good.key: good}
+    assert not reader._task.done()
+    await reader.stop()
+    logged = [r for r in caplog.records if r.getMessage().startswith("skipping bad registry")]
+    assert any("bad" in str(getattr(r, "key", "")) for r in logged), logged
+
+
+async def test_withdraw_deletes_and_close_releases_what_a_session_holds(
+    harness: Harness,
+) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    a, b = rec("a"), rec("b")
+    await writer.publish(a, ttl_s=10)
+    await writer.publish(b, ttl_s=10)
+    await writer.withdraw(a.key)
+    await writer.withdraw(a.key)  # withdrawing twice is harmless
+    assert (await reader_reg.snapshot()).records == {b.key: b}
+    await writer.close()
+    assert (await reader_reg.snapshot()).records == {}
