@@ -1,0 +1,323 @@
+"""The gateway process runtime: one worker's event loop, and the multi-worker supervisor.
+
+`Worker` is what serves traffic: it loads the config (`Reloader`), builds the
+`GatewayContext` (table, endpoint state, observer, upstream pools), follows the
+registry (`EndpointFeed` → `Reloader.on_snapshot`), starts one server per
+listener with SO_REUSEPORT, and applies listener changes on reload (listeners
+added, removed or changed are started/stopped; the admin address needs a
+restart). SIGHUP reloads; SIGTERM/SIGINT drain: stop accepting, set
+`ctx.draining` (the proxies then close idle keep-alive connections and answer
+`Connection: close`), wait for in-flight requests up to the drain deadline,
+then flush the access log and exit.
+
+`Supervisor` runs when `--workers N` > 1: it spawns N `portway gateway
+--worker` processes (fresh interpreters, no fork of a running loop), each
+given one end of a socketpair as its control channel, restarts a worker that
+dies, forwards SIGHUP and SIGTERM, and serves the admin API itself. Metrics
+design: the supervisor asks every worker for a JSON report over the control
+channel at scrape time and sums them (`gateway.metrics.merge`); workers keep
+plain counters, so nothing on the request path knows about processes, and
+there is no shared directory of mmapped files to clean up after a crash
+(prometheus_client's multiprocess mode), at the price of one round trip per
+worker per scrape. The admin API is served by exactly one process, so its
+answers do not depend on which worker a connection lands on.
+
+Control protocol: newline-delimited JSON. Supervisor → worker:
+`{"op": "report"}` (answered by one report line) and
+`{"op": "drain_endpoint", "key": K, "draining": bool}`. A worker whose control
+channel closes (the supervisor died) drains and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway.accesslog import AccessLog
+from gateway.admin import start_admin
+from gateway.config.model import GatewayConfig, Listener
+from gateway.context import GatewayContext
+from gateway.metrics import MetricsSnapshot
+from gateway.observer import GatewayObserver
+from gateway.reload import ActiveConfig, Reloader
+from portway.telemetry import setup_tracing
+
+log = logging.getLogger("portway.gateway.server")
+
+DRAIN_GRACE_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Command-line knobs of `portway gateway`."""
+
+    config_path: str
+    workers: int = 1
+    drain_timeout_s: float = 30.0
+    admin_port: int | None = None
+    control_fd: int | None = None
+
+
+def needs_registry(config: GatewayConfig) -> bool:
+    """Whether any backend takes endpoints from the registry."""
+    return any(backend.service is not None for backend in config.backends)
+
+
+def pool_connections(pools: Any) -> dict[str, int]:
+    """Upstream pool connections by state (idle / active) from `ctx.pools`."""
+    idle = active = 0
+    for pool in getattr(pools, "pools", {}).values():
+        n_idle = len(getattr(pool, "idle", ()))
+        idle += n_idle
+        active += max(0, int(getattr(pool, "total", 0)) - n_idle)
+    return {"idle": idle, "active": active}
+
+
+class RegistryFollower:
+    """Runs the registry feed for a config (none when no backend uses the registry)."""
+
+    def __init__(self, reloader: Reloader) -> None:
+        self.reloader = reloader
+        self._task: asyncio.Task[Any] | None = None
+        self._registry: Any = None
+
+    async def start(self, config: GatewayConfig) -> None:
+        if not needs_registry(config):
+            return
+        from gateway.feed import EndpointFeed  # type: ignore[import-not-found]
+        from portway.registry import open_registry  # type: ignore[attr-defined]
+
+        self._registry = open_registry(config.registry)
+        feed = EndpointFeed(
+            self._registry, self.reloader.on_snapshot, debounce_s=config.registry.debounce_s
+        )
+        self._task = asyncio.create_task(feed.run(), name="registry-feed")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+        if self._registry is not None:
+            with contextlib.suppress(Exception):
+                await self._registry.close()
+
+
+class Worker:
+    """One event loop serving the listeners; also the admin source when it is alone."""
+
+    def __init__(self, options: ServerOptions, *, serve_admin: bool) -> None:
+        self.options = options
+        self.serve_admin = serve_admin
+        self.reloader = Reloader(options.config_path, self._swap)
+        self.needs_registry = False
+        self.ctx: GatewayContext | None = None
+        self.observer = GatewayObserver()
+        self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
+        self._listener_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._tracer_provider: Any = None
+        self._follower = RegistryFollower(self.reloader)
+
+    # ---- admin source ------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        ctx = self.ctx
+        state = ctx.state if ctx is not None else None
+        snap = MetricsSnapshot.capture(
+            self.observer.stats,
+            pool_connections=pool_connections(ctx.pools if ctx else None),
+            endpoint_health=self._endpoint_health(),
+            active_connections=int(getattr(ctx, "connections", self.observer.in_flight)),
+        )
+        return {
+            "pid": os.getpid(),
+            "config_version": ctx.config_version if ctx else "",
+            "metrics": snap.to_json(),
+            "endpoints": {
+                "unhealthy": sorted(state.unhealthy) if state else [],
+                "ejected": sorted(state.ejected) if state else [],
+                "draining": sorted(state.draining) if state else [],
+                "in_flight": dict(state.in_flight) if state else {},
+            },
+        }
+
+    async def reports(self) -> list[dict[str, Any]]:
+        return [self.report()]
+
+    async def set_endpoint_draining(self, key: str, draining: bool) -> None:
+        if self.ctx is not None:
+            self.ctx.state.set_draining(key, draining)
+
+    def _endpoint_health(self) -> dict[tuple[str, str], int]:
+        ctx = self.ctx
+        if ctx is None:
+            return {}
+        out: dict[tuple[str, str], int] = {}
+        for backend in (getattr(ctx.table, "backends", None) or {}).values():
+            for ep in getattr(backend, "endpoints", ()):
+                out[(ep.cluster, ep.key)] = int(ctx.state.available(ep.key))
+        return out
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load, compile, listen; raises `ConfigError` when the first config is bad."""
+        active = await self.reloader.load_initial()
+        config = active.config
+        self.needs_registry = needs_registry(config)
+        self.reloader.debounce_s = config.registry.debounce_s
+        telemetry = config.telemetry
+        self._tracer_provider = setup_tracing(
+            otlp_endpoint=telemetry.otlp_endpoint,
+            service_name=telemetry.service_name,
+            sample_ratio=telemetry.trace_sample_ratio,
+        )
+        self.observer.access_log = AccessLog.open(telemetry.access_log)
+        if self._tracer_provider is not None:
+            self.observer.tracer = self._tracer_provider.get_tracer("portway.gateway")
+        from gateway.upstream import PoolSet
+
+        ctx = GatewayContext(
+            table=self.reloader.table,
+            settings=config.gateway,
+            observer=self.observer,
+            pools=PoolSet(asyncio.get_running_loop()),
+            config_version=active.version,
+        )
+        self.ctx = ctx
+        await self._apply_listeners(config)
+        self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
+        self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
+        await self._follower.start(config)
+        if self.serve_admin:
+            port = self.options.admin_port or config.admin.port
+            self._admin = await start_admin(self, config.admin.address, port)
+        log.info(
+            "gateway worker serving",
+            extra={
+                "version": active.version,
+                "listeners": sorted(self.servers),
+                "pid": os.getpid(),
+            },
+        )
+
+    def _swap(self, table: Any, active: ActiveConfig) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.table = table
+        ctx.settings = active.config.gateway
+        ctx.config_version = active.version
+        if {lst.name: lst for lst in active.config.listeners} != {
+            name: lst for name, (lst, _) in self.servers.items()
+        }:
+            self._tasks.append(asyncio.create_task(self._apply_listeners(active.config)))
+
+    async def _apply_listeners(self, config: GatewayConfig) -> None:
+        """Start new or changed listeners, stop removed or changed ones."""
+        from gateway.listener import start_listener  # type: ignore[import-not-found]
+
+        assert self.ctx is not None
+        async with self._listener_lock:
+            wanted = {lst.name: lst for lst in config.listeners}
+            for name, (lst, server) in list(self.servers.items()):
+                if wanted.get(name) != lst:
+                    server.close()
+                    del self.servers[name]
+                    log.info("listener stopped", extra={"listener": name})
+            for name, lst in wanted.items():
+                if name in self.servers:
+                    continue
+                try:
+                    server = await start_listener(self.ctx, lst, reuse_port=True)
+                except OSError as exc:
+                    log.error(
+                        "listener failed to start",
+                        extra={"listener": name, "port": lst.port, "error": str(exc)},
+                    )
+                    continue
+                self.servers[name] = (lst, server)
+                log.info("listener started", extra={"listener": name, "port": lst.port})
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Run until asked to stop, then drain."""
+        await self._stop.wait()
+        await self.drain(self.options.drain_timeout_s)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting, let in-flight requests finish (until the deadline), clean up."""
+        started = time.monotonic()
+        if self.ctx is not None:
+            self.ctx.draining = True
+        for _, server in self.servers.values():
+            server.close()
+        log.info("draining", extra={"in_flight": self.observer.in_flight, "pid": os.getpid()})
+        deadline = started + timeout_s
+        while self.observer.in_flight > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        await asyncio.sleep(DRAIN_GRACE_S)
+        log.info(
+            "drained",
+            extra={
+                "left_in_flight": self.observer.in_flight,
+                "drain_s": round(time.monotonic() - started, 3),
+            },
+        )
+        for task in self._tasks:
+            task.cancel()
+        await self._follower.close()
+        if self.ctx is not None and self.ctx.pools is not None:
+            self.ctx.pools.close()
+        if self.observer.access_log is not None:
+            self.observer.access_log.close()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
+        if self.serve_admin and hasattr(self, "_admin"):
+            await self._admin.cleanup()
+
+    async def follow_control(self, fd: int) -> None:
+        """Answer the supervisor on the control channel; stop if it goes away."""
+        sock = socket.socket(fileno=fd)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        try:
+            while line := await reader.readline():
+                message = json.loads(line)
+                if message.get("op") == "report":
+                    writer.write(json.dumps(self.report()).encode() + b"\n")
+                    await writer.drain()
+                elif message.get("op") == "drain_endpoint":
+                    await self.set_endpoint_draining(message["key"], bool(message["draining"]))
+        finally:
+            self.request_stop()
+
+
+def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGINT, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+
+
+async def run_worker(options: ServerOptions) -> int:
+    """A gateway process serving traffic (alone, or as one of a supervisor's workers)."""
+    worker = Worker(options, serve_admin=options.control_fd is None)
+    install_signals(worker.request_stop, worker.reloader.request_reload)
+    await worker.start()
+    if options.control_fd is not None:
+        worker._tasks.append(asyncio.create_task(worker.follow_control(options.control_fd)))
+    await worker.serve()
+    return 0
