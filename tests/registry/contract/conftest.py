@@ -11,32 +11,15 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from harness import Harness
 
-from portway.registry.base import Registry
 from portway.registry.files import FilesRegistry
 from portway.registry.memory import MemoryRegistry, MemoryStore
-
-
-@dataclass
-class Harness:
-    name: str
-    make: Callable[[], Registry]
-    put_raw: Callable[[str, bytes], Awaitable[None]]
-    exact_history: bool
-    ttl_floor_s: float = 0.0
-    sessions: list[Registry] = field(default_factory=list)
-
-    def session(self) -> Registry:
-        reg = self.make()
-        self.sessions.append(reg)
-        return reg
-
 
 BACKENDS = ["memory", "files", "etcd", "consul-emulator", "consul-real"]
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Mapping
 
 import pytest
-from conftest import Harness
+from harness import Harness
 
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.base import (

@@ -1,0 +1,23 @@
+"""What the contract suite needs of a backend under test (see conftest.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from portway.registry.base import Registry
+
+
+@dataclass
+class Harness:
+    name: str
+    make: Callable[[], Registry]
+    put_raw: Callable[[str, bytes], Awaitable[None]]
+    exact_history: bool
+    ttl_floor_s: float = 0.0
+    sessions: list[Registry] = field(default_factory=list)
+
+    def session(self) -> Registry:
+        reg = self.make()
+        self.sessions.append(reg)
+        return reg
