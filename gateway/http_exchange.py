@@ -1,0 +1,140 @@
+"""One request/response exchange of the HTTP proxy, and request ids.
+
+An `Exchange` is the only object made per request (besides the routing facts
+and decision): it holds the parsed head, the body bytes that arrived before an
+upstream connection was bound, the routing decision and the try state. Plain
+attributes with `__slots__`, no behaviour beyond buffering: the protocol in
+`http_proxy` drives it.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from typing import Any
+
+BODY_BUFFER_LIMIT = 64 * 1024
+"""Request body bytes held before an upstream is bound (and kept for a replay)."""
+
+_PREFIX = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
+_COUNTER = itertools.count(1)
+
+
+def next_request_id() -> bytes:
+    """A cheap unique X-Request-Id: process prefix + counter (no uuid4 on the hot path)."""
+    return _PREFIX + str(next(_COUNTER)).encode("ascii")
+
+
+class Exchange:
+    """The state of one request; attributes are documented by their use in `http_proxy`."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "body_done",
+        "body_sent",
+        "bytes_in",
+        "bytes_out",
+        "chunked",
+        "chunked_out",
+        "close_after",
+        "conn",
+        "connecting",
+        "counted",
+        "deadline",
+        "decision",
+        "done",
+        "endpoint",
+        "expect",
+        "fixed_host",
+        "flags",
+        "fwd",
+        "head",
+        "headers",
+        "host",
+        "keep_alive",
+        "log",
+        "method",
+        "path",
+        "query",
+        "replay",
+        "request_id",
+        "responded",
+        "retries",
+        "retrying",
+        "rule",
+        "started",
+        "status",
+        "table",
+        "timer",
+        "token",
+        "tried",
+        "upgrade",
+        "version",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        version: str,
+        host: bytes,
+        headers: list[tuple[bytes, bytes]],
+        request_id: bytes,
+        fwd: dict[bytes, bytes] | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.host = host
+        self.headers = headers
+        self.request_id = request_id
+        self.fwd = fwd
+        self.keep_alive = True
+        self.chunked = False
+        self.body_done = True
+        self.upgrade = b""
+        self.expect = False
+        self.body: list[bytes] | None = None
+        self.replay: list[bytes] | None = None
+        self.body_sent = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.chunked_out = False
+        self.close_after = False
+        self.conn: Any = None
+        self.connecting: Any = None
+        self.counted = False
+        self.deadline = 0.0
+        self.started = 0.0
+        self.decision: Any = None
+        self.rule: Any = None
+        self.table: Any = None
+        self.endpoint: Any = None
+        self.done = False
+        self.responded = False
+        self.status = 0
+        self.fixed_host = b""
+        self.flags = ""
+        self.head = b""
+        self.log: Any = None
+        self.token: Any = None
+        self.timer: Any = None
+        self.tried: set[str] | None = None
+        self.attempts = 0
+        self.retries = 0
+        self.retrying = False
+
+    def buffer(self, data: bytes) -> int:
+        """Hold body bytes until an upstream is bound; returns the bytes held."""
+        if self.body is None:
+            self.body = [data]
+        else:
+            self.body.append(data)
+        return sum(len(piece) for piece in self.body)
+
+    def via(self, pseudonym: str) -> bytes:
+        return ("1.0 " if self.version == "1.0" else "1.1 ").encode() + pseudonym.encode("latin-1")

@@ -1,0 +1,252 @@
+"""The response half of the HTTP proxy: upstream events → bytes to the client.
+
+`ResponseRelay` is mixed into `http_proxy.HttpProxy`; it is the sink an
+`upstream.UpstreamConnection` reports to. It re-frames the body for the
+client (Content-Length kept; chunked or close-delimited upstream bodies go
+chunked to HTTP/1.1 clients and close-delimited to HTTP/1.0 ones), removes
+hop-by-hop headers, applies the rule's response header filters, splices an
+upgraded (101) connection, finishes the exchange exactly once (telemetry
+`end`, in-flight counts), and starts the next pipelined request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from gateway import http_head as hh
+from gateway.context import GatewayContext, RequestLog
+from gateway.http_exchange import Exchange
+from gateway.retry_policy import RETRY_CLASSES, retry_allowed
+from gateway.routing.decision import RequestFacts
+from gateway.upstream import UpstreamFailure
+
+if TYPE_CHECKING:
+    from gateway.upstream import UpstreamConnection
+
+_GATEWAY_STATUSES = frozenset({502, 503, 504})
+_NO_BODY_STATUSES = frozenset({204, 304})
+_PIPELINE, _UPSTREAM, _BUFFER, _TUNNEL_WAIT, _DONE = 1, 2, 4, 8, 16
+
+
+class ResponseRelay:
+    """Response-side methods of `HttpProxy` (state lives in its slots)."""
+
+    __slots__ = ()
+    ctx: GatewayContext
+    transport: asyncio.Transport
+    active: Exchange | None
+    queue: deque[Exchange] | None
+    closing: bool
+    tunnel: UpstreamConnection | None
+    client_ip: str
+    listener: str
+    loop: asyncio.AbstractEventLoop
+    observe: bool
+    paused: int
+    write_paused: bool
+
+    def _pause(self, reason: int) -> None: ...
+    def _resume(self, reason: int) -> None: ...
+    def _start(self, ex: Exchange) -> None: ...
+    def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None: ...
+    def _drop_upstream(self, ex: Exchange) -> None: ...
+    def _uncount(self, ex: Exchange) -> None: ...
+
+    def on_response_head(self, conn: UpstreamConnection, status: int, headers: hh.Headers) -> None:
+        ex = self.active
+        if ex is None or ex.conn is not conn:
+            conn.close()
+            return
+        retry = ex.rule.retry
+        if retry is not None and status >= 500 and not ex.upgrade:
+            cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"
+            if RETRY_CLASSES[cause].intersection(retry.on) and retry_allowed(
+                ex, cause, self.ctx.pools, self.loop.time()
+            ):
+                self._drop_upstream(ex)
+                self._failed(ex, _StatusFailure(cause, status))
+                return
+        ex.responded = True
+        ex.status = status
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+        rule = ex.rule
+        kept, upgrade = hh.response_headers(
+            headers, remove=rule.response_remove, set_=rule.response_set
+        )
+        if rule.response_add:
+            kept.extend(rule.response_add)
+        extra = [b"Via: ", ex.via(self.ctx.settings.via), b"\r\n"]
+        cookie = ex.decision.set_cookie
+        if cookie:
+            extra.append(b"Set-Cookie: " + cookie.encode("latin-1") + b"\r\n")
+        close = not ex.keep_alive or (self.closing and not self.queue)
+        if status == 101:
+            extra.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
+            close = False
+        elif ex.upgrade:
+            close = True  # the client's parser is past an upgrade request: no more requests
+        elif (
+            ex.method == b"HEAD"
+            or status in _NO_BODY_STATUSES
+            or status < 200
+            or conn.content_length >= 0
+        ):
+            pass
+        elif ex.version == "1.1":
+            extra.append(b"Transfer-Encoding: chunked\r\n")
+            ex.chunked_out = True
+        else:
+            close = True  # HTTP/1.0 client: the body ends when the connection closes
+        if close:
+            extra.append(b"Connection: close\r\n")
+        elif ex.version == "1.0":
+            extra.append(b"Connection: keep-alive\r\n")
+        ex.close_after = close
+        head = hh.join_head(hh.status_line(status), kept, b"".join(extra))
+        ex.bytes_out += len(head)
+        self.transport.write(head)
+        if status == 101:
+            self._splice(ex, conn)
+
+    def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        self.tunnel = conn
+        early = ex.body
+        ex.body = None
+        if early and conn.transport is not None:
+            conn.transport.write(b"".join(early))
+        self._resume(_TUNNEL_WAIT)
+
+    def tunnel_data(self, data: bytes) -> None:
+        ex = self.active
+        if ex is not None:
+            ex.bytes_out += len(data)
+        self.transport.write(data)
+
+    def on_response_body(self, data: bytes) -> None:
+        ex = self.active
+        if ex is None:
+            return
+        ex.bytes_out += len(data)
+        if ex.chunked_out:
+            self.transport.writelines(hh.chunk(data))
+        else:
+            self.transport.write(data)
+
+    def on_response_complete(self) -> None:
+        ex = self.active
+        if ex is None:
+            return
+        if ex.chunked_out:
+            self.transport.write(hh.LAST_CHUNK)
+        if ex.conn is not None:
+            ex.conn = None
+            self._uncount(ex)
+        self._finish(ex, close=ex.close_after or self.tunnel is not None)
+
+    def upstream_failed(self, failure: UpstreamFailure) -> None:
+        ex = self.active
+        if ex is None or ex.done:
+            return
+        if ex.conn is not None:
+            ex.conn = None
+            self._uncount(ex)
+        if ex.responded:
+            ex.flags = "UR"
+            self._finish(ex, close=True, abort=True)  # truncated response: the client must know
+        else:
+            self._failed(ex, failure)
+
+    def upstream_pause_writing(self) -> None:
+        self._pause(_UPSTREAM)
+
+    def upstream_resume_writing(self) -> None:
+        self._resume(_UPSTREAM)
+
+    def _finish(self, ex: Exchange, *, close: bool, abort: bool = False) -> None:
+        """End `ex` exactly once; then close, or start the next pipelined request."""
+        if ex.done:
+            return
+        ex.done = True
+        if ex.timer is not None:
+            ex.timer.cancel()
+            ex.timer = None
+        if ex.connecting is not None or ex.conn is not None:
+            self._drop_upstream(ex)
+        pools = self.ctx.pools
+        if ex.counted:
+            pools.active_requests -= 1
+        if ex.retrying:
+            pools.active_retries -= 1
+        if ex.log is not None:
+            self._end_log(ex)
+        if self.active is not ex:
+            return
+        self.active = None
+        if self.paused & _DONE and not self.queue:
+            close = close or self.closing
+        if close or not ex.body_done or (self.closing and not self.queue):
+            self.paused |= _DONE
+            self.queue = None
+            if abort:
+                self.transport.abort()
+            else:
+                self.transport.close()
+            return
+        queue = self.queue
+        if queue:
+            nxt = queue.popleft()
+            if not queue:
+                self._resume(_PIPELINE)
+            self.active = nxt
+            self._start(nxt)
+
+    def _begin_log(self, ex: Exchange, facts: RequestFacts) -> RequestLog:
+        headers = facts.headers
+        log = RequestLog(
+            start_time=time.time(),
+            method=facts.method,
+            path=facts.path,
+            protocol="HTTP/" + ex.version,
+            authority=ex.host.decode("latin-1"),
+            user_agent=headers.get("user-agent") or "",
+            x_forwarded_for=headers.get("x-forwarded-for") or "",
+            x_request_id=ex.request_id.decode("latin-1"),
+            downstream_remote_address=self.client_ip,
+            listener=self.listener,
+        )
+        ex.token = self.ctx.observer.begin(log, headers.as_dict())  # type: ignore[attr-defined]
+        return log
+
+    def _end_log(self, ex: Exchange) -> None:
+        log: RequestLog = ex.log
+        log.response_code = ex.status
+        log.response_flags = ex.flags
+        log.bytes_received = ex.bytes_in
+        log.bytes_sent = ex.bytes_out
+        log.duration = self.loop.time() - ex.started
+        log.attempts = ex.attempts
+        log.x_request_id = ex.request_id.decode("latin-1")
+        decision = ex.decision
+        if decision is not None:
+            route: Any = decision.route
+            backend: Any = decision.backend
+            log.route_name = route.name if route is not None else ""
+            log.backend_name = backend.name if backend is not None else ""
+        endpoint = ex.endpoint
+        if endpoint is not None:
+            log.upstream_host = f"{endpoint.address}:{endpoint.port}"
+            log.upstream_cluster = endpoint.cluster
+        self.ctx.observer.end(ex.token, log)
+
+
+class _StatusFailure(UpstreamFailure):
+    """An upstream 5xx answer treated as a failed try (retry.on: gateway-error / 5xx)."""
+
+    def __init__(self, cause: str, status: int) -> None:
+        super().__init__(f"upstream answered {status}")
+        self.cause = cause
