@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from consul_emulator import ConsulEmulator
 from etcd_server import EtcdCluster
 
 
@@ -21,3 +22,17 @@ def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdClust
 @pytest.fixture(scope="session")
 def etcd_endpoints(etcd_cluster: EtcdCluster) -> list[str]:
     return etcd_cluster.endpoints
+
+
+@pytest.fixture(scope="session")
+def consul_emulator() -> Iterator[ConsulEmulator]:
+    emulator = ConsulEmulator().start()
+    try:
+        yield emulator
+    finally:
+        emulator.stop()
+
+
+@pytest.fixture(scope="session")
+def consul_emulator_addr(consul_emulator: ConsulEmulator) -> str:
+    return consul_emulator.address

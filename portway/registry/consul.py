@@ -1,0 +1,303 @@
+"""The Consul backend: KV + sessions + blocking queries via py-consul's asyncio client.
+
+Theory of operation: each published key is held by its own Consul session
+(`Behavior: delete`, `LockDelay: 0`, `TTL` = the record's TTL, at least
+`min_ttl_s`, 10 s on a real agent) and written with `?acquire=<session>`, so
+a second writer's acquire fails while the session lives (`OwnershipError`).
+A renew task keeps the session alive every `min(5 s, ttl/3)`; when the
+writer stops renewing, Consul invalidates the session and deletes the key:
+"cluster gone". Withdrawing destroys the session, which deletes the key.
+
+Readers use blocking queries on the prefix (`?recurse&index=N&wait=...`).
+Consul returns whole state, not a log, so changes are the difference between
+consecutive results, all stamped with the new `X-Consul-Index`; several
+writes to one key between two results coalesce. A watch can resume from a
+revision whose state this instance still remembers; from any other it
+starts with a `Snapshot`. An index that goes backwards (agent restored,
+leader change) also means a `Snapshot`, as Consul's docs ask.
+
+With `mirror_catalog=True` published endpoints are also registered with the
+local agent as catalog services (`<namespace>-<service>`, one instance per
+node, tags `cluster=`, `zone=`, `region=`) for other Consul users; portway
+itself only reads KV.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import logging
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import aiohttp
+import consul
+import consul.aio
+from consul.callback import CB
+
+from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
+from portway.registry.base import (
+    Change,
+    ChangeKind,
+    Lease,
+    OwnershipError,
+    RegistryError,
+    RegistryUnavailable,
+    Snapshot,
+)
+from portway.registry.decode import decode_record
+
+log = logging.getLogger(__name__)
+
+REMEMBERED_STATES = 32
+_TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, consul.ConsulException)
+
+
+class ConsulRegistry:
+    """A client of one Consul agent (`host:port` or `http://host:port`, as CONSUL_HTTP_ADDR)."""
+
+    backend = "consul"
+
+    def __init__(
+        self,
+        address: str = "127.0.0.1:8500",
+        *,
+        root: str = "",
+        token: str | None = None,
+        min_ttl_s: float = 10.0,
+        wait_s: float = 30.0,
+        mirror_catalog: bool = False,
+    ) -> None:
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        self._host, self._port = parts.hostname or "127.0.0.1", parts.port or 8500
+        self._scheme = parts.scheme
+        self._token = token
+        self.root = root
+        self._prefix = root + KEY_PREFIX
+        self.min_ttl_s = min_ttl_s
+        self.wait_s = wait_s
+        self.mirror_catalog = mirror_catalog
+        self._client: consul.aio.Consul | None = None
+        self._leases: dict[ServiceKey, Lease] = {}
+        self._renewers: dict[ServiceKey, asyncio.Task[None]] = {}
+        self._mirrored: dict[ServiceKey, list[str]] = {}
+        self._states: collections.OrderedDict[int, dict[ServiceKey, ServiceRecord]] = (
+            collections.OrderedDict()
+        )
+        self._decoded: dict[str, tuple[int, ServiceRecord | None]] = {}
+
+    def _consul(self) -> consul.aio.Consul:
+        if self._client is None:
+            self._client = consul.aio.Consul(
+                host=self._host,
+                port=self._port,
+                scheme=self._scheme,
+                token=self._token,
+                connections_timeout=self.wait_s + 15,
+            )
+        return self._client
+
+    async def _guard(self, call: Any) -> Any:
+        try:
+            return await call
+        except _TRANSPORT_ERRORS as exc:
+            raise RegistryUnavailable(f"consul at {self._host}:{self._port}: {exc!r}") from exc
+
+    async def _create_session(self, key: ServiceKey, ttl_s: float | None) -> str:
+        body: dict[str, Any] = {
+            "Name": f"portway {key.path()}",
+            "Behavior": "delete",
+            "LockDelay": "0s",
+        }
+        if ttl_s is not None:
+            body["TTL"] = f"{max(self.min_ttl_s, math.ceil(ttl_s))}s"
+        c = self._consul()
+        sid: str = await self._guard(
+            c.http.put(CB.json(is_id=True), "/v1/session/create", data=json.dumps(body))
+        )
+        return sid
+
+    async def _destroy(self, sid: str) -> None:
+        with contextlib.suppress(RegistryError):
+            await self._guard(self._consul().session.destroy(sid))
+
+    async def _acquire(self, key: ServiceKey, value: str, sid: str) -> bool:
+        try:
+            ok = await self._consul().kv.put(self.root + key.path(), value, acquire=sid)
+        except consul.ConsulException as exc:
+            if "session" in str(exc).lower():
+                return False
+            raise RegistryUnavailable(str(exc)) from exc
+        except _TRANSPORT_ERRORS as exc:
+            raise RegistryUnavailable(f"consul: {exc!r}") from exc
+        return bool(ok)
+
+    async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
+        key, value = record.key, record.to_json()
+        lease = self._leases.get(key)
+        if lease is not None and not lease.lost:
+            if await self._acquire(key, value, lease.lease_id):
+                await self._mirror(record)
+                return lease
+            self._forget(key)
+        sid = await self._create_session(key, ttl_s)
+        if not await self._acquire(key, value, sid):
+            await self._destroy(sid)
+            raise OwnershipError(key)
+        lease = Lease(key, ttl_s or 0.0, sid, time.monotonic())
+        self._leases[key] = lease
+        if ttl_s is not None:
+            self._renewers[key] = asyncio.create_task(self._renew_forever(lease))
+        await self._mirror(record)
+        return lease
+
+    def _forget(self, key: ServiceKey) -> Lease | None:
+        task = self._renewers.pop(key, None)
+        if task is not None:
+            task.cancel()
+        return self._leases.pop(key, None)
+
+    async def _renew_forever(self, lease: Lease) -> None:
+        period = min(DEFAULT_RENEW_S, max(self.min_ttl_s, lease.ttl_s) / 3)
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self._consul().session.renew(lease.lease_id)
+            except consul.NotFound:
+                lease.lost = True
+                log.warning(
+                    "consul session expired before renewal",
+                    extra={"key": lease.key.path(), "session": lease.lease_id},
+                )
+                return
+            except _TRANSPORT_ERRORS as exc:
+                log.warning(
+                    "consul session renewal failed; retrying",
+                    extra={"key": lease.key.path(), "error": repr(exc), "backend": "consul"},
+                )
+                continue
+            lease.last_renewal = time.monotonic()
+
+    async def withdraw(self, key: ServiceKey) -> None:
+        lease = self._forget(key)
+        if lease is not None:
+            await self._guard(self._consul().session.destroy(lease.lease_id))
+            await self._unmirror(key)
+
+    async def abandon(self, key: ServiceKey) -> None:
+        lease = self._forget(key)
+        if lease is not None:
+            lease.renewing = False
+
+    async def put_raw(self, key: str, data: bytes) -> None:
+        """Write bytes under `key` (relative to the root) without a session."""
+        await self._guard(self._consul().kv.put(self.root + key, data))
+
+    async def _mirror(self, record: ServiceRecord) -> None:
+        if not self.mirror_catalog:
+            return
+        agent = self._consul().agent
+        ids = []
+        for node in record.nodes:
+            for port in record.ports:
+                sid = f"portway-{record.cluster}-{record.namespace}-{record.service}-{node.name}"
+                sid += f"-{port.name or port.port}"
+                tags = [f"cluster={record.cluster}", f"zone={node.zone}"]
+                tags.append(f"region={record.region}")
+                await self._guard(
+                    agent.service.register(
+                        f"{record.namespace}-{record.service}",
+                        service_id=sid,
+                        address=node.address,
+                        port=port.node_port,
+                        tags=tags,
+                    )
+                )
+                ids.append(sid)
+        for stale in set(self._mirrored.get(record.key, [])) - set(ids):
+            await self._guard(agent.service.deregister(stale))
+        self._mirrored[record.key] = ids
+
+    async def _unmirror(self, key: ServiceKey) -> None:
+        for sid in self._mirrored.pop(key, []):
+            await self._guard(self._consul().agent.service.deregister(sid))
+
+    async def _list(self, index: int | None = None) -> tuple[int, dict[ServiceKey, ServiceRecord]]:
+        wait = f"{max(1, int(self.wait_s))}s" if index is not None else None
+        got_index, entries = await self._guard(
+            self._consul().kv.get(self._prefix, recurse=True, index=index, wait=wait)
+        )
+        state: dict[ServiceKey, ServiceRecord] = {}
+        seen: dict[str, tuple[int, ServiceRecord | None]] = {}
+        for entry in entries or []:
+            rel = entry["Key"][len(self.root) :]
+            modified = int(entry["ModifyIndex"])
+            cached = self._decoded.get(rel)
+            if cached is not None and cached[0] == modified:
+                record = cached[1]
+            else:
+                record = decode_record(rel, entry.get("Value") or b"", backend=self.backend)
+            seen[rel] = (modified, record)
+            if record is not None:
+                state[record.key] = record
+        self._decoded = seen
+        revision = int(got_index)
+        self._remember(revision, state)
+        return revision, state
+
+    def _remember(self, revision: int, state: dict[ServiceKey, ServiceRecord]) -> None:
+        self._states[revision] = state
+        self._states.move_to_end(revision)
+        while len(self._states) > REMEMBERED_STATES:
+            self._states.popitem(last=False)
+
+    async def snapshot(self) -> Snapshot:
+        revision, state = await self._list()
+        return Snapshot(dict(state), revision)
+
+    async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
+        revision = from_revision
+        known = self._states.get(revision)
+        if known is None:
+            snap = await self.snapshot()
+            revision, known = snap.revision, dict(snap.records)
+            yield snap
+        while True:
+            index, state = await self._list(index=revision)
+            if index < revision:
+                revision, known = index, state
+                yield Snapshot(dict(state), index)
+                continue
+            if index == revision:
+                continue
+            for change in _diff(known, state, index):
+                yield change
+            revision, known = index, state
+
+    async def close(self) -> None:
+        for key in list(self._leases):
+            try:
+                await self.withdraw(key)
+            except RegistryError as exc:
+                log.warning("consul withdraw on close failed", extra={"error": str(exc)})
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+
+def _diff(
+    old: dict[ServiceKey, ServiceRecord], new: dict[ServiceKey, ServiceRecord], revision: int
+) -> list[Change]:
+    out = [
+        Change(ChangeKind.DELETE, k, revision)
+        for k in sorted(old.keys() - new.keys(), key=ServiceKey.path)
+    ]
+    for k in sorted(new, key=ServiceKey.path):
+        if old.get(k) != new[k]:
+            out.append(Change(ChangeKind.PUT, k, revision, new[k]))
+    return out
