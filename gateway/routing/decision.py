@@ -14,7 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from gateway.routing.backend import CompiledBackend
     from gateway.routing.endpoints import Endpoint
+    from gateway.routing.route import CompiledRoute, CompiledRule
+
+NO_ROUTE = "no_route"
+NO_HEALTHY_UPSTREAM = "no_healthy_upstream"
+REDIRECT = "redirect"
 
 
 @dataclass(slots=True)
@@ -58,9 +64,9 @@ class Decision:
     Set-Cookie value the proxy must add to the response (sticky canary).
     """
 
-    route: object | None = None
-    rule: object | None = None
-    backend: object | None = None
+    route: CompiledRoute | None = None
+    rule: CompiledRule | None = None
+    backend: CompiledBackend | None = None
     endpoint: Endpoint | None = None
     error: str = ""
     redirect_location: str = ""

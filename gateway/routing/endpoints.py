@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway.routing.affinity import AffinityState
+
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
@@ -54,6 +56,7 @@ class EndpointState:
     in_flight: dict[str, int] = field(default_factory=dict)
     draining: set[str] = field(default_factory=set)
     generation: int = 0
+    affinity: AffinityState = field(default_factory=AffinityState)
 
     def set_unhealthy(self, key: str, unhealthy: bool) -> None:
         """Mark an endpoint failed/passed by active health checks."""

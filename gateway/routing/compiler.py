@@ -1,0 +1,301 @@
+"""Config + registry snapshot → `RoutingTable`.
+
+Theory of operation. `compile_table` is a pure function: the same config,
+the same records (in any order) and the same seed give an equal table.
+Records are sorted by key first. Each backend is compiled once:
+
+- a registry backend (`service: {namespace, name, port, clusters}`) becomes
+  one endpoint per eligible node of each matching record: the node's address
+  and the record port's nodePort. Eligible means Ready, and under
+  externalTrafficPolicy Local also holding a ready local endpoint (kube-proxy
+  drops traffic on other nodes); Local endpoints carry the record's
+  healthCheckNodePort and weigh their local endpoint count, so each pod, not
+  each node, gets an even share;
+- static endpoints are taken as written;
+- `allowedRegions` of the backend drops endpoints of other regions here, at
+  compile time, so no pick can ever leave them. A route with its own
+  `allowedRegions` gets its own variant of each backend, filtered to the
+  intersection.
+
+The endpoint loop is the only per-endpoint work (10,000 services × 50
+endpoints must compile in under a second); hash rings, Maglev tables and
+locality plans are built lazily on first use.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from random import Random
+
+from gateway.config.model import (
+    Backend,
+    GatewayConfig,
+    GatewaySettings,
+    Listener,
+    ListenerProtocol,
+    PathMatch,
+    PathMatchType,
+    Route,
+    RouteMatch,
+)
+from gateway.routing.backend import CompiledBackend
+from gateway.routing.endpoints import Endpoint
+from gateway.routing.hosts import HostIndex
+from gateway.routing.locality import group_levels
+from gateway.routing.match import CompiledMatch, MatchSet
+from gateway.routing.route import CompiledRoute, compile_rule
+from gateway.routing.split import BackendSplit
+from gateway.routing.table import RoutingTable
+from portway.model import ServiceRecord, TrafficPolicy
+
+MAX_ENDPOINT_WEIGHT = 128
+_L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/"))
+_HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
+
+RecordIndex = dict[tuple[str, str], list[ServiceRecord]]
+BackendLookup = Callable[[str, tuple[str, ...], str], CompiledBackend]
+
+
+class CompileError(ValueError):
+    """The config refers to something that does not exist (the loader normally catches it)."""
+
+
+def compile_table(
+    config: GatewayConfig,
+    records: Iterable[ServiceRecord],
+    *,
+    version: str = "",
+    seed: int | None = None,
+) -> RoutingTable:
+    """Compile `config` against a registry snapshot; see the module docstring."""
+    by_service = index_records(records)
+    gw = config.gateway
+    backends = {
+        b.name: compile_backend(b, registry_endpoints(b, by_service), gw) for b in config.backends
+    }
+    variants: dict[tuple[str, tuple[str, ...]], CompiledBackend] = {}
+
+    def backend_for(name: str, route_regions: tuple[str, ...], where: str) -> CompiledBackend:
+        base = backends.get(name)
+        if base is None:
+            raise CompileError(f"{where}: unknown backend {name!r}")
+        if not route_regions:
+            return base
+        key = (name, route_regions)
+        variant = variants.get(key)
+        if variant is None:
+            assert base.config is not None
+            allowed = set(route_regions)
+            if base.allowed_regions:
+                allowed &= set(base.allowed_regions)
+            eps = [e for e in base.endpoints if e.region in allowed]
+            variant = compile_backend(base.config, eps, gw, tuple(sorted(allowed)), filtered=True)
+            variants[key] = variant
+        return variant
+
+    routes = tuple(_compile_route(route, i, backend_for) for i, route in enumerate(config.routes))
+    http, l4 = _listener_indexes(config.listeners, routes)
+    return RoutingTable(
+        version=version,
+        gateway=gw,
+        listeners=config.listeners,
+        routes=routes,
+        backends=backends,
+        variants=variants,
+        http=http,
+        l4=l4,
+        rng=Random(seed),
+    )
+
+
+def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
+    """Records by (namespace, service), each list sorted by cluster; newest wins a duplicate key."""
+    ordered = sorted(records, key=lambda r: (r.namespace, r.service, r.cluster, -r.published_at))
+    out: RecordIndex = {}
+    last: tuple[str, str, str] | None = None
+    for r in ordered:
+        key = (r.namespace, r.service, r.cluster)
+        if key == last:
+            continue
+        last = key
+        out.setdefault((r.namespace, r.service), []).append(r)
+    return out
+
+
+def registry_endpoints(backend: Backend, by_service: RecordIndex) -> list[Endpoint]:
+    """The backend's endpoints: static as written, or expanded from registry records."""
+    if backend.service is None:
+        return [
+            Endpoint(s.address, s.port, s.cluster, s.region, s.zone, "", s.weight)
+            for s in backend.endpoints
+        ]
+    ref = backend.service
+    clusters = set(ref.clusters)
+    out: list[Endpoint] = []
+    append = out.append
+    local = TrafficPolicy.LOCAL
+    for rec in by_service.get((ref.namespace, ref.name), ()):
+        if clusters and rec.cluster not in clusters:
+            continue
+        port = rec.port(ref.port)
+        if port is None:
+            continue
+        node_port = port.node_port
+        cluster, region = rec.cluster, rec.region
+        if rec.external_traffic_policy is local:
+            hc = rec.health_check_node_port
+            for n in rec.nodes:
+                if n.ready and n.local_endpoints > 0:
+                    weight = min(n.local_endpoints, MAX_ENDPOINT_WEIGHT)
+                    append(
+                        Endpoint(n.address, node_port, cluster, region, n.zone, n.name, weight, hc)
+                    )
+        else:
+            for n in rec.nodes:
+                if n.ready:
+                    append(Endpoint(n.address, node_port, cluster, region, n.zone, n.name))
+    return out
+
+
+def compile_backend(
+    backend: Backend,
+    endpoints: Sequence[Endpoint],
+    gw: GatewaySettings,
+    allowed_regions: tuple[str, ...] = (),
+    *,
+    filtered: bool = False,
+) -> CompiledBackend:
+    """Group `endpoints` into locality levels; applies the backend's allowedRegions."""
+    allowed = allowed_regions or tuple(backend.allowed_regions)
+    eps = tuple(endpoints)
+    if backend.allowed_regions and not filtered:
+        keep = set(backend.allowed_regions)
+        eps = tuple(e for e in eps if e.region in keep)
+    levels, names = group_levels(eps, backend.locality, gw.region, gw.zone)
+    affinity = backend.session_affinity
+    return CompiledBackend(
+        name=backend.name,
+        endpoints=eps,
+        levels=levels,
+        level_names=names,
+        load_balancer=backend.load_balancer,
+        locality=backend.locality,
+        allowed_regions=allowed,
+        affinity_timeout_s=affinity.timeout_s if affinity.type == "ClientIP" else 0.0,
+        circuit_breaker=backend.circuit_breaker,
+        outlier_detection=backend.outlier_detection,
+        health_check=backend.health_check,
+        tls=backend.tls,
+        config=backend,
+    )
+
+
+def _compile_route(
+    route: Route,
+    index: int,
+    backend_for: BackendLookup,
+) -> CompiledRoute:
+    regions = tuple(sorted(set(route.allowed_regions)))
+    rules = []
+    for ui, rule in enumerate(route.rules):
+        where = f"routes[{index}] {route.name} rules[{ui}]"
+        canary = rule.canary
+        split = BackendSplit(
+            backends=tuple(backend_for(ref.name, regions, where) for ref in rule.backend_refs),
+            weights=tuple(ref.weight for ref in rule.backend_refs),
+            canary=backend_for(canary.backend, regions, where) if canary else None,
+            canary_config=canary,
+        )
+        rules.append(compile_rule(rule, ui, route.name, split))
+    return CompiledRoute(
+        name=route.name,
+        index=index,
+        listeners=route.listeners,
+        hostnames=tuple(h.lower().rstrip(".") for h in route.hostnames),
+        allowed_regions=regions,
+        rules=tuple(rules),
+        access=route.access,
+        auth=route.auth,
+        config=route,
+    )
+
+
+def host_matches(pattern: str, host: str) -> bool:
+    """Gateway API hostname match: exact, or `*.suffix` over one or more labels."""
+    if pattern.startswith("*."):
+        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
+    return pattern == host
+
+
+def effective_hostnames(
+    route: tuple[str, ...], listener: tuple[str, ...]
+) -> tuple[str, ...] | None:
+    """The route's hostnames as seen on a listener; None when they do not intersect."""
+    if not listener:
+        return route
+    if not route:
+        return listener
+    out = []
+    for h in route:
+        for lh in listener:
+            if host_matches(lh, h) or host_matches(h, lh) or h == lh:
+                out.append(h if not h.startswith("*.") or lh.startswith("*.") else lh)
+                break
+    return tuple(out) or None
+
+
+def _listener_indexes(
+    listeners: Sequence[Listener], routes: Sequence[CompiledRoute]
+) -> tuple[dict[str, HostIndex], dict[str, HostIndex]]:
+    http: dict[str, HostIndex] = {}
+    l4: dict[str, HostIndex] = {}
+    http_routes: list[CompiledRoute] = []
+    for lst in listeners:
+        attached = [r for r in routes if not r.listeners or lst.name in r.listeners]
+        lhosts = tuple(h.lower().rstrip(".") for h in lst.hostnames)
+        if lst.protocol in _HTTP:
+            http[lst.name] = _host_index(attached, lhosts, l4_mode=False)
+            http_routes += [r for r in attached if r not in http_routes]
+        else:
+            ignore_hosts = lst.protocol is ListenerProtocol.TCP
+            l4[lst.name] = _host_index(attached, lhosts, l4_mode=True, ignore_hosts=ignore_hosts)
+    if not listeners:
+        http_routes = list(routes)
+    if "" not in http:
+        http[""] = _host_index(http_routes, (), l4_mode=False)
+    return http, l4
+
+
+def _host_index(
+    routes: Sequence[CompiledRoute],
+    listener_hosts: tuple[str, ...],
+    *,
+    l4_mode: bool,
+    ignore_hosts: bool = False,
+) -> HostIndex:
+    exact: dict[str, list[CompiledMatch]] = {}
+    wildcard: dict[str, list[CompiledMatch]] = {}
+    catch_all: list[CompiledMatch] = []
+    for route in routes:
+        hosts = () if ignore_hosts else effective_hostnames(route.hostnames, listener_hosts)
+        if hosts is None:
+            continue
+        matches: list[CompiledMatch] = []
+        for rule in route.rules:
+            assert rule.config is not None
+            specs = (_L4_MATCH,) if l4_mode else rule.config.matches
+            for mi, spec in enumerate(specs):
+                order = (route.index, rule.index, mi)
+                matches.append(CompiledMatch.build(route, rule, spec, order))
+        if not hosts:
+            catch_all += matches
+        for h in hosts:
+            if h.startswith("*."):
+                wildcard.setdefault(h[1:], []).extend(matches)
+            else:
+                exact.setdefault(h, []).extend(matches)
+    return HostIndex(
+        {h: MatchSet(ms) for h, ms in exact.items()},
+        {h: MatchSet(ms) for h, ms in wildcard.items()},
+        MatchSet(catch_all) if catch_all else None,
+    )

@@ -1,0 +1,228 @@
+"""The routing table: an immutable snapshot the request path consults.
+
+Built by `gateway.routing.compiler.compile_table` from a config and a
+registry snapshot, swapped whole by the server. Its routing methods are pure
+in what they depend on (facts, the `EndpointState` passed in, the injected
+`now`) except for the table's own seeded `Random` and the pickers' rotation
+positions, which are the load balancer's memory, not configuration.
+
+`route_http` is the hot path and is written for it: one dict lookup picks the
+listener, a memoised host resolution gives the hostname tiers, an indexed
+`MatchSet.find` gives the match, the rule's split gives the backend (no work
+for a single backend), and the backend's cached locality plan gives the
+endpoint. `explain` walks the same chain slowly and says why.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from random import Random
+from typing import Any
+
+from gateway.config.model import GatewaySettings, Listener, ListenerProtocol
+from gateway.routing.backend import CompiledBackend
+from gateway.routing.decision import (
+    NO_HEALTHY_UPSTREAM,
+    NO_ROUTE,
+    REDIRECT,
+    Decision,
+    RequestFacts,
+)
+from gateway.routing.endpoints import Endpoint, EndpointState
+from gateway.routing.hosts import HostIndex
+from gateway.routing.match import CompiledMatch
+from gateway.routing.route import CompiledRoute
+
+
+class RoutingTable:
+    """Listeners → hosts → routes → backends → endpoints, compiled."""
+
+    __slots__ = (
+        "_http",
+        "_l4",
+        "_protocols",
+        "backends",
+        "gateway",
+        "listeners",
+        "rng",
+        "routes",
+        "variants",
+        "version",
+    )
+
+    def __init__(
+        self,
+        *,
+        version: str,
+        gateway: GatewaySettings,
+        listeners: tuple[Listener, ...],
+        routes: tuple[CompiledRoute, ...],
+        backends: Mapping[str, CompiledBackend],
+        variants: Mapping[tuple[str, tuple[str, ...]], CompiledBackend],
+        http: Mapping[str, HostIndex],
+        l4: Mapping[str, HostIndex],
+        rng: Random,
+    ) -> None:
+        self.version = version
+        self.gateway = gateway
+        self.listeners = listeners
+        self.routes = routes
+        self.backends = backends
+        self.variants = variants
+        self._http = dict(http)
+        self._l4 = dict(l4)
+        self._protocols = {lst.name: lst.protocol for lst in listeners}
+        self.rng = rng
+
+    def route_http(self, facts: RequestFacts, state: EndpointState, now: float = 0.0) -> Decision:
+        """Route one HTTP request (see module docstring); `now` is monotonic seconds."""
+        index = self._http.get(facts.listener)
+        if index is None:
+            return Decision(error=NO_ROUTE)
+        for _, tier in index.tiers(facts.host):
+            m = tier.find(facts)
+            if m is not None:
+                break
+        else:
+            return Decision(error=NO_ROUTE)
+        return self._finish(m, facts, state, now)
+
+    def _finish(
+        self, m: CompiledMatch, facts: RequestFacts, state: EndpointState, now: float
+    ) -> Decision:
+        rule = m.rule
+        if rule.redirect is not None:
+            return self._redirect(m, facts)
+        split = rule.split
+        backend = split.single
+        cookie = ""
+        if backend is None:
+            backend, cookie = split.choose(facts, self.rng)
+            if backend is None:
+                return Decision(m.route, rule, None, None, NO_HEALTHY_UPSTREAM)
+        endpoint = backend.pick(facts, state, self.rng, now)
+        if endpoint is None:
+            return Decision(m.route, rule, backend, None, NO_HEALTHY_UPSTREAM, set_cookie=cookie)
+        if cookie:
+            return Decision(m.route, rule, backend, endpoint, set_cookie=cookie)
+        return Decision(m.route, rule, backend, endpoint)
+
+    def _redirect(self, m: CompiledMatch, facts: RequestFacts) -> Decision:
+        rule = m.rule
+        assert rule.redirect is not None
+        location = rule.redirect_location(
+            facts.host, facts.path, facts.query, self._protocols.get(facts.listener)
+        )
+        return Decision(
+            m.route,
+            rule,
+            error=REDIRECT,
+            redirect_location=location,
+            redirect_status=rule.redirect.status_code,
+        )
+
+    def match_http(self, facts: RequestFacts) -> CompiledMatch | None:
+        """Only the match stage of `route_http` (admin API, tests)."""
+        index = self._http.get(facts.listener)
+        if index is None:
+            return None
+        for _, tier in index.tiers(facts.host):
+            m = tier.find(facts)
+            if m is not None:
+                return m
+        return None
+
+    def route_tcp(
+        self,
+        listener: str,
+        sni: str | None,
+        client_ip: str,
+        state: EndpointState,
+        now: float = 0.0,
+    ) -> Decision:
+        """Route a TCP connection or TLS passthrough (route hostnames against SNI)."""
+        index = self._l4.get(listener)
+        if index is None:
+            return Decision(error=NO_ROUTE)
+        tiers = index.tiers(sni or "")
+        if not tiers:
+            return Decision(error=NO_ROUTE)
+        m = tiers[0][1].matches[0]
+        facts = RequestFacts(method="", host=sni or "", path="/", client_ip=client_ip)
+        facts.listener = listener
+        return self._finish(m, facts, state, now)
+
+    def retry_pick(
+        self, decision: Decision, tried: Iterable[str], state: EndpointState
+    ) -> Endpoint | None:
+        """Another endpoint of the decision's backend for a retry (None: nothing left)."""
+        if decision.backend is None:
+            return None
+        return decision.backend.retry_pick(tried, state, self.rng)
+
+    def explain(self, facts: RequestFacts, state: EndpointState, now: float = 0.0) -> Decision:
+        """Route like `route_http`, with `steps` saying why at each stage."""
+        from gateway.routing.explain import explain_http
+
+        return explain_http(self, facts, state, now)
+
+    def http_index(self, listener: str) -> HostIndex | None:
+        return self._http.get(listener)
+
+    def listener_protocol(self, listener: str) -> ListenerProtocol | None:
+        return self._protocols.get(listener)
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-able snapshot of what was compiled (admin API, CLI, equality)."""
+        return {
+            "version": self.version,
+            "listeners": [
+                {"name": lst.name, "protocol": lst.protocol.value, "port": lst.port}
+                for lst in self.listeners
+            ],
+            "routes": [
+                {
+                    "name": r.name,
+                    "listeners": list(r.listeners),
+                    "hostnames": list(r.hostnames),
+                    "allowedRegions": list(r.allowed_regions),
+                    "rules": [
+                        {
+                            "name": u.name,
+                            "backends": [
+                                {"name": b.name, "weight": w, "endpoints": len(b.endpoints)}
+                                for b, w in zip(u.split.backends, u.split.weights, strict=True)
+                            ],
+                            "canary": u.split.canary.name if u.split.canary else None,
+                        }
+                        for u in r.rules
+                    ],
+                }
+                for r in self.routes
+            ],
+            "backends": {
+                name: {**b.describe(), "endpoints": [_endpoint_dict(e) for e in b.endpoints]}
+                for name, b in self.backends.items()
+            },
+        }
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RoutingTable):
+            return NotImplemented
+        return self.describe() == other.describe()
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
+    return {
+        "key": e.key,
+        "address": e.address,
+        "port": e.port,
+        "cluster": e.cluster,
+        "region": e.region,
+        "zone": e.zone,
+        "node": e.node,
+        "weight": e.weight,
+        "healthCheckPort": e.health_check_port,
+    }
