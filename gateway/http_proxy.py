@@ -334,7 +334,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         )
         if self.observe:
             ex.log = self._begin_log(ex, facts)
-        decision = table.route_http(facts, ctx.state)
+        decision = table.route_http(facts, ctx.state, ex.started)
         ex.decision = decision
         if decision.endpoint is None:
             if decision.error == "redirect":

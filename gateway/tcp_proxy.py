@@ -139,7 +139,8 @@ class TcpProxy(_Side):
     def _route(self, sni: str) -> None:
         ctx = self.ctx
         table = ctx.table
-        decision = table.route_tcp(self.listener, sni or None, self.client_ip, ctx.state)
+        now = asyncio.get_running_loop().time()
+        decision = table.route_tcp(self.listener, sni or None, self.client_ip, ctx.state, now)
         if not isinstance(ctx.observer, NullObserver):
             self.log = RequestLog(
                 method="TCP",

@@ -1,0 +1,247 @@
+"""Shared fixtures for gateway tests: real upstream servers and a real gateway on loopback.
+
+Additive: other test modules may add fixtures here. Everything binds
+127.0.0.1 with kernel-chosen ports and is closed by the fixture.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from pydantic import TypeAdapter
+
+from gateway.config.model import GatewayConfig
+from gateway.context import GatewayContext
+from gateway.listener import start_listener
+from gateway.routing.compiler import compile_table
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (for 'endpoint is down' cases)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def _echo(request: web.Request) -> web.StreamResponse:
+    body = await request.read()
+    info = {
+        "method": request.method,
+        "path": request.path_qs,
+        "version": f"{request.version.major}.{request.version.minor}",
+        "headers": [[k.decode("latin-1"), v.decode("latin-1")] for k, v in request.raw_headers],
+        "body_len": len(body),
+        "body_sha": hashlib.sha256(body).hexdigest(),
+        "peer_port": request.transport.get_extra_info("peername")[1] if request.transport else 0,
+    }
+    return web.json_response(info)
+
+
+async def _stream(request: web.Request) -> web.StreamResponse:
+    """GET /stream?n=BYTES: a chunked body of n bytes written in 64 KiB pieces."""
+    total = int(request.query.get("n", "0"))
+    resp = web.StreamResponse()
+    await resp.prepare(request)
+    piece = b"z" * 65536
+    sent = 0
+    while sent < total:
+        n = min(len(piece), total - sent)
+        await resp.write(piece[:n])
+        sent += n
+    await resp.write_eof()
+    return resp
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.Response(status=int(request.match_info["code"]), text="from upstream")
+
+
+async def _slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(float(request.query.get("s", "1")))
+    return web.Response(text="slow")
+
+
+async def _ws(request: web.Request) -> web.WebSocketResponse:
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    async for msg in ws:
+        if msg.type == WSMsgType.TEXT:
+            await ws.send_str("echo:" + msg.data)
+        elif msg.type == WSMsgType.BINARY:
+            await ws.send_bytes(msg.data)
+    return ws
+
+
+async def _sink(request: web.Request) -> web.Response:
+    """POST /sink: count and hash a body without holding it."""
+    digest = hashlib.sha256()
+    total = 0
+    async for data in request.content.iter_any():
+        digest.update(data)
+        total += len(data)
+    return web.json_response({"body_len": total, "body_sha": digest.hexdigest()})
+
+
+@dataclass
+class Upstream:
+    port: int
+    name: str
+    runner: web.AppRunner
+
+
+async def start_upstream(name: str = "up") -> Upstream:
+    """An aiohttp server with /echo, /stream, /status/{code}, /slow, /ws, /sink."""
+    app = web.Application(client_max_size=1 << 40)
+    app.router.add_get("/stream", _stream)
+    app.router.add_get("/ws", _ws)
+    app.router.add_route("*", "/status/{code}", _status)
+    app.router.add_get("/slow", _slow)
+    app.router.add_post("/sink", _sink)
+    app.router.add_route("*", "/{tail:.*}", _echo)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    return Upstream(port, name, runner)
+
+
+@pytest.fixture
+async def upstream() -> AsyncIterator[Upstream]:
+    up = await start_upstream()
+    yield up
+    await up.runner.cleanup()
+
+
+@pytest.fixture
+async def upstream2() -> AsyncIterator[Upstream]:
+    up = await start_upstream("up2")
+    yield up
+    await up.runner.cleanup()
+
+
+@dataclass
+class RawUpstream:
+    """A TCP server that records every byte it receives and answers a canned response."""
+
+    port: int
+    server: asyncio.Server
+    received: bytearray = field(default_factory=bytearray)
+    connections: int = 0
+
+
+@pytest.fixture
+async def raw_upstream() -> AsyncIterator[RawUpstream]:
+    holder: list[RawUpstream] = []
+    response = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        holder[0].connections += 1
+        try:
+            while data := await reader.read(65536):
+                holder[0].received += data
+                if b"\r\n\r\n" in data:
+                    writer.write(response)
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    raw = RawUpstream(server.sockets[0].getsockname()[1], server)
+    holder.append(raw)
+    yield raw
+    server.close()
+
+
+@dataclass
+class Gateway:
+    ctx: GatewayContext
+    ports: dict[str, int]
+    servers: list[asyncio.Server]
+
+    @property
+    def port(self) -> int:
+        return next(iter(self.ports.values()))
+
+    def url(self, path: str = "/") -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+def simple_config(
+    ports: list[int], *, rule: dict[str, Any] | None = None, gateway: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """One HTTP listener, one route, one static backend with the given endpoint ports."""
+    return {
+        "gateway": gateway or {},
+        "listeners": [{"name": "web", "protocol": "HTTP", "port": 1}],
+        "backends": [
+            {
+                "name": "app",
+                "endpoints": [
+                    {"address": "127.0.0.1", "port": p, "cluster": f"c{i}"}
+                    for i, p in enumerate(ports)
+                ],
+            }
+        ],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "app"}], **(rule or {})}]}],
+    }
+
+
+GatewayFactory = Callable[[dict[str, Any]], Awaitable[Gateway]]
+
+
+@pytest.fixture
+async def make_gateway() -> AsyncIterator[GatewayFactory]:
+    """Compile a camelCase config dict with the real compiler and start its listeners.
+
+    Listener ports in the dict are placeholders: each listener gets a free port
+    (the bound socket is handed to `start_listener`).
+    """
+    started: list[Gateway] = []
+
+    async def make(raw: dict[str, Any]) -> Gateway:
+        socks: dict[str, socket.socket] = {}
+        for lst in raw.get("listeners", []):
+            sock = socket.socket()
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            lst["port"] = sock.getsockname()[1]
+            socks[lst["name"]] = sock
+        config = TypeAdapter(GatewayConfig).validate_python(json.loads(json.dumps(raw)))
+        table = compile_table(config, [], version="test", seed=7)
+        ctx = GatewayContext(table=table, settings=config.gateway)
+        servers = []
+        for lst in config.listeners:
+            servers.append(await start_listener(ctx, lst, reuse_port=False, sock=socks[lst.name]))
+        gw = Gateway(ctx, {name: s.getsockname()[1] for name, s in socks.items()}, servers)
+        started.append(gw)
+        return gw
+
+    yield make
+    for gw in started:
+        for server in gw.servers:
+            server.close()
+        if gw.ctx.pools is not None:
+            gw.ctx.pools.close()
+
+
+async def raw_exchange(port: int, data: bytes, *, timeout: float = 3.0) -> bytes:
+    """Send raw bytes, half-close, and read everything until the gateway closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    await writer.drain()
+    out = b""
+    try:
+        out = await asyncio.wait_for(reader.read(-1), timeout)
+    finally:
+        writer.close()
+    return out
