@@ -1,0 +1,287 @@
+"""The gateway's live endpoint feed: registry watch in, whole snapshots out.
+
+Theory of operation: `EndpointFeed` lists the registry once, then follows
+`watch(revision)` and folds each change into its state. The routing core only
+ever receives whole, validated snapshots (Traefik's provider rule), through
+`on_snapshot(records, status)`; it compiles a table per call, so bursts are
+debounced: the first change arms a `debounce_s` timer and everything that
+arrives meanwhile rides on the same callback. A record that is deleted or
+expired means "cluster gone" and is handed over at once, timer or not, so
+failover never waits on the debounce.
+
+"Registry unreachable" is different from "record gone": the feed keeps the
+last known records, reports `up=False` and `stale_since`, logs once, and
+reconnects with tenacity's exponential backoff with jitter; on reconnect the
+watch resumes from the last revision (or the backend sends a fresh snapshot),
+so nothing is lost or applied twice. Records the backend cannot decode are
+skipped by the backend and counted here.
+
+Metrics (prometheus_client, on the `CollectorRegistry` passed in, or the
+default one): `portway_registry_up{backend}`, `portway_registry_records
+{backend}`, `portway_registry_reconnects_total{backend}`,
+`portway_registry_bad_records_total{backend}`,
+`portway_registry_last_sync_timestamp_seconds`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import types
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
+
+from portway.model import ServiceKey, ServiceRecord
+from portway.registry.base import Change, ChangeKind, Registry, RegistryUnavailable, Snapshot
+from portway.registry.decode import on_bad_record
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class FeedStatus:
+    """How fresh the snapshot handed over is.
+
+    `up` is False while the registry cannot be reached; `stale_since` is the
+    wall-clock time that started (None while up). `last_sync` is the
+    wall-clock time of the last item received from the registry.
+    """
+
+    backend: str
+    up: bool
+    revision: int
+    records: int
+    stale_since: float | None = None
+    last_sync: float | None = None
+
+
+OnSnapshot = Callable[[Mapping[ServiceKey, ServiceRecord], FeedStatus], None]
+
+
+class FeedMetrics:
+    """The feed's Prometheus metrics, created once per CollectorRegistry."""
+
+    _by_registry: dict[int, FeedMetrics] = {}
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.up = Gauge(
+            "portway_registry_up", "1 while the registry answers", ["backend"], registry=registry
+        )
+        self.records = Gauge(
+            "portway_registry_records", "Records in the feed", ["backend"], registry=registry
+        )
+        self.reconnects = Counter(
+            "portway_registry_reconnects_total",
+            "Registry reconnect attempts",
+            ["backend"],
+            registry=registry,
+        )
+        self.bad_records = Counter(
+            "portway_registry_bad_records_total",
+            "Records skipped because they failed validation",
+            ["backend"],
+            registry=registry,
+        )
+        self.last_sync = Gauge(
+            "portway_registry_last_sync_timestamp_seconds",
+            "Wall-clock time of the last registry sync",
+            registry=registry,
+        )
+
+    @classmethod
+    def on(cls, registry: CollectorRegistry) -> FeedMetrics:
+        found = cls._by_registry.get(id(registry))
+        if found is None:
+            found = cls._by_registry[id(registry)] = cls(registry)
+        return found
+
+
+class EndpointFeed:
+    """Follows one `Registry` and calls `on_snapshot` with whole endpoint snapshots."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        on_snapshot: OnSnapshot,
+        *,
+        debounce_s: float = 0.05,
+        clock: Callable[[], float] = time.time,
+        metrics_registry: CollectorRegistry | None = None,
+        backoff_initial_s: float = 0.1,
+        backoff_max_s: float = 5.0,
+    ) -> None:
+        self.registry = registry
+        self.backend = registry.backend
+        self._on_snapshot = on_snapshot
+        self._debounce_s = debounce_s
+        self._clock = clock
+        self._metrics = FeedMetrics.on(metrics_registry or REGISTRY)
+        self._wait = wait_exponential_jitter(
+            initial=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
+        )
+        self._state: dict[ServiceKey, ServiceRecord] = {}
+        self._revision: int | None = None
+        self._up = False
+        self._stale_since: float | None = None
+        self._last_sync: float | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._unsubscribe: Callable[[], None] | None = None
+        self.synced = asyncio.Event()
+        self.callbacks = 0
+
+    @property
+    def records(self) -> Mapping[ServiceKey, ServiceRecord]:
+        return types.MappingProxyType(self._state)
+
+    @property
+    def status(self) -> FeedStatus:
+        return FeedStatus(
+            backend=self.backend,
+            up=self._up,
+            revision=self._revision or 0,
+            records=len(self._state),
+            stale_since=self._stale_since,
+            last_sync=self._last_sync,
+        )
+
+    def start(self) -> None:
+        """Begin following the registry in a background task."""
+        if self._task is None:
+            self._unsubscribe = on_bad_record(self._count_bad)
+            self._task = asyncio.create_task(self.run(), name=f"endpoint-feed-{self.backend}")
+
+    async def stop(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+
+    def _count_bad(self, backend: str, key: str) -> None:
+        if backend == self.backend:
+            self._metrics.bad_records.labels(self.backend).inc()
+
+    async def run(self) -> None:
+        """Follow the registry until cancelled, reconnecting with backoff."""
+        while True:
+            retrying = AsyncRetrying(
+                wait=self._wait,
+                retry=retry_if_exception_type(RegistryUnavailable),
+                before_sleep=self._before_retry,
+            )
+            async for attempt in retrying:
+                with attempt:
+                    await self._follow()
+
+    def _before_retry(self, state: RetryCallState) -> None:
+        self._metrics.reconnects.labels(self.backend).inc()
+        sleep = state.next_action.sleep if state.next_action else 0.0
+        log.info(
+            "reconnecting to the registry",
+            extra={"backend": self.backend, "attempt": state.attempt_number, "sleep_s": sleep},
+        )
+
+    async def _follow(self) -> None:
+        """One connection: sync if needed, then apply the watch until it breaks."""
+        try:
+            if self._revision is None:
+                snap = await self.registry.snapshot()
+                self._connected()
+                self._apply(snap)
+                self._emit()
+            assert self._revision is not None
+            async for item in self.registry.watch(self._revision):
+                self._connected()
+                self._apply(item)
+        except RegistryUnavailable as exc:
+            self._lost(exc)
+            raise
+
+    def _connected(self) -> None:
+        now = self._clock()
+        self._last_sync = now
+        self._metrics.last_sync.set(now)
+        if not self._up:
+            was_stale = self._stale_since is not None
+            self._up = True
+            self._stale_since = None
+            self._metrics.up.labels(self.backend).set(1)
+            if was_stale:
+                log.info(
+                    "registry reachable again",
+                    extra={"backend": self.backend, "revision": self._revision},
+                )
+                self._emit()
+
+    def _lost(self, exc: Exception) -> None:
+        self._metrics.up.labels(self.backend).set(0)
+        if self._up or self._stale_since is None:
+            self._up = False
+            self._stale_since = self._clock()
+            log.warning(
+                "registry unreachable; serving the last known endpoints",
+                extra={
+                    "backend": self.backend,
+                    "error": str(exc),
+                    "records": len(self._state),
+                    "revision": self._revision,
+                },
+            )
+            if self._revision is not None:
+                self._emit()
+
+    def _apply(self, item: Change | Snapshot) -> None:
+        gone: bool
+        if isinstance(item, Snapshot):
+            gone = bool(self._state.keys() - item.records.keys())
+            changed = dict(item.records) != self._state
+            self._state = dict(item.records)
+        elif item.kind is ChangeKind.DELETE or item.record is None:
+            gone = self._state.pop(item.key, None) is not None
+            changed = gone
+        else:
+            gone = False
+            changed = self._state.get(item.key) != item.record
+            self._state[item.key] = item.record
+        self._revision = item.revision
+        self._metrics.records.labels(self.backend).set(len(self._state))
+        if gone:
+            self._emit()
+        elif changed and self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(self._debounce_s, self._emit)
+
+    def _emit(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.callbacks += 1
+        self.synced.set()
+        try:
+            self._on_snapshot(types.MappingProxyType(dict(self._state)), self.status)
+        except Exception:
+            log.exception("endpoint snapshot callback failed", extra={"backend": self.backend})
+
+
+def describe(status: FeedStatus) -> dict[str, Any]:
+    """The status as a JSON-able dict for the admin API."""
+    return {
+        "backend": status.backend,
+        "up": status.up,
+        "revision": status.revision,
+        "records": status.records,
+        "staleSince": status.stale_since,
+        "lastSync": status.last_sync,
+    }
