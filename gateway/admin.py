@@ -74,6 +74,10 @@ def endpoint_levels(backend: Any) -> dict[str, int]:
     return out
 
 
+def _level_name(names: tuple[str, ...], index: int | None) -> str | None:
+    return names[index] if index is not None and index < len(names) else None
+
+
 def decision_json(decision: Decision) -> dict[str, Any]:
     endpoint = decision.endpoint
     return {
@@ -183,6 +187,7 @@ class AdminApi:
         backends: dict[str, Any] = {}
         for name, backend in sorted((getattr(table, "backends", None) or {}).items()):
             levels = endpoint_levels(backend)
+            names = tuple(getattr(backend, "level_names", ()))
             backends[name] = [
                 {
                     "key": ep.key,
@@ -194,6 +199,7 @@ class AdminApi:
                     "node": ep.node,
                     "weight": ep.weight,
                     "locality_level": levels.get(ep.key),
+                    "locality": _level_name(names, levels.get(ep.key)),
                     "healthy": ep.key not in state.unhealthy,
                     "ejected": ep.key in state.ejected,
                     "draining": ep.key in state.draining,

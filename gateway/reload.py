@@ -26,12 +26,12 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gateway.config.errors import ConfigError
+from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.loader import ConfigReport, check_config_file
 from gateway.config.model import GatewayConfig
 from gateway.metrics import ReloadStats
@@ -62,15 +62,15 @@ class ReloadFailure:
 
 
 def default_compile() -> CompileFn:
-    from gateway.routing import compile_table  # type: ignore[attr-defined]
+    from gateway.routing.compiler import compile_table
 
-    return compile_table  # type: ignore[no-any-return]
+    return compile_table
 
 
-def count_endpoints(records: Mapping[Any, Any]) -> int:
+def count_endpoints(records: Iterable[Any]) -> int:
     """Endpoints in a snapshot (nodes × ports), the measure of compile cost."""
     total = 0
-    for record in records.values():
+    for record in records:
         total += len(getattr(record, "nodes", ())) * max(1, len(getattr(record, "ports", ())))
     return total
 
@@ -134,7 +134,12 @@ class Reloader:
         if report.config is None:
             self._reject(report)
             raise ConfigError(report.issues)
-        await self._install(report.config, report.digest)
+        try:
+            await self._install(report.config, report.digest)
+        except Exception as exc:
+            issue = ConfigIssue(str(self.path), 1, 1, "", f"cannot compile: {exc}")
+            self._reject_issues((str(issue),))
+            raise ConfigError([issue]) from exc
         assert self.active is not None
         return self.active
 
@@ -167,7 +172,11 @@ class Reloader:
                 if records_pending:
                     await self._install(self.active.config, self.active.version)
             else:
-                await self._install(report.config, report.digest)
+                try:
+                    await self._install(report.config, report.digest)
+                except Exception as exc:
+                    self._reject_issues((f"{self.path}:1:1: cannot compile: {exc}",))
+                    return
                 log.info(
                     "config reloaded",
                     extra={"version": report.digest, "source": str(self.path)},
@@ -179,14 +188,15 @@ class Reloader:
         compile_fn = self._compile if self._compile is not None else default_compile()
         self._table_version += 1
         version = self._table_version
-        records = self.records
+        records = list(self.records.values())
+        tag = f"{digest}.{version}"
         started = time.perf_counter()
         if count_endpoints(records) > self.executor_endpoints:
             table = await asyncio.to_thread(
-                compile_fn, config, records, version=version, seed=self._seed
+                compile_fn, config, records, version=tag, seed=self._seed
             )
         else:
-            table = compile_fn(config, records, version=version, seed=self._seed)
+            table = compile_fn(config, records, version=tag, seed=self._seed)
         self.last_compile_s = time.perf_counter() - started
         now = self._clock()
         previous = self.active
@@ -201,9 +211,12 @@ class Reloader:
         self._on_swap(table, self.active)
 
     def _reject(self, report: ConfigReport) -> None:
-        issues = tuple(str(issue) for issue in report.errors) or tuple(
-            str(issue) for issue in report.issues
+        self._reject_issues(
+            tuple(str(issue) for issue in report.errors)
+            or tuple(str(issue) for issue in report.issues)
         )
+
+    def _reject_issues(self, issues: tuple[str, ...]) -> None:
         self.stats.failure += 1
         self.last_failure = ReloadFailure(self._clock(), issues)
         log.error(

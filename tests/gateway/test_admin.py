@@ -121,7 +121,7 @@ async def test_config_shows_version_source_and_last_error(admin: tuple[str, Loca
     pump.cancel()
     _, body = await _get(base + "/config")
     (issue,) = body["last_reload_error"]["issues"]
-    assert ":10:11: routes[0].name: " in issue
+    assert ":8:11: routes[0].name: " in issue
     assert body["reloads"] == {"success": 1, "failure": 1}
 
 
@@ -150,6 +150,7 @@ async def test_endpoints_show_locality_health_drain_and_in_flight(
     assert a["draining"] and not a["available"] and a["in_flight"] == 3 and a["healthy"]
     assert not b["healthy"] and not b["available"]
     assert a["locality_level"] == 0 and b["locality_level"] == 1
+    assert a["locality"] and a["locality"] != b["locality"]
     await _get(base + "/drain?endpoint=a/127.0.0.1:30080&undo=1", "POST")
     assert "a/127.0.0.1:30080" not in source.state.draining
 

@@ -41,9 +41,10 @@ class CompileLog:
     def __init__(self) -> None:
         self.calls: list[tuple[Any, Any, int]] = []
 
-    def __call__(self, config: Any, records: Any, *, version: int, seed: int) -> Any:
-        self.calls.append((config, records, version))
-        return ("table", version, config.routes[0].name)
+    def __call__(self, config: Any, records: Any, *, version: str, seed: int) -> Any:
+        number = int(version.rsplit(".", 1)[1])
+        self.calls.append((config, records, number))
+        return ("table", number, config.routes[0].name)
 
 
 def _write(path: Path, route: str = "one", port: int = 18080) -> None:
@@ -129,7 +130,7 @@ async def test_burst_of_registry_snapshots_compiles_once(tmp_path: Path) -> None
     finally:
         pump.cancel()
     assert len(compiled.calls) == 2
-    assert compiled.calls[-1][1] == {"k": 19}
+    assert compiled.calls[-1][1] == [19]
     assert reloader.registry_synced
     assert reloader.stats.success == 1  # records do not count as config reloads
 
