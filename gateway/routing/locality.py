@@ -117,8 +117,13 @@ def group_levels(
     if len(labels) == 1:
         return ((tuple(endpoints),), labels) if endpoints else ((), ())
     buckets: list[list[Endpoint]] = [[] for _ in labels]
+    by_place: dict[tuple[str, str, str], list[Endpoint]] = {}
     for ep in endpoints:
-        buckets[level_of(ep, locality, region, zone)].append(ep)
+        place = (ep.region, ep.zone, ep.cluster)
+        bucket = by_place.get(place)
+        if bucket is None:
+            bucket = by_place[place] = buckets[level_of(ep, locality, region, zone)]
+        bucket.append(ep)
     levels = tuple(tuple(b) for b in buckets if b)
     names = tuple(label for b, label in zip(buckets, labels, strict=True) if b)
     return levels, names
