@@ -381,7 +381,9 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             headers.append((b"Connection", b"upgrade"))
             headers.append((b"Upgrade", ex.upgrade))
         if self.observe:
-            headers += self.ctx.observer.upstream_headers(ex.token)
+            trace = self.ctx.observer.upstream_headers(ex.token)
+            if trace:  # replaces the client's traceparent/tracestate, never duplicates them
+                headers = hh.set_headers(headers, trace)
         headers.append((b"Via", ex.via(self.ctx.settings.via)))
         line = ex.method + b" " + target + b" HTTP/1.1\r\n"
         if rule.host_rewrite:

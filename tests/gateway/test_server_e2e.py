@@ -223,10 +223,12 @@ async def test_reload_under_load_switches_routes_without_failing_a_request(
     rewritten = asyncio.Event()
 
     async def client() -> None:
+        deadline = time.monotonic() + 15
         async with aiohttp.ClientSession() as s:
-            for _ in range(60):
+            for _ in range(1500):  # bounded in count and time
                 results.append(await fetch(s, url))
-                if rewritten.is_set() and results[-1][1].startswith("new"):
+                new_seen = results[-1][1].startswith("new")
+                if (rewritten.is_set() and new_seen) or time.monotonic() > deadline:
                     return
 
     clients = [asyncio.create_task(client()) for _ in range(4)]
@@ -261,7 +263,7 @@ async def test_invalid_reload_is_rejected_and_old_routes_keep_serving(
     await wait_for(rejected)
     line = next(x for x in gw.logs() if x["msg"].startswith("config rejected"))
     assert line["level"] == "error"
-    assert any(i.startswith(f"{gw.config}:3:37: listeners[0].protocol: ") for i in line["issues"])
+    assert any(i.startswith(f"{gw.config}:3:27: listeners[0].protocol: ") for i in line["issues"])
     metrics = await gw.metrics()
     assert metrics[("portway_config_reloads_total", (("result", "failure"),))] == 1
     assert metrics[("portway_config_reloads_total", (("result", "success"),))] == 1
@@ -383,7 +385,7 @@ async def test_access_log_metrics_and_traces_from_real_requests(
         key = (("backend", "api"), ("cluster", "local"), ("code", "200"), ("route", "shop"))
         assert metrics[("portway_requests_total", key)] == 3
         assert metrics[("portway_request_duration_seconds_count", (("route", "shop"),))] == 3
-        assert gw.stop() == 0
+        assert await asyncio.to_thread(gw.stop) == 0
     finally:
         await collector.cleanup()
     lines = [json.loads(x) for x in access.read_text().splitlines()]
