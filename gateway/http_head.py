@@ -110,7 +110,7 @@ def parser_error_status(message: str, transfer_encoding: bytes | None, version: 
     """Map an llhttp error to the status RFC 9112 asks for."""
     if transfer_encoding is not None and transfer_encoding.strip().lower() != b"chunked":
         return HeadError(501, "unsupported_transfer_encoding")
-    if "version" in message.lower():
+    if "invalid http version" in message.lower():
         return HeadError(505, "unsupported_http_version")
     return HeadError(400, "bad_request")
 

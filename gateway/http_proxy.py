@@ -86,6 +86,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         "paused",
         "proto",
         "queue",
+        "ready",
         "request_id",
         "te",
         "transport",
@@ -109,6 +110,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         self.active: Exchange | None = None
         self.parsing: Exchange | None = None
         self.queue: deque[Exchange] | None = None
+        self.ready: Exchange | None = None
         self.paused = 0
         self.write_paused = False
         self.closing = False
@@ -145,6 +147,8 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
+            if self.ready is not None:
+                self._start_ready()
         except httptools.HttpParserUpgrade as upgrade:
             ex = self.parsing or self.active
             if ex is not None:
@@ -153,6 +157,8 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
                     ex.buffer(rest)
                 ex.body_done = True
                 self._pause(_TUNNEL_WAIT)
+            if self.ready is not None:
+                self._start_ready()
         except httptools.HttpParserCallbackError as exc:
             cause = exc.__context__
             if isinstance(cause, hh.HeadError):
@@ -278,8 +284,10 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             self.closing = True
         self.parsing = ex
         if self.active is None:
+            # started once this read is parsed whole: a request whose body turns out
+            # malformed in the same read is refused before anything is forwarded
             self.active = ex
-            self._start(ex)
+            self.ready = ex
         else:
             if self.queue is None:
                 self.queue = deque()
@@ -317,6 +325,12 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             self._pause(_DONE)
 
     # --- starting and retrying an exchange -------------------------------------
+    def _start_ready(self) -> None:
+        ex = self.ready
+        self.ready = None
+        if ex is not None and ex is self.active and not ex.done:
+            self._start(ex)
+
     def _start(self, ex: Exchange) -> None:
         ctx = self.ctx
         table = ctx.table
@@ -546,12 +560,27 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
     def _refuse(self, err: hh.HeadError) -> None:
         """A request we will not forward: answer and close, whatever was in flight."""
         self.paused |= _DONE
+        self.ready = None
+        self.queue = None
         ex = self.active
         if ex is not None and not ex.done:
-            # an earlier pipelined request is still running: let it finish, then close
-            self.closing = True
-            self.queue = None
-            return
+            if ex is not self.parsing and ex.body_done:
+                # an earlier complete request: answer it, then close
+                self.closing = True
+                if not ex.started:
+                    self._start(ex)
+                return
+            if ex.started:
+                # its own body is malformed: the upstream must not see a complete request
+                self._drop_upstream(ex)
+                if ex.responded:
+                    self._finish(ex, close=True, abort=True)
+                    return
+                ex.status = err.status
+                ex.body_done = False
+                self._answer(ex, hh.error_response(err.status, err.cause, close=True), True)
+                return
+            ex.done = True
         self.transport.write(hh.error_response(err.status, err.cause, close=True))
         self.transport.close()
 

@@ -150,7 +150,7 @@ async def raw_upstream() -> AsyncIterator[RawUpstream]:
                 holder[0].received += data
                 if b"\r\n\r\n" in data:
                     writer.write(response)
-        except ConnectionError:
+        except (ConnectionError, asyncio.CancelledError):
             pass
         finally:
             writer.close()

@@ -324,7 +324,8 @@ async def test_head_response_has_no_body_and_connection_is_reused(
     gw = await make_gateway(simple_config([upstream.port]))
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(
-        b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\nGET /g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+        b"HEAD /h HTTP/1.1\r\nHost: x\r\n\r\n"
+        b"GET /g HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
     )
     out = await asyncio.wait_for(reader.read(-1), 3)
     writer.close()

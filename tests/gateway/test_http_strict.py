@@ -1,0 +1,107 @@
+"""Requests that could be read two ways are refused, answered as RFC 9112 says, never forwarded.
+
+Each case goes through a real gateway to a raw upstream that records every
+byte it receives: it must receive nothing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.gateway.conftest import GatewayFactory, RawUpstream, raw_exchange, simple_config
+
+CASES = {
+    "content_length_with_transfer_encoding": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"0\r\n\r\n",
+        400,
+    ),
+    "duplicate_content_length": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+        400,
+    ),
+    "comma_joined_content_length": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 4\r\n\r\nabcd",
+        400,
+    ),
+    "bad_chunk_size": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n",
+        400,
+    ),
+    "obs_fold": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\r\n c\r\n\r\n", 400),
+    "bare_cr": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\rc\r\n\r\n", 400),
+    "invalid_header_name": (b"GET / HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n", 400),
+    "space_before_colon": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A : b\r\n\r\n", 400),
+    "control_character_in_value": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x01c\r\n\r\n", 400),
+    "nul_in_value": (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: b\x00c\r\n\r\n", 400),
+    "transfer_encoding_gzip": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+        501,
+    ),
+    "transfer_encoding_gzip_then_chunked": (
+        b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+        501,
+    ),
+    "http_2_0_version": (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+    "http_1_2_version": (b"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 505),
+    "missing_host_on_1_1": (b"GET / HTTP/1.1\r\n\r\n", 400),
+    "repeated_host": (b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    "connect_method": (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 501),
+    "control_character_in_target": (b"GET /a\x01b HTTP/1.1\r\nHost: a\r\n\r\n", 400),
+    "request_line_too_long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+    "header_too_large": (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
+    "too_many_headers": (
+        b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
+        431,
+    ),
+    "negative_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
+    "bare_lf_line_endings": (b"GET / HTTP/1.1\nHost: a\n\n", 400),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+async def test_ambiguous_or_invalid_request_is_refused_and_not_forwarded(
+    name: str, make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    data, status = CASES[name]
+    gw = await make_gateway(simple_config([raw_upstream.port]))
+    out = await raw_exchange(gw.port, data)
+    assert out.startswith(b"HTTP/1.1 %d " % status), out[:200]
+    assert b"connection: close" in out.lower()
+    assert raw_upstream.received == b""
+
+
+async def test_refusal_after_a_valid_pipelined_request_forwards_only_the_valid_one(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    gw = await make_gateway(simple_config([raw_upstream.port]))
+    data = (
+        b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    out = await raw_exchange(gw.port, data)
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    assert b"GET /ok " in raw_upstream.received
+    assert b"smuggle" not in raw_upstream.received
+
+
+async def test_limits_come_from_gateway_settings(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    cfg = simple_config([raw_upstream.port], gateway={"maxHeaders": 8})
+    gw = await make_gateway(cfg)
+    headers = b"".join(b"X-%d: v\r\n" % i for i in range(10))
+    out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\n" + headers + b"\r\n")
+    assert out.startswith(b"HTTP/1.1 431 ")
+    assert raw_upstream.received == b""
+
+
+async def test_valid_absolute_form_target_routes_on_its_authority(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    gw = await make_gateway(simple_config([raw_upstream.port]))
+    out = await raw_exchange(
+        gw.port, b"GET http://example.test/p?q HTTP/1.1\r\nHost: other\r\nConnection: close\r\n\r\n"
+    )
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    assert raw_upstream.received.startswith(b"GET /p?q HTTP/1.1\r\nHost: example.test\r\n")
