@@ -17,6 +17,7 @@ tracer provider's business (`portway.telemetry.setup_tracing`).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
@@ -33,11 +34,13 @@ _TRACEPARENT_LEN = 55  # "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex
 class GatewayObserver:
     """Per-worker telemetry sink; touched only from the worker's event loop.
 
-    `in_flight` counts begun-but-not-ended requests, which graceful drain
-    waits on.
+    `in_flight` is the number of begun-but-not-ended requests, which graceful
+    drain waits on. Connections the TCP proxy reports only through `end`
+    (no `begin`) are counted and logged but never make `in_flight` drift;
+    when they carry no start time, the time of `end` is used.
     """
 
-    __slots__ = ("access_log", "in_flight", "stats", "tracer")
+    __slots__ = ("_open", "access_log", "stats", "tracer")
 
     def __init__(
         self,
@@ -49,10 +52,14 @@ class GatewayObserver:
         self.stats = stats if stats is not None else RequestStats()
         self.access_log = access_log
         self.tracer = tracer
-        self.in_flight = 0
+        self._open: set[int] = set()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._open)
 
     def begin(self, log: RequestLog, headers: dict[str, str]) -> Any:
-        self.in_flight += 1
+        self._open.add(id(log))
         if self.tracer is None:
             parent = headers.get("traceparent")
             if parent is None:
@@ -91,7 +98,9 @@ class GatewayObserver:
         return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in carrier.items()]
 
     def end(self, token: Any, log: RequestLog) -> None:
-        self.in_flight -= 1
+        self._open.discard(id(log))
+        if not log.start_time:
+            log.start_time = time.time()
         self.stats.record(
             log.route_name, log.backend_name, log.upstream_cluster, log.response_code, log.duration
         )

@@ -125,3 +125,16 @@ def test_observer_cost_per_request_without_tracing_is_a_few_microseconds() -> No
     best = min(timeit.repeat(one, number=n, repeat=5)) / n
     print(f"observer begin+upstream_headers+end: {best * 1e6:.2f} us/request")
     assert best < 10e-6  # generous for a loaded 2-core CI box; typically ~1 us
+
+
+def test_end_without_begin_counts_but_does_not_disturb_in_flight() -> None:
+    obs = GatewayObserver()
+    http = _log()
+    token = obs.begin(http, {})
+    tcp = RequestLog(method="TCP", protocol="TCP", upstream_cluster="a", route_name="db")
+    obs.end(None, tcp)  # the TCP proxy reports a finished connection without begin
+    assert obs.in_flight == 1
+    assert tcp.start_time > 1.7e9
+    obs.end(token, http)
+    assert obs.in_flight == 0
+    assert obs.stats.requests[("db", "", "a", 0)] == 1
