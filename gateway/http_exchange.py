@@ -63,7 +63,9 @@ class Exchange:
         "responded",
         "retries",
         "retrying",
+        "reused",
         "rule",
+        "stale_retried",
         "started",
         "status",
         "table",
@@ -127,6 +129,8 @@ class Exchange:
         self.attempts = 0
         self.retries = 0
         self.retrying = False
+        self.reused = False
+        self.stale_retried = False
 
     def buffer(self, data: bytes) -> int:
         """Hold body bytes until an upstream is bound; returns the bytes held."""

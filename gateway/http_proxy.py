@@ -137,6 +137,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
+        self.ctx.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -168,6 +169,12 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         except httptools.HttpParserError as exc:
             self._refuse(hh.parser_error_status(str(exc), self.te, self.parser.get_http_version()))
 
+    def close_idle(self) -> None:
+        """Graceful drain: close now if no request is being received or answered."""
+        if self.active is None and self.parsing is None and not self.url and not self.headers:
+            self.paused |= _DONE
+            self.transport.close()
+
     def eof_received(self) -> bool:
         if self.active is None:
             return False
@@ -175,6 +182,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.connections.discard(self)
         self.paused |= _DONE
         if self.tunnel is not None:
             self.tunnel.close()
@@ -413,6 +421,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         pool = pools.pool(endpoint, ex.decision.backend)
         self._arm_timer(ex)
         conn = pool.take_idle()
+        ex.reused = conn is not None
         if conn is not None:
             self._bind(ex, conn)
         else:
@@ -517,6 +526,18 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         """A try failed before the response head: retry elsewhere or answer the error."""
         pools: PoolSet = self.ctx.pools
         ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
+        if (
+            failure.cause == "upstream_reset"
+            and ex.reused
+            and not ex.stale_retried
+            and ex.method in hh.IDEMPOTENT_METHODS
+            and (not ex.body_sent or ex.replay is not None)
+            and not ex.upgrade
+        ):
+            # a pooled connection the upstream closed as we reused it: once, on a fresh one
+            ex.stale_retried = True
+            self._try(ex, ex.endpoint)
+            return
         if retry_allowed(ex, failure.cause, pools, self.loop.time()):
             tried = ex.tried if ex.tried is not None else set()
             tried.add(ex.endpoint.key)

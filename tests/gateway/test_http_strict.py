@@ -51,7 +51,9 @@ CASES = {
     "request_line_too_long": (b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
     "header_too_large": (b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"b" * 70000 + b"\r\n\r\n", 431),
     "too_many_headers": (
-        b"GET / HTTP/1.1\r\nHost: a\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(120)) + b"\r\n",
+        b"GET / HTTP/1.1\r\nHost: a\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(120))
+        + b"\r\n",
         431,
     ),
     "negative_content_length": (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400),
@@ -77,7 +79,8 @@ async def test_refusal_after_a_valid_pipelined_request_forwards_only_the_valid_o
     gw = await make_gateway(simple_config([raw_upstream.port]))
     data = (
         b"GET /ok HTTP/1.1\r\nHost: a\r\n\r\n"
-        b"POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"POST /smuggle HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n"
     )
     out = await raw_exchange(gw.port, data)
     assert out.startswith(b"HTTP/1.1 200 OK")
