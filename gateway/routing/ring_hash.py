@@ -1,7 +1,10 @@
 """Ketama-style consistent hash ring.
 
-Each endpoint is placed on a 64-bit ring at `ring_size × weight / Σweight`
-points (at least one), at `stable_hash("<key>#<i>")`. A request hash goes to
+Each endpoint is placed on a 64-bit ring at `ring_size / 8 × weight /
+mean weight` points (at least one), at `stable_hash("<key>#<i>")`. As in
+ketama, an endpoint's point count does not depend on how many others there
+are, so a rebuild without one endpoint adds no points to the survivors and
+moves only the keys the missing endpoint held. A request hash goes to
 the first point clockwise. When an endpoint is unavailable the walk goes on
 to the next point owned by another endpoint, so only the keys that belonged to
 the missing endpoint move (≈ 1/N of them); the ring itself is only rebuilt
@@ -17,6 +20,8 @@ from random import Random
 from gateway.routing.endpoints import Endpoint, EndpointState
 from gateway.routing.hashing import stable_hash
 
+POINTS_DIVISOR = 8
+
 
 class HashRing:
     """The ring over a fixed endpoint set; `lookup` skips endpoints not allowed."""
@@ -25,10 +30,12 @@ class HashRing:
 
     def __init__(self, endpoints: Sequence[Endpoint], ring_size: int = 1024) -> None:
         self._endpoints = tuple(endpoints)
-        total_weight = sum(e.weight for e in self._endpoints) or 1
+        count = len(self._endpoints) or 1
+        mean_weight = sum(e.weight for e in self._endpoints) / count or 1.0
+        per_endpoint = max(16, ring_size // POINTS_DIVISOR)
         placed: list[tuple[int, int]] = []
         for idx, ep in enumerate(self._endpoints):
-            replicas = max(1, round(ring_size * ep.weight / total_weight))
+            replicas = max(1, round(per_endpoint * ep.weight / mean_weight))
             placed.extend((stable_hash(f"{ep.key}#{i}"), idx) for i in range(replicas))
         placed.sort()
         self._points = [p for p, _ in placed]

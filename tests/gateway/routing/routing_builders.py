@@ -1,0 +1,90 @@
+"""Builders shared by the routing tests: configs from camelCase dicts, records, facts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from gateway.config.model import GatewayConfig
+from gateway.routing.compiler import compile_table
+from gateway.routing.decision import RequestFacts
+from gateway.routing.table import RoutingTable
+from portway.model import Node, ServicePort, ServiceRecord, TrafficPolicy
+
+_ADAPTER = TypeAdapter(GatewayConfig)
+
+
+def config(doc: Mapping[str, Any]) -> GatewayConfig:
+    return _ADAPTER.validate_python(dict(doc))
+
+
+def table(
+    doc: Mapping[str, Any], records: Iterable[ServiceRecord] = (), seed: int = 7
+) -> RoutingTable:
+    return compile_table(config(doc), records, seed=seed)
+
+
+def static(
+    name: str, *ports: int, region: str = "", zone: str = "", cluster: str = "static"
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "endpoints": [
+            {"address": "127.0.0.1", "port": p, "region": region, "zone": zone, "cluster": cluster}
+            for p in ports
+        ],
+    }
+
+
+def record(
+    cluster: str,
+    region: str,
+    nodes: Iterable[tuple[str, str, str]],
+    *,
+    service: str = "web",
+    node_port: int = 30080,
+    policy: TrafficPolicy = TrafficPolicy.CLUSTER,
+    health_check_node_port: int | None = None,
+    not_ready: Iterable[str] = (),
+    local: Mapping[str, int] | None = None,
+) -> ServiceRecord:
+    """nodes: (name, address, zone)."""
+    down = set(not_ready)
+    return ServiceRecord(
+        cluster=cluster,
+        namespace="shop",
+        service=service,
+        region=region,
+        ports=(ServicePort("http", 80, node_port),),
+        nodes=tuple(
+            Node(n, a, z, ready=n not in down, local_endpoints=(local or {}).get(n, 0))
+            for n, a, z in nodes
+        ),
+        external_traffic_policy=policy,
+        health_check_node_port=health_check_node_port,
+    )
+
+
+def facts(
+    url_path: str = "/",
+    host: str = "shop.example.com",
+    method: str = "GET",
+    query: str = "",
+    headers: Mapping[str, str] | None = None,
+    client_ip: str = "203.0.113.7",
+    listener: str = "web",
+) -> RequestFacts:
+    return RequestFacts(
+        method=method,
+        host=host,
+        path=url_path,
+        query=query,
+        headers=dict(headers or {}),
+        client_ip=client_ip,
+        listener=listener,
+    )
+
+
+WEB = {"name": "web", "protocol": "HTTP", "port": 8080}

@@ -1,0 +1,159 @@
+"""Compile-time endpoint expansion and filtering, locality spill and panic."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+from routing_builders import WEB, facts, record, table
+
+from gateway.routing.endpoints import EndpointState
+from gateway.routing.locality import priority_load
+from portway.model import TrafficPolicy
+
+EAST = record("east", "us-east-1", [(f"e{i}", f"10.0.0.{i + 1}", "us-east-1a") for i in range(4)])
+EAST_B = record(
+    "east-b", "us-east-1", [(f"b{i}", f"10.0.1.{i + 1}", "us-east-1b") for i in range(4)]
+)
+WEST = record("west", "us-west-2", [(f"w{i}", f"10.1.0.{i + 1}", "us-west-2a") for i in range(4)])
+
+
+def _doc(
+    backend: dict[str, Any] | None = None, route: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    b = {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
+    return {
+        "gateway": {"region": "us-east-1", "zone": "us-east-1a"},
+        "listeners": [WEB],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}], **(route or {})}],
+        "backends": [{**b, **(backend or {})}],
+    }
+
+
+def test_registry_backend_expands_to_ready_nodes_with_node_port() -> None:
+    rec = record(
+        "east", "us-east-1", [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "b")], not_ready=["n2"]
+    )
+    t = table(_doc(), [rec])
+    (ep,) = t.backends["web"].endpoints
+    assert (ep.address, ep.port, ep.cluster, ep.region, ep.zone, ep.node) == (
+        "10.0.0.1",
+        30080,
+        "east",
+        "us-east-1",
+        "a",
+        "n1",
+    )
+    assert ep.key == "east/10.0.0.1:30080"
+
+
+def test_local_policy_skips_nodes_without_ready_endpoints() -> None:
+    rec = record(
+        "east",
+        "us-east-1",
+        [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "a"), ("n3", "10.0.0.3", "a")],
+        policy=TrafficPolicy.LOCAL,
+        health_check_node_port=32000,
+        local={"n1": 2, "n3": 0},
+    )
+    t = table(_doc(), [rec])
+    (ep,) = t.backends["web"].endpoints
+    assert ep.node == "n1" and ep.health_check_port == 32000 and ep.weight == 2
+
+
+def test_clusters_filter_and_port_by_number() -> None:
+    doc = _doc({"service": {"namespace": "shop", "name": "web", "port": 80, "clusters": ["west"]}})
+    t = table(doc, [EAST, WEST])
+    assert {e.cluster for e in t.backends["web"].endpoints} == {"west"}
+
+
+def test_allowed_regions_drop_endpoints_at_compile_time() -> None:
+    t = table(_doc({"allowedRegions": ["us-west-2"]}), [EAST, WEST])
+    assert {e.region for e in t.backends["web"].endpoints} == {"us-west-2"}
+
+
+def test_route_allowed_regions_intersect_with_backend_ones() -> None:
+    t = table(
+        _doc({"allowedRegions": ["us-east-1", "us-west-2"]}, {"allowedRegions": ["us-east-1"]}),
+        [EAST, WEST],
+    )
+    state = EndpointState()
+    for e in t.backends["web"].endpoints:
+        if e.region == "us-east-1":
+            state.set_unhealthy(e.key, True)
+    d = t.route_http(facts(), state)
+    assert d.endpoint is None and d.error == "no_healthy_upstream"
+
+
+def test_levels_follow_zone_then_region_then_rest() -> None:
+    t = table(_doc(), [EAST, EAST_B, WEST])
+    b = t.backends["web"]
+    assert [{e.cluster for e in level} for level in b.levels] == [{"east"}, {"east-b"}, {"west"}]
+    state = EndpointState()
+    assert {t.route_http(facts(), state).endpoint.cluster for _ in range(100)} == {"east"}  # type: ignore[union-attr]
+
+
+def test_priority_load_spills_by_overprovisioned_health() -> None:
+    load = priority_load([2, 4], [4, 4], 1.4, 50)
+    assert load.health == pytest.approx((70.0, 100.0))
+    assert load.shares == pytest.approx((70.0, 30.0))
+    assert not load.panic
+
+
+def test_priority_load_normalises_when_total_health_is_below_100() -> None:
+    load = priority_load([1, 1], [4, 8], 1.4, 50)
+    assert load.health == pytest.approx((35.0, 17.5))
+    assert load.shares == pytest.approx((35 / 52.5 * 100, 17.5 / 52.5 * 100))
+
+
+def test_priority_load_panics_below_threshold_and_fails_with_nothing_up() -> None:
+    panic = priority_load([1, 0], [10, 10], 1.4, 50)
+    assert panic.panic and panic.shares == pytest.approx((50.0, 50.0))
+    dead = priority_load([0, 0], [4, 4], 1.4, 50)
+    assert not dead.panic and sum(dead.shares) == 0
+
+
+def test_measured_spill_matches_the_rule() -> None:
+    t = table(_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
+    state = EndpointState()
+    east = [e for e in t.backends["web"].endpoints if e.cluster == "east"]
+    state.set_unhealthy(east[0].key, True)
+    state.set_unhealthy(east[1].key, True)
+    n = 20000
+    seen = Counter(t.route_http(facts(), state).endpoint.cluster for _ in range(n))  # type: ignore[union-attr]
+    assert abs(seen["east"] / n - 0.70) < 0.015
+    assert all(
+        t.route_http(facts(), state).endpoint.key not in {east[0].key, east[1].key}  # type: ignore[union-attr]
+        for _ in range(500)
+    )
+
+
+def test_panic_mode_routes_over_all_endpoints_ignoring_health() -> None:
+    t = table(_doc({"locality": {"prefer": "none"}}), [EAST])
+    state = EndpointState()
+    eps = t.backends["web"].endpoints
+    for e in eps[:3]:
+        state.set_unhealthy(e.key, True)
+    seen = {t.route_http(facts(), state).endpoint.key for _ in range(400)}  # type: ignore[union-attr]
+    assert seen == {e.key for e in eps}
+    assert any("PANIC" in s for s in t.explain(facts(), state).steps or [])
+
+
+def test_no_available_endpoint_is_no_healthy_upstream() -> None:
+    t = table(_doc(), [EAST])
+    state = EndpointState()
+    for e in t.backends["web"].endpoints:
+        state.eject(e.key, until=100.0)
+    assert t.route_http(facts(), state).error == "no_healthy_upstream"
+
+
+def test_retry_fails_over_to_the_next_level() -> None:
+    t = table(_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
+    state = EndpointState()
+    d = t.route_http(facts(), state)
+    assert d.endpoint is not None and d.endpoint.cluster == "east"
+    again = t.retry_pick(d, {d.endpoint.key}, state)
+    assert again is not None and again.cluster == "west"
+    everything = {e.key for e in t.backends["web"].endpoints}
+    assert t.retry_pick(d, everything - {"west/10.1.0.4:30080"}, state).key == "west/10.1.0.4:30080"  # type: ignore[union-attr]
