@@ -19,10 +19,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from gateway.config.loader import load_config  # noqa: E402
-from gateway.context import GatewayContext  # noqa: E402
-from gateway.listener import start_listener  # noqa: E402
-from gateway.routing.compiler import compile_table  # noqa: E402
+from gateway.config.loader import load_config
+from gateway.context import GatewayContext
+from gateway.listener import start_listener
+from gateway.routing.compiler import compile_table
 
 
 def _observer(kind: str) -> object | None:

@@ -104,7 +104,8 @@ async def download(port: int, size: int) -> int:
 async def upload(port: int, size: int) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
-        f"POST /sink HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\nConnection: close\r\n\r\n".encode()
+        b"POST /sink HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + f"Content-Length: {size}\r\n\r\n".encode()
     )
     piece = b"u" * MIB
     for _ in range(size // MIB):
@@ -127,7 +128,8 @@ async def _check_streaming(pid: int, port: int, size: int) -> None:
     if digest:
         assert digest.encode() in out
     print(
-        f"rss base {base / MIB:.1f} MiB, growth down {(down.peak - base) / MIB:.1f} up {(up.peak - base) / MIB:.1f}"
+        f"rss base {base / MIB:.1f} MiB, growth down {(down.peak - base) / MIB:.1f} MiB,"
+        f" up {(up.peak - base) / MIB:.1f} MiB"
     )
     assert down.peak - base < GROWTH_LIMIT, (
         f"download grew RSS by {(down.peak - base) / MIB:.1f} MiB"
