@@ -6,6 +6,9 @@ replaced by plain attribute assignment when a new config or registry snapshot
 compiles (atomic in one event loop; a request holds its own reference to the
 table it started with, so in-flight requests finish on the old one).
 Everything here is touched only from the worker's event loop: no locks.
+`connections` holds the HTTP proxy's open client connections (each has
+`close_idle()`): the runtime counts them for `portway_active_connections` and,
+once `draining` is set, closes the idle keep-alive ones.
 """
 
 from __future__ import annotations
@@ -95,3 +98,4 @@ class GatewayContext:
     pools: Any = None
     config_version: str = ""
     draining: bool = False
+    connections: set[Any] = field(default_factory=set)

@@ -171,7 +171,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
 
     def close_idle(self) -> None:
         """Graceful drain: close now if no request is being received or answered."""
-        if self.active is None and self.parsing is None and not self.url and not self.headers:
+        if self.active is None and self.parsing is None and not self.queue:
             self.paused |= _DONE
             self.transport.close()
 

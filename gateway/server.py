@@ -138,7 +138,7 @@ class Worker:
             self.observer.stats,
             pool_connections=pool_connections(ctx.pools if ctx else None),
             endpoint_health=self._endpoint_health(),
-            active_connections=int(getattr(ctx, "connections", self.observer.in_flight)),
+            active_connections=len(getattr(ctx, "connections", ())),
         )
         return {
             "pid": os.getpid(),
@@ -250,6 +250,12 @@ class Worker:
                 self.servers[name] = (lst, server)
                 log.info("listener started", extra={"listener": name, "port": lst.port})
 
+    def _close_idle(self) -> None:
+        for conn in list(getattr(self.ctx, "connections", ())):
+            close_idle = getattr(conn, "close_idle", None)
+            if close_idle is not None:
+                close_idle()
+
     def request_stop(self) -> None:
         self._stop.set()
 
@@ -267,8 +273,10 @@ class Worker:
             server.close()
         log.info("draining", extra={"in_flight": self.observer.in_flight, "pid": os.getpid()})
         deadline = started + timeout_s
+        self._close_idle()
         while self.observer.in_flight > 0 and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
+            self._close_idle()  # keep-alive connections whose request just finished
         await asyncio.sleep(DRAIN_GRACE_S)
         log.info(
             "drained",

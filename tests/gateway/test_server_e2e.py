@@ -79,7 +79,7 @@ class Upstream:
 
     async def handle(self, request: web.Request) -> web.Response:
         self.headers.append(dict(request.headers))
-        if self.delay_s:
+        if self.delay_s and request.path.startswith("/slow"):
             await asyncio.sleep(self.delay_s)
         return web.Response(text=f"{self.name} {request.path}")
 
@@ -282,14 +282,27 @@ async def test_sigterm_drains_in_flight_requests_and_refuses_new_connections(
         admin
     )
     await gw.wait_ready(port)
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", port)
+    idle_writer.write(b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n")
+    head = await idle_reader.readuntil(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" not in head.lower()
+    length = next(
+        int(line.split(b":")[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length")
+    )
+    assert await idle_reader.readexactly(length) == b"slow /idle"
     async with aiohttp.ClientSession() as s:
         pending = asyncio.create_task(fetch(s, f"http://127.0.0.1:{port}/slow"))
-        await wait_for(lambda: asyncio.sleep(0, bool(slow.headers)))
+        await wait_for(lambda: asyncio.sleep(0, len(slow.headers) == 2))
         gw.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
-        await asyncio.sleep(0.3)
+        # the idle keep-alive connection is closed at once, the slow request still runs
+        assert await asyncio.wait_for(idle_reader.read(), 1.0) == b""
+        assert not pending.done()
         with pytest.raises(OSError):
             await asyncio.open_connection("127.0.0.1", port)
         assert await pending == (200, "slow /slow")
+    idle_writer.close()
     assert await asyncio.to_thread(gw.proc.wait, 10) == 0  # type: ignore[union-attr]
     drained = next(x for x in gw.logs() if x["msg"] == "drained")
     assert drained["left_in_flight"] == 0
