@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from aiohttp import web
+from prometheus_client import REGISTRY, generate_latest
 from pydantic import TypeAdapter
 
 from gateway.config.model import Route
@@ -238,9 +239,8 @@ class AdminApi:
         reports = await self.source.reports()
         total = merge(MetricsSnapshot.from_json(r["metrics"]) for r in reports)
         total.reloads = self.source.reloader.stats
-        return web.Response(
-            body=render(total), headers={"Content-Type": "text/plain; version=0.0.4"}
-        )
+        body = render(total) + generate_latest(REGISTRY)  # + registry feed and process metrics
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
     async def drain(self, request: web.Request) -> web.Response:
         key = request.query.get("endpoint", "")

@@ -4,8 +4,10 @@ Theory of operation (Traefik's provider rule: one place merges inputs and
 swaps the active result). Two inputs mark work as pending: the config file
 changed (watchfiles event, SIGHUP, or `request_reload()`), or the registry
 feed delivered a new snapshot (`on_snapshot`). One pump task does the work,
-serially: it waits `debounce_s` after the first mark so a burst of snapshots
-or editor writes costs one compile, then
+serially: after a config mark it waits `debounce_s` so a burst of editor
+writes costs one compile (registry snapshots come already debounced by the
+feed, and removals must reach the table at once for failover; snapshots that
+arrive while a compile runs are coalesced into the next one), then
 
 * config pending: read and check the file; if it has errors, log them as one
   JSON line (each issue `file:line:col: path: message`), count a failure, and
@@ -147,7 +149,9 @@ class Reloader:
         """The pump: serially apply pending work until cancelled."""
         while True:
             await self._wake.wait()
-            await asyncio.sleep(self.debounce_s)
+            # editors write files in bursts; registry snapshots arrive already
+            # debounced by the feed (and removals must not wait: failover)
+            await asyncio.sleep(self.debounce_s if self._config_pending else 0)
             self._wake.clear()
             try:
                 await self._step()

@@ -83,33 +83,39 @@ def pool_connections(pools: Any) -> dict[str, int]:
 
 
 class RegistryFollower:
-    """Runs the registry feed for a config (none when no backend uses the registry)."""
+    """Runs the registry feed for a config (none when no backend uses the registry).
+
+    A relative `registry.path` is relative to the working directory, as for
+    every other `portway` verb.
+    """
 
     def __init__(self, reloader: Reloader) -> None:
         self.reloader = reloader
-        self._task: asyncio.Task[Any] | None = None
-        self._registry: Any = None
+        self.feed: Any = None
 
     async def start(self, config: GatewayConfig) -> None:
         if not needs_registry(config):
             return
-        from gateway.feed import EndpointFeed  # type: ignore[import-not-found]
-        from portway.registry import open_registry  # type: ignore[attr-defined]
+        from gateway.feed import EndpointFeed
+        from portway.registry.backends import open_registry, root_from_prefix
 
-        self._registry = open_registry(config.registry)
-        feed = EndpointFeed(
-            self._registry, self.reloader.on_snapshot, debounce_s=config.registry.debounce_s
+        settings = config.registry
+        registry = open_registry(
+            settings.type,
+            path=settings.path,
+            endpoints=settings.endpoints,
+            root=root_from_prefix(settings.prefix),
         )
-        self._task = asyncio.create_task(feed.run(), name="registry-feed")
+        self.feed = EndpointFeed(
+            registry, self.reloader.on_snapshot, debounce_s=settings.debounce_s
+        )
+        self.feed.start()
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-        if self._registry is not None:
+        if self.feed is not None:
+            await self.feed.stop()
             with contextlib.suppress(Exception):
-                await self._registry.close()
+                await self.feed.registry.close()
 
 
 class Worker:

@@ -416,3 +416,54 @@ async def test_access_log_metrics_and_traces_from_real_requests(
     assert {tp.split("-")[2] for tp in sent} == span_ids  # upstream's parent is our span
     assert all(span.parent_span_id.hex() == "b7ad6b7169203331" for span in spans)
     assert all(span.trace_id.hex() == "0af7651916cd43dd8448eb211c80319c" for span in spans)
+
+
+async def test_registry_records_drive_routing_and_readiness(
+    tmp_path: Path, upstreams: Any, gateways: Any
+) -> None:
+    from portway.model import Node, ServicePort, ServiceRecord
+    from portway.registry.files import FilesRegistry
+
+    first, second = await upstreams("first"), await upstreams("second")
+    registry_dir = tmp_path / "registry"
+    writer = FilesRegistry(registry_dir)
+
+    def record(node_port: int) -> ServiceRecord:
+        return ServiceRecord(
+            cluster="east",
+            namespace="shop",
+            service="api",
+            ports=(ServicePort("http", 80, node_port),),
+            nodes=(Node("n1", "127.0.0.1"),),
+            node_port_range=(1024, 65535),
+        )
+
+    await writer.publish(record(first.port), ttl_s=None)
+    port, admin = free_port(), free_port()
+    text = (
+        config_text(port=port, admin_port=admin, upstream=1).replace(
+            "    endpoints:\n      - {address: 127.0.0.1, port: 1, cluster: local}\n",
+            "    service: {namespace: shop, name: api, port: http}\n",
+        )
+        + f"registry: {{type: files, path: '{registry_dir}', debounce: 20ms}}\n"
+    )
+    gw = gateways(tmp_path, text).start(admin)
+    try:
+        await gw.wait_ready(port)
+        _, ready = await gw.get_admin("/readyz")
+        assert ready["registry_synced"] is True
+        url = f"http://127.0.0.1:{port}/r"
+        async with aiohttp.ClientSession() as s:
+            assert await fetch(s, url) == (200, "first /r")
+            await writer.publish(record(second.port), ttl_s=None)
+
+            async def moved() -> bool:
+                return (await fetch(s, url))[1] == "second /r"
+
+            await wait_for(moved, 10)
+        _, eps = await gw.get_admin("/endpoints")
+        (endpoint,) = eps["backends"]["api"]
+        assert endpoint["key"] == f"east/127.0.0.1:{second.port}"
+        assert endpoint["cluster"] == "east" and endpoint["available"]
+    finally:
+        await writer.close()
