@@ -467,3 +467,39 @@ async def test_registry_records_drive_routing_and_readiness(
         assert endpoint["cluster"] == "east" and endpoint["available"]
     finally:
         await writer.close()
+
+
+async def test_listeners_added_and_removed_on_reload(
+    tmp_path: Path, upstreams: Any, gateways: Any
+) -> None:
+    up = await upstreams("up")
+    port, admin, extra = free_port(), free_port(), free_port()
+    gw = gateways(tmp_path, config_text(port=port, admin_port=admin, upstream=up.port)).start(admin)
+    await gw.wait_ready(port)
+    with pytest.raises(OSError):
+        await asyncio.open_connection("127.0.0.1", extra)
+    gw.config.write_text(
+        config_text(port=port, admin_port=admin, upstream=up.port, extra_listener=extra)
+    )
+    async with aiohttp.ClientSession() as s:
+
+        async def served_on_extra() -> bool:
+            try:
+                return await fetch(s, f"http://127.0.0.1:{extra}/e") == (200, "up /e")
+            except aiohttp.ClientError:
+                return False
+
+        await wait_for(served_on_extra)
+    gw.config.write_text(config_text(port=port, admin_port=admin, upstream=up.port))
+
+    async def extra_closed() -> bool:
+        try:
+            _, w = await asyncio.open_connection("127.0.0.1", extra)
+        except OSError:
+            return True
+        w.close()
+        return False
+
+    await wait_for(extra_closed)
+    async with aiohttp.ClientSession() as s:
+        assert await fetch(s, f"http://127.0.0.1:{port}/main") == (200, "up /main")
