@@ -13,7 +13,8 @@ on them:
 - sessions with `TTL`, `Behavior` (`delete` removes the keys a session holds
   when it is destroyed or expires) and renew; an unrenewed session expires
   exactly `TTL` after its last renewal (Consul allows up to twice that);
-- agent service register/deregister and the catalog service listing.
+- agent service register/deregister and the catalog service listing;
+- JSON body field names matched case-insensitively, as Consul does.
 
 It runs on its own event loop in a background thread so one instance can
 serve a whole test session; `set_reachable(False)` makes it refuse requests
@@ -218,12 +219,13 @@ class ConsulEmulator:
     async def _session_create(self, request: web.Request) -> web.Response:
         raw = await request.read()
         body = json.loads(raw) if raw else {}
-        ttl = body.get("TTL") or body.get("ttl")
+        body = {k.lower(): v for k, v in body.items()}
+        ttl = body.get("ttl")
         sid = str(uuid.uuid4())
         session = _Session(
             sid,
             _duration_s(ttl) if ttl else None,
-            body.get("Behavior") or body.get("behavior") or "release",
+            body.get("behavior") or "release",
         )
         if session.ttl_s is not None:
             session.deadline = time.monotonic() + session.ttl_s
@@ -265,9 +267,15 @@ class ConsulEmulator:
                     await self._invalidate(sid)
 
     async def _service_register(self, request: web.Request) -> web.Response:
-        body = json.loads(await request.read())
-        sid = body.get("ID") or body["Name"]
-        self.state.services[sid] = body
+        raw = {k.lower(): v for k, v in json.loads(await request.read()).items()}
+        body = {
+            "Name": raw["name"],
+            "Address": raw.get("address", ""),
+            "Port": raw.get("port", 0),
+            "Tags": raw.get("tags") or [],
+            "Meta": raw.get("meta") or {},
+        }
+        self.state.services[raw.get("id") or raw["name"]] = body
         return web.Response()
 
     async def _service_deregister(self, request: web.Request) -> web.Response:

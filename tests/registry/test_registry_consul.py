@@ -1,0 +1,127 @@
+"""Consul specifics against the emulator: blocking queries, session expiry, catalog mirror."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import pytest
+from consul_emulator import ConsulEmulator
+
+from portway.model import Node, ServicePort, ServiceRecord
+from portway.registry.base import Change, RegistryUnavailable, Snapshot
+from portway.registry.consul import ConsulRegistry
+
+pytestmark = pytest.mark.timeout(30)
+
+
+def rec(cluster: str, nodes: int = 2) -> ServiceRecord:
+    return ServiceRecord(
+        cluster=cluster,
+        namespace="shop",
+        service="web",
+        region="eu",
+        ports=(ServicePort("http", 80, 30080),),
+        nodes=tuple(Node(f"n{i}", f"10.0.0.{i + 1}", f"eu-1{'ab'[i % 2]}") for i in range(nodes)),
+    )
+
+
+def registry(addr: str, **kw: object) -> ConsulRegistry:
+    return ConsulRegistry(addr, root=f"t-{uuid.uuid4().hex[:8]}/", min_ttl_s=1.0, **kw)  # type: ignore[arg-type]
+
+
+async def test_emulated_blocking_query_returns_on_change_or_after_the_wait(
+    consul_emulator_addr: str,
+) -> None:
+    base = f"http://{consul_emulator_addr}/v1/kv/bq-{uuid.uuid4().hex[:6]}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base + "?recurse") as resp:
+            index = int(resp.headers["X-Consul-Index"])
+        t0 = time.monotonic()
+        async with http.get(f"{base}?recurse&index={index}&wait=300ms") as resp:
+            assert int(resp.headers["X-Consul-Index"]) == index
+        assert 0.25 < time.monotonic() - t0 < 2
+        waiter = asyncio.create_task(http.get(f"{base}?recurse&index={index}&wait=10s"))
+        await asyncio.sleep(0.1)
+        t1 = time.monotonic()
+        async with http.put(base + "/k", data=b"v") as resp:
+            assert await resp.json() is True
+        resp = await waiter
+        assert int(resp.headers["X-Consul-Index"]) > index
+        assert time.monotonic() - t1 < 1
+        resp.release()
+
+
+async def test_session_expiry_deletes_the_key_and_a_watch_sees_it(
+    consul_emulator_addr: str,
+) -> None:
+    reg = registry(consul_emulator_addr)
+    r = rec("a")
+    lease = await reg.publish(r, ttl_s=1)
+    start = await reg.snapshot()
+    await reg.abandon(r.key)
+    t0 = time.monotonic()
+    async with asyncio.timeout(5):
+        async for item in reg.watch(start.revision):
+            assert isinstance(item, Change)
+            assert item.key == r.key and item.record is None
+            break
+    assert 0.5 < time.monotonic() - t0 < 2.5
+    assert lease.renewing is False
+    await reg.close()
+
+
+async def test_catalog_mirror_registers_one_instance_per_node_with_tags(
+    consul_emulator: ConsulEmulator,
+) -> None:
+    def mirrored_of_a() -> list[dict[str, Any]]:
+        return [s for s in consul_emulator.state.services.values() if "cluster=a" in s["Tags"]]
+
+    reg = registry(consul_emulator.address, mirror_catalog=True)
+    await reg.publish(rec("a", nodes=2), ttl_s=10)
+    mirrored = mirrored_of_a()
+    assert sorted(s["Address"] for s in mirrored) == ["10.0.0.1", "10.0.0.2"]
+    assert all(s["Port"] == 30080 and s["Name"] == "shop-web" for s in mirrored)
+    assert {t for s in mirrored for t in s["Tags"] if t.startswith("zone=")} == {
+        "zone=eu-1a",
+        "zone=eu-1b",
+    }
+    await reg.publish(rec("a", nodes=1), ttl_s=10)
+    assert len(mirrored_of_a()) == 1
+    await reg.withdraw(rec("a").key)
+    assert not mirrored_of_a()
+    await reg.close()
+
+
+async def test_an_unreachable_agent_raises_registry_unavailable(
+    consul_emulator: ConsulEmulator,
+) -> None:
+    reg = registry(consul_emulator.address)
+    consul_emulator.set_reachable(False)
+    try:
+        with pytest.raises(RegistryUnavailable):
+            await reg.snapshot()
+        with pytest.raises(RegistryUnavailable):
+            async for _ in reg.watch(0):
+                pass
+    finally:
+        consul_emulator.set_reachable(True)
+        await reg.close()
+
+
+async def test_a_watch_from_a_revision_it_never_saw_starts_with_a_snapshot(
+    consul_emulator_addr: str,
+) -> None:
+    writer, reader = registry(consul_emulator_addr), None
+    await writer.publish(rec("a"), ttl_s=10)
+    reader = ConsulRegistry(consul_emulator_addr, root=writer.root, min_ttl_s=1.0)
+    async with asyncio.timeout(5):
+        async for item in reader.watch(1):
+            assert isinstance(item, Snapshot)
+            assert [k.cluster for k in item.records] == ["a"]
+            break
+    await writer.close()
+    await reader.close()
