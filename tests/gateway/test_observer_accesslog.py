@@ -98,3 +98,16 @@ def test_queueing_a_line_is_cheap() -> None:
     best = min(timeit.repeat(lambda: log.write(entry), number=n, repeat=5)) / n
     print(f"access log write (queue only): {best * 1e6:.2f} us/request")
     assert best < 5e-6
+
+
+def test_hostile_strings_are_escaped_into_valid_json() -> None:
+    stream = CountingStream()
+    log = AccessLog(stream)
+    entry = _log()
+    entry.user_agent = 'evil "agent"\\\n\x00\u00e9'
+    entry.path = "/a b/\u2603"
+    log.write(entry)
+    log.flush()
+    line = json.loads(stream.getvalue().decode("utf-8"))
+    assert line["user_agent"] == 'evil "agent"\\\n\x00\u00e9'
+    assert line["path"] == "/a b/\u2603"
