@@ -9,6 +9,7 @@ attributes with `__slots__`, no behaviour beyond buffering: the protocol in
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 import random
@@ -56,6 +57,8 @@ class Exchange:
         "keep_alive",
         "log",
         "method",
+        "out",
+        "owner",
         "path",
         "query",
         "replay",
@@ -72,6 +75,7 @@ class Exchange:
         "timer",
         "token",
         "tried",
+        "try_deadline",
         "upgrade",
         "version",
     )
@@ -125,6 +129,9 @@ class Exchange:
         self.log: Any = None
         self.token: Any = None
         self.timer: Any = None
+        self.try_deadline = 0.0
+        self.out = b""
+        self.owner: Any = None
         self.tried: set[str] | None = None
         self.attempts = 0
         self.retries = 0
@@ -142,3 +149,52 @@ class Exchange:
 
     def via(self, pseudonym: str) -> bytes:
         return ("1.0 " if self.version == "1.0" else "1.1 ").encode() + pseudonym.encode("latin-1")
+
+
+class DeadlineWatch:
+    """One coarse timer per event loop for every exchange's try deadline.
+
+    A `call_at` per request costs more than the rest of the request's timing;
+    instead exchanges waiting for a response head sit in a set that a single
+    timer sweeps every `TICK_S` while it is non-empty. Deadlines therefore fire
+    up to `TICK_S` late, which is far below any configured timeout's precision.
+    Expiry calls `ex.owner._timed_out(ex)`.
+    """
+
+    TICK_S = 0.05
+    __slots__ = ("handle", "loop", "waiting")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.waiting: set[Exchange] = set()
+        self.handle: asyncio.TimerHandle | None = None
+
+    def add(self, ex: Exchange, at: float) -> None:
+        ex.try_deadline = at
+        self.waiting.add(ex)
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.TICK_S, self._tick)
+
+    def discard(self, ex: Exchange) -> None:
+        self.waiting.discard(ex)
+
+    def _tick(self) -> None:
+        now = self.loop.time()
+        expired = [ex for ex in self.waiting if ex.try_deadline <= now]
+        for ex in expired:
+            self.waiting.discard(ex)
+            ex.owner._timed_out(ex)
+        self.handle = self.loop.call_later(self.TICK_S, self._tick) if self.waiting else None
+
+
+_WATCHES: dict[asyncio.AbstractEventLoop, DeadlineWatch] = {}
+
+
+def deadline_watch(loop: asyncio.AbstractEventLoop) -> DeadlineWatch:
+    """The loop's watch (one per worker event loop)."""
+    watch = _WATCHES.get(loop)
+    if watch is None:
+        for old in [old for old in _WATCHES if old.is_closed()]:
+            del _WATCHES[old]
+        watch = _WATCHES[loop] = DeadlineWatch(loop)
+    return watch

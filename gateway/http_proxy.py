@@ -34,7 +34,7 @@ import httptools
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext, NullObserver
-from gateway.http_exchange import BODY_BUFFER_LIMIT, Exchange, next_request_id
+from gateway.http_exchange import BODY_BUFFER_LIMIT, Exchange, deadline_watch, next_request_id
 from gateway.http_response import ResponseRelay
 from gateway.retry_policy import backoff_s, retry_allowed
 from gateway.routing.decision import RequestFacts
@@ -94,6 +94,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         "tunnel",
         "upgrade",
         "url",
+        "watch",
         "write_paused",
     )
 
@@ -102,6 +103,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         self.listener = listener
         self.proto = proto
         self.loop = asyncio.get_running_loop()
+        self.watch = deadline_watch(self.loop)
         self.observe = not isinstance(ctx.observer, NullObserver)
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
@@ -283,6 +285,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         chunked = self.te is not None
         has_body = chunked or any(n.lower() == b"content-length" and v != b"0" for n, v in headers)
         ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)
+        ex.owner = self
         ex.keep_alive = parser.should_keep_alive() and not self.closing
         ex.chunked = chunked
         ex.body_done = not has_body
@@ -488,12 +491,9 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         at = ex.deadline
         if per_try:
             at = min(at, self.loop.time() + per_try)
-        if ex.timer is not None:
-            ex.timer.cancel()
-        ex.timer = self.loop.call_at(at, self._timed_out, ex)
+        self.watch.add(ex, at)
 
     def _timed_out(self, ex: Exchange) -> None:
-        ex.timer = None
         if ex.done or ex.responded or ex is not self.active:
             return
         whole = self.loop.time() >= ex.deadline - 1e-3
@@ -525,6 +525,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
     def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None:
         """A try failed before the response head: retry elsewhere or answer the error."""
         pools: PoolSet = self.ctx.pools
+        self.watch.discard(ex)
         ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
         if (
             failure.cause == "upstream_reset"

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext, RequestLog
-from gateway.http_exchange import Exchange
+from gateway.http_exchange import DeadlineWatch, Exchange
 from gateway.retry_policy import RETRY_CLASSES, retry_allowed
 from gateway.routing.decision import RequestFacts
 from gateway.upstream import UpstreamFailure
@@ -47,6 +47,7 @@ class ResponseRelay:
     observe: bool
     paused: int
     write_paused: bool
+    watch: DeadlineWatch
 
     def _pause(self, reason: int) -> None: ...
     def _resume(self, reason: int) -> None: ...
@@ -71,9 +72,7 @@ class ResponseRelay:
                 return
         ex.responded = True
         ex.status = status
-        if ex.timer is not None:
-            ex.timer.cancel()
-            ex.timer = None
+        self.watch.discard(ex)
         rule = ex.rule
         kept, upgrade = hh.response_headers(
             headers, remove=rule.response_remove, set_=rule.response_set
@@ -109,9 +108,11 @@ class ResponseRelay:
         ex.close_after = close
         head = hh.join_head(hh.status_line(status), kept, b"".join(extra))
         ex.bytes_out += len(head)
-        self.transport.write(head)
         if status == 101:
+            self.transport.write(head)
             self._splice(ex, conn)
+        else:
+            ex.out = head  # written with the first body bytes: one write for small answers
 
     def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
         self.tunnel = conn
@@ -132,16 +133,34 @@ class ResponseRelay:
         if ex is None:
             return
         ex.bytes_out += len(data)
-        if ex.chunked_out:
+        out = ex.out
+        if out:
+            ex.out = b""
+            if ex.chunked_out:
+                self.transport.write(b"".join((out, b"%x\r\n" % len(data), data, b"\r\n")))
+            else:
+                self.transport.write(out + data)
+        elif ex.chunked_out:
             self.transport.writelines(hh.chunk(data))
         else:
             self.transport.write(data)
+
+    def flush_head(self) -> None:
+        """End of an upstream read: a head still held goes out now (slow or empty bodies)."""
+        ex = self.active
+        if ex is not None and ex.out:
+            self.transport.write(ex.out)
+            ex.out = b""
 
     def on_response_complete(self) -> None:
         ex = self.active
         if ex is None:
             return
-        if ex.chunked_out:
+        out = ex.out
+        if out:
+            ex.out = b""
+            self.transport.write(out + hh.LAST_CHUNK if ex.chunked_out else out)
+        elif ex.chunked_out:
             self.transport.write(hh.LAST_CHUNK)
         if ex.conn is not None:
             ex.conn = None
@@ -172,6 +191,7 @@ class ResponseRelay:
         if ex.done:
             return
         ex.done = True
+        self.watch.discard(ex)
         if ex.timer is not None:
             ex.timer.cancel()
             ex.timer = None
