@@ -10,7 +10,8 @@ the whole gateway whichever process answers.
 Routes: GET `/healthz`, `/readyz` (503 until the first config load and the
 first registry sync), `/config`, `/routes`, `/endpoints`,
 `/explain?request=GET%20https://host/path&from=IP[&header=name:value]`,
-`/metrics`; POST `/drain?endpoint=KEY[&undo=1]`.
+`/metrics`; POST `/drain?endpoint=KEY[&undo=1]`. With several workers,
+`/readyz` also waits until every worker answers (its listeners are open).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class AdminSource(Protocol):
 
     reloader: Reloader
     needs_registry: bool
+    expected_workers: int
 
     async def reports(self) -> list[dict[str, Any]]:
         """One report per worker: `{"pid", "metrics", "endpoints": {...}}`."""
@@ -148,9 +150,11 @@ class AdminApi:
 
     async def readyz(self, request: web.Request) -> web.Response:
         reloader = self.source.reloader
+        serving = len(await self.source.reports())
         checks = {
             "config_loaded": reloader.active is not None,
             "registry_synced": reloader.registry_synced or not self.source.needs_registry,
+            "workers_serving": serving >= self.source.expected_workers,
         }
         ready = all(checks.values())
         return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)

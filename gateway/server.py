@@ -126,6 +126,7 @@ class Worker:
         self.serve_admin = serve_admin
         self.reloader = Reloader(options.config_path, self._swap)
         self.needs_registry = False
+        self.expected_workers = 1
         self.ctx: GatewayContext | None = None
         self.observer = GatewayObserver()
         self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
@@ -232,7 +233,7 @@ class Worker:
 
     async def _apply_listeners(self, config: GatewayConfig) -> None:
         """Start new or changed listeners, stop removed or changed ones."""
-        from gateway.listener import start_listener  # type: ignore[import-not-found]
+        from gateway.listener import start_listener
 
         assert self.ctx is not None
         async with self._listener_lock:

@@ -94,6 +94,7 @@ class Supervisor:
         self.reloader = Reloader(options.config_path, self._swapped)
         self.needs_registry = False
         self.workers = [WorkerProcess(i) for i in range(options.workers)]
+        self.expected_workers = options.workers
         self._stopping = asyncio.Event()
         self._follower = RegistryFollower(self.reloader)
 

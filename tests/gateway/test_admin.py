@@ -43,6 +43,7 @@ class LocalSource:
     def __init__(self, reloader: Reloader) -> None:
         self.reloader = reloader
         self.needs_registry = False
+        self.expected_workers = 1
         self.state = EndpointState()
         self.stats = RequestStats()
 
@@ -105,6 +106,9 @@ async def test_health_and_readiness(admin: tuple[str, LocalSource]) -> None:
     source.reloader.on_snapshot({})
     status, _ = await _get(base + "/readyz")
     assert status == 200
+    source.expected_workers = 2  # a supervisor waiting for its second worker
+    status, body = await _get(base + "/readyz")
+    assert status == 503 and body["workers_serving"] is False
 
 
 async def test_config_shows_version_source_and_last_error(admin: tuple[str, LocalSource]) -> None:

@@ -503,3 +503,17 @@ async def test_listeners_added_and_removed_on_reload(
     await wait_for(extra_closed)
     async with aiohttp.ClientSession() as s:
         assert await fetch(s, f"http://127.0.0.1:{port}/main") == (200, "up /main")
+
+
+def test_invalid_config_at_startup_exits_1_with_positions(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("version: 1\nlisteners:\n  - {name: web, protocol: GOPHER, port: 1}\n")
+    res = subprocess.run(
+        [sys.executable, "-m", "portway", "gateway", "--config", str(path), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+    )
+    assert res.returncode == 1
+    assert f"{path}:3:27: listeners[0].protocol: " in res.stderr
