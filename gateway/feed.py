@@ -30,6 +30,7 @@ import contextlib
 import logging
 import time
 import types
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +68,9 @@ OnSnapshot = Callable[[Mapping[ServiceKey, ServiceRecord], FeedStatus], None]
 class FeedMetrics:
     """The feed's Prometheus metrics, created once per CollectorRegistry."""
 
-    _by_registry: dict[int, FeedMetrics] = {}
+    _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, FeedMetrics] = (
+        weakref.WeakKeyDictionary()
+    )
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.up = Gauge(
@@ -96,9 +99,9 @@ class FeedMetrics:
 
     @classmethod
     def on(cls, registry: CollectorRegistry) -> FeedMetrics:
-        found = cls._by_registry.get(id(registry))
+        found = cls._by_registry.get(registry)
         if found is None:
-            found = cls._by_registry[id(registry)] = cls(registry)
+            found = cls._by_registry[registry] = cls(registry)
         return found
 
 

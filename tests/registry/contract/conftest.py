@@ -21,7 +21,13 @@ from harness import Harness
 from portway.registry.files import FilesRegistry
 from portway.registry.memory import MemoryRegistry, MemoryStore
 
-BACKENDS = ["memory", "files", "etcd", "consul-emulator", "consul-real"]
+BACKENDS = [
+    "memory",
+    "files",
+    "etcd",
+    "consul-emulator",
+    pytest.param("consul-real", marks=pytest.mark.e2e),
+]
 
 
 @pytest.fixture(params=BACKENDS)

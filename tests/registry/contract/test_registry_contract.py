@@ -20,7 +20,7 @@ from portway.registry.base import (
     apply,
 )
 
-pytestmark = pytest.mark.timeout(60)
+pytestmark = pytest.mark.timeout(90)  # a real Consul agent needs TTLs of 10 s
 
 
 def rec(cluster: str, service: str = "web", node_port: int = 30080, address: str = "10.0.0.1"):
