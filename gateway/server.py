@@ -4,13 +4,16 @@
 `GatewayContext` (table, endpoint state, observer, upstream pools), follows the
 registry (`EndpointFeed` → `Reloader.on_snapshot`), starts one server per
 listener with SO_REUSEPORT, and applies listener changes on reload (listeners
-added, removed or changed are started/stopped; the admin address needs a
-restart). SIGHUP reloads; SIGTERM/SIGINT drain: stop accepting, set
-`ctx.draining` (the proxies then close idle keep-alive connections and answer
-`Connection: close`), wait for in-flight requests up to the drain deadline,
-then flush the access log and exit.
+added, removed or changed are started/stopped). The `admin`, `telemetry` and
+`registry` sections are read at startup: a reload that changes them logs a
+warning that a restart is needed. SIGHUP reloads. SIGTERM/SIGINT drain: stop
+accepting, set `ctx.draining`, close idle keep-alive client connections (and
+each busy one as soon as its response is done: `HttpProxy.close_idle`, swept
+every 20 ms), wait for in-flight requests up to the drain deadline, then
+flush the access log and traces and exit. TCP/TLS passthrough connections
+are not waited for.
 
-`Supervisor` runs when `--workers N` > 1: it spawns N `portway gateway
+`Supervisor` (`gateway.supervisor`) runs when `--workers N` > 1: it spawns N `portway gateway
 --worker` processes (fresh interpreters, no fork of a running loop), each
 given one end of a socketpair as its control channel, restarts a worker that
 dies, forwards SIGHUP and SIGTERM, and serves the admin API itself. Metrics
@@ -135,6 +138,7 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._tracer_provider: Any = None
         self._follower = RegistryFollower(self.reloader)
+        self._started_with: GatewayConfig | None = None
 
     # ---- admin source ------------------------------------------------------
 
@@ -203,6 +207,7 @@ class Worker:
             config_version=active.version,
         )
         self.ctx = ctx
+        self._started_with = config
         await self._apply_listeners(config)
         self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
         self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
@@ -225,14 +230,35 @@ class Worker:
             return
         ctx.table = table
         ctx.settings = active.config.gateway
+        if ctx.config_version != active.version:
+            self._warn_restart_only(active.config)
         ctx.config_version = active.version
         if {lst.name: lst for lst in active.config.listeners} != {
             name: lst for name, (lst, _) in self.servers.items()
         }:
             self._tasks.append(asyncio.create_task(self._apply_listeners(active.config)))
 
+    def _warn_restart_only(self, config: GatewayConfig) -> None:
+        """Settings read once at startup: say so instead of silently ignoring them."""
+        first = self._started_with
+        if first is None:
+            self._started_with = config
+            return
+        for name in ("admin", "telemetry", "registry"):
+            if getattr(first, name) != getattr(config, name):
+                log.warning(
+                    "config change needs a restart to take effect",
+                    extra={
+                        "section": name,
+                        "version": self.reloader.active.version if self.reloader.active else "",
+                    },
+                )
+
     async def _apply_listeners(self, config: GatewayConfig) -> None:
-        """Start new or changed listeners, stop removed or changed ones."""
+        """Start new or changed listeners, stop removed or changed ones.
+
+        Connections already accepted on a stopped listener finish normally.
+        """
         from gateway.listener import start_listener
 
         assert self.ctx is not None

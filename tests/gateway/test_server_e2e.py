@@ -490,7 +490,14 @@ async def test_listeners_added_and_removed_on_reload(
                 return False
 
         await wait_for(served_on_extra)
-    gw.config.write_text(config_text(port=port, admin_port=admin, upstream=up.port))
+    gw.config.write_text(
+        config_text(
+            port=port,
+            admin_port=admin,
+            upstream=up.port,
+            telemetry="telemetry: {serviceName: renamed}\n",
+        )
+    )
 
     async def extra_closed() -> bool:
         try:
@@ -503,6 +510,8 @@ async def test_listeners_added_and_removed_on_reload(
     await wait_for(extra_closed)
     async with aiohttp.ClientSession() as s:
         assert await fetch(s, f"http://127.0.0.1:{port}/main") == (200, "up /main")
+    restart = [x for x in gw.logs() if x["msg"] == "config change needs a restart to take effect"]
+    assert [x["section"] for x in restart] == ["telemetry"]
 
 
 def test_invalid_config_at_startup_exits_1_with_positions(tmp_path: Path) -> None:
