@@ -5,11 +5,23 @@ from __future__ import annotations
 import io
 import json
 import logging
+from collections.abc import Iterator
 
+import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from portway.telemetry import JsonFormatter, setup_logging, setup_tracing
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logger() -> Iterator[None]:
+    """setup_logging changes the root logger; give the next test the one it had."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
 
 
 def test_json_formatter_emits_ts_level_logger_msg_and_extras() -> None:
