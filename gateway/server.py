@@ -208,7 +208,7 @@ class Worker:
         )
         self.ctx = ctx
         self._started_with = config
-        await self._apply_listeners(config)
+        await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1
         self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
         self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
         await self._follower.start(config)
@@ -254,7 +254,7 @@ class Worker:
                     },
                 )
 
-    async def _apply_listeners(self, config: GatewayConfig) -> None:
+    async def _apply_listeners(self, config: GatewayConfig, *, strict: bool = False) -> None:
         """Start new or changed listeners, stop removed or changed ones.
 
         Connections already accepted on a stopped listener finish normally.
@@ -275,6 +275,8 @@ class Worker:
                 try:
                     server = await start_listener(self.ctx, lst, reuse_port=True)
                 except OSError as exc:
+                    if strict:
+                        raise
                     log.error(
                         "listener failed to start",
                         extra={"listener": name, "port": lst.port, "error": str(exc)},

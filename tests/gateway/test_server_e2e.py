@@ -526,3 +526,21 @@ def test_invalid_config_at_startup_exits_1_with_positions(tmp_path: Path) -> Non
     )
     assert res.returncode == 1
     assert f"{path}:3:27: listeners[0].protocol: " in res.stderr
+
+
+def test_port_in_use_at_startup_exits_1(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        path = tmp_path / "gw.yaml"
+        path.write_text(config_text(port=port, admin_port=free_port(), upstream=1))
+        res = subprocess.run(
+            [sys.executable, "-m", "portway", "gateway", "--config", str(path), "--workers", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+        )
+    assert res.returncode == 1
+    assert "cannot start" in res.stderr
