@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -129,7 +130,9 @@ def _pair(value: Sequence[int]) -> Position:
 
 
 def _plain_scalar(node: Any) -> Any:
-    if node is None or type(node) in (str, int, float, bool):
+    if type(node) is str:
+        return _join_surrogates(node)
+    if node is None or type(node) in (int, float, bool):
         return node
     if isinstance(node, bool):
         return bool(node)
@@ -138,7 +141,18 @@ def _plain_scalar(node: Any) -> Any:
     if isinstance(node, float):
         return float(node)
     if isinstance(node, str):
-        return str(node)
+        return _join_surrogates(str(node))
     if isinstance(node, datetime.date):
         return node.isoformat()
     return node
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _join_surrogates(text: str) -> str:
+    """JSON writes characters beyond U+FFFF as `\\ud83d\\ude00` pairs; ruamel keeps
+    the halves apart, so join them (a lone half becomes U+FFFD)."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
