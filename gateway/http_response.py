@@ -115,7 +115,7 @@ class ResponseRelay:
             ex.out = head  # written with the first body bytes: one write for small answers
 
     def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        self.tunnel = conn
+        self.tunnel = conn  # type: ignore[misc]
         early = ex.body
         ex.body = None
         if early and conn.transport is not None:
@@ -206,12 +206,12 @@ class ResponseRelay:
             self._end_log(ex)
         if self.active is not ex:
             return
-        self.active = None
+        self.active = None  # type: ignore[misc]
         if self.paused & _DONE and not self.queue:
             close = close or self.closing
         if close or not ex.body_done or (self.closing and not self.queue):
-            self.paused |= _DONE
-            self.queue = None
+            self.paused |= _DONE  # type: ignore[misc]
+            self.queue = None  # type: ignore[misc]
             if abort:
                 self.transport.abort()
             else:
@@ -222,7 +222,7 @@ class ResponseRelay:
             nxt = queue.popleft()
             if not queue:
                 self._resume(_PIPELINE)
-            self.active = nxt
+            self.active = nxt  # type: ignore[misc]
             self._start(nxt)
 
     def _begin_log(self, ex: Exchange, facts: RequestFacts) -> RequestLog:

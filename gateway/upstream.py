@@ -314,6 +314,7 @@ class EndpointPool:
         except BaseException:
             self._slot_freed()
             raise
+        assert isinstance(conn, UpstreamConnection)
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
