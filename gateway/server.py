@@ -26,7 +26,8 @@ worker per scrape. The admin API is served by exactly one process, so its
 answers do not depend on which worker a connection lands on.
 
 Control protocol: newline-delimited JSON. Supervisor → worker:
-`{"op": "report"}` (answered by one report line) and
+`{"op": "report", "id": N}` (answered by one report line carrying the same
+`id`, so a late answer to a timed-out request is recognised and skipped) and
 `{"op": "drain_endpoint", "key": K, "draining": bool}`. A worker whose control
 channel closes (the supervisor died) drains and exits.
 """
@@ -340,7 +341,8 @@ class Worker:
             while line := await reader.readline():
                 message = json.loads(line)
                 if message.get("op") == "report":
-                    writer.write(json.dumps(self.report()).encode() + b"\n")
+                    answer = {**self.report(), "id": message.get("id")}
+                    writer.write(json.dumps(answer).encode() + b"\n")
                     await writer.drain()
                 elif message.get("op") == "drain_endpoint":
                     await self.set_endpoint_draining(message["key"], bool(message["draining"]))

@@ -25,7 +25,8 @@ from gateway.server import RegistryFollower, ServerOptions, install_signals, nee
 log = logging.getLogger("portway.gateway.supervisor")
 
 RESTART_BACKOFF_S = 0.5
-REPORT_TIMEOUT_S = 2.0
+REPORT_TIMEOUT_S = 5.0
+REPORT_LIMIT_BYTES = 64 << 20  # a report lists every endpoint's health
 
 
 class WorkerProcess:
@@ -37,6 +38,7 @@ class WorkerProcess:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
         self.lock = asyncio.Lock()
+        self._next_id = 0
 
     async def spawn(self, options: ServerOptions) -> None:
         parent, child = socket.socketpair()
@@ -57,7 +59,9 @@ class WorkerProcess:
             *args, pass_fds=(child.fileno(),), start_new_session=False
         )
         child.close()
-        self.reader, self.writer = await asyncio.open_unix_connection(sock=parent)
+        self.reader, self.writer = await asyncio.open_unix_connection(
+            sock=parent, limit=REPORT_LIMIT_BYTES
+        )
         log.info("worker started", extra={"worker": self.index, "pid": self.proc.pid})
 
     async def ask(self, message: dict[str, Any]) -> dict[str, Any] | None:
@@ -65,15 +69,26 @@ class WorkerProcess:
         if self.writer is None or self.reader is None:
             return None
         async with self.lock:
+            self._next_id += 1
+            request_id = self._next_id
             try:
-                self.writer.write(json.dumps(message).encode() + b"\n")
+                self.writer.write(json.dumps({**message, "id": request_id}).encode() + b"\n")
                 await self.writer.drain()
                 if message.get("op") != "report":
                     return None
-                line = await asyncio.wait_for(self.reader.readline(), REPORT_TIMEOUT_S)
-            except (OSError, TimeoutError, ConnectionError):
+                async with asyncio.timeout(REPORT_TIMEOUT_S):
+                    while line := await self.reader.readline():
+                        answer: dict[str, Any] = json.loads(line)
+                        if answer.get("id") == request_id:
+                            return answer
+                        # a late answer to a request that timed out: skip it
+            except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
+                log.warning(
+                    "worker did not answer",
+                    extra={"worker": self.index, "op": message.get("op"), "error": repr(exc)},
+                )
                 return None
-        return json.loads(line) if line else None
+        return None
 
     def signal(self, signum: int) -> None:
         if self.proc is not None and self.proc.returncode is None:
