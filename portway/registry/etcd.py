@@ -82,6 +82,7 @@ class EtcdRegistry:
         *,
         root: str = "",
         request_timeout_s: float = 3.0,
+        failover_s: float = 2.0,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one etcd endpoint is needed")
@@ -89,6 +90,7 @@ class EtcdRegistry:
         self.root = root
         self._prefix = (root + KEY_PREFIX).encode()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
+        self._failover_s = failover_s
         self._current = 0
         self._http: aiohttp.ClientSession | None = None
         self._leases: dict[ServiceKey, Lease] = {}
@@ -107,26 +109,43 @@ class EtcdRegistry:
         return key[len(self.root) :] if key.startswith(self.root) else key
 
     async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        """POST to the current endpoint, failing over to the others in turn."""
-        errors = []
-        for attempt in range(len(self.endpoints)):
-            index = (self._current + attempt) % len(self.endpoints)
-            url = self.endpoints[index] + path
-            try:
-                async with self._session().post(url, json=body, timeout=self._timeout) as resp:
-                    payload: dict[str, Any] = await resp.json(content_type=None)
-            except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-                errors.append(f"{url}: {exc!r}")
-                continue
-            self._current = index
-            if resp.status != 200 or "error" in payload:
-                message = payload.get("error") or payload.get("message") or str(payload)
-                if "no leader" in str(message) or (resp.status >= 500 and "timed out" in message):
-                    errors.append(f"{url}: {message}")
-                    continue
-                raise EtcdError(f"{path}: {message}")
-            return payload
-        raise RegistryUnavailable("no etcd endpoint answered: " + "; ".join(errors))
+        """POST to the current endpoint, failing over to the others in turn.
+
+        Rounds over all endpoints repeat for up to `failover_s` (a leader
+        election after a member dies takes about one election timeout);
+        then the registry counts as unavailable.
+        """
+        errors: list[str] = []
+        deadline = time.monotonic() + self._failover_s
+        while True:
+            for attempt in range(len(self.endpoints)):
+                index = (self._current + attempt) % len(self.endpoints)
+                found = await self._post(index, path, body, errors)
+                if found is not None:
+                    return found
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        raise RegistryUnavailable("no etcd endpoint answered: " + "; ".join(errors[-3:]))
+
+    async def _post(
+        self, index: int, path: str, body: dict[str, Any], errors: list[str]
+    ) -> dict[str, Any] | None:
+        url = self.endpoints[index] + path
+        try:
+            async with self._session().post(url, json=body, timeout=self._timeout) as resp:
+                payload: dict[str, Any] = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            errors.append(f"{url}: {exc!r}")
+            return None
+        if resp.status >= 500:  # no leader, leader changed, request timed out
+            errors.append(f"{url}: {payload.get('error') or payload.get('message') or payload}")
+            return None
+        self._current = index
+        if resp.status != 200 or "error" in payload:
+            message = payload.get("error") or payload.get("message") or str(payload)
+            raise EtcdError(f"{path}: {message}")
+        return payload
 
     async def _txn(
         self, compare: list[dict[str, Any]], success: list[dict[str, Any]]

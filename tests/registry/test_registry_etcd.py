@@ -90,7 +90,7 @@ async def test_a_writer_whose_lease_was_revoked_cannot_overwrite_the_new_owner(
 
 
 async def test_an_unreachable_etcd_raises_registry_unavailable() -> None:
-    reg = EtcdRegistry(["http://127.0.0.1:9"], request_timeout_s=0.5)
+    reg = EtcdRegistry(["http://127.0.0.1:9"], request_timeout_s=0.5, failover_s=0.2)
     try:
         with pytest.raises(RegistryUnavailable):
             await reg.snapshot()
@@ -125,8 +125,8 @@ async def test_three_member_cluster_keeps_publishing_and_watching_with_one_membe
     tmp_path: Path,
 ) -> None:
     cluster = EtcdCluster(tmp_path, size=3).start()
-    writer = EtcdRegistry(cluster.endpoints, request_timeout_s=1.0)
-    reader = EtcdRegistry(cluster.endpoints, request_timeout_s=1.0)
+    writer = EtcdRegistry(cluster.endpoints, request_timeout_s=1.0, failover_s=5.0)
+    reader = EtcdRegistry(cluster.endpoints, request_timeout_s=1.0, failover_s=5.0)
     seen: list[tuple[str, str, int]] = []
     task = None
     try:
@@ -158,15 +158,15 @@ async def test_feed_and_watch_survive_an_etcd_restart_without_lost_or_repeated_c
 ) -> None:
     cluster = EtcdCluster(tmp_path, size=1).start()
     member = cluster.members[0]
-    writer = EtcdRegistry(cluster.endpoints, request_timeout_s=0.5)
-    reader = EtcdRegistry(cluster.endpoints, request_timeout_s=0.5)
+    writer = EtcdRegistry(cluster.endpoints, request_timeout_s=0.5, failover_s=0.2)
+    reader = EtcdRegistry(cluster.endpoints, request_timeout_s=0.5, failover_s=0.2)
     statuses: list[tuple[dict[ServiceKey, ServiceRecord], FeedStatus]] = []
 
     def on_snapshot(records: Mapping[ServiceKey, ServiceRecord], status: FeedStatus) -> None:
         statuses.append((dict(records), status))
 
     feed = EndpointFeed(
-        EtcdRegistry(cluster.endpoints, request_timeout_s=0.5),
+        EtcdRegistry(cluster.endpoints, request_timeout_s=0.5, failover_s=0.2),
         on_snapshot,
         debounce_s=0.01,
         metrics_registry=CollectorRegistry(),
