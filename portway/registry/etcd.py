@@ -4,7 +4,9 @@ Why not aetcd: its transactions cannot compare a key's lease (the fence this
 backend needs), it dials a single host:port, and lease keepalive is a
 one-shot unary call. etcd's grpc-gateway (`/v3/kv/range`, `/v3/kv/txn`,
 `/v3/lease/*`, streaming `/v3/watch`) gives all of it on the aiohttp we
-already ship, with base64 keys and int64s as strings.
+already ship, with base64 keys and int64s as strings. Measured on loopback
+(benchmarks/registry_latency.py) a put costs ~1 ms p50 here against ~0.6 ms
+through aetcd's gRPC: not a difference a 50 ms feed debounce can see.
 
 Theory of operation: every published key gets its own lease of `ttl_s`,
 kept alive every `min(5 s, ttl/3)`. Creating a key is a txn "create_revision
