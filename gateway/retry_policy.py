@@ -6,6 +6,14 @@ method (unless `idempotent_only` is off), a request body that can be sent
 again (none, or fully buffered), tries left, time left before the request
 deadline, and room in the worker's retry budget (Envoy: retries in flight may
 be at most `percent` of requests in flight, but always `min_concurrency`).
+
+A try that never reached an upstream (connect refused or timed out, circuit
+open) is retried outside the budget: the budget exists so that retries do not
+multiply the load on struggling upstreams, and moving a request that no
+upstream saw adds no load anywhere. Without this, losing a whole cluster
+would turn into failed requests as soon as more than `min_concurrency`
+clients hit its dead NodePorts at once, which is exactly when failover must
+be invisible.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ import random
 from typing import Any
 
 from gateway.http_head import IDEMPOTENT_METHODS
+
+NEVER_SENT = frozenset({"upstream_connect_failure", "circuit_open"})
 
 RETRY_CLASSES: dict[str, frozenset[str]] = {
     "upstream_connect_failure": frozenset({"connect-failure", "gateway-error", "5xx", "reset"}),
@@ -49,7 +59,7 @@ def retry_allowed(ex: Any, cause: str, budget: Any, now: float) -> bool:
         return False
     if now >= ex.deadline:
         return False
-    if not ex.retrying:
+    if not ex.retrying and cause not in NEVER_SENT:
         allowed = max(
             retry.budget.min_concurrency, retry.budget.percent / 100.0 * budget.active_requests
         )
