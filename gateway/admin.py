@@ -203,6 +203,7 @@ class AdminApi:
                     "zone": ep.zone,
                     "node": ep.node,
                     "weight": ep.weight,
+                    "ready": ep.ready,
                     "locality_level": levels.get(ep.key),
                     "locality": _level_name(names, levels.get(ep.key)),
                     "healthy": ep.key not in state.unhealthy,

@@ -147,7 +147,7 @@ class CompiledBackend:
         key = affinity.lookup(self.name, client, now)
         if key is not None:
             ep = self.endpoint(key)
-            if ep is not None and (plan.load.panic or state.available(key)):
+            if ep is not None and (plan.load.panic or (ep.ready and state.available(key))):
                 affinity.remember(self.name, client, key, now + self.affinity_timeout_s)
                 return ep
         if not plan.cum or plan.cum[-1] <= 0:
@@ -161,7 +161,9 @@ class CompiledBackend:
 
     def _build_plan(self, state: EndpointState, rng: Random) -> LocalityPlan:
         available = state.available
-        usable = tuple(tuple(e for e in level if available(e.key)) for level in self.levels)
+        usable = tuple(
+            tuple(e for e in level if e.ready and available(e.key)) for level in self.levels
+        )
         load = priority_load(
             [len(u) for u in usable],
             [len(level) for level in self.levels],
@@ -218,7 +220,8 @@ class CompiledBackend:
         available = state.available
         counts_total = [len(self.levels[i]) for i in order]
         counts_avail = [
-            sum(1 for e in self.levels[i] if plan.load.panic or available(e.key)) for i in order
+            sum(1 for e in self.levels[i] if plan.load.panic or (e.ready and available(e.key)))
+            for i in order
         ]
         load = priority_load(
             counts_avail,

@@ -6,9 +6,11 @@ Records are sorted by key first. Each backend is compiled once:
 
 - a registry backend (`service: {namespace, name, port, clusters}`) becomes
   one endpoint per eligible node of each matching record: the node's address
-  and the record port's nodePort. Eligible means Ready, and under
-  externalTrafficPolicy Local also holding a ready local endpoint (kube-proxy
-  drops traffic on other nodes); Local endpoints carry the record's
+  and the record port's nodePort. Under externalTrafficPolicy Local only
+  nodes holding a ready local endpoint are eligible (kube-proxy drops
+  traffic on other nodes); NotReady nodes are kept with `ready=False`, so
+  they count in their locality level's size but are never picked outside
+  panic mode; Local endpoints carry the record's
   healthCheckNodePort and weigh their local endpoint count, so each pod, not
   each node, gets an even share;
 - static endpoints are taken as written;
@@ -178,6 +180,7 @@ _NEW = object.__new__
     _SET_WEIGHT,
     _SET_HC,
     _SET_KEY,
+    _SET_READY,
 ) = (
     Endpoint.__dict__[f].__set__
     for f in (
@@ -190,6 +193,7 @@ _NEW = object.__new__
         "weight",
         "health_check_port",
         "key",
+        "ready",
     )
 )
 
@@ -207,8 +211,6 @@ def _expand_record(rec: ServiceRecord, node_port: int, out: list[Endpoint]) -> N
     suffix = f":{node_port}"
     prefix = cluster + "/"
     for n in rec.nodes:
-        if not n.ready:
-            continue
         weight = 1
         if local:
             if n.local_endpoints <= 0:
@@ -225,6 +227,7 @@ def _expand_record(rec: ServiceRecord, node_port: int, out: list[Endpoint]) -> N
         _SET_WEIGHT(e, weight)
         _SET_HC(e, hc)
         _SET_KEY(e, prefix + (f"[{address}]" if ":" in address else address) + suffix)
+        _SET_READY(e, n.ready)
         out.append(e)
 
 

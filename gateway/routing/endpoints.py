@@ -16,7 +16,14 @@ from gateway.routing.affinity import AffinityState
 
 @dataclass(frozen=True, slots=True)
 class Endpoint:
-    """One NodePort (or static) endpoint: where a connection actually goes."""
+    """One NodePort (or static) endpoint: where a connection actually goes.
+
+    `ready` is the node's readiness as its cluster published it. A NotReady
+    node stays in the table, never picked outside panic mode, so its
+    locality level's health share drops and traffic spills as Envoy's
+    priority rule says (a node gone NotReady is capacity lost, not a smaller
+    level at full health).
+    """
 
     address: str
     port: int
@@ -27,6 +34,7 @@ class Endpoint:
     weight: int = 1
     health_check_port: int | None = None
     key: str = ""
+    ready: bool = True
 
     def __post_init__(self) -> None:
         if not self.key:

@@ -100,7 +100,7 @@ def describe_backend(
     )
     factor = backend.locality.overprovisioning_factor
     for i, (name, level) in enumerate(zip(backend.level_names, backend.levels, strict=True)):
-        up = sum(1 for e in level if state.available(e.key))
+        up = sum(1 for e in level if e.ready and state.available(e.key))
         steps.append(
             f"  level {i} ({name}): {up}/{len(level)} available, health "
             f"{load.health[i]:.1f}% (×{factor:g}, capped at 100), gets {load.shares[i]:.1f}%"

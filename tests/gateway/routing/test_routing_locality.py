@@ -31,21 +31,42 @@ def _doc(
     }
 
 
-def test_registry_backend_expands_to_ready_nodes_with_node_port() -> None:
+def test_registry_backend_expands_nodes_with_node_port_and_readiness() -> None:
     rec = record(
         "east", "us-east-1", [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "b")], not_ready=["n2"]
     )
     t = table(_doc(), [rec])
-    (ep,) = t.backends["web"].endpoints
-    assert (ep.address, ep.port, ep.cluster, ep.region, ep.zone, ep.node) == (
+    ep, down = t.backends["web"].endpoints
+    assert (ep.address, ep.port, ep.cluster, ep.region, ep.zone, ep.node, ep.ready) == (
         "10.0.0.1",
         30080,
         "east",
         "us-east-1",
         "a",
         "n1",
+        True,
     )
     assert ep.key == "east/10.0.0.1:30080"
+    assert (down.node, down.ready) == ("n2", False)
+
+
+def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
+    """1 of 2 local nodes NotReady: level 0 keeps 50% × 1.4 = 70%, 30% spills to the next zone."""
+    local = record(
+        "east",
+        "us-east-1",
+        [("e0", "10.0.0.1", "us-east-1a"), ("e1", "10.0.0.2", "us-east-1a")],
+        not_ready=["e1"],
+    )
+    other = record(
+        "east-b", "us-east-1", [("b0", "10.0.1.1", "us-east-1b"), ("b1", "10.0.1.2", "us-east-1b")]
+    )
+    t = table(_doc(), [local, other])
+    state = EndpointState()
+    picks = Counter(t.route_http(facts(), state).endpoint.node for _ in range(20_000))  # type: ignore[union-attr]
+    assert picks["e1"] == 0
+    assert picks["e0"] / 20_000 == pytest.approx(0.70, abs=0.02)
+    assert (picks["b0"] + picks["b1"]) / 20_000 == pytest.approx(0.30, abs=0.02)
 
 
 def test_local_policy_skips_nodes_without_ready_endpoints() -> None:
