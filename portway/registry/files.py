@@ -78,6 +78,7 @@ class FilesRegistry:
         self._dirty = asyncio.Event()
         self._synced = asyncio.Event()
         self._stop = asyncio.Event()
+        self._renew_wake = asyncio.Event()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -104,6 +105,7 @@ class FilesRegistry:
         if lease is None or lease.lost:
             lease = Lease(key, ttl_s or 0.0, self.session)
             self._leases[key] = lease
+            self._renew_wake.set()
         lease.last_renewal = time.monotonic()
         if ttl_s is not None and self._renewer is None:
             self._renewer = asyncio.create_task(self._renew_forever(), name="files-renew")
@@ -127,9 +129,20 @@ class FilesRegistry:
             lease.renewing = False
 
     async def _renew_forever(self) -> None:
+        """Touch held files every third of the shortest TTL.
+
+        A lease granted while this loop sleeps wakes it (`_renew_wake`), so the
+        new lease's interval applies at once instead of after a sleep computed
+        for the leases held before (which could outlast the new TTL).
+        """
         while True:
             ttls = [lease.ttl_s for lease in self._leases.values() if lease.ttl_s]
-            await asyncio.sleep(min([DEFAULT_RENEW_S, *(t / 3 for t in ttls)]))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._renew_wake.wait(), min([DEFAULT_RENEW_S, *(t / 3 for t in ttls)])
+                )
+                self._renew_wake.clear()
+                continue
             self.renew()
 
     def renew(self) -> None:

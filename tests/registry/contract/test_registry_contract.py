@@ -162,6 +162,30 @@ async def test_abandoned_record_expires_and_renewed_one_stays(harness: Harness) 
     await harness.session().publish(rec("dropped", address="10.0.0.9"), ttl_s=ttl)
 
 
+async def test_a_record_published_again_after_expiry_is_kept_alive(harness: Harness) -> None:
+    """A crashed-and-restarted writer: its first lease expired, the new one must be renewed.
+
+    The writer held nothing in between, so whatever renewal schedule it had
+    (none, or one for the old lease) must pick up the new lease at once.
+    """
+    ttl = max(2.0, harness.ttl_floor_s)
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    a = rec("again")
+    await writer.publish(a, ttl_s=ttl)
+    await reader.until({a.key: a})
+    await writer.abandon(a.key)
+    await reader.until({}, timeout_s=3 * ttl + 5)
+    back = rec("again", address="10.0.0.7")
+    await writer.publish(back, ttl_s=ttl)
+    await reader.until({back.key: back})
+    seen = len(reader.items)
+    await asyncio.sleep(ttl * 1.6)
+    assert reader.state == {back.key: back}
+    assert [i for i in reader.items[seen:] if isinstance(i, Change)] == []
+    await reader.stop()
+
+
 async def test_bad_records_are_logged_with_their_key_and_skipped(
     harness: Harness, caplog: pytest.LogCaptureFixture
 ) -> None:
