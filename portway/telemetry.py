@@ -51,6 +51,10 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(out, default=str, separators=(",", ":"))
 
 
+QUIET_LOGGERS = ("watchfiles", "watchfiles.main")
+"""Libraries whose info lines would drown ours (watchfiles logs every batch of file changes)."""
+
+
 def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None) -> None:
     """Route the root logger to `stream` (stderr by default) as JSON lines; idempotent."""
     root = logging.getLogger()
@@ -62,6 +66,8 @@ def setup_logging(level: int | str = logging.INFO, stream: IO[str] | None = None
     handler._portway_json = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(level)
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
 def setup_tracing(
