@@ -18,6 +18,11 @@ from typing import Any
 BODY_BUFFER_LIMIT = 64 * 1024
 """Request body bytes held before an upstream is bound (and kept for a replay)."""
 
+PIPELINE, UPSTREAM, BUFFER, TUNNEL_WAIT, DONE = 1, 2, 4, 8, 16
+"""Why client reading is paused (a bitmask in `HttpProxy.paused`): a pipelined
+request waits, the upstream's write buffer is full, the early body buffer is
+full, an upgrade waits for the 101, the connection is finished."""
+
 _PREFIX = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
 _COUNTER = itertools.count(1)
 

@@ -21,6 +21,11 @@ the request body is replayable (none, or fully buffered and small): see
 response head across all tries, the per-try timeout each try; once the head is
 forwarded the body streams without a deadline (a 1 GiB download is not a
 timeout), bounded by the peers closing.
+
+Layout: this module is the connection (lifecycle, flow control, starting an
+exchange, answers made by the proxy itself); the request callbacks are
+`http_request.RequestReader`, tries and retries `http_tries.TryRunner`, the
+response side `http_response.ResponseRelay`, all mixed into `HttpProxy`.
 """
 
 from __future__ import annotations
@@ -34,35 +39,15 @@ import httptools
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext, NullObserver
-from gateway.http_exchange import BODY_BUFFER_LIMIT, Exchange, deadline_watch, next_request_id
+from gateway.http_exchange import DONE, TUNNEL_WAIT, Exchange, deadline_watch, next_request_id
+from gateway.http_request import RequestReader
 from gateway.http_response import ResponseRelay
-from gateway.retry_policy import backoff_s, retry_allowed
+from gateway.http_tries import TryRunner
 from gateway.routing.decision import RequestFacts
-from gateway.upstream import PoolSet, UpstreamConnection, UpstreamFailure
-
-_PIPELINE, _UPSTREAM, _BUFFER, _TUNNEL_WAIT, _DONE = 1, 2, 4, 8, 16
-_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF = range(10)
-_SPECIAL: dict[bytes, int] = {
-    b"host": _HOST,
-    b"content-length": _CL,
-    b"transfer-encoding": _TE,
-    b"connection": _CONN,
-    b"upgrade": _UPGRADE,
-    b"keep-alive": _HOP,
-    b"te": _HOP,
-    b"trailer": _HOP,
-    b"x-forwarded-for": _XFF,
-    b"x-forwarded-proto": _FWD,
-    b"x-forwarded-host": _FWD,
-    b"forwarded": _FWD,
-    b"expect": _EXPECT,
-    b"x-request-id": _REQID,
-}
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SAME_ENDPOINT_OK = frozenset({"upstream_reset", "gateway_status", "server_status"})
+from gateway.upstream import UpstreamConnection
 
 
-class HttpProxy(ResponseRelay, asyncio.Protocol):
+class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
     """One client connection; see the module docstring."""
 
     __slots__ = (
@@ -119,20 +104,6 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
         self.tunnel: UpstreamConnection | None = None
         self._reset_head()
 
-    def _reset_head(self) -> None:
-        self.url = b""
-        self.headers: hh.Headers = []
-        self.nheaders = 0
-        self.hbytes = 0
-        self.host: bytes | None = None
-        self.host_count = 0
-        self.te: bytes | None = None
-        self.conn_tokens: list[bytes] | None = None
-        self.upgrade = b""
-        self.fwd: dict[bytes, bytes] | None = None
-        self.expect = False
-        self.request_id = b""
-
     # --- asyncio.Protocol: client side -------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -146,7 +117,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             if self.tunnel.transport is not None:
                 self.tunnel.transport.write(data)
             return
-        if self.paused & _DONE:
+        if self.paused & DONE:
             return
         try:
             self.parser.feed_data(data)
@@ -159,7 +130,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
                 if rest:
                     ex.buffer(rest)
                 ex.body_done = True
-                self._pause(_TUNNEL_WAIT)
+                self._pause(TUNNEL_WAIT)
             if self.ready is not None:
                 self._start_ready()
         except httptools.HttpParserCallbackError as exc:
@@ -174,7 +145,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
     def close_idle(self) -> None:
         """Graceful drain: close now if no request is being received or answered."""
         if self.active is None and self.parsing is None and not self.queue:
-            self.paused |= _DONE
+            self.paused |= DONE
             self.transport.close()
 
     def eof_received(self) -> bool:
@@ -185,7 +156,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connections.discard(self)
-        self.paused |= _DONE
+        self.paused |= DONE
         if self.tunnel is not None:
             self.tunnel.close()
         ex = self.active
@@ -216,124 +187,6 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             self.paused &= ~reason
             if not self.paused:
                 self.transport.resume_reading()
-
-    # --- httptools callbacks -------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._reset_head()
-
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-        if len(self.url) > self.ctx.settings.max_request_line_bytes:
-            raise hh.HeadError(414, "request_line_too_long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.nheaders += 1
-        self.hbytes += len(name) + len(value) + 4
-        settings = self.ctx.settings
-        if self.nheaders > settings.max_headers or self.hbytes > settings.max_header_bytes:
-            raise hh.HeadError(431, "request_headers_too_large")
-        lname = name.lower()
-        kind = _SPECIAL.get(lname)
-        if kind is None:
-            if not lname.startswith(b"proxy-"):
-                self.headers.append((name, value))
-        elif kind == _HOST:
-            self.host_count += 1
-            self.host = value
-        elif kind == _CL:
-            self.headers.append((name, value))
-        elif kind == _TE:
-            self.te = value
-            hh.check_transfer_encoding(value)
-        elif kind == _CONN:
-            self.conn_tokens = (self.conn_tokens or []) + hh.connection_tokens(value)
-        elif kind == _UPGRADE:
-            self.upgrade = value
-        elif kind in (_FWD, _XFF):
-            if self.trusted:
-                fwd = self.fwd if self.fwd is not None else {}
-                old = fwd.get(lname)
-                fwd[lname] = old + b", " + value if old else value
-                self.fwd = fwd
-        elif kind == _EXPECT:
-            self.expect = value.strip().lower() == b"100-continue"
-        elif kind == _REQID:
-            self.request_id = value
-            self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        parser = self.parser
-        version = parser.get_http_version()
-        hh.check_version(version)
-        method: bytes = parser.get_method()
-        if method == b"CONNECT":
-            raise hh.HeadError(501, "connect_not_supported")
-        authority, path, query = hh.split_target(self.url)
-        if authority:
-            host = authority
-        elif self.host_count == 1 and self.host:
-            host = self.host
-        elif self.host_count > 1 or version == "1.1":
-            raise hh.HeadError(400, "missing_or_repeated_host")
-        else:
-            host = b""
-        headers = self.headers
-        if self.conn_tokens:
-            gone = frozenset(self.conn_tokens)
-            headers = [(n, v) for n, v in headers if n.lower() not in gone]
-        upgrade = self.upgrade if parser.should_upgrade() else b""
-        chunked = self.te is not None
-        has_body = chunked or any(n.lower() == b"content-length" and v != b"0" for n, v in headers)
-        ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)
-        ex.owner = self
-        ex.keep_alive = parser.should_keep_alive() and not self.closing
-        ex.chunked = chunked
-        ex.body_done = not has_body
-        ex.upgrade = upgrade
-        ex.expect = self.expect and has_body
-        if not ex.keep_alive:
-            self.closing = True
-        self.parsing = ex
-        if self.active is None:
-            # started once this read is parsed whole: a request whose body turns out
-            # malformed in the same read is refused before anything is forwarded
-            self.active = ex
-            self.ready = ex
-        else:
-            if self.queue is None:
-                self.queue = deque()
-            self.queue.append(ex)
-            self._pause(_PIPELINE)
-
-    def on_body(self, body: bytes) -> None:
-        ex = self.parsing
-        if ex is None or ex.done:
-            return
-        ex.bytes_in += len(body)
-        conn = ex.conn
-        if conn is not None and ex is self.active and conn.transport is not None:
-            ex.replay = None
-            ex.body_sent = True
-            if ex.chunked:
-                conn.transport.writelines(hh.chunk(body))
-            else:
-                conn.transport.write(body)
-        elif ex.buffer(body) > BODY_BUFFER_LIMIT:
-            self._pause(_BUFFER)
-
-    def on_message_complete(self) -> None:
-        ex = self.parsing
-        self.parsing = None
-        if ex is None:
-            return
-        if ex.upgrade:
-            return  # data_received sees the upgrade and buffers what follows
-        ex.body_done = True
-        conn = ex.conn
-        if ex.chunked and conn is not None and ex is self.active and conn.transport is not None:
-            conn.transport.write(hh.LAST_CHUNK)
-        if self.closing:
-            self._pause(_DONE)
 
     # --- starting and retrying an exchange -------------------------------------
     def _start_ready(self) -> None:
@@ -417,151 +270,6 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             ex.fixed_host = ex.host
         return hh.join_head(line, headers)
 
-    def _try(self, ex: Exchange, endpoint: Any) -> None:
-        ex.endpoint = endpoint
-        ex.attempts += 1
-        pools: PoolSet = self.ctx.pools
-        pool = pools.pool(endpoint, ex.decision.backend)
-        self._arm_timer(ex)
-        conn = pool.take_idle()
-        ex.reused = conn is not None
-        if conn is not None:
-            self._bind(ex, conn)
-        else:
-            ex.connecting = self.loop.create_task(self._connect(ex, pool))
-
-    async def _connect(self, ex: Exchange, pool: Any) -> None:
-        try:
-            conn = await pool.connect(ex.rule.timeouts.connect_s)
-        except UpstreamFailure as failure:
-            ex.connecting = None
-            if ex is self.active and not ex.done:
-                endpoint = ex.endpoint
-                self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
-                self._failed(ex, failure)
-            return
-        ex.connecting = None
-        if ex is not self.active or ex.done:
-            pool.release(conn)
-        else:
-            self._bind(ex, conn)
-
-    def _bind(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        ex.conn = conn
-        conn.bind(self, head_only=ex.method == b"HEAD")
-        key = ex.endpoint.key
-        in_flight = self.ctx.state.in_flight
-        in_flight[key] = in_flight.get(key, 0) + 1
-        host = ex.fixed_host or _endpoint_host(ex.endpoint)
-        out = [b"Host: " + host + b"\r\n" if host else b""]
-        head = ex.head
-        cut = head.index(b"\r\n") + 2
-        out.insert(0, head[:cut])
-        out.append(head[cut:])
-        body = ex.replay if ex.replay is not None else ex.body
-        if body:
-            ex.body_sent = True
-            for piece in body:
-                if ex.chunked:
-                    out.extend(hh.chunk(piece))
-                else:
-                    out.append(piece)
-            if ex.body_done and not ex.upgrade and len(body) and ex.bytes_in <= BODY_BUFFER_LIMIT:
-                ex.replay = body
-        if ex.chunked and ex.body_done and not ex.upgrade:
-            out.append(hh.LAST_CHUNK)
-        ex.body = None
-        transport = conn.transport
-        assert transport is not None
-        transport.write(b"".join(out))
-        if ex.upgrade and ex.replay is None and body:
-            ex.replay = None
-        if self.write_paused:
-            transport.pause_reading()
-        if ex.expect and not ex.body_done and not ex.bytes_in:
-            self.transport.write(_CONTINUE)
-        self._resume(_BUFFER)
-
-    def _arm_timer(self, ex: Exchange) -> None:
-        rule = ex.rule
-        retry = rule.retry
-        per_try = (retry.per_try_timeout_s if retry is not None else None) or (
-            rule.timeouts.backend_request_s
-        )
-        at = ex.deadline
-        if per_try:
-            at = min(at, self.loop.time() + per_try)
-        self.watch.add(ex, at)
-
-    def _timed_out(self, ex: Exchange) -> None:
-        if ex.done or ex.responded or ex is not self.active:
-            return
-        whole = self.loop.time() >= ex.deadline - 1e-3
-        self._drop_upstream(ex)
-        if whole:
-            self._error(ex, "upstream_timeout")
-        else:
-            self._failed(ex, _TIMEOUT)
-
-    def _drop_upstream(self, ex: Exchange) -> None:
-        if ex.connecting is not None:
-            ex.connecting.cancel()
-            ex.connecting = None
-        conn = ex.conn
-        if conn is not None:
-            ex.conn = None
-            conn.close()
-            self._uncount(ex)
-
-    def _uncount(self, ex: Exchange) -> None:
-        key = ex.endpoint.key
-        in_flight = self.ctx.state.in_flight
-        left = in_flight.get(key, 1) - 1
-        if left > 0:
-            in_flight[key] = left
-        else:
-            in_flight.pop(key, None)
-
-    def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None:
-        """A try failed before the response head: retry elsewhere or answer the error."""
-        pools: PoolSet = self.ctx.pools
-        self.watch.discard(ex)
-        ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
-        if (
-            failure.cause == "upstream_reset"
-            and ex.reused
-            and not ex.stale_retried
-            and ex.method in hh.IDEMPOTENT_METHODS
-            and (not ex.body_sent or ex.replay is not None)
-            and not ex.upgrade
-        ):
-            # a pooled connection the upstream closed as we reused it: once, on a fresh one
-            ex.stale_retried = True
-            self._try(ex, ex.endpoint)
-            return
-        if retry_allowed(ex, failure.cause, pools, self.loop.time()):
-            tried = ex.tried if ex.tried is not None else set()
-            tried.add(ex.endpoint.key)
-            ex.tried = tried
-            endpoint = ex.table.retry_pick(ex.decision, tried, self.ctx.state)
-            if endpoint is None and failure.cause in _SAME_ENDPOINT_OK:
-                endpoint = ex.endpoint  # a stale keep-alive socket: the same endpoint is fine
-            if endpoint is not None:
-                ex.retries += 1
-                if not ex.retrying:
-                    ex.retrying = True
-                    pools.active_retries += 1
-                delay = backoff_s(ex.rule.retry, ex.retries)
-                ex.timer = self.loop.call_later(delay, self._retry_now, ex, endpoint)
-                return
-        self._error(ex, failure.cause)
-
-    def _retry_now(self, ex: Exchange, endpoint: Any) -> None:
-        ex.timer = None
-        if ex.done or ex is not self.active:
-            return
-        self._try(ex, endpoint)
-
     # --- answers made here -------------------------------------------------------
     def _must_close(self, ex: Exchange) -> bool:
         return not ex.keep_alive or not ex.body_done or self.closing
@@ -581,7 +289,7 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
 
     def _refuse(self, err: hh.HeadError) -> None:
         """A request we will not forward: answer and close, whatever was in flight."""
-        self.paused |= _DONE
+        self.paused |= DONE
         self.ready = None
         self.queue = None
         ex = self.active
@@ -605,19 +313,6 @@ class HttpProxy(ResponseRelay, asyncio.Protocol):
             ex.done = True
         self.transport.write(hh.error_response(err.status, err.cause, close=True))
         self.transport.close()
-
-
-class _Timeout(UpstreamFailure):
-    cause = "upstream_timeout"
-
-
-_TIMEOUT = _Timeout("per-try timeout")
-
-
-def _endpoint_host(endpoint: Any) -> bytes:
-    address = endpoint.address
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{endpoint.port}".encode("ascii")
 
 
 _NETWORKS: dict[tuple[str, ...], list[Any]] = {}

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext, RequestLog
-from gateway.http_exchange import DeadlineWatch, Exchange
+from gateway.http_exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, DeadlineWatch, Exchange
 from gateway.retry_policy import RETRY_CLASSES, retry_allowed
 from gateway.routing.decision import RequestFacts
 from gateway.upstream import UpstreamFailure
@@ -28,13 +28,13 @@ if TYPE_CHECKING:
 
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
 _NO_BODY_STATUSES = frozenset({204, 304})
-_PIPELINE, _UPSTREAM, _BUFFER, _TUNNEL_WAIT, _DONE = 1, 2, 4, 8, 16
 
 
 class ResponseRelay:
     """Response-side methods of `HttpProxy` (state lives in its slots)."""
 
-    __slots__ = ()
+    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
+        __slots__ = ()
     ctx: GatewayContext
     transport: asyncio.Transport
     active: Exchange | None
@@ -49,12 +49,14 @@ class ResponseRelay:
     write_paused: bool
     watch: DeadlineWatch
 
-    def _pause(self, reason: int) -> None: ...
-    def _resume(self, reason: int) -> None: ...
-    def _start(self, ex: Exchange) -> None: ...
-    def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None: ...
-    def _drop_upstream(self, ex: Exchange) -> None: ...
-    def _uncount(self, ex: Exchange) -> None: ...
+    if TYPE_CHECKING:
+
+        def _pause(self, reason: int) -> None: ...
+        def _resume(self, reason: int) -> None: ...
+        def _start(self, ex: Exchange) -> None: ...
+        def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None: ...
+        def _drop_upstream(self, ex: Exchange) -> None: ...
+        def _uncount(self, ex: Exchange) -> None: ...
 
     def on_response_head(self, conn: UpstreamConnection, status: int, headers: hh.Headers) -> None:
         ex = self.active
@@ -115,12 +117,12 @@ class ResponseRelay:
             ex.out = head  # written with the first body bytes: one write for small answers
 
     def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
-        self.tunnel = conn  # type: ignore[misc]
+        self.tunnel = conn
         early = ex.body
         ex.body = None
         if early and conn.transport is not None:
             conn.transport.write(b"".join(early))
-        self._resume(_TUNNEL_WAIT)
+        self._resume(TUNNEL_WAIT)
 
     def tunnel_data(self, data: bytes) -> None:
         ex = self.active
@@ -181,10 +183,10 @@ class ResponseRelay:
             self._failed(ex, failure)
 
     def upstream_pause_writing(self) -> None:
-        self._pause(_UPSTREAM)
+        self._pause(UPSTREAM)
 
     def upstream_resume_writing(self) -> None:
-        self._resume(_UPSTREAM)
+        self._resume(UPSTREAM)
 
     def _finish(self, ex: Exchange, *, close: bool, abort: bool = False) -> None:
         """End `ex` exactly once; then close, or start the next pipelined request."""
@@ -206,12 +208,12 @@ class ResponseRelay:
             self._end_log(ex)
         if self.active is not ex:
             return
-        self.active = None  # type: ignore[misc]
-        if self.paused & _DONE and not self.queue:
+        self.active = None
+        if self.paused & DONE and not self.queue:
             close = close or self.closing
         if close or not ex.body_done or (self.closing and not self.queue):
-            self.paused |= _DONE  # type: ignore[misc]
-            self.queue = None  # type: ignore[misc]
+            self.paused |= DONE
+            self.queue = None
             if abort:
                 self.transport.abort()
             else:
@@ -221,8 +223,8 @@ class ResponseRelay:
         if queue:
             nxt = queue.popleft()
             if not queue:
-                self._resume(_PIPELINE)
-            self.active = nxt  # type: ignore[misc]
+                self._resume(PIPELINE)
+            self.active = nxt
             self._start(nxt)
 
     def _begin_log(self, ex: Exchange, facts: RequestFacts) -> RequestLog:

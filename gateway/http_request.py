@@ -1,0 +1,199 @@
+"""The request half of the HTTP proxy: client bytes → validated `Exchange`s.
+
+`RequestReader` is mixed into `http_proxy.HttpProxy` and holds the httptools
+callbacks of its request parser. It enforces the strict rules of `http_head`
+while the head streams in (refusals are `HeadError`s raised from the
+callbacks, answered by the protocol before anything is forwarded), sorts the
+headers that are the proxy's business (hop-by-hop, forwarding, Host, framing)
+from the ones it forwards, and turns a complete head into an `Exchange`:
+started at once when the connection is free, else queued behind the active
+one (pipelining, reading paused). Body bytes go straight to the bound
+upstream connection, re-chunked when needed, or are buffered until one is
+bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from gateway import http_head as hh
+from gateway.context import GatewayContext
+from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, Exchange
+
+if TYPE_CHECKING:
+    from gateway.upstream import UpstreamConnection
+
+_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF = range(10)
+_SPECIAL: dict[bytes, int] = {
+    b"host": _HOST,
+    b"content-length": _CL,
+    b"transfer-encoding": _TE,
+    b"connection": _CONN,
+    b"upgrade": _UPGRADE,
+    b"keep-alive": _HOP,
+    b"te": _HOP,
+    b"trailer": _HOP,
+    b"x-forwarded-for": _XFF,
+    b"x-forwarded-proto": _FWD,
+    b"x-forwarded-host": _FWD,
+    b"forwarded": _FWD,
+    b"expect": _EXPECT,
+    b"x-request-id": _REQID,
+}
+
+
+class RequestReader:
+    """Request-side methods of `HttpProxy` (state lives in its slots)."""
+
+    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
+        __slots__ = ()
+    ctx: GatewayContext
+    parser: httptools.HttpRequestParser
+    active: Exchange | None
+    parsing: Exchange | None
+    ready: Exchange | None
+    queue: deque[Exchange] | None
+    closing: bool
+    trusted: bool
+    transport: asyncio.Transport
+    tunnel: UpstreamConnection | None
+
+    if TYPE_CHECKING:
+
+        def _pause(self, reason: int) -> None: ...
+
+    def _reset_head(self) -> None:
+        self.url = b""
+        self.headers: hh.Headers = []
+        self.nheaders = 0
+        self.hbytes = 0
+        self.host: bytes | None = None
+        self.host_count = 0
+        self.te: bytes | None = None
+        self.conn_tokens: list[bytes] | None = None
+        self.upgrade = b""
+        self.fwd: dict[bytes, bytes] | None = None
+        self.expect = False
+        self.request_id = b""
+
+    # --- httptools callbacks -------------------------------------------------
+    def on_message_begin(self) -> None:
+        self._reset_head()
+
+    def on_url(self, url: bytes) -> None:
+        self.url += url
+        if len(self.url) > self.ctx.settings.max_request_line_bytes:
+            raise hh.HeadError(414, "request_line_too_long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.nheaders += 1
+        self.hbytes += len(name) + len(value) + 4
+        settings = self.ctx.settings
+        if self.nheaders > settings.max_headers or self.hbytes > settings.max_header_bytes:
+            raise hh.HeadError(431, "request_headers_too_large")
+        lname = name.lower()
+        kind = _SPECIAL.get(lname)
+        if kind is None:
+            if not lname.startswith(b"proxy-"):
+                self.headers.append((name, value))
+        elif kind == _HOST:
+            self.host_count += 1
+            self.host = value
+        elif kind == _CL:
+            self.headers.append((name, value))
+        elif kind == _TE:
+            self.te = value
+            hh.check_transfer_encoding(value)
+        elif kind == _CONN:
+            self.conn_tokens = (self.conn_tokens or []) + hh.connection_tokens(value)
+        elif kind == _UPGRADE:
+            self.upgrade = value
+        elif kind in (_FWD, _XFF):
+            if self.trusted:
+                fwd = self.fwd if self.fwd is not None else {}
+                old = fwd.get(lname)
+                fwd[lname] = old + b", " + value if old else value
+                self.fwd = fwd
+        elif kind == _EXPECT:
+            self.expect = value.strip().lower() == b"100-continue"
+        elif kind == _REQID:
+            self.request_id = value
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        parser = self.parser
+        version = parser.get_http_version()
+        hh.check_version(version)
+        method: bytes = parser.get_method()
+        if method == b"CONNECT":
+            raise hh.HeadError(501, "connect_not_supported")
+        authority, path, query = hh.split_target(self.url)
+        if authority:
+            host = authority
+        elif self.host_count == 1 and self.host:
+            host = self.host
+        elif self.host_count > 1 or version == "1.1":
+            raise hh.HeadError(400, "missing_or_repeated_host")
+        else:
+            host = b""
+        headers = self.headers
+        if self.conn_tokens:
+            gone = frozenset(self.conn_tokens)
+            headers = [(n, v) for n, v in headers if n.lower() not in gone]
+        upgrade = self.upgrade if parser.should_upgrade() else b""
+        chunked = self.te is not None
+        has_body = chunked or any(n.lower() == b"content-length" and v != b"0" for n, v in headers)
+        ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)
+        ex.owner = self
+        ex.keep_alive = parser.should_keep_alive() and not self.closing
+        ex.chunked = chunked
+        ex.body_done = not has_body
+        ex.upgrade = upgrade
+        ex.expect = self.expect and has_body
+        if not ex.keep_alive:
+            self.closing = True
+        self.parsing = ex
+        if self.active is None:
+            # started once this read is parsed whole: a request whose body turns out
+            # malformed in the same read is refused before anything is forwarded
+            self.active = ex
+            self.ready = ex
+        else:
+            if self.queue is None:
+                self.queue = deque()
+            self.queue.append(ex)
+            self._pause(PIPELINE)
+
+    def on_body(self, body: bytes) -> None:
+        ex = self.parsing
+        if ex is None or ex.done:
+            return
+        ex.bytes_in += len(body)
+        conn = ex.conn
+        if conn is not None and ex is self.active and conn.transport is not None:
+            ex.replay = None
+            ex.body_sent = True
+            if ex.chunked:
+                conn.transport.writelines(hh.chunk(body))
+            else:
+                conn.transport.write(body)
+        elif ex.buffer(body) > BODY_BUFFER_LIMIT:
+            self._pause(BUFFER)
+
+    def on_message_complete(self) -> None:
+        ex = self.parsing
+        self.parsing = None
+        if ex is None:
+            return
+        if ex.upgrade:
+            return  # data_received sees the upgrade and buffers what follows
+        ex.body_done = True
+        conn = ex.conn
+        if ex.chunked and conn is not None and ex is self.active and conn.transport is not None:
+            conn.transport.write(hh.LAST_CHUNK)
+        if self.closing:
+            self._pause(DONE)

@@ -1,0 +1,201 @@
+"""Tries of an HTTP exchange: bind an upstream connection, time out, retry.
+
+`TryRunner` is mixed into `http_proxy.HttpProxy`. A try takes an idle pooled
+connection synchronously (a Task only when a new connection must be opened),
+writes the request head with whatever body arrived, and arms the exchange's
+deadline in the loop's `DeadlineWatch`. A try that fails before the response
+head is retried when `retry_policy.retry_allowed` says so (after a jittered
+backoff, on another endpoint of the backend when there is one), once more on
+a fresh connection when a reused keep-alive socket turned out stale, or
+answered with the error otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from gateway import http_head as hh
+from gateway.context import GatewayContext
+from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DeadlineWatch, Exchange
+from gateway.retry_policy import backoff_s, retry_allowed
+from gateway.upstream import PoolSet, UpstreamConnection, UpstreamFailure
+
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SAME_ENDPOINT_OK = frozenset({"upstream_reset", "gateway_status", "server_status"})
+
+
+class TryRunner:
+    """Try-side methods of `HttpProxy` (state lives in its slots)."""
+
+    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
+        __slots__ = ()
+    ctx: GatewayContext
+    transport: asyncio.Transport
+    active: Exchange | None
+    loop: asyncio.AbstractEventLoop
+    write_paused: bool
+    watch: DeadlineWatch
+
+    if TYPE_CHECKING:
+
+        def _resume(self, reason: int) -> None: ...
+        def _error(self, ex: Exchange, cause: str) -> None: ...
+
+    def _try(self, ex: Exchange, endpoint: Any) -> None:
+        ex.endpoint = endpoint
+        ex.attempts += 1
+        pools: PoolSet = self.ctx.pools
+        pool = pools.pool(endpoint, ex.decision.backend)
+        self._arm_timer(ex)
+        conn = pool.take_idle()
+        ex.reused = conn is not None
+        if conn is not None:
+            self._bind(ex, conn)
+        else:
+            ex.connecting = self.loop.create_task(self._connect(ex, pool))
+
+    async def _connect(self, ex: Exchange, pool: Any) -> None:
+        try:
+            conn = await pool.connect(ex.rule.timeouts.connect_s)
+        except UpstreamFailure as failure:
+            ex.connecting = None
+            if ex is self.active and not ex.done:
+                endpoint = ex.endpoint
+                self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
+                self._failed(ex, failure)
+            return
+        ex.connecting = None
+        if ex is not self.active or ex.done:
+            pool.release(conn)
+        else:
+            self._bind(ex, conn)
+
+    def _bind(self, ex: Exchange, conn: UpstreamConnection) -> None:
+        ex.conn = conn
+        conn.bind(self, head_only=ex.method == b"HEAD")  # type: ignore[arg-type]  # HttpProxy is the sink
+        key = ex.endpoint.key
+        in_flight = self.ctx.state.in_flight
+        in_flight[key] = in_flight.get(key, 0) + 1
+        host = ex.fixed_host or _endpoint_host(ex.endpoint)
+        out = [b"Host: " + host + b"\r\n" if host else b""]
+        head = ex.head
+        cut = head.index(b"\r\n") + 2
+        out.insert(0, head[:cut])
+        out.append(head[cut:])
+        body = ex.replay if ex.replay is not None else ex.body
+        if body:
+            ex.body_sent = True
+            for piece in body:
+                if ex.chunked:
+                    out.extend(hh.chunk(piece))
+                else:
+                    out.append(piece)
+            if ex.body_done and not ex.upgrade and len(body) and ex.bytes_in <= BODY_BUFFER_LIMIT:
+                ex.replay = body
+        if ex.chunked and ex.body_done and not ex.upgrade:
+            out.append(hh.LAST_CHUNK)
+        ex.body = None
+        transport = conn.transport
+        assert transport is not None
+        transport.write(b"".join(out))
+        if ex.upgrade and ex.replay is None and body:
+            ex.replay = None
+        if self.write_paused:
+            transport.pause_reading()
+        if ex.expect and not ex.body_done and not ex.bytes_in:
+            self.transport.write(_CONTINUE)
+        self._resume(BUFFER)
+
+    def _arm_timer(self, ex: Exchange) -> None:
+        rule = ex.rule
+        retry = rule.retry
+        per_try = (retry.per_try_timeout_s if retry is not None else None) or (
+            rule.timeouts.backend_request_s
+        )
+        at = ex.deadline
+        if per_try:
+            at = min(at, self.loop.time() + per_try)
+        self.watch.add(ex, at)
+
+    def _timed_out(self, ex: Exchange) -> None:
+        if ex.done or ex.responded or ex is not self.active:
+            return
+        whole = self.loop.time() >= ex.deadline - 1e-3
+        self._drop_upstream(ex)
+        if whole:
+            self._error(ex, "upstream_timeout")
+        else:
+            self._failed(ex, _TIMEOUT)
+
+    def _drop_upstream(self, ex: Exchange) -> None:
+        if ex.connecting is not None:
+            ex.connecting.cancel()
+            ex.connecting = None
+        conn = ex.conn
+        if conn is not None:
+            ex.conn = None
+            conn.close()
+            self._uncount(ex)
+
+    def _uncount(self, ex: Exchange) -> None:
+        key = ex.endpoint.key
+        in_flight = self.ctx.state.in_flight
+        left = in_flight.get(key, 1) - 1
+        if left > 0:
+            in_flight[key] = left
+        else:
+            in_flight.pop(key, None)
+
+    def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None:
+        """A try failed before the response head: retry elsewhere or answer the error."""
+        pools: PoolSet = self.ctx.pools
+        self.watch.discard(ex)
+        ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
+        if (
+            failure.cause == "upstream_reset"
+            and ex.reused
+            and not ex.stale_retried
+            and ex.method in hh.IDEMPOTENT_METHODS
+            and (not ex.body_sent or ex.replay is not None)
+            and not ex.upgrade
+        ):
+            # a pooled connection the upstream closed as we reused it: once, on a fresh one
+            ex.stale_retried = True
+            self._try(ex, ex.endpoint)
+            return
+        if retry_allowed(ex, failure.cause, pools, self.loop.time()):
+            tried = ex.tried if ex.tried is not None else set()
+            tried.add(ex.endpoint.key)
+            ex.tried = tried
+            endpoint = ex.table.retry_pick(ex.decision, tried, self.ctx.state)
+            if endpoint is None and failure.cause in _SAME_ENDPOINT_OK:
+                endpoint = ex.endpoint  # a stale keep-alive socket: the same endpoint is fine
+            if endpoint is not None:
+                ex.retries += 1
+                if not ex.retrying:
+                    ex.retrying = True
+                    pools.active_retries += 1
+                delay = backoff_s(ex.rule.retry, ex.retries)
+                ex.timer = self.loop.call_later(delay, self._retry_now, ex, endpoint)
+                return
+        self._error(ex, failure.cause)
+
+    def _retry_now(self, ex: Exchange, endpoint: Any) -> None:
+        ex.timer = None
+        if ex.done or ex is not self.active:
+            return
+        self._try(ex, endpoint)
+
+
+class _Timeout(UpstreamFailure):
+    cause = "upstream_timeout"
+
+
+_TIMEOUT = _Timeout("per-try timeout")
+
+
+def _endpoint_host(endpoint: Any) -> bytes:
+    address = endpoint.address
+    host = f"[{address}]" if ":" in address else address
+    return f"{host}:{endpoint.port}".encode("ascii")
