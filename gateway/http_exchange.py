@@ -48,6 +48,7 @@ class Exchange:
         "conn",
         "connecting",
         "counted",
+        "counted_only",
         "deadline",
         "decision",
         "done",
@@ -60,11 +61,13 @@ class Exchange:
         "headers",
         "host",
         "keep_alive",
+        "line",
         "log",
         "method",
         "out",
         "owner",
         "path",
+        "plan",
         "query",
         "replay",
         "request_id",
@@ -79,6 +82,7 @@ class Exchange:
         "table",
         "timer",
         "token",
+        "traced",
         "tried",
         "try_deadline",
         "upgrade",
@@ -119,6 +123,10 @@ class Exchange:
         self.conn: Any = None
         self.connecting: Any = None
         self.counted = False
+        self.counted_only = False
+        self.traced = False
+        self.line = b""
+        self.plan: Any = None
         self.deadline = 0.0
         self.started = 0.0
         self.decision: Any = None
@@ -151,9 +159,6 @@ class Exchange:
         else:
             self.body.append(data)
         return sum(len(piece) for piece in self.body)
-
-    def via(self, pseudonym: str) -> bytes:
-        return ("1.0 " if self.version == "1.0" else "1.1 ").encode() + pseudonym.encode("latin-1")
 
 
 class DeadlineWatch:

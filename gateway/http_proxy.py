@@ -40,6 +40,7 @@ import httptools
 from gateway import http_head as hh
 from gateway.context import GatewayContext, NullObserver
 from gateway.http_exchange import DONE, TUNNEL_WAIT, Exchange, deadline_watch, next_request_id
+from gateway.http_plan import RulePlan, forwarding_lines, plan_for, via_line
 from gateway.http_request import RequestReader
 from gateway.http_response import ResponseRelay
 from gateway.http_tries import TryRunner
@@ -52,16 +53,21 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
 
     __slots__ = (
         "active",
+        "clen",
         "client_ip",
         "closing",
         "conn_tokens",
         "ctx",
         "expect",
         "fwd",
+        "fwd_host",
+        "fwd_lines",
         "hbytes",
         "headers",
         "host",
         "host_count",
+        "host_name",
+        "host_raw",
         "listener",
         "loop",
         "nheaders",
@@ -74,6 +80,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "ready",
         "request_id",
         "te",
+        "traced",
         "transport",
         "trusted",
         "tunnel",
@@ -102,6 +109,10 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.write_paused = False
         self.closing = False
         self.tunnel: UpstreamConnection | None = None
+        self.host_raw: bytes | None = None
+        self.host_name = ""
+        self.fwd_host: bytes | None = None
+        self.fwd_lines = b""
         self._reset_head()
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -199,20 +210,30 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         ctx = self.ctx
         table = ctx.table
         ex.table = table
-        ex.started = self.loop.time()
+        ex.started = now = self.loop.time()
+        raw_host = ex.host
+        if raw_host != self.host_raw:
+            self.host_raw = raw_host
+            self.host_name = hh.host_name(raw_host)
+        method = _METHODS.get(ex.method) or ex.method.decode("ascii")
         path = ex.path.decode("latin-1")
         facts = RequestFacts(
-            ex.method.decode("ascii"),
-            hh.host_name(ex.host),
+            method,
+            self.host_name,
             path,
-            ex.query.decode("latin-1"),
+            ex.query.decode("latin-1") if ex.query else "",
             hh.HeaderView(ex.headers),  # type: ignore[arg-type]
             self.client_ip,
             self.listener,
         )
         if self.observe:
-            ex.log = self._begin_log(ex, facts)
-        decision = table.route_http(facts, ctx.state, ex.started)
+            observer: Any = ctx.observer
+            if ex.traced or getattr(observer, "detailed", True):
+                ex.log = self._begin_log(ex, facts)
+            else:
+                observer.open_request()
+                ex.counted_only = True
+        decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision
         if decision.endpoint is None:
             if decision.error == "redirect":
@@ -227,48 +248,64 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
                 self._error(ex, decision.error or "no_route")
             return
         rule: Any = decision.rule
+        plan = plan_for(rule)
         ex.rule = rule
-        ex.deadline = ex.started + rule.timeouts.request_s
-        ex.head = self._request_head(ex, rule, path)
-        pools = ctx.pools
-        pools.active_requests += 1
+        ex.plan = plan
+        ex.deadline = now + plan.request_s
+        self._request_head(ex, rule, plan, path)
+        ctx.pools.active_requests += 1
         ex.counted = True
         self._try(ex, decision.endpoint)
 
-    def _request_head(self, ex: Exchange, rule: Any, path: str) -> bytes:
-        target = rule.rewrite_path(path).encode("latin-1")
+    def _request_head(self, ex: Exchange, rule: Any, plan: RulePlan, path: str) -> None:
+        """Set `ex.line` (request line) and `ex.head` (header lines and the blank line)."""
+        target = rule.rewrite_path(path).encode("latin-1") if plan.rewrites_path else ex.path
         if ex.query:
             target += b"?" + ex.query
-        headers = ex.headers
-        if rule.request_remove:
-            headers = hh.filter_headers(headers, rule.request_remove)
-        if rule.request_set:
-            headers = hh.set_headers(headers, rule.request_set)
-        if rule.request_add:
-            headers = headers + list(rule.request_add)
+        ex.line = ex.method + b" " + target + b" HTTP/1.1\r\n"
+        trace: hh.Headers = []
+        if ex.log is not None:
+            trace = self.ctx.observer.upstream_headers(ex.token)
+        drop = plan.request_drop
+        if trace:  # replaces the client's traceparent/tracestate, never duplicates them
+            drop = drop | {name for name, _ in trace}
+        if drop:
+            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers if n.lower() not in drop]
+        else:
+            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]
+        lines.append(plan.request_lines)
         if not ex.request_id:
             ex.request_id = next_request_id()
-            headers.append((b"X-Request-Id", ex.request_id))
-        client = self.client_ip.encode("ascii")
-        headers += hh.forwarding_headers(
-            ex.fwd or {}, trusted=self.trusted, client_ip=client, proto=self.proto, host=ex.host
-        )
+            lines.append(b"X-Request-Id: " + ex.request_id + b"\r\n")
+        if ex.fwd is None:  # nothing believed from the client: the same lines per Host
+            if ex.host != self.fwd_host or not self.fwd_lines:
+                self.fwd_host = ex.host
+                self.fwd_lines = self._forwarding(ex)
+            lines.append(self.fwd_lines)
+        else:
+            lines.append(self._forwarding(ex))
         if ex.chunked:
-            headers.append((b"Transfer-Encoding", b"chunked"))
+            lines.append(b"Transfer-Encoding: chunked\r\n")
         if ex.upgrade:
-            headers.append((b"Connection", b"upgrade"))
-            headers.append((b"Upgrade", ex.upgrade))
-        if self.observe:
-            trace = self.ctx.observer.upstream_headers(ex.token)
-            if trace:  # replaces the client's traceparent/tracestate, never duplicates them
-                headers = hh.set_headers(headers, trace)
-        headers.append((b"Via", ex.via(self.ctx.settings.via)))
-        line = ex.method + b" " + target + b" HTTP/1.1\r\n"
-        if rule.host_rewrite:
-            ex.fixed_host = rule.host_rewrite.encode("latin-1")
-        elif rule.preserve_host:
+            lines.append(b"Connection: upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n")
+        for name, value in trace:
+            lines.append(name + b": " + value + b"\r\n")
+        lines.append(via_line(ex.version, self.ctx.settings.via))
+        lines.append(b"\r\n")
+        ex.head = b"".join(lines)
+        if plan.host_rewrite:
+            ex.fixed_host = plan.host_rewrite
+        elif plan.preserve_host:
             ex.fixed_host = ex.host
-        return hh.join_head(line, headers)
+
+    def _forwarding(self, ex: Exchange) -> bytes:
+        return forwarding_lines(
+            ex.fwd,
+            trusted=self.trusted,
+            client_ip=self.client_ip.encode("ascii"),
+            proto=self.proto,
+            host=ex.host,
+        )
 
     # --- answers made here -------------------------------------------------------
     def _must_close(self, ex: Exchange) -> bool:
@@ -314,6 +351,11 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.transport.write(hh.error_response(err.status, err.cause, close=True))
         self.transport.close()
 
+
+_METHODS = {
+    m: m.decode("ascii")
+    for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
 
 _NETWORKS: dict[tuple[str, ...], list[Any]] = {}
 

@@ -27,7 +27,7 @@ from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, Exc
 if TYPE_CHECKING:
     from gateway.upstream import UpstreamConnection
 
-_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF = range(10)
+_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF, _TRACE = range(11)
 _SPECIAL: dict[bytes, int] = {
     b"host": _HOST,
     b"content-length": _CL,
@@ -43,6 +43,7 @@ _SPECIAL: dict[bytes, int] = {
     b"forwarded": _FWD,
     b"expect": _EXPECT,
     b"x-request-id": _REQID,
+    b"traceparent": _TRACE,
 }
 
 
@@ -79,6 +80,8 @@ class RequestReader:
         self.fwd: dict[bytes, bytes] | None = None
         self.expect = False
         self.request_id = b""
+        self.traced = False
+        self.clen: bytes | None = None
 
     # --- httptools callbacks -------------------------------------------------
     def on_message_begin(self) -> None:
@@ -104,6 +107,7 @@ class RequestReader:
             self.host_count += 1
             self.host = value
         elif kind == _CL:
+            self.clen = value
             self.headers.append((name, value))
         elif kind == _TE:
             self.te = value
@@ -122,6 +126,9 @@ class RequestReader:
             self.expect = value.strip().lower() == b"100-continue"
         elif kind == _REQID:
             self.request_id = value
+            self.headers.append((name, value))
+        elif kind == _TRACE:
+            self.traced = True
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -142,13 +149,15 @@ class RequestReader:
             host = b""
         headers = self.headers
         if self.conn_tokens:
-            gone = frozenset(self.conn_tokens)
+            # a Connection header cannot make the framing disappear upstream
+            gone = frozenset(self.conn_tokens) - {b"content-length"}
             headers = [(n, v) for n, v in headers if n.lower() not in gone]
         upgrade = self.upgrade if parser.should_upgrade() else b""
         chunked = self.te is not None
-        has_body = chunked or any(n.lower() == b"content-length" and v != b"0" for n, v in headers)
+        has_body = chunked or (self.clen is not None and self.clen != b"0")
         ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)
         ex.owner = self
+        ex.traced = self.traced
         ex.keep_alive = parser.should_keep_alive() and not self.closing
         ex.chunked = chunked
         ex.body_done = not has_body

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import http_head as hh
 from gateway.context import GatewayContext, RequestLog
 from gateway.http_exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, DeadlineWatch, Exchange
+from gateway.http_plan import via_line
 from gateway.retry_policy import RETRY_CLASSES, retry_allowed
 from gateway.routing.decision import RequestFacts
 from gateway.upstream import UpstreamFailure
@@ -58,15 +59,14 @@ class ResponseRelay:
         def _drop_upstream(self, ex: Exchange) -> None: ...
         def _uncount(self, ex: Exchange) -> None: ...
 
-    def on_response_head(self, conn: UpstreamConnection, status: int, headers: hh.Headers) -> None:
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
         ex = self.active
         if ex is None or ex.conn is not conn:
             conn.close()
             return
-        retry = ex.rule.retry
-        if retry is not None and status >= 500 and not ex.upgrade:
+        if status >= 500 and not ex.upgrade and ex.rule.retry is not None:
             cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"
-            if RETRY_CLASSES[cause].intersection(retry.on) and retry_allowed(
+            if RETRY_CLASSES[cause].intersection(ex.rule.retry.on) and retry_allowed(
                 ex, cause, self.ctx.pools, self.loop.time()
             ):
                 self._drop_upstream(ex)
@@ -75,40 +75,39 @@ class ResponseRelay:
         ex.responded = True
         ex.status = status
         self.watch.discard(ex)
-        rule = ex.rule
-        kept, upgrade = hh.response_headers(
-            headers, remove=rule.response_remove, set_=rule.response_set
-        )
-        if rule.response_add:
-            kept.extend(rule.response_add)
-        extra = [b"Via: ", ex.via(self.ctx.settings.via), b"\r\n"]
+        plan = ex.plan
+        out = [hh.status_line(status)]
+        out.extend(conn.head_lines(plan.response_drop))
+        out.append(plan.response_lines)
+        out.append(via_line(ex.version, self.ctx.settings.via))
         cookie = ex.decision.set_cookie
         if cookie:
-            extra.append(b"Set-Cookie: " + cookie.encode("latin-1") + b"\r\n")
+            out.append(b"Set-Cookie: " + cookie.encode("latin-1") + b"\r\n")
         close = not ex.keep_alive or (self.closing and not self.queue)
         if status == 101:
-            extra.append(b"Connection: upgrade\r\nUpgrade: " + upgrade + b"\r\n")
+            out.append(b"Connection: upgrade\r\nUpgrade: " + conn.upgrade + b"\r\n")
             close = False
         elif ex.upgrade:
             close = True  # the client's parser is past an upgrade request: no more requests
         elif (
-            ex.method == b"HEAD"
+            conn.content_length >= 0
+            or ex.method == b"HEAD"
             or status in _NO_BODY_STATUSES
             or status < 200
-            or conn.content_length >= 0
         ):
             pass
         elif ex.version == "1.1":
-            extra.append(b"Transfer-Encoding: chunked\r\n")
+            out.append(b"Transfer-Encoding: chunked\r\n")
             ex.chunked_out = True
         else:
             close = True  # HTTP/1.0 client: the body ends when the connection closes
         if close:
-            extra.append(b"Connection: close\r\n")
+            out.append(b"Connection: close\r\n")
         elif ex.version == "1.0":
-            extra.append(b"Connection: keep-alive\r\n")
+            out.append(b"Connection: keep-alive\r\n")
+        out.append(b"\r\n")
         ex.close_after = close
-        head = hh.join_head(hh.status_line(status), kept, b"".join(extra))
+        head = b"".join(out)
         ex.bytes_out += len(head)
         if status == 101:
             self.transport.write(head)
@@ -204,7 +203,9 @@ class ResponseRelay:
             pools.active_requests -= 1
         if ex.retrying:
             pools.active_retries -= 1
-        if ex.log is not None:
+        if ex.counted_only:
+            self._count(ex)
+        elif ex.log is not None:
             self._end_log(ex)
         if self.active is not ex:
             return
@@ -243,6 +244,19 @@ class ResponseRelay:
         )
         ex.token = self.ctx.observer.begin(log, headers.as_dict())  # type: ignore[attr-defined]
         return log
+
+    def _count(self, ex: Exchange) -> None:
+        decision = ex.decision
+        route: Any = decision.route if decision is not None else None
+        backend: Any = decision.backend if decision is not None else None
+        endpoint = ex.endpoint
+        self.ctx.observer.close_request(  # type: ignore[attr-defined]
+            route.name if route is not None else "",
+            backend.name if backend is not None else "",
+            endpoint.cluster if endpoint is not None else "",
+            ex.status,
+            self.loop.time() - ex.started,
+        )
 
     def _end_log(self, ex: Exchange) -> None:
         log: RequestLog = ex.log

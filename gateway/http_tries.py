@@ -35,6 +35,7 @@ class TryRunner:
     active: Exchange | None
     loop: asyncio.AbstractEventLoop
     write_paused: bool
+    paused: int
     watch: DeadlineWatch
 
     if TYPE_CHECKING:
@@ -77,42 +78,36 @@ class TryRunner:
         key = ex.endpoint.key
         in_flight = self.ctx.state.in_flight
         in_flight[key] = in_flight.get(key, 0) + 1
-        host = ex.fixed_host or _endpoint_host(ex.endpoint)
-        out = [b"Host: " + host + b"\r\n" if host else b""]
-        head = ex.head
-        cut = head.index(b"\r\n") + 2
-        out.insert(0, head[:cut])
-        out.append(head[cut:])
+        host = ex.fixed_host or conn.pool.host_header
         body = ex.replay if ex.replay is not None else ex.body
-        if body:
-            ex.body_sent = True
-            for piece in body:
-                if ex.chunked:
-                    out.extend(hh.chunk(piece))
-                else:
-                    out.append(piece)
-            if ex.body_done and not ex.upgrade and len(body) and ex.bytes_in <= BODY_BUFFER_LIMIT:
-                ex.replay = body
-        if ex.chunked and ex.body_done and not ex.upgrade:
-            out.append(hh.LAST_CHUNK)
-        ex.body = None
         transport = conn.transport
         assert transport is not None
-        transport.write(b"".join(out))
-        if ex.upgrade and ex.replay is None and body:
-            ex.replay = None
+        if not body and not ex.chunked:  # the common case: one head, one write
+            transport.write(b"".join((ex.line, b"Host: ", host, b"\r\n", ex.head)))
+        else:
+            out = [ex.line, b"Host: ", host, b"\r\n", ex.head]
+            if body:
+                ex.body_sent = True
+                for piece in body:
+                    if ex.chunked:
+                        out.extend(hh.chunk(piece))
+                    else:
+                        out.append(piece)
+                if ex.body_done and not ex.upgrade and ex.bytes_in <= BODY_BUFFER_LIMIT:
+                    ex.replay = body
+            if ex.chunked and ex.body_done and not ex.upgrade:
+                out.append(hh.LAST_CHUNK)
+            ex.body = None
+            transport.write(b"".join(out))
         if self.write_paused:
             transport.pause_reading()
         if ex.expect and not ex.body_done and not ex.bytes_in:
             self.transport.write(_CONTINUE)
-        self._resume(BUFFER)
+        if self.paused & BUFFER:
+            self._resume(BUFFER)
 
     def _arm_timer(self, ex: Exchange) -> None:
-        rule = ex.rule
-        retry = rule.retry
-        per_try = (retry.per_try_timeout_s if retry is not None else None) or (
-            rule.timeouts.backend_request_s
-        )
+        per_try = ex.plan.per_try_s
         at = ex.deadline
         if per_try:
             at = min(at, self.loop.time() + per_try)
@@ -193,9 +188,3 @@ class _Timeout(UpstreamFailure):
 
 
 _TIMEOUT = _Timeout("per-try timeout")
-
-
-def _endpoint_host(endpoint: Any) -> bytes:
-    address = endpoint.address
-    host = f"[{address}]" if ":" in address else address
-    return f"{host}:{endpoint.port}".encode("ascii")

@@ -1,5 +1,13 @@
 """The gateway's `RequestObserver`: metrics, access log and OpenTelemetry spans.
 
+Two ways in. When neither the access log nor tracing is on (`detailed` is
+false) and the client sent no `traceparent`, the HTTP proxy skips the
+`RequestLog` and the header dict altogether: `open_request()` when the head is
+parsed and `close_request(route, backend, cluster, code, duration_s)` when it
+ends, one counter and one `RequestStats.record` (about 0.5 µs together).
+Otherwise it calls `begin`/`upstream_headers`/`end` as below; both ways count
+into `in_flight`.
+
 Cost contract (measured in tests/gateway/test_observer.py and the report):
 with tracing off, `begin` + `upstream_headers` + `end` together do a few dict
 operations, one bisect and, when the access log is on, one tuple copy; no
@@ -40,7 +48,7 @@ class GatewayObserver:
     when they carry no start time, the time of `end` is used.
     """
 
-    __slots__ = ("_open", "access_log", "stats", "tracer")
+    __slots__ = ("_open", "_open_counted", "access_log", "stats", "tracer")
 
     def __init__(
         self,
@@ -53,10 +61,27 @@ class GatewayObserver:
         self.access_log = access_log
         self.tracer = tracer
         self._open: set[int] = set()
+        self._open_counted = 0
 
     @property
     def in_flight(self) -> int:
-        return len(self._open)
+        return len(self._open) + self._open_counted
+
+    @property
+    def detailed(self) -> bool:
+        """Whether a request needs `begin`/`end` (access log or tracing on)."""
+        return self.access_log is not None or self.tracer is not None
+
+    def open_request(self) -> None:
+        """The cheap `begin`: nothing to log or trace, only `in_flight` to keep."""
+        self._open_counted += 1
+
+    def close_request(
+        self, route: str, backend: str, cluster: str, code: int, duration_s: float
+    ) -> None:
+        """The cheap `end`, exactly once per `open_request`: count the request."""
+        self._open_counted -= 1
+        self.stats.record(route, backend, cluster, code, duration_s)
 
     def begin(self, log: RequestLog, headers: dict[str, str]) -> Any:
         self._open.add(id(log))

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import httptools
 
+from gateway.http_head import HOP_BY_HOP, connection_tokens
 from gateway.routing.endpoints import Endpoint
 
 
@@ -61,9 +62,7 @@ class CircuitOpen(UpstreamFailure):
 class ResponseSink(Protocol):
     """What an upstream connection reports to while it serves one request."""
 
-    def on_response_head(
-        self, conn: UpstreamConnection, status: int, headers: list[Any]
-    ) -> None: ...
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None: ...
     def on_response_body(self, data: bytes) -> None: ...
     def on_response_complete(self) -> None: ...
     def upstream_failed(self, failure: UpstreamFailure) -> None: ...
@@ -80,17 +79,20 @@ class UpstreamConnection(asyncio.Protocol):
         "chunked",
         "closed",
         "content_length",
+        "dropped",
         "got_head",
         "head_only",
-        "headers",
         "idle_since",
         "keep_alive",
+        "lines",
+        "names",
         "parser",
         "pool",
         "sink",
         "status",
         "transport",
         "tunnel",
+        "upgrade",
         "upgraded",
     )
 
@@ -99,7 +101,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
-        self.headers: list[tuple[bytes, bytes]] = []
+        self.lines: list[bytes] = []
+        self.names: list[bytes] = []
+        self.dropped: frozenset[bytes] | None = None
+        self.upgrade = b""
         self.status = 0
         self.chunked = False
         self.content_length = -1
@@ -157,18 +162,37 @@ class UpstreamConnection(asyncio.Protocol):
 
     # --- httptools callbacks ----------------------------------------------
     def on_message_begin(self) -> None:
-        self.headers = []
+        self.lines = []
+        self.names = []
+        self.dropped = None
+        self.upgrade = b""
         self.chunked = False
         self.content_length = -1
         self.got_head = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
         lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self.chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                tokens = connection_tokens(value)
+                self.dropped = (self.dropped or frozenset()) | frozenset(tokens)
+            elif lname == b"upgrade":
+                self.upgrade = value
+            return
         if lname == b"content-length":
             self.content_length = int(value)
-        elif lname == b"transfer-encoding":
-            self.chunked = value.strip().lower().endswith(b"chunked")
-        self.headers.append((name, value))
+        self.lines.append(name + b": " + value + b"\r\n")
+        self.names.append(lname)
+
+    def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:
+        """The response's end-to-end header lines, minus `drop` and what Connection named."""
+        if self.dropped:
+            drop = drop | (self.dropped - {b"content-length"})
+        if not drop:
+            return self.lines
+        return [line for name, line in zip(self.names, self.lines, strict=True) if name not in drop]
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
@@ -179,7 +203,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.keep_alive = self.parser.should_keep_alive()
         self.upgraded = status == 101
         if self.sink is not None:
-            self.sink.on_response_head(self, status, self.headers)
+            self.sink.on_response_head(self, status)
         if self.head_only and self.sink is not None and not self.upgraded:
             self._complete()
 
@@ -237,6 +261,7 @@ class EndpointPool:
 
     __slots__ = (
         "endpoint",
+        "host_header",
         "idle",
         "loop",
         "max_connections",
@@ -266,6 +291,10 @@ class EndpointPool:
         self.waiters: deque[asyncio.Future[None]] = deque()
         self.ssl = ssl_context
         self.server_hostname = endpoint.address if ssl_context is not None else None
+        address = endpoint.address
+        host = f"[{address}]" if ":" in address else address
+        self.host_header = f"{host}:{endpoint.port}".encode("ascii")
+        """The upstream Host value when the client's is not preserved."""
 
     def take_idle(self) -> UpstreamConnection | None:
         """A live idle connection, synchronously, or None."""
@@ -372,6 +401,8 @@ class _DetachedPool:
 
     def forget(self, conn: UpstreamConnection) -> None:
         return None
+
+    host_header = b""
 
 
 _DETACHED: Any = _DetachedPool()
