@@ -91,7 +91,7 @@ def test_packaged_demo_is_identical_to_config_demo() -> None:
     )
 
 
-def test_demo_uses_only_loopback_static_endpoints() -> None:
+def test_demo_runs_on_loopback_from_the_files_registry() -> None:
     config = load_demo_config()
     (listener,) = config.listeners
     assert (listener.protocol, listener.address, listener.port) == (
@@ -99,13 +99,8 @@ def test_demo_uses_only_loopback_static_endpoints() -> None:
         "127.0.0.1",
         18080,
     )
-    assert all(backend.service is None for backend in config.backends)
-    endpoints = [ep for backend in config.backends for ep in backend.endpoints]
-    assert endpoints and all(ep.address.startswith("127.0.0.") for ep in endpoints)
-    shop = next(backend for backend in config.backends if backend.name == "shop")
-    by_cluster: dict[str, set[str]] = {}
-    for ep in shop.endpoints:
-        by_cluster.setdefault(ep.cluster, set()).add(ep.zone)
-    assert len(by_cluster) == 2 and all(len(shop.endpoints) == 4 for _ in by_cluster)
-    assert len({zone for zones in by_cluster.values() for zone in zones}) == 2
+    assert config.registry.type == "files" and config.registry.path
+    assert config.admin.address == "127.0.0.1"
+    assert all(backend.service is not None for backend in config.backends)
+    assert {b.name for b in config.backends} == {"shop", "shop-canary"}
     assert any(rule.canary is not None for route in config.routes for rule in route.rules)

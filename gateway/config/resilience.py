@@ -1,0 +1,89 @@
+"""Resilience blocks: timeouts, retries, health checks, outlier detection, breakers, rate limits."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from gateway.config.values import CONFIG, Duration, Percent, Port
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Timeouts:
+    """`request`: whole exchange incl. retries; `backend_request`: one try; `idle`: no bytes."""
+
+    request_s: Duration = Field(default=15.0, alias="request")
+    backend_request_s: Duration | None = Field(default=None, alias="backendRequest")
+    connect_s: Duration = Field(default=2.0, alias="connect")
+    idle_s: Duration = Field(default=300.0, alias="idle")
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class RetryBudget:
+    """Envoy-style: retries may add at most `percent` of active requests (min `min_concurrency`)."""
+
+    percent: Percent = 20.0
+    min_concurrency: int = Field(default=3, ge=0)
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Retry:
+    attempts: int = Field(default=2, ge=0, le=10)
+    on: tuple[
+        Literal[
+            "connect-failure", "refused-stream", "reset", "5xx", "gateway-error", "retriable-4xx"
+        ],
+        ...,
+    ] = ("connect-failure", "gateway-error")
+    per_try_timeout_s: Duration | None = Field(default=None, alias="perTryTimeout")
+    backoff_base_s: Duration = Field(default=0.025, alias="backoffBase")
+    backoff_max_s: Duration = Field(default=0.25, alias="backoffMax")
+    budget: RetryBudget = RetryBudget()
+    idempotent_only: bool = True
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class HealthCheck:
+    """Active checks against each endpoint (HTTP GET or TCP connect)."""
+
+    protocol: Literal["http", "tcp"] = "http"
+    path: str = "/healthz"
+    port: Port | None = None
+    interval_s: Duration = Field(default=5.0, alias="interval")
+    timeout_s: Duration = Field(default=1.0, alias="timeout")
+    healthy_threshold: int = Field(default=2, ge=1)
+    unhealthy_threshold: int = Field(default=3, ge=1)
+    expected_statuses: tuple[int, ...] = (200,)
+    use_health_check_node_port: bool = True
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class OutlierDetection:
+    """Passive ejection of endpoints that fail (Envoy's consecutive 5xx / gateway errors)."""
+
+    consecutive_5xx: int = Field(default=5, ge=1, alias="consecutive5xx")
+    consecutive_gateway_errors: int = Field(default=3, ge=1)
+    interval_s: Duration = Field(default=10.0, alias="interval")
+    base_ejection_time_s: Duration = Field(default=30.0, alias="baseEjectionTime")
+    max_ejection_percent: Percent = 50.0
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class CircuitBreaker:
+    max_connections: int = Field(default=1024, ge=1)
+    max_pending_requests: int = Field(default=1024, ge=0)
+    max_requests: int = Field(default=1024, ge=1)
+    max_retries: int = Field(default=3, ge=0)
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class RateLimit:
+    """Token bucket: `requests` per `per`, with `burst` extra, keyed by client IP or header."""
+
+    requests: int = Field(ge=1)
+    per_s: Duration = Field(default=1.0, alias="per")
+    burst: int = Field(default=0, ge=0)
+    key: Literal["client_ip", "header", "route"] = "client_ip"
+    header: str | None = None

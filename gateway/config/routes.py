@@ -1,0 +1,80 @@
+"""Routes: rules binding matches to weighted backends, canaries and progressive rollouts."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from gateway.config.access import AccessPolicy, Auth
+from gateway.config.matches import Filters, RouteMatch
+from gateway.config.resilience import RateLimit, Retry, Timeouts
+from gateway.config.values import CONFIG, Duration, Name, Percent
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class RolloutStep:
+    percent: Percent
+    pause_s: Duration = Field(default=60.0, alias="pause")
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Rollout:
+    """Progressive canary: walk the steps while the canary's error rate stays under the limit."""
+
+    steps: tuple[RolloutStep, ...] = Field(min_length=1)
+    max_error_rate: Percent = 1.0
+    rollback_on_failure: bool = True
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class BackendRef:
+    name: str
+    weight: int = Field(default=1, ge=0, le=1_000_000)
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class CanaryOverride:
+    """Requests carrying this header (or cookie) with this value always go to the canary."""
+
+    name: str
+    value: str = "always"
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Canary:
+    """Send `percent` of traffic to `backend`; overrides force it; sticky pins a client."""
+
+    backend: str
+    percent: Percent = 0.0
+    header: CanaryOverride | None = None
+    cookie: CanaryOverride | None = None
+    sticky: bool = False
+    sticky_cookie: str = "portway-canary"
+    rollout: Rollout | None = None
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Rule:
+    """One routing rule of a route: matches (OR) → weighted backends (+ canary)."""
+
+    backend_refs: tuple[BackendRef, ...] = Field(min_length=1)
+    matches: tuple[RouteMatch, ...] = (RouteMatch(),)
+    canary: Canary | None = None
+    filters: Filters = Filters()
+    timeouts: Timeouts = Timeouts()
+    retry: Retry | None = None
+    rate_limit: RateLimit | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
+class Route:
+    """An HTTPRoute (for HTTP/HTTPS listeners) or a TCPRoute/TLSRoute (for TCP/TLS ones)."""
+
+    name: Name
+    rules: tuple[Rule, ...] = Field(min_length=1)
+    listeners: tuple[str, ...] = ()
+    hostnames: tuple[str, ...] = ()
+    allowed_regions: tuple[str, ...] = ()
+    access: AccessPolicy | None = None
+    auth: Auth | None = None
