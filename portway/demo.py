@@ -1,0 +1,318 @@
+"""`portway demo`: a multi-cluster failover drill on loopback, start to finish.
+
+It runs the real thing with simulated clusters in place of Kubernetes: the
+embedded demo config, a files registry in a temporary directory, the
+simulated clusters' controllers publishing records with a TTL, and a real
+`portway gateway` process. Client traffic runs throughout while the demo walks
+through phases (steady, canary override, a node lost, a whole cluster lost,
+the cluster back) and reports what users saw in each: requests, failures,
+where traffic went, latency, and how long failover and recovery took.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from portway.registry.files import FilesRegistry
+from portway.simcluster import SimNode, SimulatedCluster
+from portway.traffic import Summary, TrafficGenerator, summarize
+
+GATEWAY_URL = "http://127.0.0.1:18080/"
+ADMIN_URL = "http://127.0.0.1:19901"
+RECORD_TTL_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseResult:
+    """One phase of the demo: what was done, and what users saw meanwhile."""
+
+    name: str
+    action: str
+    summary: Summary
+    expectation: str
+    met: bool
+
+
+@dataclass(slots=True)
+class DemoReport:
+    phases: list[PhaseResult] = field(default_factory=list)
+    failover_s: float | None = None
+    recovery_s: float | None = None
+    explain: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(p.met for p in self.phases) and self.failover_s is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "failover_s": self.failover_s,
+            "recovery_s": self.recovery_s,
+            "explain": self.explain,
+            "phases": [
+                {
+                    "name": p.name,
+                    "action": p.action,
+                    "expectation": p.expectation,
+                    "met": p.met,
+                    "requests": p.summary.requests,
+                    "failed": p.summary.failed,
+                    "share": dict(p.summary.share),
+                    "p50_ms": round(p.summary.p50_ms, 2),
+                    "p99_ms": round(p.summary.p99_ms, 2),
+                    "errors": dict(p.summary.errors),
+                }
+                for p in self.phases
+            ],
+        }
+
+
+def clusters() -> dict[str, SimulatedCluster]:
+    """alpha (the gateway's own zone) and beta, each with the service and its canary."""
+    alpha = (
+        SimNode("alpha-1", "127.0.0.11", "demo-1a"),
+        SimNode("alpha-2", "127.0.0.12", "demo-1a"),
+    )
+    beta = (SimNode("beta-1", "127.0.0.21", "demo-1b"), SimNode("beta-2", "127.0.0.22", "demo-1b"))
+    return {
+        "alpha": SimulatedCluster("alpha", "demo", alpha, 30080),
+        "beta": SimulatedCluster("beta", "demo", beta, 30080),
+        "alpha-canary": SimulatedCluster(
+            "alpha", "demo", alpha[:1], 30081, service="web-canary", label="canary"
+        ),
+        "beta-canary": SimulatedCluster(
+            "beta", "demo", beta[:1], 30081, service="web-canary", label="canary"
+        ),
+    }
+
+
+class Demo:
+    """Owns the simulated clusters, their registry writers and the gateway process."""
+
+    def __init__(self, workdir: Path, *, phase_s: float, log: Callable[[str], None]) -> None:
+        self.workdir = workdir
+        self.phase_s = phase_s
+        self.log = log
+        self.clusters = clusters()
+        registry_dir = workdir / "demo-registry"
+        self.writers = {
+            "alpha": FilesRegistry(registry_dir),
+            "beta": FilesRegistry(registry_dir),
+        }
+        self.gateway: subprocess.Popen[bytes] | None = None
+        self.report = DemoReport()
+
+    async def publish(self, name: str) -> None:
+        cluster = self.clusters[name]
+        await self.writers[cluster.name].publish(cluster.record(), RECORD_TTL_S)
+
+    async def start(self) -> None:
+        for name, cluster in self.clusters.items():
+            await cluster.start()
+            await self.publish(name)
+        config = self.workdir / "demo.yaml"
+        from gateway.config.loader import demo_config_text
+
+        config.write_text(demo_config_text(), encoding="utf-8")
+        self.log(f"gateway: portway gateway --config {config} (cwd {self.workdir})")
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "portway", "gateway", "--config", str(config), "--workers", "1"],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "gateway.log", "wb"),  # noqa: SIM115
+        )
+        await self._wait_ready()
+
+    async def _wait_ready(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                assert self.gateway is not None
+                if self.gateway.poll() is not None:
+                    raise RuntimeError(f"gateway exited; see {self.workdir / 'gateway.log'}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{ADMIN_URL}/readyz") as resp:
+                        if resp.status == 200 and await self._serves(session):
+                            return
+                await asyncio.sleep(0.1)
+        raise RuntimeError("gateway did not become ready in time")
+
+    async def _serves(self, session: aiohttp.ClientSession) -> bool:
+        with contextlib.suppress(aiohttp.ClientError):
+            async with session.get(GATEWAY_URL) as resp:
+                return resp.status == 200
+        return False
+
+    async def explain(self) -> list[str]:
+        query = {"request": f"GET {GATEWAY_URL}", "from": "127.0.0.1"}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{ADMIN_URL}/explain", params=query) as resp,
+        ):
+            body = await resp.json()
+        return [str(step) for step in body.get("steps", [])]
+
+    async def endpoints_of(self, backend: str) -> set[str]:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{ADMIN_URL}/endpoints") as resp,
+        ):
+            body = await resp.json()
+        return {ep["cluster"] for ep in body["backends"].get(backend, [])}
+
+    async def stop(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.gateway.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+        for writer in self.writers.values():
+            await writer.close()
+        for cluster in self.clusters.values():
+            await cluster.stop()
+
+
+@contextlib.asynccontextmanager
+async def traffic(url: str, **kw: Any) -> AsyncIterator[TrafficGenerator]:
+    gen = TrafficGenerator(url, **kw)
+    await gen.start()
+    try:
+        yield gen
+    finally:
+        await gen.stop()
+
+
+def _web_share(summary: Summary) -> dict[str, float]:
+    """Share per cluster of the non-canary traffic."""
+    web = {k: v for k, v in summary.share.items() if k != "canary"}
+    total = sum(web.values())
+    return {k: v / total for k, v in web.items()} if total else {}
+
+
+async def run_phases(demo: Demo) -> DemoReport:
+    report = demo.report
+    phase_s = demo.phase_s
+    report.explain = await demo.explain()
+
+    def add(name: str, action: str, summary: Summary, expectation: str, met: bool) -> None:
+        report.phases.append(PhaseResult(name, action, summary, expectation, met))
+        demo.log(f"{name}: {summary.requests} requests, {summary.failed} failed, {summary.share}")
+
+    async with traffic(GATEWAY_URL, concurrency=4) as gen:
+        t0 = time.monotonic()
+        await asyncio.sleep(phase_s)
+        s = summarize(gen.since(t0))
+        web = _web_share(s)
+        add(
+            "steady",
+            "both clusters up; the gateway runs in alpha's zone",
+            s,
+            "no failures; alpha (local zone) takes all non-canary traffic; ~10% canary",
+            s.failed == 0
+            and web.get("alpha", 0) >= 0.99
+            and 0.02 <= s.share.get("canary", 0) <= 0.25,
+        )
+
+        t0 = time.monotonic()
+        await demo.clusters["alpha"].stop_node("alpha-2")
+        await demo.publish("alpha")
+        await asyncio.sleep(0.3)
+        t1 = time.monotonic()
+        await asyncio.sleep(phase_s)
+        s = summarize(gen.since(t1))
+        web = _web_share(s)
+        add(
+            "node lost",
+            "alpha-2 dies; alpha's controller publishes it NotReady",
+            summarize(gen.since(t0)),
+            "no failures; alpha keeps 50% × 1.4 = 70%, 30% spills to beta",
+            summarize(gen.since(t0)).failed == 0 and 0.6 <= web.get("alpha", 0) <= 0.8,
+        )
+
+        t_loss = time.monotonic()
+        for name in ("alpha", "alpha-canary"):
+            await demo.clusters[name].stop()
+        for key in (
+            demo.clusters["alpha"].record().key,
+            demo.clusters["alpha-canary"].record().key,
+        ):
+            await demo.writers["alpha"].abandon(key)
+        while time.monotonic() - t_loss < 10 and "alpha" in await demo.endpoints_of("shop"):
+            await asyncio.sleep(0.02)
+        report.failover_s = (
+            time.monotonic() - t_loss if "alpha" not in await demo.endpoints_of("shop") else None
+        )
+        await asyncio.sleep(phase_s / 2)
+        s = summarize(gen.since(t_loss))
+        tail = summarize(gen.since(time.monotonic() - phase_s / 2))
+        add(
+            "cluster lost",
+            f"alpha's nodes all die; its controller stops renewing (TTL {RECORD_TTL_S:g} s)",
+            s,
+            "no failures (retries cover the TTL window); then beta takes 100%",
+            s.failed == 0 and _web_share(tail).get("beta", 0) == 1.0,
+        )
+
+        t_back = time.monotonic()
+        for name in ("alpha", "alpha-canary"):
+            await demo.clusters[name].start()
+            await demo.publish(name)
+        while time.monotonic() - t_back < 10:
+            if any(x.cluster == "alpha" for x in gen.since(t_back)):
+                report.recovery_s = time.monotonic() - t_back
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(phase_s)
+        s = summarize(gen.since(t_back))
+        tail = summarize(gen.since(time.monotonic() - phase_s / 2))
+        add(
+            "cluster back",
+            "alpha's nodes return and its controller publishes again",
+            s,
+            "no failures; traffic returns to alpha within 2 s",
+            s.failed == 0
+            and report.recovery_s is not None
+            and report.recovery_s <= 2.0
+            and _web_share(tail).get("alpha", 0) >= 0.99,
+        )
+
+    async with traffic(GATEWAY_URL, concurrency=2, headers={"x-canary": "always"}) as gen:
+        t0 = time.monotonic()
+        await asyncio.sleep(phase_s / 2)
+        s = summarize(gen.since(t0))
+        add(
+            "canary override",
+            "requests carry x-canary: always",
+            s,
+            "every request goes to the canary",
+            s.failed == 0 and s.share.get("canary", 0) == 1.0,
+        )
+    return report
+
+
+async def run_demo(*, phase_s: float = 2.0, log: Callable[[str], None] = print) -> DemoReport:
+    """Run the whole demo in a temporary directory; always cleans up after itself."""
+    with tempfile.TemporaryDirectory(prefix="portway-demo-") as tmp:
+        demo = Demo(Path(tmp), phase_s=phase_s, log=log)
+        try:
+            await demo.start()
+            return await run_phases(demo)
+        finally:
+            await demo.stop()
+            if os.environ.get("PORTWAY_DEMO_KEEP_LOG"):
+                log((Path(tmp) / "gateway.log").read_text(errors="replace")[-4000:])
