@@ -13,7 +13,7 @@ import asyncio
 import itertools
 import os
 import random
-from typing import Any
+from typing import Any, Protocol
 
 BODY_BUFFER_LIMIT = 64 * 1024
 """Request body bytes held before an upstream is bound (and kept for a replay)."""
@@ -161,40 +161,85 @@ class Exchange:
         return sum(len(piece) for piece in self.body)
 
 
+class IdleConnection(Protocol):
+    """A client connection the watch may close when it has been idle too long."""
+
+    idle_at: float
+    """Loop time after which it may be closed; 0.0 while a request is in progress."""
+
+    def close_idle(self) -> None: ...
+
+
 class DeadlineWatch:
-    """One coarse timer per event loop for every exchange's try deadline.
+    """One coarse timer per event loop for every deadline of the HTTP proxy.
 
     A `call_at` per request costs more than the rest of the request's timing;
-    instead exchanges waiting for a response head sit in a set that a single
-    timer sweeps every `TICK_S` while it is non-empty. Deadlines therefore fire
-    up to `TICK_S` late, which is far below any configured timeout's precision.
-    Expiry calls `ex.owner._timed_out(ex)`.
+    instead exchanges waiting for a response head sit in `waiting`, which a
+    single timer sweeps every `TICK_S`; deadlines fire up to `TICK_S` late,
+    far below any configured timeout's precision. Expiry calls
+    `ex.owner._timed_out(ex)`.
+
+    Client connections sit in `connections` from accept to close, and every
+    `IDLE_SWEEP_S` the same timer closes those whose `idle_at` has passed
+    (keep-alive idle timeout): per request the proxy only stores a float. The
+    timer runs every `TICK_S` while exchanges wait, every `IDLE_SWEEP_S` while
+    only connections are open, and not at all when nothing is tracked.
     """
 
     TICK_S = 0.05
-    __slots__ = ("handle", "loop", "waiting")
+    IDLE_SWEEP_S = 1.0
+    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.waiting: set[Exchange] = set()
+        self.connections: set[IdleConnection] = set()
         self.handle: asyncio.TimerHandle | None = None
+        self.due = 0.0
+        self.next_sweep = 0.0
 
     def add(self, ex: Exchange, at: float) -> None:
         ex.try_deadline = at
         self.waiting.add(ex)
-        if self.handle is None:
-            self.handle = self.loop.call_later(self.TICK_S, self._tick)
+        handle = self.handle
+        if handle is None or self.due - self.loop.time() > self.TICK_S:
+            self._arm(self.TICK_S)
 
     def discard(self, ex: Exchange) -> None:
         self.waiting.discard(ex)
 
+    def track(self, conn: IdleConnection) -> None:
+        """Watch `conn`'s idle deadline until `untrack`."""
+        self.connections.add(conn)
+        if self.handle is None:
+            self.next_sweep = self.loop.time() + self.IDLE_SWEEP_S
+            self._arm(self.IDLE_SWEEP_S)
+
+    def untrack(self, conn: IdleConnection) -> None:
+        self.connections.discard(conn)
+
+    def _arm(self, delay: float) -> None:
+        if self.handle is not None:
+            self.handle.cancel()
+        self.due = self.loop.time() + delay
+        self.handle = self.loop.call_later(delay, self._tick)
+
     def _tick(self) -> None:
+        self.handle = None
         now = self.loop.time()
-        expired = [ex for ex in self.waiting if ex.try_deadline <= now]
-        for ex in expired:
-            self.waiting.discard(ex)
-            ex.owner._timed_out(ex)
-        self.handle = self.loop.call_later(self.TICK_S, self._tick) if self.waiting else None
+        if self.waiting:
+            expired = [ex for ex in self.waiting if ex.try_deadline <= now]
+            for ex in expired:
+                self.waiting.discard(ex)
+                ex.owner._timed_out(ex)
+        if self.connections and now >= self.next_sweep - 1e-3:
+            self.next_sweep = now + self.IDLE_SWEEP_S
+            for conn in [c for c in self.connections if 0.0 < c.idle_at <= now]:
+                conn.close_idle()
+        if self.waiting:
+            self._arm(self.TICK_S)
+        elif self.connections:
+            self._arm(max(self.next_sweep - now, 0.0))
 
 
 _WATCHES: dict[asyncio.AbstractEventLoop, DeadlineWatch] = {}

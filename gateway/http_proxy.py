@@ -51,6 +51,10 @@ from gateway.upstream import UpstreamConnection
 class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
     """One client connection; see the module docstring."""
 
+    first_request_idle_s = 60.0
+    """How long a connection may stay open without sending a first request; after
+    a request the matched rule's `timeouts.idle` applies."""
+
     __slots__ = (
         "active",
         "clen",
@@ -68,6 +72,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "host_count",
         "host_name",
         "host_raw",
+        "idle_at",
         "listener",
         "loop",
         "nheaders",
@@ -78,6 +83,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "proto",
         "queue",
         "ready",
+        "refusal",
         "request_id",
         "te",
         "traced",
@@ -113,6 +119,8 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.host_name = ""
         self.fwd_host: bytes | None = None
         self.fwd_lines = b""
+        self.idle_at = 0.0
+        self.refusal: hh.HeadError | None = None
         self._reset_head()
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -122,6 +130,8 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
         self.ctx.connections.add(self)
+        self.idle_at = self.loop.time() + self.first_request_idle_s
+        self.watch.track(self)
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel is not None:
@@ -154,7 +164,11 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             self._refuse(hh.parser_error_status(str(exc), self.te, self.parser.get_http_version()))
 
     def close_idle(self) -> None:
-        """Graceful drain: close now if no request is being received or answered."""
+        """Close now if no request is being received or answered (drain, idle timeout).
+
+        A connection idle past `idle_at` with half a request head is closed too:
+        `parsing` is only set once a head is complete.
+        """
         if self.active is None and self.parsing is None and not self.queue:
             self.paused |= DONE
             self.transport.close()
@@ -167,6 +181,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connections.discard(self)
+        self.watch.untrack(self)
         self.paused |= DONE
         if self.tunnel is not None:
             self.tunnel.close()
@@ -211,6 +226,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         table = ctx.table
         ex.table = table
         ex.started = now = self.loop.time()
+        self.idle_at = 0.0
         raw_host = ex.host
         if raw_host != self.host_raw:
             self.host_raw = raw_host
@@ -325,18 +341,26 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self._finish(ex, close=close)
 
     def _refuse(self, err: hh.HeadError) -> None:
-        """A request we will not forward: answer and close, whatever was in flight."""
+        """A request we will not forward: answer and close, whatever was in flight.
+
+        Complete requests pipelined before it are answered first, in order, and
+        the refusal after them (`_finish` writes `refusal` once the queue is
+        empty); a request whose own body is malformed is never forwarded whole.
+        """
         self.paused |= DONE
         self.ready = None
-        self.queue = None
         ex = self.active
+        if ex is not None and not ex.done and ex is not self.parsing and ex.body_done:
+            queue = self.queue
+            if queue and self.parsing is not None and self.parsing in queue:
+                queue.remove(self.parsing)  # its body was the malformed part
+            if not self.closing:  # after a `Connection: close` nothing more is answered
+                self.refusal = err
+            if not ex.started:
+                self._start(ex)
+            return
+        self.queue = None
         if ex is not None and not ex.done:
-            if ex is not self.parsing and ex.body_done:
-                # an earlier complete request: answer it, then close
-                self.closing = True
-                if not ex.started:
-                    self._start(ex)
-                return
             if ex.started:
                 # its own body is malformed: the upstream must not see a complete request
                 self._drop_upstream(ex)

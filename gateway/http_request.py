@@ -84,8 +84,7 @@ class RequestReader:
         self.clen: bytes | None = None
 
     # --- httptools callbacks -------------------------------------------------
-    def on_message_begin(self) -> None:
-        self._reset_head()
+    on_message_begin = _reset_head
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -134,11 +133,17 @@ class RequestReader:
     def on_headers_complete(self) -> None:
         parser = self.parser
         version = parser.get_http_version()
-        hh.check_version(version)
+        if version != "1.1":
+            hh.check_version(version)
         method: bytes = parser.get_method()
         if method == b"CONNECT":
             raise hh.HeadError(501, "connect_not_supported")
-        authority, path, query = hh.split_target(self.url)
+        url = self.url
+        if url[:1] == b"/":  # origin-form, nearly every request
+            authority = b""
+            path, _, query = url.partition(b"?")
+        else:
+            authority, path, query = hh.split_target(url)
         if authority:
             host = authority
         elif self.host_count == 1 and self.host:

@@ -49,6 +49,9 @@ class ResponseRelay:
     paused: int
     write_paused: bool
     watch: DeadlineWatch
+    idle_at: float
+    first_request_idle_s: float
+    refusal: hh.HeadError | None
 
     if TYPE_CHECKING:
 
@@ -227,6 +230,16 @@ class ResponseRelay:
                 self._resume(PIPELINE)
             self.active = nxt
             self._start(nxt)
+        elif self.refusal is not None:
+            err = self.refusal
+            self.refusal = None
+            self.transport.write(hh.error_response(err.status, err.cause, close=True))
+            self.transport.close()
+        else:
+            plan = ex.plan
+            self.idle_at = self.loop.time() + (
+                plan.idle_s if plan is not None else self.first_request_idle_s
+            )
 
     def _begin_log(self, ex: Exchange, facts: RequestFacts) -> RequestLog:
         headers = facts.headers

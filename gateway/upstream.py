@@ -72,6 +72,10 @@ class ResponseSink(Protocol):
     def upstream_resume_writing(self) -> None: ...
 
 
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+"""Connection values naming only hop-by-hop headers, which are dropped anyway."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to an endpoint."""
 
@@ -164,8 +168,10 @@ class UpstreamConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self.lines = []
         self.names = []
-        self.dropped = None
-        self.upgrade = b""
+        if self.dropped is not None:
+            self.dropped = None
+        if self.upgrade:
+            self.upgrade = b""
         self.chunked = False
         self.content_length = -1
         self.got_head = False
@@ -176,8 +182,9 @@ class UpstreamConnection(asyncio.Protocol):
             if lname == b"transfer-encoding":
                 self.chunked = value.strip().lower().endswith(b"chunked")
             elif lname == b"connection":
-                tokens = connection_tokens(value)
-                self.dropped = (self.dropped or frozenset()) | frozenset(tokens)
+                if value.lower() not in _PLAIN_CONNECTION:
+                    tokens = frozenset(connection_tokens(value)) - HOP_BY_HOP
+                    self.dropped = (self.dropped or frozenset()) | tokens
             elif lname == b"upgrade":
                 self.upgrade = value
             return

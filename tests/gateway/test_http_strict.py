@@ -6,6 +6,8 @@ byte it receives: it must receive nothing.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.gateway.conftest import GatewayFactory, RawUpstream, raw_exchange, simple_config
@@ -108,3 +110,23 @@ async def test_valid_absolute_form_target_routes_on_its_authority(
     )
     assert out.startswith(b"HTTP/1.1 200 OK")
     assert raw_upstream.received.startswith(b"GET /p?q HTTP/1.1\r\nHost: example.test\r\n")
+
+
+async def test_pipelined_valid_requests_are_answered_in_order_then_the_refusal_then_close(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    gw = await make_gateway(simple_config([raw_upstream.port]))
+    data = (
+        b"GET /one HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /two HTTP/1.1\r\nHost: a\r\n\r\n"
+        b"GET /bad HTTP/1.1\r\nHost: a\r\nX A: b\r\n\r\n"
+        b"GET /never HTTP/1.1\r\nHost: a\r\n\r\n"
+    )
+    out = await raw_exchange(gw.port, data)
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", out)
+    assert statuses == [b"200", b"200", b"400"], out
+    first, second, refusal = out.split(b"HTTP/1.1 ")[1:]
+    assert b"connection: close" not in first.lower() and b"connection: close" not in second.lower()
+    assert b"portway-error: bad_request" in refusal and b"connection: close" in refusal.lower()
+    assert raw_upstream.received.count(b"GET /") == 2
+    assert b"/bad" not in raw_upstream.received and b"/never" not in raw_upstream.received
