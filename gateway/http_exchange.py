@@ -87,6 +87,7 @@ class Exchange:
         "try_deadline",
         "upgrade",
         "version",
+        "via",
     )
 
     def __init__(
@@ -126,6 +127,7 @@ class Exchange:
         self.counted_only = False
         self.traced = False
         self.line = b""
+        self.via = b""
         self.plan: Any = None
         self.deadline = 0.0
         self.started = 0.0

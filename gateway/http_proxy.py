@@ -102,7 +102,14 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.proto = proto
         self.loop = asyncio.get_running_loop()
         self.watch = deadline_watch(self.loop)
-        self.observe = not isinstance(ctx.observer, NullObserver)
+        observer = ctx.observer
+        self.observe = (
+            _NOT_OBSERVED
+            if isinstance(observer, NullObserver)
+            else _LOGGED
+            if getattr(observer, "detailed", True)
+            else _COUNTED
+        )
         self.transport: asyncio.Transport = None  # type: ignore[assignment]
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = ""
@@ -142,8 +149,11 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             return
         try:
             self.parser.feed_data(data)
-            if self.ready is not None:
-                self._start_ready()
+            ex = self.ready
+            if ex is not None:
+                self.ready = None
+                if ex is self.active and not ex.done:
+                    self._start(ex)
         except httptools.HttpParserUpgrade as upgrade:
             ex = self.parsing or self.active
             if ex is not None:
@@ -242,13 +252,13 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             self.client_ip,
             self.listener,
         )
-        if self.observe:
-            observer: Any = ctx.observer
-            if ex.traced or getattr(observer, "detailed", True):
-                ex.log = self._begin_log(ex, facts)
-            else:
-                observer.open_request()
+        observe = self.observe
+        if observe:
+            if observe is _COUNTED and not ex.traced:
+                ctx.observer.open_request()  # type: ignore[attr-defined]
                 ex.counted_only = True
+            else:
+                ex.log = self._begin_log(ex, facts)
         decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision
         if decision.endpoint is None:
@@ -306,7 +316,8 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             lines.append(b"Connection: upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n")
         for name, value in trace:
             lines.append(name + b": " + value + b"\r\n")
-        lines.append(via_line(ex.version, self.ctx.settings.via))
+        ex.via = via_line(ex.version, self.ctx.settings.via)
+        lines.append(ex.via)
         lines.append(b"\r\n")
         ex.head = b"".join(lines)
         if plan.host_rewrite:
@@ -375,6 +386,10 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.transport.write(hh.error_response(err.status, err.cause, close=True))
         self.transport.close()
 
+
+_NOT_OBSERVED, _COUNTED, _LOGGED = 0, 1, 2
+"""`HttpProxy.observe`: no observer; metrics only (`open_request`/`close_request`,
+unless the request carries a traceparent); `begin`/`end` with a `RequestLog`."""
 
 _METHODS = {
     m: m.decode("ascii")

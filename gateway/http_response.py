@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from gateway import http_head as hh
 from gateway.context import GatewayContext, RequestLog
 from gateway.http_exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, DeadlineWatch, Exchange
-from gateway.http_plan import via_line
 from gateway.retry_policy import RETRY_CLASSES, retry_allowed
 from gateway.routing.decision import RequestFacts
 from gateway.upstream import UpstreamFailure
@@ -45,7 +44,7 @@ class ResponseRelay:
     client_ip: str
     listener: str
     loop: asyncio.AbstractEventLoop
-    observe: bool
+    observe: int
     paused: int
     write_paused: bool
     watch: DeadlineWatch
@@ -82,7 +81,7 @@ class ResponseRelay:
         out = [hh.status_line(status)]
         out.extend(conn.head_lines(plan.response_drop))
         out.append(plan.response_lines)
-        out.append(via_line(ex.version, self.ctx.settings.via))
+        out.append(ex.via)
         cookie = ex.decision.set_cookie
         if cookie:
             out.append(b"Set-Cookie: " + cookie.encode("latin-1") + b"\r\n")
@@ -168,7 +167,13 @@ class ResponseRelay:
             self.transport.write(hh.LAST_CHUNK)
         if ex.conn is not None:
             ex.conn = None
-            self._uncount(ex)
+            in_flight = self.ctx.state.in_flight
+            key = ex.endpoint.key
+            left = in_flight.get(key, 1) - 1
+            if left > 0:
+                in_flight[key] = left
+            else:
+                in_flight.pop(key, None)
         self._finish(ex, close=ex.close_after or self.tunnel is not None)
 
     def upstream_failed(self, failure: UpstreamFailure) -> None:

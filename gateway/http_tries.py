@@ -48,7 +48,11 @@ class TryRunner:
         ex.attempts += 1
         pools: PoolSet = self.ctx.pools
         pool = pools.pool(endpoint, ex.decision.backend)
-        self._arm_timer(ex)
+        at = ex.deadline
+        per_try = ex.plan.per_try_s
+        if per_try:
+            at = min(at, self.loop.time() + per_try)
+        self.watch.add(ex, at)
         conn = pool.take_idle()
         ex.reused = conn is not None
         if conn is not None:
@@ -105,13 +109,6 @@ class TryRunner:
             self.transport.write(_CONTINUE)
         if self.paused & BUFFER:
             self._resume(BUFFER)
-
-    def _arm_timer(self, ex: Exchange) -> None:
-        per_try = ex.plan.per_try_s
-        at = ex.deadline
-        if per_try:
-            at = min(at, self.loop.time() + per_try)
-        self.watch.add(ex, at)
 
     def _timed_out(self, ex: Exchange) -> None:
         if ex.done or ex.responded or ex is not self.active:
