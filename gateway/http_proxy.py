@@ -20,7 +20,14 @@ the request body is replayable (none, or fully buffered and small): see
 `retry_policy`. Timeouts: `timeouts.request_s` bounds the wait for the
 response head across all tries, the per-try timeout each try; once the head is
 forwarded the body streams without a deadline (a 1 GiB download is not a
-timeout), bounded by the peers closing.
+timeout), bounded by the peers closing. Between requests a connection may sit
+idle for the last matched rule's `timeouts.idle` (before its first request,
+`first_request_idle_s`); the loop's `DeadlineWatch` closes it after that.
+
+Hot path costs are paid once where possible: a rule's header edits and
+timeouts come from its memoised `http_plan.RulePlan`; forwarding header lines
+are cached per connection and Host; with metrics-only telemetry the observer
+is told `open_request`/`close_request` and no `RequestLog` is built.
 
 Layout: this module is the connection (lifecycle, flow control, starting an
 exchange, answers made by the proxy itself); the request callbacks are

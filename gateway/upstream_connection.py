@@ -1,0 +1,259 @@
+"""One keep-alive HTTP/1.1 connection to an endpoint: the response side of the proxy.
+
+`UpstreamConnection` is an asyncio Protocol that parses responses with
+httptools and hands every event to its current *sink* (the client-side
+exchange that holds it): `on_response_head`, `on_response_body`,
+`on_response_complete`, `upstream_failed`, `tunnel_data`, and the two flow
+control calls `upstream_pause_writing`/`upstream_resume_writing` (which pause
+and resume reading from the client: backpressure from upstream to client).
+Hop-by-hop response headers are dropped as they arrive; the others are kept
+as ready `Name: value\r\n` lines (`head_lines`), so the proxy joins the
+response head without touching each header again. Its pool
+(`gateway.upstream.EndpointPool`) takes it back after a complete response.
+
+Failures are types so the retry logic can tell them apart: `ConnectFailure`
+(nothing was sent: always safe to retry), `UpstreamReset` (closed before or
+during the response), `UpstreamTimeout`, `UpstreamProtocolError`, `CircuitOpen`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Protocol
+
+import httptools
+
+from gateway.http_head import HOP_BY_HOP, connection_tokens
+
+if TYPE_CHECKING:
+    from gateway.upstream import EndpointPool
+
+
+class UpstreamFailure(Exception):
+    """Base of upstream failures; `cause` is the `portway-error` token."""
+
+    cause = "upstream_failure"
+
+
+class ConnectFailure(UpstreamFailure):
+    cause = "upstream_connect_failure"
+
+
+class UpstreamReset(UpstreamFailure):
+    cause = "upstream_reset"
+
+
+class UpstreamTimeout(UpstreamFailure):
+    cause = "upstream_timeout"
+
+
+class UpstreamProtocolError(UpstreamFailure):
+    cause = "upstream_protocol_error"
+
+
+class CircuitOpen(UpstreamFailure):
+    cause = "circuit_open"
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to while it serves one request."""
+
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_complete(self) -> None: ...
+    def upstream_failed(self, failure: UpstreamFailure) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
+    def flush_head(self) -> None: ...
+    def upstream_pause_writing(self) -> None: ...
+    def upstream_resume_writing(self) -> None: ...
+
+
+_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+"""Connection values naming only hop-by-hop headers, which are dropped anyway."""
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection to an endpoint."""
+
+    __slots__ = (
+        "chunked",
+        "closed",
+        "content_length",
+        "dropped",
+        "got_head",
+        "head_only",
+        "idle_since",
+        "keep_alive",
+        "lines",
+        "names",
+        "parser",
+        "pool",
+        "sink",
+        "status",
+        "transport",
+        "tunnel",
+        "upgrade",
+        "upgraded",
+    )
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.sink: ResponseSink | None = None
+        self.lines: list[bytes] = []
+        self.names: list[bytes] = []
+        self.dropped: frozenset[bytes] | None = None
+        self.upgrade = b""
+        self.status = 0
+        self.chunked = False
+        self.content_length = -1
+        self.keep_alive = True
+        self.got_head = False
+        self.head_only = False
+        self.upgraded = False
+        self.tunnel = False
+        self.closed = False
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            if self.sink is not None:
+                self.sink.tunnel_data(data)
+            return
+        try:
+            self.parser.feed_data(data)
+            if self.sink is not None:
+                self.sink.flush_head()
+        except httptools.HttpParserUpgrade as upgrade:
+            self.tunnel = True
+            rest = data[upgrade.args[0] :]
+            if rest and self.sink is not None:
+                self.sink.tunnel_data(rest)
+        except httptools.HttpParserError:
+            self.fail(UpstreamProtocolError("unparsable response"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        sink = self.sink
+        if sink is None:
+            return
+        self.sink = None
+        if self.tunnel or (self.got_head and not self.chunked and self.content_length < 0):
+            sink.on_response_complete()  # close-delimited body (or tunnel) ends here
+        else:
+            sink.upstream_failed(UpstreamReset("closed before the response ended"))
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_resume_writing()
+
+    # --- httptools callbacks ----------------------------------------------
+    def on_message_begin(self) -> None:
+        self.lines = []
+        self.names = []
+        if self.dropped is not None:
+            self.dropped = None
+        if self.upgrade:
+            self.upgrade = b""
+        self.chunked = False
+        self.content_length = -1
+        self.got_head = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self.chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                if value.lower() not in _PLAIN_CONNECTION:
+                    tokens = frozenset(connection_tokens(value)) - HOP_BY_HOP
+                    self.dropped = (self.dropped or frozenset()) | tokens
+            elif lname == b"upgrade":
+                self.upgrade = value
+            return
+        if lname == b"content-length":
+            self.content_length = int(value)
+        self.lines.append(name + b": " + value + b"\r\n")
+        self.names.append(lname)
+
+    def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:
+        """The response's end-to-end header lines, minus `drop` and what Connection named."""
+        if self.dropped:
+            drop = drop | (self.dropped - {b"content-length"})
+        if not drop:
+            return self.lines
+        return [line for name, line in zip(self.names, self.lines, strict=True) if name not in drop]
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim response: the proxy answers 100-continue itself
+        self.status = status
+        self.got_head = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self.upgraded = status == 101
+        if self.sink is not None:
+            self.sink.on_response_head(self, status)
+        if self.head_only and self.sink is not None and not self.upgraded:
+            self._complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.got_head or self.upgraded:
+            return
+        if self.head_only:
+            # The response to HEAD ended at its head; httptools would read a body
+            # for its Content-Length, so this connection cannot be parsed further.
+            self.keep_alive = False
+            return
+        self._complete()
+
+    # --- used by the proxy ------------------------------------------------
+    def _complete(self) -> None:
+        sink = self.sink
+        self.sink = None
+        self.got_head = False
+        if self.head_only:
+            self.close()
+        elif self.keep_alive and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if sink is not None:
+            sink.on_response_complete()
+
+    def fail(self, failure: UpstreamFailure) -> None:
+        sink = self.sink
+        self.sink = None
+        self.close()
+        if sink is not None:
+            sink.upstream_failed(failure)
+
+    def close(self) -> None:
+        """Close without reporting to the sink; the pool forgets it on connection_lost."""
+        if not self.closed:
+            self.closed = True
+            self.sink = None
+            if self.transport is not None:
+                self.transport.abort()
+
+    def bind(self, sink: ResponseSink, *, head_only: bool) -> None:
+        self.sink = sink
+        self.head_only = head_only
+        self.got_head = False
