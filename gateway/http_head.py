@@ -17,7 +17,7 @@ heads (431). `HeadError` carries the status and the `portway-error` cause.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import ItemsView, Iterable, Iterator, KeysView, Sequence
+from collections.abc import ItemsView, Iterator, KeysView, Sequence
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -160,29 +160,6 @@ def host_name(authority: bytes) -> str:
     return name
 
 
-def filter_headers(headers: Headers, remove: Iterable[bytes] | frozenset[bytes]) -> Headers:
-    """Headers whose lowercased name is not in `remove`."""
-    return [(n, v) for n, v in headers if n.lower() not in remove]
-
-
-def set_headers(headers: Headers, pairs: Sequence[tuple[bytes, bytes]]) -> Headers:
-    """Gateway API `set`: replace every header of that name by one with the given value."""
-    names = {n.lower() for n, _ in pairs}
-    out = [(n, v) for n, v in headers if n.lower() not in names]
-    out.extend(pairs)
-    return out
-
-
-def join_head(first_line: bytes, headers: Headers, extra: bytes = b"") -> bytes:
-    """One bytes object for the whole head: a single transport.write per head."""
-    parts = [first_line]
-    for name, value in headers:
-        parts.append(name + b": " + value + b"\r\n")
-    parts.append(extra)
-    parts.append(b"\r\n")
-    return b"".join(parts)
-
-
 def error_response(
     status: int, cause: str, *, close: bool, request_id: bytes = b"", extra: Headers | None = None
 ) -> bytes:
@@ -315,30 +292,3 @@ class HeaderView:
 
     def items(self) -> ItemsView[str, str]:
         return self.as_dict().items()
-
-
-def response_headers(
-    headers: Headers, *, remove: frozenset[bytes], set_: Sequence[tuple[bytes, bytes]]
-) -> tuple[Headers, bytes]:
-    """Upstream response headers minus hop-by-hop (and what Connection names) and `remove`.
-
-    Returns the kept headers and the upstream's Upgrade value (for a 101).
-    """
-    dropped: set[bytes] | None = None
-    upgrade = b""
-    kept: Headers = []
-    for name, value in headers:
-        lname = name.lower()
-        if lname in HOP_BY_HOP:
-            if lname == b"connection":
-                dropped = (dropped or set()) | set(connection_tokens(value))
-            elif lname == b"upgrade":
-                upgrade = value
-            continue
-        kept.append((name, value))
-    if dropped or remove:
-        gone = (dropped or set()) | remove
-        kept = [(n, v) for n, v in kept if n.lower() not in gone]
-    if set_:
-        kept = set_headers(kept, set_)
-    return kept, upgrade

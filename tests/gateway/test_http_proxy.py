@@ -332,3 +332,32 @@ async def test_head_response_has_no_body_and_connection_is_reused(
     first, _, rest = out.partition(b"\r\n\r\n")
     assert first.startswith(b"HTTP/1.1 200") and b"content-length" in first.lower()
     assert rest.startswith(b"HTTP/1.1 200") and b'"/g"' in rest
+
+
+async def test_response_hop_by_hop_and_connection_named_headers_are_not_forwarded(
+    make_gateway: GatewayFactory,
+) -> None:
+    response = (
+        b"HTTP/1.1 200 OK\r\nConnection: X-Secret, keep-alive\r\nX-Secret: 1\r\n"
+        b"Keep-Alive: timeout=5\r\nX-Kept: yes\r\nContent-Length: 2\r\n\r\nok"
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(response)
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await make_gateway(simple_config([port]))
+        out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    finally:
+        server.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 OK") and body == b"ok"
+    lower = head.lower()
+    assert b"x-kept: yes" in lower and b"content-length: 2" in lower
+    assert b"x-secret" not in lower and b"keep-alive" not in lower
+    assert lower.count(b"connection:") == 1 and b"connection: close" in lower
