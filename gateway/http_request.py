@@ -157,7 +157,7 @@ class RequestReader:
             # a Connection header cannot make the framing disappear upstream
             gone = frozenset(self.conn_tokens) - {b"content-length"}
             headers = [(n, v) for n, v in headers if n.lower() not in gone]
-        upgrade = self.upgrade if parser.should_upgrade() else b""
+        upgrade = self.upgrade if self.upgrade and parser.should_upgrade() else b""
         chunked = self.te is not None
         has_body = chunked or (self.clen is not None and self.clen != b"0")
         ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)

@@ -85,7 +85,6 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "keep_alive",
         "lines",
-        "names",
         "parser",
         "pool",
         "sink",
@@ -102,7 +101,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
         self.lines: list[bytes] = []
-        self.names: list[bytes] = []
         self.dropped: frozenset[bytes] | None = None
         self.upgrade = b""
         self.status = 0
@@ -163,7 +161,6 @@ class UpstreamConnection(asyncio.Protocol):
     # --- httptools callbacks ----------------------------------------------
     def on_message_begin(self) -> None:
         self.lines = []
-        self.names = []
         if self.dropped is not None:
             self.dropped = None
         if self.upgrade:
@@ -187,7 +184,6 @@ class UpstreamConnection(asyncio.Protocol):
         if lname == b"content-length":
             self.content_length = int(value)
         self.lines.append(name + b": " + value + b"\r\n")
-        self.names.append(lname)
 
     def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:
         """The response's end-to-end header lines, minus `drop` and what Connection named."""
@@ -195,7 +191,7 @@ class UpstreamConnection(asyncio.Protocol):
             drop = drop | (self.dropped - {b"content-length"})
         if not drop:
             return self.lines
-        return [line for name, line in zip(self.names, self.lines, strict=True) if name not in drop]
+        return [line for line in self.lines if line[: line.index(b":")].lower() not in drop]
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()
