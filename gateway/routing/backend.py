@@ -56,8 +56,12 @@ class LocalityPlan:
         self.pickers = pickers
         positive = [i for i, s in enumerate(load.shares) if s > 0]
         self.single: Picker | None = pickers[positive[0]] if len(positive) == 1 else None
-        total = sum(load.shares) or 1.0
-        self.cum = tuple(c / total for c in accumulate(load.shares))
+        total = sum(load.shares)
+        cum = [c / total for c in accumulate(load.shares)] if total > 0 else []
+        if cum:
+            cum[-1] = 1.0  # a draw in [0, 1) always lands on a level, whatever the rounding
+        # empty when no level has a share: every pick then answers None
+        self.cum: tuple[float, ...] = tuple(cum)
 
 
 @dataclass(slots=True)
@@ -134,7 +138,7 @@ class CompiledBackend:
             return picker.pick(state, rng, h)
         picker = plan.single
         if picker is None:
-            if not plan.cum or plan.cum[-1] <= 0:
+            if not plan.cum:
                 return None
             picker = plan.pickers[bisect_right(plan.cum, rng.random())]
         return picker.pick(state, rng, 0)
@@ -150,7 +154,7 @@ class CompiledBackend:
             if ep is not None and (plan.load.panic or (ep.ready and state.available(key))):
                 affinity.remember(self.name, client, key, now + self.affinity_timeout_s)
                 return ep
-        if not plan.cum or plan.cum[-1] <= 0:
+        if not plan.cum:
             return None
         picker = plan.single or plan.pickers[bisect_right(plan.cum, rng.random())]
         h = self.hash_of(facts) if self.load_balancer.policy in _HASHED else 0
