@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from gateway import http_head as hh
 from gateway.context import GatewayContext
 from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DeadlineWatch, Exchange
-from gateway.retry_policy import backoff_s, retry_allowed
+from gateway.retry_policy import retry_allowed, retry_delay_s
 from gateway.upstream import PoolSet, UpstreamConnection, UpstreamFailure
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -168,8 +168,12 @@ class TryRunner:
                 if not ex.retrying:
                     ex.retrying = True
                     pools.active_retries += 1
-                delay = backoff_s(ex.rule.retry, ex.retries)
-                ex.timer = self.loop.call_later(delay, self._retry_now, ex, endpoint)
+                same = endpoint.key == ex.endpoint.key
+                delay = retry_delay_s(ex.rule.retry, ex.retries, failure.cause, same)
+                if delay <= 0.0:
+                    self._try(ex, endpoint)
+                else:
+                    ex.timer = self.loop.call_later(delay, self._retry_now, ex, endpoint)
                 return
         self._error(ex, failure.cause)
 

@@ -72,3 +72,15 @@ def backoff_s(retry: Any, retries: int, rng: random.Random | None = None) -> flo
     """Full-jitter exponential backoff: uniform in [0, min(max, base * 2**(n-1))]."""
     ceiling = min(retry.backoff_max_s, retry.backoff_base_s * (2 ** max(retries - 1, 0)))
     return (rng or random).uniform(0.0, ceiling)
+
+
+def retry_delay_s(retry: Any, retries: int, cause: str, same_endpoint: bool) -> float:
+    """How long to wait before the next try: none when moving a never-sent request elsewhere.
+
+    Backoff spares a struggling upstream a hammering; a request that no
+    upstream saw, going to another endpoint, has nobody to spare, and every
+    millisecond of waiting shows up in users' latency during a failover.
+    """
+    if cause in NEVER_SENT and not same_endpoint:
+        return 0.0
+    return backoff_s(retry, retries)
