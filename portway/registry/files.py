@@ -129,21 +129,23 @@ class FilesRegistry:
             lease.renewing = False
 
     async def _renew_forever(self) -> None:
-        """Touch held files every third of the shortest TTL.
+        """Touch held files every third of the shortest TTL, until `close`.
 
         A lease granted while this loop sleeps wakes it (`_renew_wake`), so the
         new lease's interval applies at once instead of after a sleep computed
-        for the leases held before (which could outlast the new TTL).
+        for the leases held before (which could outlast the new TTL). The loop
+        also ends on `_stop`, not only on cancellation, so a cancel that lands
+        as the wake-up fires cannot leave it running.
         """
-        while True:
+        while not self._stop.is_set():
             ttls = [lease.ttl_s for lease in self._leases.values() if lease.ttl_s]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(
-                    self._renew_wake.wait(), min([DEFAULT_RENEW_S, *(t / 3 for t in ttls)])
-                )
+            try:
+                async with asyncio.timeout(min([DEFAULT_RENEW_S, *(t / 3 for t in ttls)])):
+                    await self._renew_wake.wait()
+            except TimeoutError:
+                self.renew()
+            else:
                 self._renew_wake.clear()
-                continue
-            self.renew()
 
     def renew(self) -> None:
         """Touch every held file; a lease whose file another writer took is marked lost."""
@@ -203,7 +205,7 @@ class FilesRegistry:
     async def _scan_forever(self) -> None:
         notifier = asyncio.create_task(self._notify_forever(), name="files-notify")
         try:
-            while True:
+            while not self._stop.is_set():
                 deadline = self._sync()
                 self._synced.set()
                 self._synced = asyncio.Event()
@@ -211,7 +213,8 @@ class FilesRegistry:
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - self._clock()) + 0.01)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._dirty.wait(), timeout)
+                    async with asyncio.timeout(timeout):
+                        await self._dirty.wait()
                 self._dirty.clear()
         finally:
             notifier.cancel()
@@ -238,6 +241,8 @@ class FilesRegistry:
 
     async def close(self) -> None:
         self._stop.set()
+        self._renew_wake.set()
+        self._dirty.set()
         for task in (self._scanner, self._renewer):
             if task is not None:
                 task.cancel()
