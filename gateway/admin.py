@@ -28,7 +28,7 @@ from pydantic import TypeAdapter
 from gateway.config.model import Route
 from gateway.metrics import MetricsSnapshot, merge, render
 from gateway.reload import Reloader
-from gateway.routing.decision import Decision, RequestFacts
+from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import EndpointState
 
 _ROUTE = TypeAdapter(Route)
@@ -79,28 +79,6 @@ def endpoint_levels(backend: Any) -> dict[str, int]:
 
 def _level_name(names: tuple[str, ...], index: int | None) -> str | None:
     return names[index] if index is not None and index < len(names) else None
-
-
-def decision_json(decision: Decision) -> dict[str, Any]:
-    endpoint = decision.endpoint
-    return {
-        "route": getattr(decision.route, "name", None),
-        "rule": getattr(decision.rule, "name", None),
-        "backend": getattr(decision.backend, "name", None),
-        "endpoint": None
-        if endpoint is None
-        else {
-            "key": endpoint.key,
-            "address": endpoint.address,
-            "port": endpoint.port,
-            "cluster": endpoint.cluster,
-            "region": endpoint.region,
-            "zone": endpoint.zone,
-        },
-        "error": decision.error or None,
-        "redirect": decision.redirect_location or None,
-        "steps": list(decision.steps or ()),
-    }
 
 
 def parse_explain_query(query: Mapping[str, str]) -> RequestFacts:
@@ -236,7 +214,7 @@ class AdminApi:
                     "query": facts.query,
                     "from": facts.client_ip,
                 },
-                **decision_json(decision),
+                **decision.to_dict(),
             }
         )
 

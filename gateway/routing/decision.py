@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from gateway.routing.backend import CompiledBackend
@@ -73,3 +73,29 @@ class Decision:
     redirect_status: int = 0
     set_cookie: str = ""
     steps: list[str] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form shown by `portway routes explain --json` and the admin API."""
+        ep = self.endpoint
+        return {
+            "route": self.route.name if self.route else None,
+            "rule": self.rule.name if self.rule else None,
+            "backend": self.backend.name if self.backend else None,
+            "endpoint": None
+            if ep is None
+            else {
+                "key": ep.key,
+                "address": ep.address,
+                "port": ep.port,
+                "cluster": ep.cluster,
+                "region": ep.region,
+                "zone": ep.zone,
+                "node": ep.node,
+            },
+            "error": self.error or None,
+            "redirect": {"location": self.redirect_location, "status": self.redirect_status}
+            if self.error == REDIRECT
+            else None,
+            "setCookie": self.set_cookie or None,
+            "steps": list(self.steps or ()),
+        }

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 if TYPE_CHECKING:
@@ -119,7 +119,7 @@ def _explain(table: RoutingTable, config: GatewayConfig, args: argparse.Namespac
     )
     decision = table.explain(facts, EndpointState())
     if args.json:
-        print(json.dumps(_decision_dict(decision), indent=2))
+        print(json.dumps(decision.to_dict(), indent=2))
     else:
         for line in decision.steps or []:
             print(line)
@@ -149,32 +149,6 @@ def _summary(d: Decision) -> str:
     backend = d.backend.name if d.backend else "?"
     extra = f" (Set-Cookie: {d.set_cookie})" if d.set_cookie else ""
     return f"=> route {route} → backend {backend} → {d.endpoint.key}{extra}"
-
-
-def _decision_dict(d: Decision) -> dict[str, Any]:
-    ep = d.endpoint
-    return {
-        "route": d.route.name if d.route else None,
-        "rule": d.rule.name if d.rule else None,
-        "backend": d.backend.name if d.backend else None,
-        "endpoint": None
-        if ep is None
-        else {
-            "key": ep.key,
-            "address": ep.address,
-            "port": ep.port,
-            "cluster": ep.cluster,
-            "region": ep.region,
-            "zone": ep.zone,
-            "node": ep.node,
-        },
-        "error": d.error or None,
-        "redirect": {"location": d.redirect_location, "status": d.redirect_status}
-        if d.error == "redirect"
-        else None,
-        "setCookie": d.set_cookie or None,
-        "steps": d.steps or [],
-    }
 
 
 def _list(table: RoutingTable, as_json: bool) -> int:
