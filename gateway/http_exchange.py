@@ -23,13 +23,14 @@ PIPELINE, UPSTREAM, BUFFER, TUNNEL_WAIT, DONE = 1, 2, 4, 8, 16
 request waits, the upstream's write buffer is full, the early body buffer is
 full, an upgrade waits for the 101, the connection is finished."""
 
-_PREFIX = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
-_COUNTER = itertools.count(1)
+REQUEST_ID_PREFIX = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
+REQUEST_IDS = itertools.count(1)
+"""`next_request_id` is `REQUEST_ID_PREFIX` + the next of these (the proxy inlines it)."""
 
 
 def next_request_id() -> bytes:
     """A cheap unique X-Request-Id: process prefix + counter (no uuid4 on the hot path)."""
-    return _PREFIX + str(next(_COUNTER)).encode("ascii")
+    return REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
 
 
 class Exchange:

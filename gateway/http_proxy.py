@@ -46,7 +46,14 @@ import httptools
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext, NullObserver
-from gateway.http_exchange import DONE, TUNNEL_WAIT, Exchange, deadline_watch, next_request_id
+from gateway.http_exchange import (
+    DONE,
+    REQUEST_ID_PREFIX,
+    REQUEST_IDS,
+    TUNNEL_WAIT,
+    Exchange,
+    deadline_watch,
+)
 from gateway.http_plan import RulePlan, forwarding_lines, plan_for, via_line
 from gateway.http_request import RequestReader
 from gateway.http_response import ResponseRelay
@@ -99,6 +106,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "tunnel",
         "upgrade",
         "url",
+        "via11",
         "watch",
         "write_paused",
     )
@@ -135,6 +143,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.fwd_lines = b""
         self.idle_at = 0.0
         self.refusal: hh.HeadError | None = None
+        self.via11 = b""
         self._reset_head()
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -308,8 +317,8 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]
         lines.append(plan.request_lines)
         if not ex.request_id:
-            ex.request_id = next_request_id()
-            lines.append(b"X-Request-Id: " + ex.request_id + b"\r\n")
+            ex.request_id = rid = REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
+            lines.append(b"X-Request-Id: " + rid + b"\r\n")
         if ex.fwd is None:  # nothing believed from the client: the same lines per Host
             if ex.host != self.fwd_host or not self.fwd_lines:
                 self.fwd_host = ex.host
@@ -323,8 +332,14 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             lines.append(b"Connection: upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n")
         for name, value in trace:
             lines.append(name + b": " + value + b"\r\n")
-        ex.via = via_line(ex.version, self.ctx.settings.via)
-        lines.append(ex.via)
+        if ex.version == "1.1":
+            via = self.via11
+            if not via:
+                via = self.via11 = via_line("1.1", self.ctx.settings.via)
+        else:
+            via = via_line(ex.version, self.ctx.settings.via)
+        ex.via = via
+        lines.append(via)
         lines.append(b"\r\n")
         ex.head = b"".join(lines)
         if plan.host_rewrite:

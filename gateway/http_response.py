@@ -76,7 +76,7 @@ class ResponseRelay:
                 return
         ex.responded = True
         ex.status = status
-        self.watch.discard(ex)
+        self.watch.waiting.discard(ex)
         plan = ex.plan
         out = [hh.status_line(status)]
         out.extend(conn.head_lines(plan.response_drop))
@@ -200,7 +200,7 @@ class ResponseRelay:
         if ex.done:
             return
         ex.done = True
-        self.watch.discard(ex)
+        self.watch.waiting.discard(ex)
         if ex.timer is not None:
             ex.timer.cancel()
             ex.timer = None
@@ -212,7 +212,17 @@ class ResponseRelay:
         if ex.retrying:
             pools.active_retries -= 1
         if ex.counted_only:
-            self._count(ex)
+            decision = ex.decision
+            route: Any = decision.route if decision is not None else None
+            backend: Any = decision.backend if decision is not None else None
+            endpoint = ex.endpoint
+            self.ctx.observer.close_request(  # type: ignore[attr-defined]
+                route.name if route is not None else "",
+                backend.name if backend is not None else "",
+                endpoint.cluster if endpoint is not None else "",
+                ex.status,
+                self.loop.time() - ex.started,
+            )
         elif ex.log is not None:
             self._end_log(ex)
         if self.active is not ex:
@@ -262,19 +272,6 @@ class ResponseRelay:
         )
         ex.token = self.ctx.observer.begin(log, headers.as_dict())  # type: ignore[attr-defined]
         return log
-
-    def _count(self, ex: Exchange) -> None:
-        decision = ex.decision
-        route: Any = decision.route if decision is not None else None
-        backend: Any = decision.backend if decision is not None else None
-        endpoint = ex.endpoint
-        self.ctx.observer.close_request(  # type: ignore[attr-defined]
-            route.name if route is not None else "",
-            backend.name if backend is not None else "",
-            endpoint.cluster if endpoint is not None else "",
-            ex.status,
-            self.loop.time() - ex.started,
-        )
 
     def _end_log(self, ex: Exchange) -> None:
         log: RequestLog = ex.log

@@ -53,12 +53,15 @@ class TryRunner:
         if per_try:
             at = min(at, self.loop.time() + per_try)
         self.watch.add(ex, at)
-        conn = pool.take_idle()
-        ex.reused = conn is not None
-        if conn is not None:
-            self._bind(ex, conn)
-        else:
-            ex.connecting = self.loop.create_task(self._connect(ex, pool))
+        idle = pool.idle
+        while idle:  # EndpointPool.take_idle, inlined
+            conn = idle.pop()
+            if not conn.closed:
+                ex.reused = True
+                self._bind(ex, conn)
+                return
+        ex.reused = False
+        ex.connecting = self.loop.create_task(self._connect(ex, pool))
 
     async def _connect(self, ex: Exchange, pool: Any) -> None:
         try:

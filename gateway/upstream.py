@@ -49,6 +49,7 @@ class EndpointPool:
     """Connections to one endpoint; see module docstring for the limits."""
 
     __slots__ = (
+        "backend",
         "endpoint",
         "host_header",
         "idle",
@@ -78,6 +79,8 @@ class EndpointPool:
         self.max_pending = 1024
         self.max_idle = max_idle
         self.waiters: deque[asyncio.Future[None]] = deque()
+        self.backend: Any = None
+        """The compiled backend whose circuit breaker limits were applied last."""
         self.ssl = ssl_context
         self.server_hostname = endpoint.address if ssl_context is not None else None
         address = endpoint.address
@@ -228,6 +231,8 @@ class PoolSet:
     def pool(self, endpoint: Endpoint, backend: Any) -> EndpointPool:
         """The pool of `endpoint`, limits refreshed from the backend's circuit breaker."""
         pool = self.pools.get(endpoint.key)
+        if pool is not None and pool.backend is backend:
+            return pool  # same compiled backend as last time: limits already applied
         if pool is None:
             tls = bool(getattr(backend, "tls", False))
             pool = EndpointPool(
@@ -241,6 +246,7 @@ class PoolSet:
         if breaker is not None:
             pool.max_connections = breaker.max_connections
             pool.max_pending = breaker.max_pending_requests
+        pool.backend = backend
         return pool
 
     def _client_ssl(self) -> ssl.SSLContext:

@@ -218,7 +218,15 @@ class UpstreamConnection(asyncio.Protocol):
             # for its Content-Length, so this connection cannot be parsed further.
             self.keep_alive = False
             return
-        self._complete()
+        sink = self.sink
+        if sink is None or not self.keep_alive or self.closed:
+            self._complete()
+            return
+        # `_complete` inlined for the common case (one callback fewer per request)
+        self.sink = None
+        self.got_head = False
+        self.pool.release(self)
+        sink.on_response_complete()
 
     # --- used by the proxy ------------------------------------------------
     def _complete(self) -> None:
