@@ -77,6 +77,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "conn_tokens",
         "ctx",
         "expect",
+        "facts",
         "fwd",
         "fwd_host",
         "fwd_lines",
@@ -87,6 +88,8 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "host_name",
         "host_raw",
         "idle_at",
+        "last_plan",
+        "last_rule",
         "listener",
         "loop",
         "nheaders",
@@ -96,6 +99,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "paused",
         "proto",
         "queue",
+        "rare",
         "ready",
         "refusal",
         "request_id",
@@ -144,6 +148,10 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.idle_at = 0.0
         self.refusal: hh.HeadError | None = None
         self.via11 = b""
+        self.facts: RequestFacts | None = None
+        self.last_rule: Any = None
+        self.last_plan: Any = None
+        self.rare = True
         self._reset_head()
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -257,17 +265,17 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         if raw_host != self.host_raw:
             self.host_raw = raw_host
             self.host_name = hh.host_name(raw_host)
-        method = _METHODS.get(ex.method) or ex.method.decode("ascii")
         path = ex.path.decode("latin-1")
-        facts = RequestFacts(
-            method,
-            self.host_name,
-            path,
-            ex.query.decode("latin-1") if ex.query else "",
-            hh.HeaderView(ex.headers),  # type: ignore[arg-type]
-            self.client_ip,
-            self.listener,
-        )
+        facts = self.facts  # one per connection, refilled: routing reads it synchronously
+        if facts is None:
+            facts = self.facts = RequestFacts("", "", "", client_ip=self.client_ip)
+            facts.listener = self.listener
+        facts.method = _METHODS.get(ex.method) or ex.method.decode("ascii")
+        facts.host = self.host_name
+        facts.path = path
+        facts.query = ex.query.decode("latin-1") if ex.query else ""
+        facts.headers = hh.HeaderView(ex.headers)  # type: ignore[assignment]
+        facts._cookies = None
         observe = self.observe
         if observe:
             if observe is _COUNTED and not ex.traced:
@@ -290,7 +298,12 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
                 self._error(ex, decision.error or "no_route")
             return
         rule: Any = decision.rule
-        plan = plan_for(rule)
+        plan: RulePlan
+        if rule is self.last_rule:
+            plan = self.last_plan
+        else:
+            plan = self.last_plan = plan_for(rule)
+            self.last_rule = rule
         ex.rule = rule
         ex.plan = plan
         ex.deadline = now + plan.request_s

@@ -62,6 +62,8 @@ class RequestReader:
     trusted: bool
     transport: asyncio.Transport
     tunnel: UpstreamConnection | None
+    rare: bool
+    """Whether a header other than Host and plain ones set head state (`_reset_head`)."""
 
     if TYPE_CHECKING:
 
@@ -74,6 +76,9 @@ class RequestReader:
         self.hbytes = 0
         self.host: bytes | None = None
         self.host_count = 0
+        if not self.rare:
+            return  # no header but Host and plain ones came: the rest is still reset
+        self.rare = False
         self.te: bytes | None = None
         self.conn_tokens: list[bytes] | None = None
         self.upgrade = b""
@@ -102,10 +107,13 @@ class RequestReader:
         if kind is None:
             if not lname.startswith(b"proxy-"):
                 self.headers.append((name, value))
-        elif kind == _HOST:
+            return
+        if kind == _HOST:
             self.host_count += 1
             self.host = value
-        elif kind == _CL:
+            return
+        self.rare = True
+        if kind == _CL:
             self.clen = value
             self.headers.append((name, value))
         elif kind == _TE:

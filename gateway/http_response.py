@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
 _NO_BODY_STATUSES = frozenset({204, 304})
+_STATUS_200 = hh.status_line(200)
 
 
 class ResponseRelay:
@@ -78,8 +79,9 @@ class ResponseRelay:
         ex.status = status
         self.watch.waiting.discard(ex)
         plan = ex.plan
-        out = [hh.status_line(status)]
-        out.extend(conn.head_lines(plan.response_drop))
+        out = [_STATUS_200 if status == 200 else hh.status_line(status)]
+        drop = plan.response_drop
+        out.extend(conn.head_lines(drop) if drop or conn.dropped else conn.lines)
         out.append(plan.response_lines)
         out.append(ex.via)
         cookie = ex.decision.set_cookie

@@ -81,7 +81,9 @@ class TryRunner:
 
     def _bind(self, ex: Exchange, conn: UpstreamConnection) -> None:
         ex.conn = conn
-        conn.bind(self, head_only=ex.method == b"HEAD")  # type: ignore[arg-type]  # HttpProxy is the sink
+        conn.sink = self  # type: ignore[assignment]  # UpstreamConnection.bind, inlined
+        conn.head_only = ex.method == b"HEAD"
+        conn.got_head = False
         key = ex.endpoint.key
         in_flight = self.ctx.state.in_flight
         in_flight[key] = in_flight.get(key, 0) + 1

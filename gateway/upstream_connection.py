@@ -72,6 +72,26 @@ _PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
 """Connection values naming only hop-by-hop headers, which are dropped anyway."""
 
 
+_PLAIN_NAMES = frozenset(
+    {
+        b"Server",
+        b"Date",
+        b"Content-Type",
+        b"Cache-Control",
+        b"Last-Modified",
+        b"ETag",
+        b"Expires",
+        b"Vary",
+        b"Set-Cookie",
+        b"Location",
+        b"Accept-Ranges",
+        b"Content-Encoding",
+    }
+)
+"""Header names, exactly as usually spelled, that are forwarded as they are: no
+lowercasing or hop-by-hop check for them (not Content-Length, which is read)."""
+
+
 class UpstreamConnection(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection to an endpoint."""
 
@@ -170,6 +190,9 @@ class UpstreamConnection(asyncio.Protocol):
         self.got_head = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if name in _PLAIN_NAMES:  # common end-to-end headers as servers spell them
+            self.lines.append(name + b": " + value + b"\r\n")
+            return
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
