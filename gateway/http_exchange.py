@@ -191,7 +191,7 @@ class DeadlineWatch:
 
     TICK_S = 0.05
     IDLE_SWEEP_S = 1.0
-    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "waiting")
+    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "ticking", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
@@ -200,13 +200,15 @@ class DeadlineWatch:
         self.handle: asyncio.TimerHandle | None = None
         self.due = 0.0
         self.next_sweep = 0.0
+        self.ticking = False
+        """Whether the timer is armed at most `TICK_S` ahead (the proxy checks it
+        inline: when true, `add` is only `try_deadline` and a set add)."""
 
     def add(self, ex: Exchange, at: float) -> None:
         ex.try_deadline = at
         self.waiting.add(ex)
-        handle = self.handle
-        if handle is None or self.due - self.loop.time() > self.TICK_S:
-            self._arm(self.TICK_S)
+        if not self.ticking:
+            self.arm(self.TICK_S)
 
     def discard(self, ex: Exchange) -> None:
         self.waiting.discard(ex)
@@ -216,19 +218,22 @@ class DeadlineWatch:
         self.connections.add(conn)
         if self.handle is None:
             self.next_sweep = self.loop.time() + self.IDLE_SWEEP_S
-            self._arm(self.IDLE_SWEEP_S)
+            self.arm(self.IDLE_SWEEP_S)
 
     def untrack(self, conn: IdleConnection) -> None:
         self.connections.discard(conn)
 
-    def _arm(self, delay: float) -> None:
+    def arm(self, delay: float) -> None:
+        """(Re)start the timer `delay` seconds from now."""
         if self.handle is not None:
             self.handle.cancel()
+        self.ticking = delay <= self.TICK_S
         self.due = self.loop.time() + delay
         self.handle = self.loop.call_later(delay, self._tick)
 
     def _tick(self) -> None:
         self.handle = None
+        self.ticking = False
         now = self.loop.time()
         if self.waiting:
             expired = [ex for ex in self.waiting if ex.try_deadline <= now]
@@ -240,9 +245,9 @@ class DeadlineWatch:
             for conn in [c for c in self.connections if 0.0 < c.idle_at <= now]:
                 conn.close_idle()
         if self.waiting:
-            self._arm(self.TICK_S)
+            self.arm(self.TICK_S)
         elif self.connections:
-            self._arm(max(self.next_sweep - now, 0.0))
+            self.arm(max(self.next_sweep - now, 0.0))
 
 
 _WATCHES: dict[asyncio.AbstractEventLoop, DeadlineWatch] = {}

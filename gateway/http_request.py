@@ -27,7 +27,7 @@ from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, Exc
 if TYPE_CHECKING:
     from gateway.upstream import UpstreamConnection
 
-_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF, _TRACE = range(11)
+_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF, _TRACE, _PLAIN = range(12)
 _SPECIAL: dict[bytes, int] = {
     b"host": _HOST,
     b"content-length": _CL,
@@ -45,6 +45,24 @@ _SPECIAL: dict[bytes, int] = {
     b"x-request-id": _REQID,
     b"traceparent": _TRACE,
 }
+
+_EXACT: dict[bytes, int] = {
+    b"Host": _HOST,
+    b"Content-Length": _CL,
+    b"User-Agent": _PLAIN,
+    b"Accept": _PLAIN,
+    b"Accept-Encoding": _PLAIN,
+    b"Accept-Language": _PLAIN,
+    b"Content-Type": _PLAIN,
+    b"Cookie": _PLAIN,
+    b"Referer": _PLAIN,
+    b"Authorization": _PLAIN,
+    b"Cache-Control": _PLAIN,
+    b"Origin": _PLAIN,
+    b"If-None-Match": _PLAIN,
+    b"If-Modified-Since": _PLAIN,
+}
+"""Common header names as clients spell them, sorted without lowercasing first."""
 
 
 class RequestReader:
@@ -102,11 +120,16 @@ class RequestReader:
         settings = self.ctx.settings
         if self.nheaders > settings.max_headers or self.hbytes > settings.max_header_bytes:
             raise hh.HeadError(431, "request_headers_too_large")
-        lname = name.lower()
-        kind = _SPECIAL.get(lname)
+        kind = _EXACT.get(name)
         if kind is None:
-            if not lname.startswith(b"proxy-"):
-                self.headers.append((name, value))
+            lname = name.lower()
+            kind = _SPECIAL.get(lname)
+            if kind is None:
+                if not lname.startswith(b"proxy-"):
+                    self.headers.append((name, value))
+                return
+        if kind == _PLAIN:
+            self.headers.append((name, value))
             return
         if kind == _HOST:
             self.host_count += 1
@@ -125,6 +148,7 @@ class RequestReader:
             self.upgrade = value
         elif kind in (_FWD, _XFF):
             if self.trusted:
+                lname = name.lower()
                 fwd = self.fwd if self.fwd is not None else {}
                 old = fwd.get(lname)
                 fwd[lname] = old + b", " + value if old else value

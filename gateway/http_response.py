@@ -213,7 +213,9 @@ class ResponseRelay:
             pools.active_requests -= 1
         if ex.retrying:
             pools.active_retries -= 1
+        now = 0.0
         if ex.counted_only:
+            now = self.loop.time()
             decision = ex.decision
             route: Any = decision.route if decision is not None else None
             backend: Any = decision.backend if decision is not None else None
@@ -223,7 +225,7 @@ class ResponseRelay:
                 backend.name if backend is not None else "",
                 endpoint.cluster if endpoint is not None else "",
                 ex.status,
-                self.loop.time() - ex.started,
+                now - ex.started,
             )
         elif ex.log is not None:
             self._end_log(ex)
@@ -254,7 +256,7 @@ class ResponseRelay:
             self.transport.close()
         else:
             plan = ex.plan
-            self.idle_at = self.loop.time() + (
+            self.idle_at = (now or self.loop.time()) + (
                 plan.idle_s if plan is not None else self.first_request_idle_s
             )
 

@@ -47,12 +47,19 @@ class TryRunner:
         ex.endpoint = endpoint
         ex.attempts += 1
         pools: PoolSet = self.ctx.pools
-        pool = pools.pool(endpoint, ex.decision.backend)
+        backend = ex.decision.backend
+        pool = pools.pools.get(endpoint.key)
+        if pool is None or pool.backend is not backend:
+            pool = pools.pool(endpoint, backend)
         at = ex.deadline
         per_try = ex.plan.per_try_s
         if per_try:
             at = min(at, self.loop.time() + per_try)
-        self.watch.add(ex, at)
+        watch = self.watch  # DeadlineWatch.add, inlined
+        ex.try_deadline = at
+        watch.waiting.add(ex)
+        if not watch.ticking:
+            watch.arm(watch.TICK_S)
         idle = pool.idle
         while idle:  # EndpointPool.take_idle, inlined
             conn = idle.pop()

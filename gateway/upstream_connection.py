@@ -193,6 +193,10 @@ class UpstreamConnection(asyncio.Protocol):
         if name in _PLAIN_NAMES:  # common end-to-end headers as servers spell them
             self.lines.append(name + b": " + value + b"\r\n")
             return
+        if name == b"Content-Length":
+            self.content_length = int(value)
+            self.lines.append(name + b": " + value + b"\r\n")
+            return
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
