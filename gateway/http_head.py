@@ -253,24 +253,26 @@ class HeaderView:
     """Lowercased `str` view of raw request headers for routing, decoded on first use.
 
     Most requests are routed on host and path alone; building a dict of every
-    header for them would be wasted work on the hot path.
+    header for them would be wasted work on the hot path. The proxy keeps one
+    view per connection and refills it per request: `raw` set to the new
+    headers and `decoded` to None.
     """
 
-    __slots__ = ("_dict", "_raw")
+    __slots__ = ("decoded", "raw")
 
     def __init__(self, raw: Headers) -> None:
-        self._raw = raw
-        self._dict: dict[str, str] | None = None
+        self.raw = raw
+        self.decoded: dict[str, str] | None = None
 
     def as_dict(self) -> dict[str, str]:
-        if self._dict is None:
+        if self.decoded is None:
             out: dict[str, str] = {}
-            for name, value in self._raw:
+            for name, value in self.raw:
                 key = name.decode("latin-1").lower()
                 text = value.decode("latin-1")
                 out[key] = out[key] + ", " + text if key in out else text
-            self._dict = out
-        return self._dict
+            self.decoded = out
+        return self.decoded
 
     def get(self, key: str, default: str | None = None) -> str | None:
         return self.as_dict().get(key, default)

@@ -111,6 +111,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "upgrade",
         "url",
         "via11",
+        "view",
         "watch",
         "write_paused",
     )
@@ -149,6 +150,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.refusal: hh.HeadError | None = None
         self.via11 = b""
         self.facts: RequestFacts | None = None
+        self.view = hh.HeaderView([])
         self.last_rule: Any = None
         self.last_plan: Any = None
         self.rare = True
@@ -270,11 +272,14 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         if facts is None:
             facts = self.facts = RequestFacts("", "", "", client_ip=self.client_ip)
             facts.listener = self.listener
+            facts.headers = self.view  # type: ignore[assignment]
         facts.method = _METHODS.get(ex.method) or ex.method.decode("ascii")
         facts.host = self.host_name
         facts.path = path
         facts.query = ex.query.decode("latin-1") if ex.query else ""
-        facts.headers = hh.HeaderView(ex.headers)  # type: ignore[assignment]
+        view = self.view  # likewise one per connection, refilled
+        view.raw = ex.headers
+        view.decoded = None
         facts._cookies = None
         observe = self.observe
         if observe:

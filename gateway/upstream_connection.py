@@ -197,6 +197,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.content_length = int(value)
             self.lines.append(name + b": " + value + b"\r\n")
             return
+        if name == b"Connection" and value == b"keep-alive":
+            return  # hop-by-hop, names no other header
         lname = name.lower()
         if lname in HOP_BY_HOP:
             if lname == b"transfer-encoding":
@@ -252,7 +254,13 @@ class UpstreamConnection(asyncio.Protocol):
         # `_complete` inlined for the common case (one callback fewer per request)
         self.sink = None
         self.got_head = False
-        self.pool.release(self)
+        pool = self.pool
+        idle = pool.idle
+        if not pool.waiters and len(idle) < pool.max_idle:  # EndpointPool.release, inlined
+            self.idle_since = pool.loop.time()
+            idle.append(self)
+        else:
+            pool.release(self)
         sink.on_response_complete()
 
     # --- used by the proxy ------------------------------------------------
