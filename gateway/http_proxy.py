@@ -329,7 +329,9 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         drop = plan.request_drop
         if trace:  # replaces the client's traceparent/tracestate, never duplicates them
             drop = drop | {name for name, _ in trace}
-        if drop:
+        if not ex.headers:
+            lines = []
+        elif drop:
             lines = [n + b": " + v + b"\r\n" for n, v in ex.headers if n.lower() not in drop]
         else:
             lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]

@@ -48,7 +48,8 @@ DURATION_BUCKETS_S: tuple[float, ...] = (
     5.0,
     10.0,
 )
-_NBUCKETS = len(DURATION_BUCKETS_S) + 1  # the last slot is +Inf
+NBUCKETS = len(DURATION_BUCKETS_S) + 1
+"""Histogram slots per route (the last one +Inf); the sum of seconds follows them."""
 
 RequestKey = tuple[str, str, str, int]
 
@@ -74,9 +75,9 @@ class RequestStats:
         requests[key] = requests.get(key, 0) + 1
         hist = self.durations.get(route)
         if hist is None:
-            hist = self.durations[route] = [0.0] * (_NBUCKETS + 1)
+            hist = self.durations[route] = [0.0] * (NBUCKETS + 1)
         hist[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
-        hist[_NBUCKETS] += duration_s
+        hist[NBUCKETS] += duration_s
 
     def connect_failed(self, cluster: str, endpoint: str) -> None:
         key = (cluster, endpoint)
@@ -208,7 +209,7 @@ class SnapshotCollector(Collector):
             for bound, count in zip((*DURATION_BUCKETS_S, float("inf")), hist, strict=False):
                 cumulative += count
                 buckets.append((_bound_label(bound), cumulative))
-            durations.add_metric([route], buckets, hist[_NBUCKETS])
+            durations.add_metric([route], buckets, hist[NBUCKETS])
         yield durations
 
         failures = CounterMetricFamily(
