@@ -1,0 +1,152 @@
+"""The HTTP proxy's own Python cost per request, without sockets or a load generator.
+
+    python benchmarks/proxy_cost.py [--requests N] [--repeats R] [--profile]
+
+`benchmarks/http.sh` measures the whole process on a shared machine, where a
+few percent is lost in the noise. This drives one `HttpProxy` and one pooled
+`UpstreamConnection` with in-memory transports: each request is the bytes wrk
+sends (`GET /`, Host only), answered by the bytes nginx sends (200, five
+headers, a 2-byte body), through routing (the same table as http.sh: one
+PathPrefix rule with a request header set) and the metrics observer. It
+prints the best process-CPU microseconds per request over R runs of N (the
+minimum filters out other processes), and with `--profile` the functions by
+own time (cProfile inflates every figure; use it for shares and call counts).
+Compare two trees by running it in each, interleaved.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gateway.config.loader import load_config_text
+from gateway.context import GatewayContext
+from gateway.http_proxy import HttpProxy
+from gateway.observer import GatewayObserver
+from gateway.routing.compiler import compile_table
+from gateway.routing.decision import RequestFacts
+from gateway.upstream import PoolSet, UpstreamConnection
+
+CONFIG = """
+listeners:
+  - {name: web, protocol: HTTP, port: 18103}
+backends:
+  - name: app
+    endpoints: [{address: 127.0.0.1, port: 18100}]
+routes:
+  - name: bench
+    rules:
+      - matches: [{path: {type: PathPrefix, value: /}}]
+        backendRefs: [{name: app}]
+        filters:
+          requestHeaders: {set: [{name: X-Bench, value: "1"}]}
+"""
+
+REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18103\r\n\r\n"
+RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 14:00:00 GMT\r\n"
+    b"Content-Type: application/octet-stream\r\nContent-Length: 2\r\n"
+    b"Connection: keep-alive\r\n\r\nok"
+)
+
+
+class MemoryTransport:
+    """Counts writes; closing means the exchange went wrong, so it stops the run."""
+
+    def __init__(self) -> None:
+        self.writes = 0
+
+    def write(self, data: bytes) -> None:
+        self.writes += 1
+
+    def writelines(self, data: Any) -> None:
+        self.writes += 1
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def pause_reading(self) -> None:
+        return None
+
+    def resume_reading(self) -> None:
+        return None
+
+    def is_closing(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        raise SystemExit("the proxy closed a connection: the exchange failed")
+
+    abort = close
+
+
+async def measure(requests: int, repeats: int, profile: bool) -> None:
+    config = load_config_text(CONFIG)
+    table = compile_table(config, [], version="bench", seed=1)
+    ctx = GatewayContext(table=table, settings=config.gateway)
+    ctx.observer = GatewayObserver()
+    ctx.pools = PoolSet(asyncio.get_running_loop())
+    decision = table.route_http(RequestFacts("GET", "127.0.0.1", "/", listener="web"), ctx.state)
+    pool = ctx.pools.pool(decision.endpoint, decision.backend)
+    upstream = UpstreamConnection(pool)
+    upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
+    pool.total += 1
+    pool.idle.append(upstream)
+    proxy = HttpProxy(ctx, "web")
+    client = MemoryTransport()
+    proxy.connection_made(client)  # type: ignore[arg-type]
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            proxy.data_received(REQUEST)
+            upstream.data_received(RESPONSE)
+
+    run(1000)
+    if client.writes != 1000 or pool.idle != [upstream]:
+        raise SystemExit("warm-up did not answer every request on the pooled connection")
+    best = min(_timed(run, requests) for _ in range(repeats))
+    print(f"{best * 1e6:.3f} us/request (best of {repeats} x {requests})")
+    if profile:
+        prof = cProfile.Profile()
+        prof.runcall(run, requests)
+        rows = [
+            (own, calls, f"{os.path.basename(file)}:{line}:{name}")
+            for (file, line, name), (_, calls, own, _, _) in pstats.Stats(prof).stats.items()  # type: ignore[attr-defined]
+        ]
+        rows.sort(reverse=True)
+        print(f"calls/request {sum(r[1] for r in rows) / requests:.1f} (profiled, inflated)")
+        for own, calls, where in rows[:40]:
+            print(f"{own / requests * 1e6:7.3f} us {calls / requests:5.2f}/req  {where}")
+
+
+def _timed(run: Any, n: int) -> float:
+    start = time.process_time()
+    run(n)
+    return (time.process_time() - start) / n
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=20_000)
+    parser.add_argument("--repeats", type=int, default=25)
+    parser.add_argument("--profile", action="store_true")
+    args = parser.parse_args()
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(measure(args.requests, args.repeats, args.profile))
+    else:
+        uvloop.run(measure(args.requests, args.repeats, args.profile))
+
+
+if __name__ == "__main__":
+    main()
