@@ -38,7 +38,7 @@ from typing import Any
 
 from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.loader import ConfigReport, check_config_file
-from gateway.config.model import GatewayConfig
+from gateway.config.model import GatewayConfig, LbPolicy
 from gateway.metrics import ReloadStats
 
 log = logging.getLogger("portway.gateway.reload")
@@ -70,6 +70,12 @@ def default_compile() -> CompileFn:
     from gateway.routing.compiler import compile_table
 
     return compile_table
+
+
+def _has_hashed(config: GatewayConfig) -> bool:
+    """Whether warming builds ring/Maglev tables (tens of ms: keep them off the loop)."""
+    hashed = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
+    return any(b.load_balancer.policy in hashed for b in config.backends)
 
 
 def count_endpoints(records: Iterable[Any]) -> int:
@@ -198,12 +204,18 @@ class Reloader:
         records = list(self.records.values())
         tag = f"{digest}.{version}"
         started = time.perf_counter()
-        if count_endpoints(records) > self.executor_endpoints:
-            table = await asyncio.to_thread(
-                compile_fn, config, records, version=tag, seed=self._seed
-            )
-        else:
+
+        def build() -> Any:
             table = compile_fn(config, records, version=tag, seed=self._seed)
+            warm = getattr(table, "warm", None)
+            if warm is not None:
+                warm()  # hash tables are built here, never on a request
+            return table
+
+        if count_endpoints(records) > self.executor_endpoints or _has_hashed(config):
+            table = await asyncio.to_thread(build)
+        else:
+            table = build()
         self.last_compile_s = time.perf_counter() - started
         now = self._clock()
         previous = self.active

@@ -74,6 +74,11 @@ class RoutingTable:
         self._protocols = {lst.name: lst.protocol for lst in listeners}
         self.rng = rng
 
+    def warm(self) -> None:
+        """Build every lazily built lookup structure now (see `CompiledBackend.warm`)."""
+        for backend in (*self.backends.values(), *self.variants.values()):
+            backend.warm()
+
     def route_http(self, facts: RequestFacts, state: EndpointState, now: float = 0.0) -> Decision:
         """Route one HTTP request (see module docstring); `now` is monotonic seconds."""
         index = self._http.get(facts.listener)

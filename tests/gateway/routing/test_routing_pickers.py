@@ -135,3 +135,18 @@ def test_affinity_memory_is_bounded() -> None:
     for i in range(500):
         t.route_http(facts(client_ip=f"10.9.{i // 250}.{i % 250}"), state, now=0.0)
     assert len(state.affinity) == 100
+
+
+def test_warm_builds_hash_tables_before_any_request() -> None:
+    """A Maglev table takes tens of ms to fill: `warm` does it so no request waits."""
+    t = table(_doc({"policy": "maglev"}))
+    backend = t.backends["b"]
+    assert backend._cache.hash_tables == {}
+    t.warm()
+    built = dict(backend._cache.hash_tables)
+    assert len(built) == len(backend.levels) and all(
+        isinstance(v, MaglevTable) for v in built.values()
+    )
+    state = EndpointState()
+    assert t.route_http(facts(), state).endpoint is not None
+    assert backend._cache.hash_tables == built, "the request reused the warmed tables"
