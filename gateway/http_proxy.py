@@ -82,6 +82,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         "fwd_host",
         "fwd_lines",
         "hbytes",
+        "head_memo",
         "headers",
         "host",
         "host_count",
@@ -153,6 +154,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self.view = hh.HeaderView([])
         self.last_rule: Any = None
         self.last_plan: Any = None
+        self.head_memo: tuple[Any, ...] | None = None
         self.rare = True
         self._reset_head()
 
@@ -318,7 +320,39 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         self._try(ex, decision.endpoint)
 
     def _request_head(self, ex: Exchange, rule: Any, plan: RulePlan, path: str) -> None:
-        """Set `ex.line` (request line) and `ex.head` (header lines and the blank line)."""
+        """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
+
+        A keep-alive client usually repeats its request: `head_memo` keeps the
+        last plain one (HTTP/1.1, no body framing, upgrade, trace, believed
+        forwarding headers or client request id) split around its request id,
+        so the same request again costs two concatenations.
+        """
+        memo = self.head_memo
+        if (
+            memo is not None
+            and memo[0] is rule
+            and memo[1] == ex.path
+            and memo[2] == ex.headers
+            and memo[3] == ex.host
+            and memo[4] == ex.method
+            and memo[5] == ex.query
+            and ex.log is None
+            and ex.fwd is None
+            and not ex.request_id
+            and not ex.chunked
+            and not ex.upgrade
+            and ex.version == "1.1"
+        ):
+            ex.line = memo[6]
+            ex.request_id = rid = REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
+            ex.head = memo[7] + rid + memo[8]
+            ex.via = self.via11
+            if plan.host_rewrite:
+                ex.fixed_host = plan.host_rewrite
+            elif plan.preserve_host:
+                ex.fixed_host = ex.host
+            return
+        plain = not ex.request_id
         target = rule.rewrite_path(path).encode("latin-1") if plan.rewrites_path else ex.path
         if ex.query:
             target += b"?" + ex.query
@@ -336,6 +370,7 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         else:
             lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]
         lines.append(plan.request_lines)
+        split = len(lines)
         if not ex.request_id:
             ex.request_id = rid = REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
             lines.append(b"X-Request-Id: " + rid + b"\r\n")
@@ -362,6 +397,25 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         lines.append(via)
         lines.append(b"\r\n")
         ex.head = b"".join(lines)
+        if (
+            plain
+            and ex.log is None
+            and ex.fwd is None
+            and not ex.chunked
+            and not ex.upgrade
+            and ex.version == "1.1"
+        ):
+            self.head_memo = (
+                rule,
+                ex.path,
+                list(ex.headers),
+                ex.host,
+                ex.method,
+                ex.query,
+                ex.line,
+                b"".join(lines[:split]) + b"X-Request-Id: ",
+                b"\r\n" + b"".join(lines[split + 1 :]),
+            )
         if plan.host_rewrite:
             ex.fixed_host = plan.host_rewrite
         elif plan.preserve_host:
