@@ -173,21 +173,13 @@ class AdminApi:
             names = tuple(getattr(backend, "level_names", ()))
             backends[name] = [
                 {
-                    "key": ep.key,
-                    "address": ep.address,
-                    "port": ep.port,
-                    "cluster": ep.cluster,
-                    "region": ep.region,
-                    "zone": ep.zone,
-                    "node": ep.node,
-                    "weight": ep.weight,
-                    "ready": ep.ready,
+                    **ep.to_dict(),
                     "locality_level": levels.get(ep.key),
                     "locality": _level_name(names, levels.get(ep.key)),
                     "healthy": ep.key not in state.unhealthy,
                     "ejected": ep.key in state.ejected,
                     "draining": ep.key in state.draining,
-                    "available": state.available(ep.key),
+                    "available": ep.ready and state.available(ep.key),
                     "in_flight": in_flight.get(ep.key, 0),
                 }
                 for ep in getattr(backend, "endpoints", ())

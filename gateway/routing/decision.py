@@ -81,17 +81,7 @@ class Decision:
             "route": self.route.name if self.route else None,
             "rule": self.rule.name if self.rule else None,
             "backend": self.backend.name if self.backend else None,
-            "endpoint": None
-            if ep is None
-            else {
-                "key": ep.key,
-                "address": ep.address,
-                "port": ep.port,
-                "cluster": ep.cluster,
-                "region": ep.region,
-                "zone": ep.zone,
-                "node": ep.node,
-            },
+            "endpoint": None if ep is None else ep.to_dict(),
             "error": self.error or None,
             "redirect": {"location": self.redirect_location, "status": self.redirect_status}
             if self.error == REDIRECT

@@ -10,6 +10,7 @@ into the pure routing functions as an input, never read as a global. Keys are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from gateway.routing.affinity import AffinityState
 
@@ -39,6 +40,21 @@ class Endpoint:
     def __post_init__(self) -> None:
         if not self.key:
             object.__setattr__(self, "key", endpoint_key(self.cluster, self.address, self.port))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form used by `routes list/explain --json`, the admin API and table equality."""
+        return {
+            "key": self.key,
+            "address": self.address,
+            "port": self.port,
+            "cluster": self.cluster,
+            "region": self.region,
+            "zone": self.zone,
+            "node": self.node,
+            "weight": self.weight,
+            "healthCheckPort": self.health_check_port,
+            "ready": self.ready,
+        }
 
 
 def endpoint_key(cluster: str, address: str, port: int) -> str:

@@ -206,7 +206,7 @@ class RoutingTable:
                 for r in self.routes
             ],
             "backends": {
-                name: {**b.describe(), "endpoints": [_endpoint_dict(e) for e in b.endpoints]}
+                name: {**b.describe(), "endpoints": [e.to_dict() for e in b.endpoints]}
                 for name, b in self.backends.items()
             },
         }
@@ -217,17 +217,3 @@ class RoutingTable:
         return self.describe() == other.describe()
 
     __hash__ = None  # type: ignore[assignment]
-
-
-def _endpoint_dict(e: Endpoint) -> dict[str, Any]:
-    return {
-        "key": e.key,
-        "address": e.address,
-        "port": e.port,
-        "cluster": e.cluster,
-        "region": e.region,
-        "zone": e.zone,
-        "node": e.node,
-        "weight": e.weight,
-        "healthCheckPort": e.health_check_port,
-    }
