@@ -1,0 +1,5 @@
+"""The data plane: config model and compiler, routing core, proxies, admin API."""
+
+from gateway.compiled import choose
+
+choose()

@@ -25,6 +25,7 @@ from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
 from pydantic import TypeAdapter
 
+from gateway import compiled
 from gateway.config.model import Route
 from gateway.metrics import MetricsSnapshot, merge, render
 from gateway.reload import Reloader
@@ -147,6 +148,7 @@ class AdminApi:
                 "loaded_at": _iso(active.loaded_at) if active else None,
                 "table_version": active.table_version if active else None,
                 "last_compile_ms": round(reloader.last_compile_s * 1000, 3),
+                "hot_path": compiled.state,
                 "reloads": {"success": reloader.stats.success, "failure": reloader.stats.failure},
                 "last_reload_error": None
                 if failure is None

@@ -37,9 +37,7 @@ response side `http_response.ResponseRelay`, all mixed into `HttpProxy`.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
-from collections import deque
 from typing import Any
 
 import httptools
@@ -52,77 +50,33 @@ from gateway.http_exchange import (
     REQUEST_IDS,
     TUNNEL_WAIT,
     Exchange,
-    deadline_watch,
+    Transport,
 )
 from gateway.http_plan import RulePlan, forwarding_lines, plan_for, via_line
-from gateway.http_request import RequestReader
 from gateway.http_response import ResponseRelay
-from gateway.http_tries import TryRunner
 from gateway.routing.decision import RequestFacts
-from gateway.upstream import UpstreamConnection
 
 
-class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
+class HttpProxy(ResponseRelay):
     """One client connection; see the module docstring."""
 
-    first_request_idle_s = 60.0
-    """How long a connection may stay open without sending a first request; after
-    a request the matched rule's `timeouts.idle` applies."""
-
     __slots__ = (
-        "active",
-        "clen",
-        "client_ip",
-        "closing",
-        "conn_tokens",
-        "ctx",
-        "expect",
         "facts",
-        "fwd",
         "fwd_host",
         "fwd_lines",
-        "hbytes",
         "head_memo",
-        "headers",
-        "host",
-        "host_count",
         "host_name",
         "host_raw",
-        "idle_at",
         "last_plan",
         "last_rule",
-        "listener",
-        "loop",
-        "nheaders",
-        "observe",
-        "parser",
-        "parsing",
-        "paused",
         "proto",
-        "queue",
-        "rare",
-        "ready",
-        "refusal",
-        "request_id",
-        "te",
-        "traced",
-        "transport",
-        "trusted",
-        "tunnel",
-        "upgrade",
-        "url",
         "via11",
         "view",
-        "watch",
-        "write_paused",
     )
 
     def __init__(self, ctx: GatewayContext, listener: str, *, proto: bytes = b"http") -> None:
-        self.ctx = ctx
-        self.listener = listener
+        super().__init__(ctx, listener)
         self.proto = proto
-        self.loop = asyncio.get_running_loop()
-        self.watch = deadline_watch(self.loop)
         observer = ctx.observer
         self.observe = (
             _NOT_OBSERVED
@@ -131,36 +85,20 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
             if getattr(observer, "detailed", True)
             else _COUNTED
         )
-        self.transport: asyncio.Transport = None  # type: ignore[assignment]
-        self.parser = httptools.HttpRequestParser(self)
-        self.client_ip = ""
-        self.trusted = False
-        self.active: Exchange | None = None
-        self.parsing: Exchange | None = None
-        self.queue: deque[Exchange] | None = None
-        self.ready: Exchange | None = None
-        self.paused = 0
-        self.write_paused = False
-        self.closing = False
-        self.tunnel: UpstreamConnection | None = None
         self.host_raw: bytes | None = None
         self.host_name = ""
         self.fwd_host: bytes | None = None
         self.fwd_lines = b""
-        self.idle_at = 0.0
-        self.refusal: hh.HeadError | None = None
         self.via11 = b""
         self.facts: RequestFacts | None = None
         self.view = hh.HeaderView([])
         self.last_rule: Any = None
         self.last_plan: Any = None
         self.head_memo: tuple[Any, ...] | None = None
-        self.rare = True
-        self._reset_head()
 
     # --- asyncio.Protocol: client side -------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
@@ -240,17 +178,6 @@ class HttpProxy(RequestReader, TryRunner, ResponseRelay, asyncio.Protocol):
         conn = self.tunnel or (self.active.conn if self.active else None)
         if conn is not None and conn.transport is not None:
             conn.transport.resume_reading()
-
-    def _pause(self, reason: int) -> None:
-        if not self.paused:
-            self.transport.pause_reading()
-        self.paused |= reason
-
-    def _resume(self, reason: int) -> None:
-        if self.paused & reason:
-            self.paused &= ~reason
-            if not self.paused:
-                self.transport.resume_reading()
 
     # --- starting and retrying an exchange -------------------------------------
     def _start_ready(self) -> None:

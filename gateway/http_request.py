@@ -22,7 +22,15 @@ import httptools
 
 from gateway import http_head as hh
 from gateway.context import GatewayContext
-from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, Exchange
+from gateway.deadline_watch import deadline_watch
+from gateway.http_exchange import (
+    BODY_BUFFER_LIMIT,
+    BUFFER,
+    DONE,
+    PIPELINE,
+    Exchange,
+    Transport,
+)
 
 if TYPE_CHECKING:
     from gateway.upstream import UpstreamConnection
@@ -66,28 +74,103 @@ _EXACT: dict[bytes, int] = {
 
 
 class RequestReader:
-    """Request-side methods of `HttpProxy` (state lives in its slots)."""
+    """The base of `HttpProxy`: the connection's state, flow control and request callbacks.
 
-    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
-        __slots__ = ()
-    ctx: GatewayContext
-    parser: httptools.HttpRequestParser
-    active: Exchange | None
-    parsing: Exchange | None
-    ready: Exchange | None
-    queue: deque[Exchange] | None
-    closing: bool
-    trusted: bool
-    transport: asyncio.Transport
-    tunnel: UpstreamConnection | None
-    rare: bool
-    """Whether a header other than Host and plain ones set head state (`_reset_head`)."""
+    `HttpProxy` is a single-inheritance chain, `RequestReader` → `TryRunner` →
+    `ResponseRelay` → `HttpProxy`, one concern a layer, so that mypyc can
+    compile it into one native class (`setup.py`). State that more than one
+    layer reads is declared here; `_start` and `_error` are `HttpProxy`'s.
+    """
 
-    if TYPE_CHECKING:
+    __slots__ = (
+        "active",
+        "clen",
+        "client_ip",
+        "closing",
+        "conn_tokens",
+        "ctx",
+        "expect",
+        "first_request_idle_s",
+        "fwd",
+        "hbytes",
+        "headers",
+        "host",
+        "host_count",
+        "idle_at",
+        "listener",
+        "loop",
+        "nheaders",
+        "observe",
+        "parser",
+        "parsing",
+        "paused",
+        "queue",
+        "rare",
+        "ready",
+        "refusal",
+        "request_id",
+        "te",
+        "traced",
+        "transport",
+        "trusted",
+        "tunnel",
+        "upgrade",
+        "url",
+        "watch",
+        "write_paused",
+    )
 
-        def _pause(self, reason: int) -> None: ...
+    first_request_idle_s: float
+    """How long a connection may stay open without sending a first request; after
+    a request the matched rule's `timeouts.idle` applies (`Settings.first_request_idle_s`)."""
 
-    def _reset_head(self) -> None:
+    def __init__(self, ctx: GatewayContext, listener: str) -> None:
+        self.ctx = ctx
+        self.listener = listener
+        self.loop = asyncio.get_running_loop()
+        self.watch = deadline_watch(self.loop)
+        self.first_request_idle_s = ctx.settings.first_request_timeout_s
+        self.observe = 0
+        self.transport: Transport = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.client_ip = ""
+        self.trusted = False
+        self.active: Exchange | None = None
+        self.parsing: Exchange | None = None
+        self.queue: deque[Exchange] | None = None
+        self.ready: Exchange | None = None
+        self.paused = 0
+        self.write_paused = False
+        self.closing = False
+        self.tunnel: UpstreamConnection | None = None
+        self.idle_at = 0.0
+        self.refusal: hh.HeadError | None = None
+        self.rare = True
+        """Whether a header other than Host and plain ones set head state (`on_message_begin`)."""
+        self.on_message_begin()
+
+    def _start(self, ex: Exchange) -> None:
+        raise NotImplementedError  # HttpProxy's
+
+    def _error(self, ex: Exchange, cause: str) -> None:
+        raise NotImplementedError  # HttpProxy's
+
+    def _pause(self, reason: int) -> None:
+        """Stop reading from the client for `reason` (a bit of `http_exchange`'s masks)."""
+        if not self.paused:
+            self.transport.pause_reading()
+        self.paused |= reason
+
+    def _resume(self, reason: int) -> None:
+        """Drop `reason`; reading resumes once no reason is left."""
+        if self.paused & reason:
+            self.paused &= ~reason
+            if not self.paused:
+                self.transport.resume_reading()
+
+    # --- httptools callbacks -------------------------------------------------
+    def on_message_begin(self) -> None:
+        """Reset the head state (also run once by `__init__`)."""
         self.url = b""
         self.headers: hh.Headers = []
         self.nheaders = 0
@@ -105,9 +188,6 @@ class RequestReader:
         self.request_id = b""
         self.traced = False
         self.clen: bytes | None = None
-
-    # --- httptools callbacks -------------------------------------------------
-    on_message_begin = _reset_head
 
     def on_url(self, url: bytes) -> None:
         self.url += url

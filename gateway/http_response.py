@@ -11,17 +11,16 @@ upgraded (101) connection, finishes the exchange exactly once (telemetry
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from gateway import http_head as hh
-from gateway.context import GatewayContext, RequestLog
-from gateway.http_exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, DeadlineWatch, Exchange
+from gateway.context import RequestLog
+from gateway.http_exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, Exchange
+from gateway.http_tries import TryRunner
 from gateway.retry_policy import RETRY_CLASSES, retry_allowed
 from gateway.routing.decision import RequestFacts
-from gateway.upstream import UpstreamFailure
+from gateway.upstream_failure import StatusFailure, UpstreamFailure
 
 if TYPE_CHECKING:
     from gateway.upstream import UpstreamConnection
@@ -31,36 +30,10 @@ _NO_BODY_STATUSES = frozenset({204, 304})
 _STATUS_200 = hh.status_line(200)
 
 
-class ResponseRelay:
-    """Response-side methods of `HttpProxy` (state lives in its slots)."""
+class ResponseRelay(TryRunner):
+    """The response layer of `HttpProxy`: the sink its upstream connections report to."""
 
-    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
-        __slots__ = ()
-    ctx: GatewayContext
-    transport: asyncio.Transport
-    active: Exchange | None
-    queue: deque[Exchange] | None
-    closing: bool
-    tunnel: UpstreamConnection | None
-    client_ip: str
-    listener: str
-    loop: asyncio.AbstractEventLoop
-    observe: int
-    paused: int
-    write_paused: bool
-    watch: DeadlineWatch
-    idle_at: float
-    first_request_idle_s: float
-    refusal: hh.HeadError | None
-
-    if TYPE_CHECKING:
-
-        def _pause(self, reason: int) -> None: ...
-        def _resume(self, reason: int) -> None: ...
-        def _start(self, ex: Exchange) -> None: ...
-        def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None: ...
-        def _drop_upstream(self, ex: Exchange) -> None: ...
-        def _uncount(self, ex: Exchange) -> None: ...
+    __slots__ = ()
 
     def on_response_head(self, conn: UpstreamConnection, status: int) -> None:
         ex = self.active
@@ -73,7 +46,7 @@ class ResponseRelay:
                 ex, cause, self.ctx.pools, self.loop.time()
             ):
                 self._drop_upstream(ex)
-                self._failed(ex, _StatusFailure(cause, status))
+                self._failed(ex, StatusFailure(cause, status))
                 return
         ex.responded = True
         ex.status = status
@@ -297,11 +270,3 @@ class ResponseRelay:
             log.upstream_host = f"{endpoint.address}:{endpoint.port}"
             log.upstream_cluster = endpoint.cluster
         self.ctx.observer.end(ex.token, log)
-
-
-class _StatusFailure(UpstreamFailure):
-    """An upstream 5xx answer treated as a failed try (retry.on: gateway-error / 5xx)."""
-
-    def __init__(self, cause: str, status: int) -> None:
-        super().__init__(f"upstream answered {status}")
-        self.cause = cause

@@ -12,36 +12,23 @@ answered with the error otherwise.
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from gateway import http_head as hh
-from gateway.context import GatewayContext
-from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, DeadlineWatch, Exchange
+from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
+from gateway.http_request import RequestReader
 from gateway.retry_policy import retry_allowed, retry_delay_s
-from gateway.upstream import PoolSet, UpstreamConnection, UpstreamFailure
+from gateway.upstream import PoolSet, UpstreamConnection
+from gateway.upstream_failure import UpstreamFailure, UpstreamTimeout
 
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SAME_ENDPOINT_OK = frozenset({"upstream_reset", "gateway_status", "server_status"})
 
 
-class TryRunner:
-    """Try-side methods of `HttpProxy` (state lives in its slots)."""
+class TryRunner(RequestReader):
+    """The try layer of `HttpProxy` (see `RequestReader` for the chain)."""
 
-    if not TYPE_CHECKING:  # the slots are HttpProxy's; mypy checks the annotations below
-        __slots__ = ()
-    ctx: GatewayContext
-    transport: asyncio.Transport
-    active: Exchange | None
-    loop: asyncio.AbstractEventLoop
-    write_paused: bool
-    paused: int
-    watch: DeadlineWatch
-
-    if TYPE_CHECKING:
-
-        def _resume(self, reason: int) -> None: ...
-        def _error(self, ex: Exchange, cause: str) -> None: ...
+    __slots__ = ()
 
     def _try(self, ex: Exchange, endpoint: Any) -> None:
         ex.endpoint = endpoint
@@ -196,8 +183,4 @@ class TryRunner:
         self._try(ex, endpoint)
 
 
-class _Timeout(UpstreamFailure):
-    cause = "upstream_timeout"
-
-
-_TIMEOUT = _Timeout("per-try timeout")
+_TIMEOUT = UpstreamTimeout("per-try timeout")

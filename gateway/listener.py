@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
+from typing import Any
 
 from gateway.config.model import Listener, ListenerProtocol
 from gateway.context import GatewayContext
@@ -38,7 +39,7 @@ async def start_listener(
     name = listener.name
     kind = listener.protocol
     ssl_context = None
-    factory: Callable[[], asyncio.BaseProtocol]
+    factory: Callable[[], Any]
     if kind is ListenerProtocol.HTTP:
         factory = lambda: HttpProxy(ctx, name)  # noqa: E731
     elif kind is ListenerProtocol.HTTPS:
@@ -51,9 +52,15 @@ async def start_listener(
     else:
         factory = lambda: TcpProxy(ctx, name)  # noqa: E731
     if sock is not None:
-        return await loop.create_server(factory, sock=sock, ssl=ssl_context, backlog=BACKLOG)
+        # HttpProxy is an asyncio protocol by duck typing only (see gateway.compiled)
+        return await loop.create_server(
+            factory,  # type: ignore[arg-type]
+            sock=sock,
+            ssl=ssl_context,
+            backlog=BACKLOG,
+        )
     return await loop.create_server(
-        factory,
+        factory,  # type: ignore[arg-type]
         listener.address,
         listener.port,
         ssl=ssl_context,

@@ -13,7 +13,8 @@ cluster,code}`, `portway_request_duration_seconds{route}`,
 `portway_upstream_connect_failures_total{cluster,endpoint}`,
 `portway_upstream_pool_connections{state}`, `portway_config_reloads_total
 {result}`, `portway_config_last_reload_success_timestamp_seconds`,
-`portway_endpoint_health{cluster,endpoint}`, `portway_active_connections`.
+`portway_endpoint_health{cluster,endpoint}`, `portway_active_connections`,
+`portway_build_info{hot_path}`.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+
+from gateway import compiled
 
 DURATION_BUCKETS_S: tuple[float, ...] = (
     0.0005,
@@ -255,6 +258,13 @@ class SnapshotCollector(Collector):
             "Client connections currently open.",
             value=snap.active_connections,
         )
+        build = GaugeMetricFamily(
+            "portway_build_info",
+            "1, labelled with how the HTTP hot path runs: compiled (mypyc) or interpreted.",
+            labels=["hot_path"],
+        )
+        build.add_metric([compiled.state.partition(":")[0]], 1)
+        yield build
 
 
 def _bound_label(bound: float) -> str:

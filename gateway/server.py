@@ -46,6 +46,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gateway import compiled
 from gateway.accesslog import AccessLog
 from gateway.admin import start_admin
 from gateway.config.model import GatewayConfig, Listener
@@ -222,6 +223,7 @@ class Worker:
                 "version": active.version,
                 "listeners": sorted(self.servers),
                 "pid": os.getpid(),
+                "hot_path": compiled.state,
             },
         )
 

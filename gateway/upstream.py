@@ -20,11 +20,10 @@ from collections import deque
 from typing import Any
 
 from gateway.routing.endpoints import Endpoint
-from gateway.upstream_connection import (
+from gateway.upstream_connection import ResponseSink, UpstreamConnection
+from gateway.upstream_failure import (
     CircuitOpen,
     ConnectFailure,
-    ResponseSink,
-    UpstreamConnection,
     UpstreamFailure,
     UpstreamProtocolError,
     UpstreamReset,
@@ -117,7 +116,7 @@ class EndpointPool:
         self.total += 1
         try:
             _, conn = await asyncio.wait_for(
-                self.loop.create_connection(
+                self.loop.create_connection(  # type: ignore[type-var]  # a duck-typed protocol
                     lambda: UpstreamConnection(self),
                     self.endpoint.address,
                     self.endpoint.port,
@@ -139,7 +138,9 @@ class EndpointPool:
         return conn
 
     def release(self, conn: UpstreamConnection) -> None:
-        """Take back a connection whose response was read to the end."""
+        """Take back a connection whose response was read to the end (a closed one is dropped)."""
+        if conn.closed:
+            return
         while self.waiters:
             waiter = self.waiters.popleft()
             if not waiter.done():
@@ -154,10 +155,7 @@ class EndpointPool:
         self.idle.append(conn)
 
     def forget(self, conn: UpstreamConnection) -> None:
-        """A connection closed: drop it from idle and free its slot."""
-        if conn.pool is not self:
-            return
-        conn.pool = _DETACHED
+        """A connection closed (its `connection_lost`, once): drop it from idle, free its slot."""
         if conn in self.idle:
             self.idle.remove(conn)
         self._slot_freed()
@@ -183,21 +181,6 @@ class EndpointPool:
         for conn in list(self.idle):
             conn.close()
         self.idle.clear()
-
-
-class _DetachedPool:
-    """Where a forgotten connection points, so late callbacks do nothing."""
-
-    def release(self, conn: UpstreamConnection) -> None:
-        conn.close()
-
-    def forget(self, conn: UpstreamConnection) -> None:
-        return None
-
-    host_header = b""
-
-
-_DETACHED: Any = _DetachedPool()
 
 
 class PoolSet:

@@ -11,48 +11,25 @@ as ready `Name: value\r\n` lines (`head_lines`), so the proxy joins the
 response head without touching each header again. Its pool
 (`gateway.upstream.EndpointPool`) takes it back after a complete response.
 
-Failures are types so the retry logic can tell them apart: `ConnectFailure`
-(nothing was sent: always safe to retry), `UpstreamReset` (closed before or
-during the response), `UpstreamTimeout`, `UpstreamProtocolError`, `CircuitOpen`.
+Failures are reported as the types of `gateway.upstream_failure`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
+from gateway.http_exchange import Transport
 from gateway.http_head import HOP_BY_HOP, connection_tokens
+from gateway.upstream_failure import (
+    UpstreamFailure,
+    UpstreamProtocolError,
+    UpstreamReset,
+)
 
 if TYPE_CHECKING:
     from gateway.upstream import EndpointPool
-
-
-class UpstreamFailure(Exception):
-    """Base of upstream failures; `cause` is the `portway-error` token."""
-
-    cause = "upstream_failure"
-
-
-class ConnectFailure(UpstreamFailure):
-    cause = "upstream_connect_failure"
-
-
-class UpstreamReset(UpstreamFailure):
-    cause = "upstream_reset"
-
-
-class UpstreamTimeout(UpstreamFailure):
-    cause = "upstream_timeout"
-
-
-class UpstreamProtocolError(UpstreamFailure):
-    cause = "upstream_protocol_error"
-
-
-class CircuitOpen(UpstreamFailure):
-    cause = "circuit_open"
 
 
 class ResponseSink(Protocol):
@@ -92,8 +69,9 @@ _PLAIN_NAMES = frozenset(
 lowercasing or hop-by-hop check for them (not Content-Length, which is read)."""
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection to an endpoint."""
+class UpstreamConnection:
+    """One keep-alive HTTP/1.1 connection to an endpoint (an asyncio protocol by duck
+    typing, as the event loops take it: no base class, so mypyc can compile it)."""
 
     __slots__ = (
         "chunked",
@@ -117,7 +95,7 @@ class UpstreamConnection(asyncio.Protocol):
 
     def __init__(self, pool: EndpointPool) -> None:
         self.pool = pool
-        self.transport: asyncio.Transport | None = None
+        self.transport: Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.sink: ResponseSink | None = None
         self.lines: list[bytes] = []
@@ -135,8 +113,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
 
     # --- asyncio.Protocol -------------------------------------------------
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:

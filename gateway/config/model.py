@@ -172,6 +172,9 @@ class GatewaySettings:
     max_request_line_bytes: int = Field(default=8192, ge=256)
     max_header_bytes: int = Field(default=65536, ge=1024)
     max_headers: int = Field(default=100, ge=8)
+    first_request_timeout_s: Duration = Field(default=60.0, alias="firstRequestTimeout")
+    """How long a new client connection may take to send its first whole request
+    head before it is closed; between requests the rule's `timeouts.idle` applies."""
     via: str = "portway"
 
 

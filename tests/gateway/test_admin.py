@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import compiled
 from gateway.admin import start_admin
 from gateway.metrics import MetricsSnapshot, RequestStats
 from gateway.reload import Reloader
@@ -118,6 +119,7 @@ async def test_config_shows_version_source_and_last_error(admin: tuple[str, Loca
     assert body["version"] == source.reloader.active.version  # type: ignore[union-attr]
     assert body["source"].endswith("gw.yaml")
     assert body["last_reload_error"] is None
+    assert body["hot_path"] == compiled.state
     source.reloader.path.write_text(CONFIG.format(route="Bad_Name"))
     pump = asyncio.create_task(source.reloader.run())
     source.reloader.request_reload()

@@ -7,8 +7,7 @@ import time
 
 import pytest
 
-from gateway.http_exchange import DeadlineWatch
-from gateway.http_proxy import HttpProxy
+from gateway.deadline_watch import DeadlineWatch
 from tests.gateway.conftest import GatewayFactory, Upstream, simple_config
 
 _GET = b"GET /slow?s=%s HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -42,11 +41,12 @@ async def test_connection_idle_after_a_request_is_closed_after_the_rules_idle_ti
     assert not gw.ctx.connections
 
 
-async def test_connection_that_never_sends_a_request_is_closed_after_the_default(
-    make_gateway: GatewayFactory, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+async def test_connection_that_never_sends_a_request_is_closed_after_first_request_timeout(
+    make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
-    monkeypatch.setattr(HttpProxy, "first_request_idle_s", 0.2)
-    gw = await make_gateway(simple_config([upstream.port]))
+    gw = await make_gateway(
+        simple_config([upstream.port], gateway={"firstRequestTimeout": "200ms"})
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")  # half a head is still no request
     waited = await _closed_after(reader, 3)
@@ -55,11 +55,12 @@ async def test_connection_that_never_sends_a_request_is_closed_after_the_default
 
 
 async def test_a_request_in_progress_is_not_cut_by_the_idle_timeout(
-    make_gateway: GatewayFactory, upstream: Upstream, monkeypatch: pytest.MonkeyPatch
+    make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
-    monkeypatch.setattr(HttpProxy, "first_request_idle_s", 0.1)
     rule = {"timeouts": {"idle": "100ms"}}
-    gw = await make_gateway(simple_config([upstream.port], rule=rule))
+    gw = await make_gateway(
+        simple_config([upstream.port], rule=rule, gateway={"firstRequestTimeout": "100ms"})
+    )
     reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
     for _ in range(2):  # the second request starts after the first one's idle clock ran a bit
         writer.write(_GET % b"0.4")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway import compiled
 from gateway.metrics import (
     DURATION_BUCKETS_S,
     MetricsSnapshot,
@@ -62,6 +63,9 @@ def test_exposition_has_the_documented_names_and_values() -> None:
     assert s[("portway_config_reloads_total", (("result", "success"),))] == 2
     assert s[("portway_config_last_reload_success_timestamp_seconds", ())] == 1700000000.0
     assert s[("portway_active_connections", ())] == 7
+    hot_path = compiled.state.partition(":")[0]
+    assert hot_path in ("compiled", "interpreted")
+    assert s[("portway_build_info", (("hot_path", hot_path),))] == 1
 
 
 def test_merge_sums_workers_and_takes_min_health() -> None:

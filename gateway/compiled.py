@@ -1,0 +1,113 @@
+"""Which build of the HTTP hot path this process runs: mypyc-compiled or interpreted.
+
+`setup.py` compiles the modules in `HOT_PATH` with mypyc and records the
+SHA-256 of each source it compiled in `compiled.json` beside this file. The
+C extensions sit next to their sources, and Python prefers an extension over
+a source, so an edited source would silently lose to its stale extension.
+`choose()` (run by `gateway/__init__.py` before any of these modules is
+imported) therefore checks the recorded hashes and, when any source changed
+since the build, or when `PORTWAY_PURE=1` is set, loads every hot-path module
+from its source instead. It is all or none: the compiled modules link to
+each other's native classes directly, so one interpreted module among
+compiled ones would not work.
+
+This module imports only the standard library: `setup.py` runs it to learn
+`HOT_PATH` and to write the hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.abc
+import importlib.machinery
+import importlib.util
+import json
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+
+HOT_PATH = (
+    "http_exchange",
+    "http_head",
+    "http_plan",
+    "http_request",
+    "http_tries",
+    "http_response",
+    "http_proxy",
+    "upstream_connection",
+    "upstream",
+    "observer",
+)
+"""Modules of the `gateway` package that mypyc compiles (one group: they call
+each other natively)."""
+
+HERE = Path(__file__).resolve().parent
+RECORD = HERE / "compiled.json"
+
+state = "interpreted: not built"
+"""`compiled`, or `interpreted: <why>`; set by `choose`, shown in logs, /config
+and the `portway_build_info` metric."""
+
+
+def source_hashes(root: Path = HERE) -> dict[str, str]:
+    """SHA-256 of each hot-path source under `root`."""
+    return {
+        name: hashlib.sha256((root / f"{name}.py").read_bytes()).hexdigest() for name in HOT_PATH
+    }
+
+
+def write_record(root: Path) -> None:
+    """Record the sources being compiled (called by `setup.py`)."""
+    (root / "compiled.json").write_text(json.dumps(source_hashes(root), indent=1) + "\n")
+
+
+def _built(root: Path, name: str) -> bool:
+    return any(
+        (root / f"{name}{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES
+    )
+
+
+def why_interpreted(root: Path = HERE, env: Mapping[str, str] = os.environ) -> str | None:
+    """None when the compiled modules under `root` may be used, else the reason not to."""
+    if env.get("PORTWAY_PURE", "") not in ("", "0"):
+        return "PORTWAY_PURE is set"
+    missing = [name for name in HOT_PATH if not _built(root, name)]
+    if len(missing) == len(HOT_PATH):
+        return "not built"
+    if missing:
+        return "partly built: " + ", ".join(missing) + " missing"
+    try:
+        recorded = json.loads((root / RECORD.name).read_text())
+    except (OSError, ValueError):
+        return f"{RECORD.name} missing or unreadable"
+    changed = [n for n, digest in source_hashes(root).items() if recorded.get(n) != digest]
+    if changed:
+        return "sources changed since the build: " + ", ".join(changed) + " (reinstall)"
+    return None
+
+
+class _SourceFinder(importlib.abc.MetaPathFinder):
+    """Finds the hot-path modules as sources, ahead of their extensions."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        package, _, name = fullname.rpartition(".")
+        if package != "gateway" or name not in HOT_PATH:
+            return None
+        return importlib.util.spec_from_file_location(fullname, HERE / f"{name}.py")
+
+
+def choose() -> str:
+    """Decide compiled or interpreted for this process (once, before any import)."""
+    global state
+    why = why_interpreted()
+    if why is None:
+        state = "compiled"
+    else:
+        state = f"interpreted: {why}"
+        if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+            sys.meta_path.insert(0, _SourceFinder())
+    return state
