@@ -29,6 +29,7 @@ from pathlib import Path
 from types import ModuleType
 
 HOT_PATH = (
+    "context",
     "http_exchange",
     "http_head",
     "http_plan",

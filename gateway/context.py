@@ -14,12 +14,10 @@ once `draining` is set, closes the idle keep-alive ones.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
-
-if TYPE_CHECKING:
-    from gateway.config.model import GatewaySettings
 
 
 @dataclass(slots=True)

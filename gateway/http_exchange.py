@@ -12,7 +12,12 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from gateway.http_plan import RulePlan
+
+if TYPE_CHECKING:
+    from gateway.upstream_connection import UpstreamConnection
 
 BODY_BUFFER_LIMIT = 64 * 1024
 """Request body bytes held before an upstream is bound (and kept for a replay)."""
@@ -126,14 +131,14 @@ class Exchange:
         self.bytes_out = 0
         self.chunked_out = False
         self.close_after = False
-        self.conn: Any = None
+        self.conn: UpstreamConnection | None = None
         self.connecting: Any = None
         self.counted = False
         self.counted_only = False
         self.traced = False
         self.line = b""
         self.via = b""
-        self.plan: Any = None
+        self.plan: RulePlan | None = None
         self.deadline = 0.0
         self.started = 0.0
         self.decision: Any = None

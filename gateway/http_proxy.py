@@ -93,7 +93,7 @@ class HttpProxy(ResponseRelay):
         self.facts: RequestFacts | None = None
         self.view = hh.HeaderView([])
         self.last_rule: Any = None
-        self.last_plan: Any = None
+        self.last_plan: RulePlan | None = None
         self.head_memo: tuple[Any, ...] | None = None
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -233,8 +233,9 @@ class HttpProxy(ResponseRelay):
             return
         rule: Any = decision.rule
         plan: RulePlan
-        if rule is self.last_rule:
-            plan = self.last_plan
+        last = self.last_plan
+        if rule is self.last_rule and last is not None:
+            plan = last
         else:
             plan = self.last_plan = plan_for(rule)
             self.last_rule = rule

@@ -52,6 +52,7 @@ class ResponseRelay(TryRunner):
         ex.status = status
         self.watch.waiting.discard(ex)
         plan = ex.plan
+        assert plan is not None
         out = [_STATUS_200 if status == 200 else hh.status_line(status)]
         drop = plan.response_drop
         out.extend(conn.head_lines(drop) if drop or conn.dropped else conn.lines)

@@ -39,7 +39,9 @@ class TryRunner(RequestReader):
         if pool is None or pool.backend is not backend:
             pool = pools.pool(endpoint, backend)
         at = ex.deadline
-        per_try = ex.plan.per_try_s
+        plan = ex.plan
+        assert plan is not None
+        per_try = plan.per_try_s
         if per_try:
             at = min(at, self.loop.time() + per_try)
         watch = self.watch  # DeadlineWatch.add, inlined
