@@ -28,6 +28,11 @@ def hot_path_extensions() -> list[object]:
     from mypyc.build import mypycify
 
     COMPILED["write_record"](ROOT / "gateway")
+    for name in COMPILED["stray_extensions"](ROOT / "gateway"):  # an earlier in-place build's
+        for ext in COMPILED["source_path"](ROOT / "gateway", name).parent.glob(
+            name.rpartition(".")[2] + ".*.so"
+        ):
+            ext.unlink()
 
     # No config file: the project's [tool.mypy] loads the pydantic plugin, which
     # the isolated build environment does not have (imports outside the compiled
@@ -37,7 +42,7 @@ def hot_path_extensions() -> list[object]:
             "--config-file",
             "",
             "--ignore-missing-imports",
-            *(f"gateway/{name}.py" for name in COMPILED["HOT_PATH"]),
+            *(str(COMPILED["source_path"](Path("gateway"), name)) for name in COMPILED["HOT_PATH"]),
         ],
         opt_level="3",
         group_name="gateway_hot_path",

@@ -40,9 +40,27 @@ HOT_PATH = (
     "upstream_connection",
     "upstream",
     "observer",
+    "routing.facts",
+    "routing.affinity",
+    "routing.hashing",
+    "routing.locality",
+    "routing.picker",
+    "routing.maglev",
+    "routing.ring_hash",
+    "routing.backend",
+    "routing.split",
+    "routing.route",
+    "routing.decision",
+    "routing.match",
+    "routing.hosts",
+    "routing.table",
 )
 """Modules of the `gateway` package that mypyc compiles (one group: they call
-each other natively)."""
+each other natively). The routing core's compiler and explain stay interpreted
+(not per request), and so do the endpoints: mypyc's frozen-dataclass
+constructor is slower than the interpreted slot fill the compiler uses for
+its 500,000 endpoints. Compiled dataclasses need their field types at class
+creation, so these modules import each other at run time without cycles."""
 
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "compiled.json"
@@ -52,10 +70,15 @@ state = "interpreted: not built"
 and the `portway_build_info` metric."""
 
 
+def source_path(root: Path, name: str) -> Path:
+    """The source of hot-path module `name` (`http_proxy`, `routing.table`) under `root`."""
+    return root.joinpath(*name.split(".")).with_suffix(".py")
+
+
 def source_hashes(root: Path = HERE) -> dict[str, str]:
     """SHA-256 of each hot-path source under `root`."""
     return {
-        name: hashlib.sha256((root / f"{name}.py").read_bytes()).hexdigest() for name in HOT_PATH
+        name: hashlib.sha256(source_path(root, name).read_bytes()).hexdigest() for name in HOT_PATH
     }
 
 
@@ -65,8 +88,9 @@ def write_record(root: Path) -> None:
 
 
 def _built(root: Path, name: str) -> bool:
+    source = source_path(root, name)
     return any(
-        (root / f"{name}{suffix}").exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES
+        source.with_suffix(suffix).exists() for suffix in importlib.machinery.EXTENSION_SUFFIXES
     )
 
 
@@ -89,26 +113,43 @@ def why_interpreted(root: Path = HERE, env: Mapping[str, str] = os.environ) -> s
     return None
 
 
+def stray_extensions(root: Path = HERE) -> set[str]:
+    """Modules with an extension under `root` that are not in `HOT_PATH` (left over by an
+    earlier build that compiled them): their sources must win."""
+    stray = set()
+    for suffix in importlib.machinery.EXTENSION_SUFFIXES:
+        for ext in root.rglob(f"*{suffix}"):
+            name = ".".join(ext.relative_to(root).parts)[: -len(suffix)]
+            if name not in HOT_PATH and source_path(root, name).exists():
+                stray.add(name)
+    return stray
+
+
 class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Finds the hot-path modules as sources, ahead of their extensions."""
+    """Finds the `names` modules of `gateway` as sources, ahead of their extensions."""
+
+    def __init__(self, names: set[str]) -> None:
+        self.names = names
 
     def find_spec(
         self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
     ) -> importlib.machinery.ModuleSpec | None:
-        package, _, name = fullname.rpartition(".")
-        if package != "gateway" or name not in HOT_PATH:
+        package, _, name = fullname.partition(".")
+        if package != "gateway" or name not in self.names:
             return None
-        return importlib.util.spec_from_file_location(fullname, HERE / f"{name}.py")
+        return importlib.util.spec_from_file_location(fullname, source_path(HERE, name))
 
 
 def choose() -> str:
     """Decide compiled or interpreted for this process (once, before any import)."""
     global state
     why = why_interpreted()
+    sources = stray_extensions()
     if why is None:
         state = "compiled"
     else:
         state = f"interpreted: {why}"
-        if not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
-            sys.meta_path.insert(0, _SourceFinder())
+        sources |= set(HOT_PATH)
+    if sources and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
+        sys.meta_path.insert(0, _SourceFinder(sources))
     return state

@@ -26,8 +26,8 @@ from gateway.config.model import (
     Locality,
     OutlierDetection,
 )
-from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import Endpoint, EndpointState
+from gateway.routing.facts import RequestFacts
 from gateway.routing.hashing import HASH_SPACE, stable_hash
 from gateway.routing.locality import PriorityLoad, priority_load
 from gateway.routing.maglev import MaglevPicker, MaglevTable

@@ -22,21 +22,13 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl
 
 from gateway.config.model import PathMatchType, RouteMatch, StringMatchType
-from gateway.routing.decision import RequestFacts
-
-if TYPE_CHECKING:
-    from gateway.routing.route import CompiledRoute, CompiledRule
+from gateway.routing.facts import RequestFacts
+from gateway.routing.route import CompiledRoute, CompiledRule, normalize_prefix
 
 ValueMatch = tuple[str, str, "re.Pattern[str] | None"]
-
-
-def normalize_prefix(value: str) -> str:
-    """`/abc/` → `/abc`; the root prefix `/` becomes `` (matches every path)."""
-    return value.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -10,7 +10,6 @@ objects, though `config` keeps them for the admin API.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 from gateway.config.model import (
     AccessPolicy,
@@ -26,13 +25,15 @@ from gateway.config.model import (
     Timeouts,
     UrlRewrite,
 )
-from gateway.routing.match import normalize_prefix
-
-if TYPE_CHECKING:
-    from gateway.routing.split import BackendSplit
+from gateway.routing.split import BackendSplit
 
 HeaderPairs = tuple[tuple[bytes, bytes], ...]
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def normalize_prefix(value: str) -> str:
+    """`/abc/` → `/abc`; the root prefix `/` becomes `` (matches every path)."""
+    return value.rstrip("/")
 
 
 def header_edits(mod: HeaderModifier | None) -> tuple[HeaderPairs, HeaderPairs, frozenset[bytes]]:

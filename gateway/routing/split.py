@@ -19,7 +19,7 @@ from random import Random
 
 from gateway.config.model import Canary
 from gateway.routing.backend import CompiledBackend
-from gateway.routing.decision import RequestFacts
+from gateway.routing.facts import RequestFacts
 
 CANARY_SIDE = "canary"
 STABLE_SIDE = "stable"

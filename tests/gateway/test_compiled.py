@@ -19,8 +19,10 @@ ROOT = Path(__file__).resolve().parents[2]
 def _fake_build(root: Path) -> None:
     """A `gateway` dir with every hot-path source, a fake extension each, and the record."""
     for name in compiled.HOT_PATH:
-        shutil.copy(compiled.HERE / f"{name}.py", root / f"{name}.py")
-        (root / f"{name}{importlib.machinery.EXTENSION_SUFFIXES[0]}").write_bytes(b"")
+        source = compiled.source_path(root, name)
+        source.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(compiled.source_path(compiled.HERE, name), source)
+        source.with_suffix(importlib.machinery.EXTENSION_SUFFIXES[0]).write_bytes(b"")
     compiled.write_record(root)
 
 
@@ -87,3 +89,14 @@ def test_the_interpreted_hot_path_passes_the_proxy_tests() -> None:
     )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
     assert " passed" in run.stdout
+
+
+def test_an_extension_left_by_an_earlier_build_is_stray(tmp_path: Path) -> None:
+    """A module compiled once and dropped from HOT_PATH later must not shadow its source."""
+    _fake_build(tmp_path)
+    (tmp_path / "routing").mkdir(exist_ok=True)
+    (tmp_path / "routing" / "compiler.py").write_text("")
+    suffix = importlib.machinery.EXTENSION_SUFFIXES[0]
+    (tmp_path / "routing" / f"compiler{suffix}").write_bytes(b"")
+    (tmp_path / f"orphan{suffix}").write_bytes(b"")  # no source: nothing to prefer
+    assert compiled.stray_extensions(tmp_path) == {"routing.compiler"}
