@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.table import RoutingTable
 
 
 @dataclass(slots=True)
@@ -89,7 +90,7 @@ class NullObserver:
 class GatewayContext:
     """Per-worker shared state; see module docstring for the swap rule."""
 
-    table: Any
+    table: RoutingTable | None
     settings: GatewaySettings
     state: EndpointState = field(default_factory=EndpointState)
     observer: RequestObserver = field(default_factory=NullObserver)

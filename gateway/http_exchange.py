@@ -15,6 +15,10 @@ import random
 from typing import TYPE_CHECKING, Any
 
 from gateway.http_plan import RulePlan
+from gateway.routing.decision import Decision
+from gateway.routing.endpoints import Endpoint
+from gateway.routing.route import CompiledRule
+from gateway.routing.table import RoutingTable
 
 if TYPE_CHECKING:
     from gateway.upstream_connection import UpstreamConnection
@@ -141,10 +145,10 @@ class Exchange:
         self.plan: RulePlan | None = None
         self.deadline = 0.0
         self.started = 0.0
-        self.decision: Any = None
-        self.rule: Any = None
-        self.table: Any = None
-        self.endpoint: Any = None
+        self.decision: Decision | None = None
+        self.rule: CompiledRule | None = None
+        self.table: RoutingTable | None = None
+        self.endpoint: Endpoint | None = None
         self.done = False
         self.responded = False
         self.status = 0

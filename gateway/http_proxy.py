@@ -54,7 +54,9 @@ from gateway.http_exchange import (
 )
 from gateway.http_plan import RulePlan, forwarding_lines, plan_for, via_line
 from gateway.http_response import ResponseRelay
+from gateway.observer import GatewayObserver
 from gateway.routing.decision import RequestFacts
+from gateway.routing.route import CompiledRule
 
 
 class HttpProxy(ResponseRelay):
@@ -78,13 +80,13 @@ class HttpProxy(ResponseRelay):
         super().__init__(ctx, listener)
         self.proto = proto
         observer = ctx.observer
-        self.observe = (
-            _NOT_OBSERVED
-            if isinstance(observer, NullObserver)
-            else _LOGGED
-            if getattr(observer, "detailed", True)
-            else _COUNTED
-        )
+        if isinstance(observer, NullObserver):
+            self.observe = _NOT_OBSERVED
+        elif isinstance(observer, GatewayObserver) and not observer.detailed:
+            self.observe = _COUNTED
+            self.counter = observer
+        else:
+            self.observe = _LOGGED
         self.host_raw: bytes | None = None
         self.host_name = ""
         self.fwd_host: bytes | None = None
@@ -92,7 +94,7 @@ class HttpProxy(ResponseRelay):
         self.via11 = b""
         self.facts: RequestFacts | None = None
         self.view = hh.HeaderView([])
-        self.last_rule: Any = None
+        self.last_rule: CompiledRule | None = None
         self.last_plan: RulePlan | None = None
         self.head_memo: tuple[Any, ...] | None = None
 
@@ -189,6 +191,7 @@ class HttpProxy(ResponseRelay):
     def _start(self, ex: Exchange) -> None:
         ctx = self.ctx
         table = ctx.table
+        assert table is not None, "serving before a table was installed"
         ex.table = table
         ex.started = now = self.loop.time()
         self.idle_at = 0.0
@@ -212,8 +215,9 @@ class HttpProxy(ResponseRelay):
         facts._cookies = None
         observe = self.observe
         if observe:
-            if observe is _COUNTED and not ex.traced:
-                ctx.observer.open_request()  # type: ignore[attr-defined]
+            counter = self.counter
+            if counter is not None and not ex.traced:
+                counter.open_request()
                 ex.counted_only = True
             else:
                 ex.log = self._begin_log(ex, facts)
@@ -231,7 +235,8 @@ class HttpProxy(ResponseRelay):
             else:
                 self._error(ex, decision.error or "no_route")
             return
-        rule: Any = decision.rule
+        rule = decision.rule
+        assert rule is not None
         plan: RulePlan
         last = self.last_plan
         if rule is self.last_rule and last is not None:
@@ -247,7 +252,7 @@ class HttpProxy(ResponseRelay):
         ex.counted = True
         self._try(ex, decision.endpoint)
 
-    def _request_head(self, ex: Exchange, rule: Any, plan: RulePlan, path: str) -> None:
+    def _request_head(self, ex: Exchange, rule: CompiledRule, plan: RulePlan, path: str) -> None:
         """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
 
         A keep-alive client usually repeats its request: `head_memo` keeps the

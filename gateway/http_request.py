@@ -33,6 +33,7 @@ from gateway.http_exchange import (
 )
 
 if TYPE_CHECKING:
+    from gateway.observer import GatewayObserver
     from gateway.upstream import UpstreamConnection
 
 _HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF, _TRACE, _PLAIN = range(12)
@@ -88,6 +89,7 @@ class RequestReader:
         "client_ip",
         "closing",
         "conn_tokens",
+        "counter",
         "ctx",
         "expect",
         "first_request_idle_s",
@@ -131,6 +133,8 @@ class RequestReader:
         self.watch = deadline_watch(self.loop)
         self.first_request_idle_s = ctx.settings.first_request_timeout_s
         self.observe = 0
+        self.counter: GatewayObserver | None = None
+        """The observer when it only counts (metrics, no access log): called natively."""
         self.transport: Transport = None
         self.parser = httptools.HttpRequestParser(self)
         self.client_ip = ""

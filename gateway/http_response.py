@@ -40,9 +40,12 @@ class ResponseRelay(TryRunner):
         if ex is None or ex.conn is not conn:
             conn.close()
             return
-        if status >= 500 and not ex.upgrade and ex.rule.retry is not None:
+        rule, decision = ex.rule, ex.decision
+        assert rule is not None and decision is not None
+        retry = rule.retry
+        if status >= 500 and not ex.upgrade and retry is not None:
             cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"
-            if RETRY_CLASSES[cause].intersection(ex.rule.retry.on) and retry_allowed(
+            if RETRY_CLASSES[cause].intersection(retry.on) and retry_allowed(
                 ex, cause, self.ctx.pools, self.loop.time()
             ):
                 self._drop_upstream(ex)
@@ -58,7 +61,7 @@ class ResponseRelay(TryRunner):
         out.extend(conn.head_lines(drop) if drop or conn.dropped else conn.lines)
         out.append(plan.response_lines)
         out.append(ex.via)
-        cookie = ex.decision.set_cookie
+        cookie = decision.set_cookie
         if cookie:
             out.append(b"Set-Cookie: " + cookie.encode("latin-1") + b"\r\n")
         close = not ex.keep_alive or (self.closing and not self.queue)
@@ -141,10 +144,11 @@ class ResponseRelay(TryRunner):
             self.transport.write(out + hh.LAST_CHUNK if ex.chunked_out else out)
         elif ex.chunked_out:
             self.transport.write(hh.LAST_CHUNK)
-        if ex.conn is not None:
+        endpoint = ex.endpoint
+        if ex.conn is not None and endpoint is not None:
             ex.conn = None
             in_flight = self.ctx.state.in_flight
-            key = ex.endpoint.key
+            key = endpoint.key
             left = in_flight.get(key, 1) - 1
             if left > 0:
                 in_flight[key] = left
@@ -188,13 +192,14 @@ class ResponseRelay(TryRunner):
         if ex.retrying:
             pools.active_retries -= 1
         now = 0.0
-        if ex.counted_only:
+        counter = self.counter
+        if ex.counted_only and counter is not None:
             now = self.loop.time()
             decision = ex.decision
-            route: Any = decision.route if decision is not None else None
-            backend: Any = decision.backend if decision is not None else None
+            route = decision.route if decision is not None else None
+            backend = decision.backend if decision is not None else None
             endpoint = ex.endpoint
-            self.ctx.observer.close_request(  # type: ignore[attr-defined]
+            counter.close_request(
                 route.name if route is not None else "",
                 backend.name if backend is not None else "",
                 endpoint.cluster if endpoint is not None else "",

@@ -18,6 +18,7 @@ from gateway import http_head as hh
 from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
 from gateway.http_request import RequestReader
 from gateway.retry_policy import retry_allowed, retry_delay_s
+from gateway.routing.endpoints import Endpoint
 from gateway.upstream import PoolSet, UpstreamConnection
 from gateway.upstream_failure import UpstreamFailure, UpstreamTimeout
 
@@ -30,11 +31,13 @@ class TryRunner(RequestReader):
 
     __slots__ = ()
 
-    def _try(self, ex: Exchange, endpoint: Any) -> None:
+    def _try(self, ex: Exchange, endpoint: Endpoint) -> None:
         ex.endpoint = endpoint
         ex.attempts += 1
         pools: PoolSet = self.ctx.pools
-        backend = ex.decision.backend
+        decision = ex.decision
+        assert decision is not None
+        backend = decision.backend
         pool = pools.pools.get(endpoint.key)
         if pool is None or pool.backend is not backend:
             pool = pools.pool(endpoint, backend)
@@ -60,12 +63,15 @@ class TryRunner(RequestReader):
         ex.connecting = self.loop.create_task(self._connect(ex, pool))
 
     async def _connect(self, ex: Exchange, pool: Any) -> None:
+        rule = ex.rule
+        assert rule is not None
         try:
-            conn = await pool.connect(ex.rule.timeouts.connect_s)
+            conn = await pool.connect(rule.timeouts.connect_s)
         except UpstreamFailure as failure:
             ex.connecting = None
             if ex is self.active and not ex.done:
                 endpoint = ex.endpoint
+                assert endpoint is not None
                 self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
                 self._failed(ex, failure)
             return
@@ -80,7 +86,9 @@ class TryRunner(RequestReader):
         conn.sink = self  # type: ignore[assignment]  # UpstreamConnection.bind, inlined
         conn.head_only = ex.method == b"HEAD"
         conn.got_head = False
-        key = ex.endpoint.key
+        endpoint = ex.endpoint
+        assert endpoint is not None
+        key = endpoint.key
         in_flight = self.ctx.state.in_flight
         in_flight[key] = in_flight.get(key, 0) + 1
         host = ex.fixed_host or conn.pool.host_header
@@ -132,7 +140,9 @@ class TryRunner(RequestReader):
             self._uncount(ex)
 
     def _uncount(self, ex: Exchange) -> None:
-        key = ex.endpoint.key
+        endpoint = ex.endpoint
+        assert endpoint is not None
+        key = endpoint.key
         in_flight = self.ctx.state.in_flight
         left = in_flight.get(key, 1) - 1
         if left > 0:
@@ -144,6 +154,9 @@ class TryRunner(RequestReader):
         """A try failed before the response head: retry elsewhere or answer the error."""
         pools: PoolSet = self.ctx.pools
         self.watch.discard(ex)
+        current, table, decision, rule = ex.endpoint, ex.table, ex.decision, ex.rule
+        assert current is not None and table is not None
+        assert decision is not None and rule is not None
         ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
         if (
             failure.cause == "upstream_reset"
@@ -155,22 +168,22 @@ class TryRunner(RequestReader):
         ):
             # a pooled connection the upstream closed as we reused it: once, on a fresh one
             ex.stale_retried = True
-            self._try(ex, ex.endpoint)
+            self._try(ex, current)
             return
         if retry_allowed(ex, failure.cause, pools, self.loop.time()):
             tried = ex.tried if ex.tried is not None else set()
-            tried.add(ex.endpoint.key)
+            tried.add(current.key)
             ex.tried = tried
-            endpoint = ex.table.retry_pick(ex.decision, tried, self.ctx.state)
+            endpoint = table.retry_pick(decision, tried, self.ctx.state)
             if endpoint is None and failure.cause in _SAME_ENDPOINT_OK:
-                endpoint = ex.endpoint  # a stale keep-alive socket: the same endpoint is fine
+                endpoint = current  # a stale keep-alive socket: the same endpoint is fine
             if endpoint is not None:
                 ex.retries += 1
                 if not ex.retrying:
                     ex.retrying = True
                     pools.active_retries += 1
-                same = endpoint.key == ex.endpoint.key
-                delay = retry_delay_s(ex.rule.retry, ex.retries, failure.cause, same)
+                same = endpoint.key == current.key
+                delay = retry_delay_s(rule.retry, ex.retries, failure.cause, same)
                 if delay <= 0.0:
                     self._try(ex, endpoint)
                 else:

@@ -139,6 +139,7 @@ class TcpProxy(_Side):
     def _route(self, sni: str) -> None:
         ctx = self.ctx
         table = ctx.table
+        assert table is not None, "serving before a table was installed"
         now = asyncio.get_running_loop().time()
         decision = table.route_tcp(self.listener, sni or None, self.client_ip, ctx.state, now)
         if not isinstance(ctx.observer, NullObserver):
