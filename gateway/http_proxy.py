@@ -101,6 +101,7 @@ class HttpProxy(ResponseRelay):
     # --- asyncio.Protocol: client side -------------------------------------
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
+        self.send = transport.write
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
@@ -116,7 +117,7 @@ class HttpProxy(ResponseRelay):
         if self.paused & DONE:
             return
         try:
-            self.parser.feed_data(data)
+            self.feed(data)
             ex = self.ready
             if ex is not None:
                 self.ready = None
@@ -193,7 +194,7 @@ class HttpProxy(ResponseRelay):
         table = ctx.table
         assert table is not None, "serving before a table was installed"
         ex.table = table
-        ex.started = now = self.loop.time()
+        ex.started = now = self.now()
         self.idle_at = 0.0
         raw_host = ex.host
         if raw_host != self.host_raw:

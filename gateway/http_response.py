@@ -119,9 +119,9 @@ class ResponseRelay(TryRunner):
         if out:
             ex.out = b""
             if ex.chunked_out:
-                self.transport.write(b"".join((out, b"%x\r\n" % len(data), data, b"\r\n")))
+                self.send(b"".join((out, b"%x\r\n" % len(data), data, b"\r\n")))
             else:
-                self.transport.write(out + data)
+                self.send(out + data)
         elif ex.chunked_out:
             self.transport.writelines(hh.chunk(data))
         else:
@@ -194,7 +194,7 @@ class ResponseRelay(TryRunner):
         now = 0.0
         counter = self.counter
         if ex.counted_only and counter is not None:
-            now = self.loop.time()
+            now = self.now()
             decision = ex.decision
             route = decision.route if decision is not None else None
             backend = decision.backend if decision is not None else None
@@ -235,7 +235,7 @@ class ResponseRelay(TryRunner):
             self.transport.close()
         else:
             plan = ex.plan
-            self.idle_at = (now or self.loop.time()) + (
+            self.idle_at = (now or self.now()) + (
                 plan.idle_s if plan is not None else self.first_request_idle_s
             )
 

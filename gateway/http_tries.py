@@ -96,7 +96,7 @@ class TryRunner(RequestReader):
         transport = conn.transport
         assert transport is not None
         if not body and not ex.chunked:  # the common case: one head, one write
-            transport.write(b"".join((ex.line, b"Host: ", host, b"\r\n", ex.head)))
+            conn.send(b"".join((ex.line, b"Host: ", host, b"\r\n", ex.head)))
         else:
             out = [ex.line, b"Host: ", host, b"\r\n", ex.head]
             if body:

@@ -16,6 +16,7 @@ Failures are reported as the types of `gateway.upstream_failure`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
 import httptools
@@ -78,6 +79,7 @@ class UpstreamConnection:
         "closed",
         "content_length",
         "dropped",
+        "feed",
         "got_head",
         "head_only",
         "idle_since",
@@ -85,6 +87,7 @@ class UpstreamConnection:
         "lines",
         "parser",
         "pool",
+        "send",
         "sink",
         "status",
         "transport",
@@ -97,6 +100,9 @@ class UpstreamConnection:
         self.pool = pool
         self.transport: Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.feed: Callable[[bytes], None] = self.parser.feed_data
+        self.send: Callable[[bytes], object] = _unconnected
+        """`transport.write`, bound once (the proxy writes each request head with it)."""
         self.sink: ResponseSink | None = None
         self.lines: list[bytes] = []
         self.dropped: frozenset[bytes] | None = None
@@ -115,6 +121,7 @@ class UpstreamConnection:
     # --- asyncio.Protocol -------------------------------------------------
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
+        self.send = transport.write
 
     def data_received(self, data: bytes) -> None:
         if self.tunnel:
@@ -122,7 +129,7 @@ class UpstreamConnection:
                 self.sink.tunnel_data(data)
             return
         try:
-            self.parser.feed_data(data)
+            self.feed(data)
             if self.sink is not None:
                 self.sink.flush_head()
         except httptools.HttpParserUpgrade as upgrade:
@@ -274,3 +281,7 @@ class UpstreamConnection:
         self.sink = sink
         self.head_only = head_only
         self.got_head = False
+
+
+def _unconnected(data: bytes) -> None:
+    raise RuntimeError("write before connection_made")
