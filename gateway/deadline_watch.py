@@ -40,10 +40,12 @@ class DeadlineWatch:
 
     TICK_S = 0.05
     IDLE_SWEEP_S = 1.0
-    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "ticking", "waiting")
+    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "now", "ticking", "waiting")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.now = loop.time
+        """The loop's clock, bound once for every connection of the loop."""
         self.waiting: set[Exchange] = set()
         self.connections: set[IdleConnection] = set()
         self.handle: asyncio.TimerHandle | None = None

@@ -110,3 +110,40 @@ def forwarding_lines(
             incoming or {}, trusted=trusted, client_ip=client_ip, proto=proto, host=host
         )
     )
+
+
+_PLAIN_FORWARDING: dict[tuple[str, bytes, bytes], bytes] = {}
+_MAX_PLAIN_FORWARDING = 4096
+
+
+def plain_forwarding_lines(client_ip: str, proto: bytes, host: bytes) -> bytes:
+    """`forwarding_lines` for a request that brought no forwarding headers we believe.
+
+    The same bytes for every connection from one client address to one Host, so
+    they are shared (an idle keep-alive connection keeps them): a memo dropped
+    whole when it reaches `_MAX_PLAIN_FORWARDING` entries.
+    """
+    key = (client_ip, proto, host)
+    lines = _PLAIN_FORWARDING.get(key)
+    if lines is None:
+        if len(_PLAIN_FORWARDING) >= _MAX_PLAIN_FORWARDING:
+            _PLAIN_FORWARDING.clear()
+        lines = _PLAIN_FORWARDING[key] = forwarding_lines(
+            None, trusted=False, client_ip=client_ip.encode("ascii"), proto=proto, host=host
+        )
+    return lines
+
+
+_SHARED: dict[bytes, bytes] = {}
+
+
+def shared(value: bytes) -> bytes:
+    """One copy of header bytes that many idle connections would each keep (the
+    tail of a memoised request head: forwarding lines and Via). Bounded like
+    the forwarding memo."""
+    found = _SHARED.get(value)
+    if found is None:
+        if len(_SHARED) >= _MAX_PLAIN_FORWARDING:
+            _SHARED.clear()
+        found = _SHARED[value] = value
+    return found

@@ -52,7 +52,14 @@ from gateway.http_exchange import (
     Exchange,
     Transport,
 )
-from gateway.http_plan import RulePlan, forwarding_lines, plan_for, via_line
+from gateway.http_plan import (
+    RulePlan,
+    forwarding_lines,
+    plain_forwarding_lines,
+    plan_for,
+    shared,
+    via_line,
+)
 from gateway.http_response import ResponseRelay
 from gateway.observer import GatewayObserver
 from gateway.routing.decision import RequestFacts
@@ -311,7 +318,7 @@ class HttpProxy(ResponseRelay):
         if ex.fwd is None:  # nothing believed from the client: the same lines per Host
             if ex.host != self.fwd_host or not self.fwd_lines:
                 self.fwd_host = ex.host
-                self.fwd_lines = self._forwarding(ex)
+                self.fwd_lines = plain_forwarding_lines(self.client_ip, self.proto, ex.host)
             lines.append(self.fwd_lines)
         else:
             lines.append(self._forwarding(ex))
@@ -342,13 +349,13 @@ class HttpProxy(ResponseRelay):
             self.head_memo = (
                 rule,
                 ex.path,
-                list(ex.headers),
+                ex.headers,  # not copied: a new list is made for each request
                 ex.host,
                 ex.method,
                 ex.query,
                 ex.line,
                 b"".join(lines[:split]) + b"X-Request-Id: ",
-                b"\r\n" + b"".join(lines[split + 1 :]),
+                shared(b"\r\n" + b"".join(lines[split + 1 :])),
             )
         if plan.host_rewrite:
             ex.fixed_host = plan.host_rewrite

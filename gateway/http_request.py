@@ -144,7 +144,7 @@ class RequestReader:
         self.feed: Callable[[bytes], None] = self.parser.feed_data
         """Bound methods called per request are looked up once, here and in
         `connection_made` (`send`, `now`): a call by name costs a method lookup."""
-        self.now: Callable[[], float] = self.loop.time
+        self.now: Callable[[], float] = self.watch.now
         self.send: Callable[[bytes], object] = _unconnected
         self.client_ip = ""
         self.trusted = False
