@@ -169,7 +169,7 @@ def registry_endpoints(backend: Backend, by_service: RecordIndex) -> list[Endpoi
     return out
 
 
-_NEW = object.__new__
+_NEW = Endpoint.__new__
 (
     _SET_ADDRESS,
     _SET_PORT,
@@ -202,8 +202,9 @@ def _expand_record(rec: ServiceRecord, node_port: int, out: list[Endpoint]) -> N
     """Append one endpoint per eligible node of `rec` (see module docstring).
 
     This loop runs once per endpoint of the whole registry, so it fills the
-    frozen `Endpoint` slots directly: the generated frozen `__init__` costs
-    about three times as much, which alone would eat the compile budget.
+    frozen `Endpoint` slots directly through their descriptors: the generated
+    frozen `__init__` costs about three times as much (compiled or not), which
+    alone would eat the compile budget.
     """
     cluster, region = rec.cluster, rec.region
     local = rec.external_traffic_policy is TrafficPolicy.LOCAL
