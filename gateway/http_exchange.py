@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway.http_plan import RulePlan
 from gateway.routing.decision import Decision
@@ -23,10 +23,14 @@ from gateway.routing.table import RoutingTable
 if TYPE_CHECKING:
     from gateway.upstream_connection import UpstreamConnection
 
-BODY_BUFFER_LIMIT = 64 * 1024
+BODY_BUFFER_LIMIT: Final = 64 * 1024
 """Request body bytes held before an upstream is bound (and kept for a replay)."""
 
-PIPELINE, UPSTREAM, BUFFER, TUNNEL_WAIT, DONE = 1, 2, 4, 8, 16
+PIPELINE: Final = 1
+UPSTREAM: Final = 2
+BUFFER: Final = 4
+TUNNEL_WAIT: Final = 8
+DONE: Final = 16
 """Why client reading is paused (a bitmask in `HttpProxy.paused`): a pipelined
 request waits, the upstream's write buffer is full, the early body buffer is
 full, an upgrade waits for the 101, the connection is finished."""
@@ -36,7 +40,7 @@ Transport = Any
 `asyncio.Transport` subclasses, and mypyc checks a declared class at run time,
 so the compiled proxy declares transports as `Any`."""
 
-REQUEST_ID_PREFIX = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
+REQUEST_ID_PREFIX: Final = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
 REQUEST_IDS = itertools.count(1)
 """`next_request_id` is `REQUEST_ID_PREFIX` + the next of these (the proxy inlines it)."""
 

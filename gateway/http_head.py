@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import ItemsView, Iterator, KeysView, Sequence
+from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP = frozenset(
+HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -34,12 +35,12 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     }
 )
-FORWARDING = frozenset(
+FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
-IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
-REASONS: dict[int, bytes] = {
+REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",
     101: b"Switching Protocols",
     200: b"OK",
@@ -71,9 +72,9 @@ REASONS: dict[int, bytes] = {
     504: b"Gateway Timeout",
     505: b"HTTP Version Not Supported",
 }
-_STATUS_LINES: dict[int, bytes] = {}
+_STATUS_LINES: Final[dict[int, bytes]] = {}
 
-ERROR_STATUS: dict[str, int] = {
+ERROR_STATUS: Final[dict[str, int]] = {
     "no_route": 404,
     "no_healthy_upstream": 503,
     "circuit_open": 503,
@@ -200,7 +201,7 @@ def chunk(data: bytes) -> list[bytes]:
     return [b"%x\r\n" % len(data), data, b"\r\n"]
 
 
-LAST_CHUNK = b"0\r\n\r\n"
+LAST_CHUNK: Final = b"0\r\n\r\n"
 
 
 def is_trusted(

@@ -16,11 +16,11 @@ lines of one client connection, both pure byte builders.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway import http_head as hh
 
-_MAX_PLANS = 10_000
+_MAX_PLANS: Final = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +71,7 @@ def build_plan(rule: Any) -> RulePlan:
     )
 
 
-_PLANS: dict[Any, RulePlan] = {}
+_PLANS: Final[dict[Any, RulePlan]] = {}
 
 
 def plan_for(rule: Any) -> RulePlan:
@@ -84,7 +84,7 @@ def plan_for(rule: Any) -> RulePlan:
     return plan
 
 
-_VIA: dict[tuple[str, str], bytes] = {}
+_VIA: Final[dict[tuple[str, str], bytes]] = {}
 
 
 def via_line(version: str, pseudonym: str) -> bytes:
@@ -112,8 +112,8 @@ def forwarding_lines(
     )
 
 
-_PLAIN_FORWARDING: dict[tuple[str, bytes, bytes], bytes] = {}
-_MAX_PLAIN_FORWARDING = 4096
+_PLAIN_FORWARDING: Final[dict[tuple[str, bytes, bytes], bytes]] = {}
+_MAX_PLAIN_FORWARDING: Final = 4096
 
 
 def plain_forwarding_lines(client_ip: str, proto: bytes, host: bytes) -> bytes:
@@ -134,7 +134,7 @@ def plain_forwarding_lines(client_ip: str, proto: bytes, host: bytes) -> bytes:
     return lines
 
 
-_SHARED: dict[bytes, bytes] = {}
+_SHARED: Final[dict[bytes, bytes]] = {}
 
 
 def shared(value: bytes) -> bytes:

@@ -38,7 +38,7 @@ response side `http_response.ResponseRelay`, all mixed into `HttpProxy`.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, Final
 
 import httptools
 
@@ -424,16 +424,18 @@ class HttpProxy(ResponseRelay):
         self.transport.close()
 
 
-_NOT_OBSERVED, _COUNTED, _LOGGED = 0, 1, 2
+_NOT_OBSERVED: Final = 0
+_COUNTED: Final = 1
+_LOGGED: Final = 2
 """`HttpProxy.observe`: no observer; metrics only (`open_request`/`close_request`,
 unless the request carries a traceparent); `begin`/`end` with a `RequestLog`."""
 
-_METHODS = {
+_METHODS: Final = {
     m: m.decode("ascii")
     for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
 }
 
-_NETWORKS: dict[tuple[str, ...], list[Any]] = {}
+_NETWORKS: Final[dict[tuple[str, ...], list[Any]]] = {}
 
 
 def _networks(cidrs: tuple[str, ...]) -> list[Any]:

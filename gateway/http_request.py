@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 import httptools
 
@@ -37,8 +37,19 @@ if TYPE_CHECKING:
     from gateway.observer import GatewayObserver
     from gateway.upstream import UpstreamConnection
 
-_HOST, _CL, _TE, _CONN, _UPGRADE, _HOP, _FWD, _EXPECT, _REQID, _XFF, _TRACE, _PLAIN = range(12)
-_SPECIAL: dict[bytes, int] = {
+_HOST: Final = 0
+_CL: Final = 1
+_TE: Final = 2
+_CONN: Final = 3
+_UPGRADE: Final = 4
+_HOP: Final = 5
+_FWD: Final = 6
+_EXPECT: Final = 7
+_REQID: Final = 8
+_XFF: Final = 9
+_TRACE: Final = 10
+_PLAIN: Final = 11
+_SPECIAL: Final[dict[bytes, int]] = {
     b"host": _HOST,
     b"content-length": _CL,
     b"transfer-encoding": _TE,
@@ -56,7 +67,7 @@ _SPECIAL: dict[bytes, int] = {
     b"traceparent": _TRACE,
 }
 
-_EXACT: dict[bytes, int] = {
+_EXACT: Final[dict[bytes, int]] = {
     b"Host": _HOST,
     b"Content-Length": _CL,
     b"User-Agent": _PLAIN,

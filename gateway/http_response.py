@@ -12,7 +12,7 @@ upgraded (101) connection, finishes the exchange exactly once (telemetry
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from gateway import http_head as hh
 from gateway.context import RequestLog
@@ -25,9 +25,9 @@ from gateway.upstream_failure import StatusFailure, UpstreamFailure
 if TYPE_CHECKING:
     from gateway.upstream import UpstreamConnection
 
-_GATEWAY_STATUSES = frozenset({502, 503, 504})
-_NO_BODY_STATUSES = frozenset({204, 304})
-_STATUS_200 = hh.status_line(200)
+_GATEWAY_STATUSES: Final = frozenset({502, 503, 504})
+_NO_BODY_STATUSES: Final = frozenset({204, 304})
+_STATUS_200: Final = hh.status_line(200)
 
 
 class ResponseRelay(TryRunner):
@@ -70,12 +70,7 @@ class ResponseRelay(TryRunner):
             close = False
         elif ex.upgrade:
             close = True  # the client's parser is past an upgrade request: no more requests
-        elif (
-            conn.content_length >= 0
-            or ex.method == b"HEAD"
-            or status in _NO_BODY_STATUSES
-            or status < 200
-        ):
+        elif conn.has_length or ex.method == b"HEAD" or status in _NO_BODY_STATUSES or status < 200:
             pass
         elif ex.version == "1.1":
             out.append(b"Transfer-Encoding: chunked\r\n")

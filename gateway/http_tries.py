@@ -12,7 +12,7 @@ answered with the error otherwise.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 from gateway import http_head as hh
 from gateway.http_exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
@@ -22,8 +22,8 @@ from gateway.routing.endpoints import Endpoint
 from gateway.upstream import PoolSet, UpstreamConnection
 from gateway.upstream_failure import UpstreamFailure, UpstreamTimeout
 
-_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
-_SAME_ENDPOINT_OK = frozenset({"upstream_reset", "gateway_status", "server_status"})
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_SAME_ENDPOINT_OK: Final = frozenset({"upstream_reset", "gateway_status", "server_status"})
 
 
 class TryRunner(RequestReader):
@@ -198,4 +198,4 @@ class TryRunner(RequestReader):
         self._try(ex, endpoint)
 
 
-_TIMEOUT = UpstreamTimeout("per-try timeout")
+_TIMEOUT: Final = UpstreamTimeout("per-try timeout")

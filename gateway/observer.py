@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import time
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Final
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
@@ -36,8 +36,8 @@ from gateway.accesslog import AccessLog
 from gateway.context import RequestLog
 from gateway.metrics import DURATION_BUCKETS_S, NBUCKETS, RequestStats
 
-_PROPAGATOR = TraceContextTextMapPropagator()
-_TRACEPARENT_LEN = 55  # "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex
+_PROPAGATOR: Final = TraceContextTextMapPropagator()
+_TRACEPARENT_LEN: Final = 55  # "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex
 
 
 class GatewayObserver:

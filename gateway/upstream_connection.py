@@ -17,7 +17,7 @@ Failures are reported as the types of `gateway.upstream_failure`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import httptools
 
@@ -46,11 +46,11 @@ class ResponseSink(Protocol):
     def upstream_resume_writing(self) -> None: ...
 
 
-_PLAIN_CONNECTION = frozenset({b"keep-alive", b"close", b"upgrade"})
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 """Connection values naming only hop-by-hop headers, which are dropped anyway."""
 
 
-_PLAIN_NAMES = frozenset(
+_PLAIN_NAMES: Final = frozenset(
     {
         b"Server",
         b"Date",
@@ -77,10 +77,10 @@ class UpstreamConnection:
     __slots__ = (
         "chunked",
         "closed",
-        "content_length",
         "dropped",
         "feed",
         "got_head",
+        "has_length",
         "head_only",
         "idle_since",
         "keep_alive",
@@ -109,7 +109,8 @@ class UpstreamConnection:
         self.upgrade = b""
         self.status = 0
         self.chunked = False
-        self.content_length = -1
+        self.has_length = False
+        """A Content-Length came (llhttp has validated it): the body is length-delimited."""
         self.keep_alive = True
         self.got_head = False
         self.head_only = False
@@ -150,7 +151,7 @@ class UpstreamConnection:
         if sink is None:
             return
         self.sink = None
-        if self.tunnel or (self.got_head and not self.chunked and self.content_length < 0):
+        if self.tunnel or (self.got_head and not self.chunked and not self.has_length):
             sink.on_response_complete()  # close-delimited body (or tunnel) ends here
         else:
             sink.upstream_failed(UpstreamReset("closed before the response ended"))
@@ -171,7 +172,7 @@ class UpstreamConnection:
         if self.upgrade:
             self.upgrade = b""
         self.chunked = False
-        self.content_length = -1
+        self.has_length = False
         self.got_head = False
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -179,7 +180,7 @@ class UpstreamConnection:
             self.lines.append(name + b": " + value + b"\r\n")
             return
         if name == b"Content-Length":
-            self.content_length = int(value)
+            self.has_length = True
             self.lines.append(name + b": " + value + b"\r\n")
             return
         if name == b"Connection" and value == b"keep-alive":
@@ -196,7 +197,7 @@ class UpstreamConnection:
                 self.upgrade = value
             return
         if lname == b"content-length":
-            self.content_length = int(value)
+            self.has_length = True
         self.lines.append(name + b": " + value + b"\r\n")
 
     def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:

@@ -15,6 +15,7 @@ from collections.abc import Container, Iterable
 from dataclasses import dataclass, field
 from itertools import accumulate
 from random import Random
+from typing import Final
 
 from gateway.config.model import (
     Backend,
@@ -34,7 +35,7 @@ from gateway.routing.maglev import MaglevPicker, MaglevTable
 from gateway.routing.picker import LeastRequestPicker, Picker, RandomPicker, RoundRobinPicker
 from gateway.routing.ring_hash import HashRing, RingHashPicker
 
-_HASHED = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
+_HASHED: Final = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
 
 
 class LocalityPlan:

@@ -10,8 +10,7 @@ None is an answer, not a failure of the core: `error` says which (`no_route`
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.endpoints import Endpoint
@@ -27,29 +26,59 @@ __all__ = [
     "parse_cookies",
 ]
 
-NO_ROUTE = "no_route"
-NO_HEALTHY_UPSTREAM = "no_healthy_upstream"
-REDIRECT = "redirect"
+NO_ROUTE: Final = "no_route"
+NO_HEALTHY_UPSTREAM: Final = "no_healthy_upstream"
+REDIRECT: Final = "redirect"
 
 
-@dataclass(slots=True)
 class Decision:
     """The outcome of routing one request or connection.
 
     `route`/`rule`/`backend` are the compiled objects chosen (None when no
     route matched); `endpoint` is where to connect. `set_cookie` is a
     Set-Cookie value the proxy must add to the response (sticky canary).
+
+    A plain class, not a dataclass: one is made per request, and the compiled
+    build (`gateway.compiled`) runs a dataclass's generated `__init__` as
+    interpreted Python (~1 µs); this `__init__` compiles to native code.
     """
 
-    route: CompiledRoute | None = None
-    rule: CompiledRule | None = None
-    backend: CompiledBackend | None = None
-    endpoint: Endpoint | None = None
-    error: str = ""
-    redirect_location: str = ""
-    redirect_status: int = 0
-    set_cookie: str = ""
-    steps: list[str] | None = None
+    __slots__ = (
+        "backend",
+        "endpoint",
+        "error",
+        "redirect_location",
+        "redirect_status",
+        "route",
+        "rule",
+        "set_cookie",
+        "steps",
+    )
+
+    def __init__(
+        self,
+        route: CompiledRoute | None = None,
+        rule: CompiledRule | None = None,
+        backend: CompiledBackend | None = None,
+        endpoint: Endpoint | None = None,
+        error: str = "",
+        redirect_location: str = "",
+        redirect_status: int = 0,
+        set_cookie: str = "",
+        steps: list[str] | None = None,
+    ) -> None:
+        self.route = route
+        self.rule = rule
+        self.backend = backend
+        self.endpoint = endpoint
+        self.error = error
+        self.redirect_location = redirect_location
+        self.redirect_status = redirect_status
+        self.set_cookie = set_cookie
+        self.steps = steps
+
+    def __repr__(self) -> str:
+        return f"Decision({self.to_dict()!r})"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form shown by `portway routes explain --json` and the admin API."""

@@ -12,10 +12,11 @@ black-hole the paths it does not route. Resolutions are memoised per host
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Final
 
 from gateway.routing.match import MatchSet
 
-MAX_CACHED_HOSTS = 4096
+MAX_CACHED_HOSTS: Final = 4096
 
 
 class HostIndex:

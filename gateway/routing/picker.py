@@ -14,11 +14,11 @@ from bisect import bisect_right
 from collections.abc import Sequence
 from itertools import accumulate
 from random import Random
-from typing import Protocol
+from typing import Final, Protocol
 
 from gateway.routing.endpoints import Endpoint, EndpointState
 
-MAX_SCHEDULE_WORK = 65536
+MAX_SCHEDULE_WORK: Final = 65536
 
 
 class Picker(Protocol):

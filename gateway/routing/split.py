@@ -16,13 +16,14 @@ from bisect import bisect_right
 from dataclasses import dataclass, field
 from itertools import accumulate
 from random import Random
+from typing import Final
 
 from gateway.config.model import Canary
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.facts import RequestFacts
 
-CANARY_SIDE = "canary"
-STABLE_SIDE = "stable"
+CANARY_SIDE: Final = "canary"
+STABLE_SIDE: Final = "stable"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
