@@ -361,3 +361,46 @@ async def test_response_hop_by_hop_and_connection_named_headers_are_not_forwarde
     assert b"x-kept: yes" in lower and b"content-length: 2" in lower
     assert b"x-secret" not in lower and b"keep-alive" not in lower
     assert lower.count(b"connection:") == 1 and b"connection: close" in lower
+
+
+async def test_a_response_head_split_over_reads_and_after_an_interim_100_is_relayed_whole(
+    make_gateway: GatewayFactory,
+) -> None:
+    """The upstream side reads heads from the bytes received, across reads."""
+    final = (
+        b"HTTP/1.1 200 OK\r\nServer: raw\r\nX-Long-Header: " + b"v" * 300 + b"\r\n"
+        b"Content-Length: 5\r\nConnection: keep-alive\r\n\r\nhello"
+    )
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for _ in range(2):
+            head = await reader.readuntil(b"\r\n\r\n")
+            if b"/split" in head:
+                for i in range(0, len(final), 7):  # 7-byte writes: the head spans many reads
+                    writer.write(final[i : i + 7])
+                    await writer.drain()
+                    await asyncio.sleep(0.001)
+            else:
+                writer.write(b"HTTP/1.1 100 Continue\r\n\r\n" + final)  # interim + final, one read
+                await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await make_gateway(simple_config([port]))
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        answers = []
+        for path in (b"/split", b"/interim"):
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: a\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            body = await asyncio.wait_for(reader.readexactly(5), 5)
+            answers.append((head, body))
+        writer.close()
+    finally:
+        server.close()
+    for head, body in answers:
+        assert head.startswith(b"HTTP/1.1 200 OK\r\n") and body == b"hello"
+        assert b"X-Long-Header: " + b"v" * 300 + b"\r\n" in head
+        assert b"Server: raw\r\n" in head and b"100 Continue" not in head
+        assert b"keep-alive" not in head.lower()
