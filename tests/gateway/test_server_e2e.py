@@ -333,6 +333,9 @@ async def test_workers_share_the_port_and_admin_reports_totals(
         )
 
     await wait_for(two_serving, 20)
+    serving = [x for x in gw.logs() if x["msg"] == "gateway worker serving"]
+    assert all(x["frozen_objects"] > 10_000 for x in serving), serving  # modules, config, table
+    assert all(x["hot_path"] for x in serving)
     n = 40
     for _ in range(n):  # a new connection each time, so the kernel spreads them
         async with aiohttp.ClientSession() as s:
