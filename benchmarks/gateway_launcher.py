@@ -23,6 +23,7 @@ from gateway.config.loader import load_config
 from gateway.context import GatewayContext
 from gateway.listener import start_listener
 from gateway.routing.compiler import compile_table
+from gateway.server import freeze_startup_heap
 
 
 def _observer(kind: str) -> object | None:
@@ -43,6 +44,7 @@ async def serve(path: str, observer: str) -> None:
     if chosen is not None:
         ctx.observer = chosen  # type: ignore[assignment]
     servers = [await start_listener(ctx, lst, reuse_port=False) for lst in config.listeners]
+    freeze_startup_heap()  # as a `portway gateway` worker does
     print(f"ready {os.getpid()}", flush=True)
     try:
         await asyncio.Event().wait()
