@@ -40,6 +40,7 @@ HOT_PATH = (
     "upstream_connection",
     "upstream",
     "observer",
+    "request_stats",
     "routing.facts",
     "routing.affinity",
     "routing.endpoints",

@@ -46,7 +46,6 @@ from gateway import http_head as hh
 from gateway.context import GatewayContext, NullObserver
 from gateway.http_exchange import (
     DONE,
-    REQUEST_ID_PREFIX,
     REQUEST_IDS,
     TUNNEL_WAIT,
     Exchange,
@@ -103,7 +102,7 @@ class HttpProxy(ResponseRelay):
         self.view = hh.HeaderView([])
         self.last_rule: CompiledRule | None = None
         self.last_plan: RulePlan | None = None
-        self.head_memo: tuple[Any, ...] | None = None
+        self.head_memo: HeadMemo | None = None
 
     # --- asyncio.Protocol: client side -------------------------------------
     def connection_made(self, transport: Transport) -> None:
@@ -271,12 +270,12 @@ class HttpProxy(ResponseRelay):
         memo = self.head_memo
         if (
             memo is not None
-            and memo[0] is rule
-            and memo[1] == ex.path
-            and memo[2] == ex.headers
-            and memo[3] == ex.host
-            and memo[4] == ex.method
-            and memo[5] == ex.query
+            and memo.rule is rule
+            and memo.path == ex.path
+            and memo.headers == ex.headers
+            and memo.host == ex.host
+            and memo.method == ex.method
+            and memo.query == ex.query
             and ex.log is None
             and ex.fwd is None
             and not ex.request_id
@@ -284,9 +283,9 @@ class HttpProxy(ResponseRelay):
             and not ex.upgrade
             and ex.version == "1.1"
         ):
-            ex.line = memo[6]
-            ex.request_id = rid = REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
-            ex.head = memo[7] + rid + memo[8]
+            ex.line = memo.line
+            ex.request_id = rid = REQUEST_IDS.next()
+            ex.head = memo.before_id + rid + memo.after_id
             ex.via = self.via11
             if plan.host_rewrite:
                 ex.fixed_host = plan.host_rewrite
@@ -313,7 +312,7 @@ class HttpProxy(ResponseRelay):
         lines.append(plan.request_lines)
         split = len(lines)
         if not ex.request_id:
-            ex.request_id = rid = REQUEST_ID_PREFIX + str(next(REQUEST_IDS)).encode("ascii")
+            ex.request_id = rid = REQUEST_IDS.next()
             lines.append(b"X-Request-Id: " + rid + b"\r\n")
         if ex.fwd is None:  # nothing believed from the client: the same lines per Host
             if ex.host != self.fwd_host or not self.fwd_lines:
@@ -346,7 +345,7 @@ class HttpProxy(ResponseRelay):
             and not ex.upgrade
             and ex.version == "1.1"
         ):
-            self.head_memo = (
+            self.head_memo = HeadMemo(
                 rule,
                 ex.path,
                 ex.headers,  # not copied: a new list is made for each request
@@ -422,6 +421,45 @@ class HttpProxy(ResponseRelay):
             ex.done = True
         self.transport.write(hh.error_response(err.status, err.cause, close=True))
         self.transport.close()
+
+
+class HeadMemo:
+    """A connection's last plain upstream request head, split around its request id
+    (`HttpProxy._request_head`); the other fields say which request it was."""
+
+    __slots__ = (
+        "after_id",
+        "before_id",
+        "headers",
+        "host",
+        "line",
+        "method",
+        "path",
+        "query",
+        "rule",
+    )
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        path: bytes,
+        headers: hh.Headers,
+        host: bytes,
+        method: bytes,
+        query: bytes,
+        line: bytes,
+        before_id: bytes,
+        after_id: bytes,
+    ) -> None:
+        self.rule = rule
+        self.path = path
+        self.headers = headers
+        self.host = host
+        self.method = method
+        self.query = query
+        self.line = line
+        self.before_id = before_id
+        self.after_id = after_id
 
 
 _NOT_OBSERVED: Final = 0

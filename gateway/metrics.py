@@ -19,7 +19,6 @@ cluster,code}`, `portway_request_duration_seconds{route}`,
 
 from __future__ import annotations
 
-from bisect import bisect_left
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -34,57 +33,20 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import compiled
+from gateway.request_stats import DURATION_BUCKETS_S, NBUCKETS, RequestStats
 
-DURATION_BUCKETS_S: tuple[float, ...] = (
-    0.0005,
-    0.001,
-    0.0025,
-    0.005,
-    0.01,
-    0.025,
-    0.05,
-    0.1,
-    0.25,
-    0.5,
-    1.0,
-    2.5,
-    5.0,
-    10.0,
-)
-NBUCKETS = len(DURATION_BUCKETS_S) + 1
-"""Histogram slots per route (the last one +Inf); the sum of seconds follows them."""
+__all__ = [
+    "DURATION_BUCKETS_S",
+    "NBUCKETS",
+    "MetricsSnapshot",
+    "ReloadStats",
+    "RequestStats",
+    "SnapshotCollector",
+    "merge",
+    "render",
+]
 
 RequestKey = tuple[str, str, str, int]
-
-
-class RequestStats:
-    """Per-worker request counters, cheap to update (one dict op + one bisect).
-
-    `durations[route]` is a list of `len(DURATION_BUCKETS_S) + 2` numbers:
-    non-cumulative bucket counts (last one +Inf) followed by the sum of seconds.
-    """
-
-    __slots__ = ("connect_failures", "durations", "requests")
-
-    def __init__(self) -> None:
-        self.requests: dict[RequestKey, int] = {}
-        self.durations: dict[str, list[float]] = {}
-        self.connect_failures: dict[tuple[str, str], int] = {}
-
-    def record(self, route: str, backend: str, cluster: str, code: int, duration_s: float) -> None:
-        """Count one finished request; called from `RequestObserver.end`."""
-        key = (route, backend, cluster, code)
-        requests = self.requests
-        requests[key] = requests.get(key, 0) + 1
-        hist = self.durations.get(route)
-        if hist is None:
-            hist = self.durations[route] = [0.0] * (NBUCKETS + 1)
-        hist[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
-        hist[NBUCKETS] += duration_s
-
-    def connect_failed(self, cluster: str, endpoint: str) -> None:
-        key = (cluster, endpoint)
-        self.connect_failures[key] = self.connect_failures.get(key, 0) + 1
 
 
 @dataclass(slots=True)

@@ -26,7 +26,6 @@ tracer provider's business (`portway.telemetry.setup_tracing`).
 from __future__ import annotations
 
 import time
-from bisect import bisect_left
 from typing import Any, Final
 
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer, set_span_in_context
@@ -34,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from gateway.accesslog import AccessLog
 from gateway.context import RequestLog
-from gateway.metrics import DURATION_BUCKETS_S, NBUCKETS, RequestStats
+from gateway.request_stats import RequestStats
 
 _PROPAGATOR: Final = TraceContextTextMapPropagator()
 _TRACEPARENT_LEN: Final = 55  # "00-" + 32 hex + "-" + 16 hex + "-" + 2 hex
@@ -80,20 +79,9 @@ class GatewayObserver:
     def close_request(
         self, route: str, backend: str, cluster: str, code: int, duration_s: float
     ) -> None:
-        """The cheap `end`, exactly once per `open_request`: count the request.
-
-        `RequestStats.record` inlined (same two updates), one call fewer per request.
-        """
+        """The cheap `end`, exactly once per `open_request`: count the request."""
         self._open_counted -= 1
-        stats = self.stats
-        key = (route, backend, cluster, code)
-        requests = stats.requests
-        requests[key] = requests.get(key, 0) + 1
-        hist = stats.durations.get(route)
-        if hist is None:
-            hist = stats.durations[route] = [0.0] * (NBUCKETS + 1)
-        hist[bisect_left(DURATION_BUCKETS_S, duration_s)] += 1
-        hist[NBUCKETS] += duration_s
+        self.stats.record(route, backend, cluster, code, duration_s)
 
     def begin(self, log: RequestLog, headers: dict[str, str]) -> Any:
         self._open.add(id(log))

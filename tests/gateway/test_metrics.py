@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway import compiled
 from gateway.metrics import (
     DURATION_BUCKETS_S,
+    NBUCKETS,
     MetricsSnapshot,
     ReloadStats,
     RequestStats,
@@ -106,3 +111,12 @@ def test_capture_copies_so_later_requests_do_not_change_a_snapshot() -> None:
     stats.record("r", "b", "c", 200, 0.1)
     assert snap.requests[("r", "b", "c", 200)] == 1
     assert sum(snap.durations["r"][:-1]) == 1
+
+
+@given(st.floats(min_value=0.0, max_value=100.0, allow_nan=False))
+def test_a_duration_lands_in_the_bucket_bisect_left_names(duration: float) -> None:
+    stats = RequestStats()
+    stats.record("r", "b", "c", 200, duration)
+    hist = stats.durations["r"]
+    assert hist.index(1) == bisect_left(DURATION_BUCKETS_S, duration)
+    assert hist[NBUCKETS] == duration and sum(hist[:NBUCKETS]) == 1
