@@ -53,8 +53,8 @@ class TryRunner(RequestReader):
         if not watch.ticking:
             watch.arm(watch.TICK_S)
         idle = pool.idle
-        while idle:  # EndpointPool.take_idle, inlined
-            conn = idle.pop()
+        while idle:  # EndpointPool.take_idle (oldest first), inlined
+            conn = idle.pop(0)
             if not conn.closed:
                 ex.reused = True
                 self._bind(ex, conn)
