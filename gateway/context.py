@@ -98,3 +98,6 @@ class GatewayContext:
     config_version: str = ""
     draining: bool = False
     connections: set[Any] = field(default_factory=set)
+    tunnels: set[Any] = field(default_factory=set)
+    """Open TCP / TLS-passthrough connections (`tcp_proxy.TcpProxy`, each has
+    `abort()`): a drain waits for them, as for in-flight requests, then cuts them."""

@@ -315,14 +315,19 @@ class Worker:
         log.info("draining", extra={"in_flight": self.observer.in_flight, "pid": os.getpid()})
         deadline = started + timeout_s
         self._close_idle()
-        while self.observer.in_flight > 0 and time.monotonic() < deadline:
+        tunnels: set[Any] = self.ctx.tunnels if self.ctx is not None else set()
+        while (self.observer.in_flight > 0 or tunnels) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             self._close_idle()  # keep-alive connections whose request just finished
+        left_tunnels = len(tunnels)
+        for tunnel in list(tunnels):  # past the deadline: cut what is still open
+            tunnel.abort()
         await asyncio.sleep(DRAIN_GRACE_S)
         log.info(
             "drained",
             extra={
                 "left_in_flight": self.observer.in_flight,
+                "left_tunnels": left_tunnels,
                 "drain_s": round(time.monotonic() - started, 3),
             },
         )

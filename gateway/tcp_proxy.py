@@ -104,6 +104,7 @@ class TcpProxy(_Side):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self.ctx.tunnels.add(self)
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         if not self.peek_sni:
@@ -216,7 +217,16 @@ class TcpProxy(_Side):
             return self.task is not None  # still connecting: forward the EOF after the bytes
         return super().eof_received()
 
+    def abort(self) -> None:
+        """Cut both sides now (a drain past its deadline)."""
+        peer = self.peer
+        if peer is not None and peer.transport is not None:
+            peer.transport.abort()
+        if self.transport is not None:
+            self.transport.abort()
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.tunnels.discard(self)
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._end("")

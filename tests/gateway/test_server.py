@@ -80,3 +80,36 @@ async def test_report_carries_metrics_and_endpoint_state(tmp_path: Path) -> None
     (report,) = await worker.reports()
     assert report["endpoints"]["unhealthy"] == ["c/1.2.3.4:5"]
     assert report["metrics"]["requests"] == [["r", "api", "c", 200, 1]]
+
+
+class _Tunnel:
+    """Stands for an open TCP proxy connection in `ctx.tunnels`."""
+
+    def __init__(self) -> None:
+        self.aborted = False
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+async def test_drain_waits_for_open_tcp_connections(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    worker.ctx = GatewayContext(table=None, settings=load_config_text(STATIC).gateway)
+    tunnel = _Tunnel()
+    worker.ctx.tunnels.add(tunnel)
+    asyncio.get_running_loop().call_later(0.3, worker.ctx.tunnels.discard, tunnel)
+    started = time.monotonic()
+    await worker.drain(timeout_s=5)
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert not tunnel.aborted
+
+
+async def test_drain_cuts_tcp_connections_still_open_at_the_deadline(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    worker.ctx = GatewayContext(table=None, settings=load_config_text(STATIC).gateway)
+    tunnel = _Tunnel()
+    worker.ctx.tunnels.add(tunnel)
+    started = time.monotonic()
+    await worker.drain(timeout_s=0.3)
+    assert 0.3 <= time.monotonic() - started < 1.5
+    assert tunnel.aborted

@@ -132,6 +132,32 @@ async def test_tcp_listener_moves_bytes_both_ways_and_fails_over_on_connect_fail
     server.close()
 
 
+async def test_open_tcp_connections_are_tracked_for_drain_and_abort_cuts_both_sides(
+    make_gateway: GatewayFactory,
+) -> None:
+    server = await _echo_server(b"B:")
+    backends = [{"name": "tcp", "endpoints": [{"address": "127.0.0.1", "port": _port(server)}]}]
+    routes = [{"name": "t", "listeners": ["l4"], "rules": [{"backendRefs": [{"name": "tcp"}]}]}]
+    gw = await make_gateway(l4_config("TCP", routes, backends))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"hi")
+    assert await asyncio.wait_for(reader.readexactly(4), 3) == b"B:hi"
+    (tunnel,) = gw.ctx.tunnels
+    tunnel.abort()
+    try:
+        rest = await asyncio.wait_for(reader.read(), 3)
+    except ConnectionResetError:
+        rest = b""
+    assert rest == b""  # cut: EOF or reset, nothing more
+    for _ in range(100):
+        if not gw.ctx.tunnels:
+            break
+        await asyncio.sleep(0.01)
+    assert not gw.ctx.tunnels
+    writer.close()
+    server.close()
+
+
 @pytest.fixture(scope="module")
 def ca() -> trustme.CA:
     return trustme.CA()
