@@ -90,10 +90,11 @@ class EndpointPool:
     def take_idle(self) -> UpstreamConnection | None:
         """A live idle connection, synchronously, or None: the one idle longest.
 
-        Oldest first (FIFO), not most recent: measured on loopback against nginx,
-        the proxy's p99 fell from 1.67× to 1.28× HAProxy's at the same load
-        (`benchmarks/http.sh`). Every pooled connection stays in use under steady
-        load, so idle eviction trims the pool only once load drops.
+        Oldest first (FIFO), not most recent: on loopback against nginx, the
+        proxy's p99 went from 1.67× to 1.28× HAProxy's between two consecutive
+        `benchmarks/http.sh` runs (1.23–1.58× over four later runs). Every pooled
+        connection stays in use under steady load, so idle eviction trims the pool
+        only once load drops.
         """
         idle = self.idle
         while idle:
