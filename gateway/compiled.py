@@ -61,8 +61,9 @@ HOT_PATH = (
 each other natively). The routing core's compiler and explain stay interpreted
 (not per request). mypyc builds frozen dataclasses through their generated
 Python `__init__`, so the compiler fills its 500,000 `Endpoint`s slot by slot
-instead (`compiler._expand_record`). Compiled dataclasses need their field types at class
-creation, so these modules import each other at run time without cycles."""
+instead (`compiler._expand_record`). Compiled dataclasses need their field
+types at class creation, so these modules import each other at run time
+without cycles."""
 
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "compiled.json"
@@ -86,7 +87,7 @@ def source_hashes(root: Path = HERE) -> dict[str, str]:
 
 def write_record(root: Path) -> None:
     """Record the sources being compiled (called by `setup.py`)."""
-    (root / "compiled.json").write_text(json.dumps(source_hashes(root), indent=1) + "\n")
+    (root / RECORD.name).write_text(json.dumps(source_hashes(root), indent=1) + "\n")
 
 
 def _built(root: Path, name: str) -> bool:

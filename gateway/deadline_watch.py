@@ -1,6 +1,6 @@
 """One coarse timer per event loop for every deadline of the HTTP proxy.
 
-Kept out of the compiled hot path (`setup.py`): the proxy only adds to
+Kept out of the compiled hot path (`gateway.compiled`): the proxy only adds to
 `DeadlineWatch.waiting` per request, and tests tune the class's periods.
 """
 

@@ -39,6 +39,12 @@ Transport = Any
 `asyncio.Transport` subclasses, and mypyc checks a declared class at run time,
 so the compiled proxy declares transports as `Any`."""
 
+
+def unconnected(data: bytes) -> None:
+    """What a protocol's bound `send` is until `connection_made` binds `transport.write`."""
+    raise RuntimeError("write before connection_made")
+
+
 REQUEST_ID_PREFIX: Final = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
 
 

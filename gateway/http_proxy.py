@@ -86,13 +86,9 @@ class HttpProxy(ResponseRelay):
         super().__init__(ctx, listener)
         self.proto = proto
         observer = ctx.observer
-        if isinstance(observer, NullObserver):
-            self.observe = _NOT_OBSERVED
-        elif isinstance(observer, GatewayObserver) and not observer.detailed:
-            self.observe = _COUNTED
+        self.observe = not isinstance(observer, NullObserver)
+        if isinstance(observer, GatewayObserver) and not observer.detailed:
             self.counter = observer
-        else:
-            self.observe = _LOGGED
         self.host_raw: bytes | None = None
         self.host_name = ""
         self.fwd_host: bytes | None = None
@@ -220,8 +216,7 @@ class HttpProxy(ResponseRelay):
         view.raw = ex.headers
         view.decoded = None
         facts._cookies = None
-        observe = self.observe
-        if observe:
+        if self.observe:
             counter = self.counter
             if counter is not None and not ex.traced:
                 counter.open_request()
@@ -461,12 +456,6 @@ class HeadMemo:
         self.before_id = before_id
         self.after_id = after_id
 
-
-_NOT_OBSERVED: Final = 0
-_COUNTED: Final = 1
-_LOGGED: Final = 2
-"""`HttpProxy.observe`: no observer; metrics only (`open_request`/`close_request`,
-unless the request carries a traceparent); `begin`/`end` with a `RequestLog`."""
 
 _METHODS: Final = {
     m: m.decode("ascii")

@@ -31,6 +31,7 @@ from gateway.http_exchange import (
     PIPELINE,
     Exchange,
     Transport,
+    unconnected,
 )
 
 if TYPE_CHECKING:
@@ -139,7 +140,7 @@ class RequestReader:
 
     first_request_idle_s: float
     """How long a connection may stay open without sending a first request; after
-    a request the matched rule's `timeouts.idle` applies (`Settings.first_request_idle_s`)."""
+    a request the matched rule's `timeouts.idle` applies (`gateway.firstRequestTimeout`)."""
 
     def __init__(self, ctx: GatewayContext, listener: str) -> None:
         self.ctx = ctx
@@ -147,7 +148,10 @@ class RequestReader:
         self.loop = asyncio.get_running_loop()
         self.watch = deadline_watch(self.loop)
         self.first_request_idle_s = ctx.settings.first_request_timeout_s
-        self.observe = 0
+        self.observe = False
+        """Whether requests are reported to an observer at all: with `counter`
+        set, only counted (`open_request`/`close_request`, unless the request
+        carries a traceparent), else `begin`/`end` with a `RequestLog`."""
         self.counter: GatewayObserver | None = None
         """The observer when it only counts (metrics, no access log): called natively."""
         self.transport: Transport = None
@@ -156,7 +160,7 @@ class RequestReader:
         """Bound methods called per request are looked up once, here and in
         `connection_made` (`send`, `now`): a call by name costs a method lookup."""
         self.now: Callable[[], float] = self.watch.now
-        self.send: Callable[[bytes], object] = _unconnected
+        self.send: Callable[[bytes], object] = unconnected
         self.client_ip = ""
         self.trusted = False
         self.active: Exchange | None = None
@@ -355,7 +359,3 @@ class RequestReader:
             conn.transport.write(hh.LAST_CHUNK)
         if self.closing:
             self._pause(DONE)
-
-
-def _unconnected(data: bytes) -> None:
-    raise RuntimeError("write before connection_made")

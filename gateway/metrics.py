@@ -33,7 +33,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import compiled
-from gateway.request_stats import DURATION_BUCKETS_S, NBUCKETS, RequestStats
+from gateway.request_stats import DURATION_BUCKETS_S, NBUCKETS, RequestKey, RequestStats
 
 __all__ = [
     "DURATION_BUCKETS_S",
@@ -45,8 +45,6 @@ __all__ = [
     "merge",
     "render",
 ]
-
-RequestKey = tuple[str, str, str, int]
 
 
 @dataclass(slots=True)

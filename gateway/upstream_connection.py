@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 
 import httptools
 
-from gateway.http_exchange import Transport
+from gateway.http_exchange import Transport, unconnected
 from gateway.http_head import HOP_BY_HOP, connection_tokens
 from gateway.upstream_failure import (
     UpstreamFailure,
@@ -101,7 +101,7 @@ class UpstreamConnection:
         self.transport: Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.feed: Callable[[bytes], None] = self.parser.feed_data
-        self.send: Callable[[bytes], object] = _unconnected
+        self.send: Callable[[bytes], object] = unconnected
         """`transport.write`, bound once (the proxy writes each request head with it)."""
         self.sink: ResponseSink | None = None
         self.lines: list[bytes] = []
@@ -282,7 +282,3 @@ class UpstreamConnection:
         self.sink = sink
         self.head_only = head_only
         self.got_head = False
-
-
-def _unconnected(data: bytes) -> None:
-    raise RuntimeError("write before connection_made")
