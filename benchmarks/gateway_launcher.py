@@ -3,9 +3,9 @@
     python benchmarks/gateway_launcher.py CONFIG.yaml [--observer metrics|null]
 
 Loads the config, compiles the routing table with the real compiler (static
-endpoints only), and serves every listener with `gateway.listener.start_listener`
+endpoints only), and serves every listener with `gateway.runtime.listener.start_listener`
 on uvloop when installed. `--observer metrics` wires the runtime's observer
-(Prometheus metrics on) when `gateway.observer` provides one; default null.
+(Prometheus metrics on) when `gateway.ops.observer` provides one; default null.
 Prints `ready <pid>` on stdout once listening.
 """
 
@@ -21,16 +21,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.loader import load_config
 from gateway.context import GatewayContext
-from gateway.listener import start_listener
 from gateway.routing.compiler import compile_table
-from gateway.server import freeze_startup_heap
+from gateway.runtime.listener import start_listener
+from gateway.runtime.server import freeze_startup_heap
 
 
 def _observer(kind: str) -> object | None:
     if kind != "metrics":
         return None
     try:
-        from gateway.observer import GatewayObserver  # type: ignore[attr-defined]
+        from gateway.ops.observer import GatewayObserver  # type: ignore[attr-defined]
     except ImportError:
         return None
     return GatewayObserver()

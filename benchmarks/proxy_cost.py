@@ -30,11 +30,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.loader import load_config_text
 from gateway.context import GatewayContext
-from gateway.http_proxy import HttpProxy
-from gateway.observer import GatewayObserver
+from gateway.http.proxy import HttpProxy
+from gateway.ops.observer import GatewayObserver
 from gateway.routing.compiler import compile_table
 from gateway.routing.decision import RequestFacts
-from gateway.upstream import PoolSet, UpstreamConnection
+from gateway.upstream.pool import PoolSet, UpstreamConnection
 
 CONFIG = """
 listeners:

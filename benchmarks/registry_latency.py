@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "regis
 from etcd_server import EtcdCluster
 from prometheus_client import CollectorRegistry
 
-from gateway.feed import EndpointFeed, FeedStatus
+from gateway.runtime.feed import EndpointFeed, FeedStatus
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.base import Registry
 from portway.registry.etcd import EtcdRegistry

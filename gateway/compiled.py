@@ -30,17 +30,17 @@ from types import ModuleType
 
 HOT_PATH = (
     "context",
-    "http_exchange",
-    "http_head",
-    "http_plan",
-    "http_request",
-    "http_tries",
-    "http_response",
-    "http_proxy",
-    "upstream_connection",
-    "upstream",
-    "observer",
-    "request_stats",
+    "http.exchange",
+    "http.head",
+    "http.plan",
+    "http.request",
+    "http.tries",
+    "http.response",
+    "http.proxy",
+    "upstream.connection",
+    "upstream.pool",
+    "ops.observer",
+    "ops.request_stats",
     "routing.facts",
     "routing.affinity",
     "routing.endpoints",
@@ -74,7 +74,7 @@ and the `portway_build_info` metric."""
 
 
 def source_path(root: Path, name: str) -> Path:
-    """The source of hot-path module `name` (`http_proxy`, `routing.table`) under `root`."""
+    """The source of hot-path module `name` (`http.proxy`, `routing.table`) under `root`."""
     return root.joinpath(*name.split(".")).with_suffix(".py")
 
 

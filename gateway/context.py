@@ -1,7 +1,7 @@
 """What the data plane's protocols share inside one worker process.
 
 A `GatewayContext` is created once per worker by the server runtime
-(`gateway.server`) and handed to every accepted connection. `table` is
+(`gateway.runtime.server`) and handed to every accepted connection. `table` is
 replaced by plain attribute assignment when a new config or registry snapshot
 compiles (atomic in one event loop; a request holds its own reference to the
 table it started with, so in-flight requests finish on the old one).
@@ -99,5 +99,5 @@ class GatewayContext:
     draining: bool = False
     connections: set[Any] = field(default_factory=set)
     tunnels: set[Any] = field(default_factory=set)
-    """Open TCP / TLS-passthrough connections (`tcp_proxy.TcpProxy`, each has
+    """Open TCP / TLS-passthrough connections (`l4.tcp.TcpProxy`, each has
     `abort()`): a drain waits for them, as for in-flight requests, then cuts them."""

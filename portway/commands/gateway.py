@@ -3,7 +3,7 @@
 With `--workers 1` the process serves traffic and the admin API itself; with
 more, it becomes a supervisor of that many worker processes sharing the
 listener ports (SO_REUSEPORT) and serves the admin API with totals
-(`gateway.server`, `gateway.supervisor`). Logs are JSON lines on stderr.
+(`gateway.runtime.server`, `gateway.runtime.supervisor`). Logs are JSON lines on stderr.
 Exit status: 0 after a clean drain, 1 when the config cannot be loaded at
 startup (each issue printed as `file:line:col: path: message`).
 """
@@ -53,7 +53,7 @@ def _event_loop_runner() -> asyncio.Runner:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.config.errors import ConfigError
-    from gateway.server import ServerOptions, run_worker
+    from gateway.runtime.server import ServerOptions, run_worker
     from portway.telemetry import setup_logging
 
     setup_logging(args.log_level.upper())
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
         with _event_loop_runner() as runner:
             if args.worker or args.workers == 1:
                 return runner.run(run_worker(options))
-            from gateway.supervisor import Supervisor
+            from gateway.runtime.supervisor import Supervisor
 
             return runner.run(Supervisor(options).run())
     except ConfigError as exc:

@@ -20,8 +20,8 @@ from pydantic import TypeAdapter
 
 from gateway.config.model import GatewayConfig
 from gateway.context import GatewayContext
-from gateway.listener import start_listener
 from gateway.routing.compiler import compile_table
+from gateway.runtime.listener import start_listener
 
 
 def free_port() -> int:

@@ -33,10 +33,10 @@ def test_a_fresh_build_is_used(tmp_path: Path) -> None:
 
 def test_an_edited_source_makes_the_whole_hot_path_interpreted(tmp_path: Path) -> None:
     _fake_build(tmp_path)
-    with (tmp_path / "http_plan.py").open("a") as f:
+    with (tmp_path / "http" / "plan.py").open("a") as f:
         f.write("# edited\n")
     why = compiled.why_interpreted(tmp_path, env={})
-    assert why is not None and "http_plan" in why and "reinstall" in why
+    assert why is not None and "http.plan" in why and "reinstall" in why
 
 
 def test_portway_pure_and_missing_parts_are_reasons(tmp_path: Path) -> None:
@@ -44,8 +44,8 @@ def test_portway_pure_and_missing_parts_are_reasons(tmp_path: Path) -> None:
     _fake_build(tmp_path)
     assert compiled.why_interpreted(tmp_path, env={"PORTWAY_PURE": "1"}) == "PORTWAY_PURE is set"
     assert compiled.why_interpreted(tmp_path, env={"PORTWAY_PURE": "0"}) is None
-    next(tmp_path.glob("upstream.*")).unlink()
-    assert compiled.why_interpreted(tmp_path, env={}) == "partly built: upstream missing"
+    next((tmp_path / "upstream").glob("pool.*.so")).unlink()
+    assert compiled.why_interpreted(tmp_path, env={}) == "partly built: upstream.pool missing"
     _fake_build(tmp_path)
     (tmp_path / "compiled.json").unlink()
     assert "compiled.json" in (compiled.why_interpreted(tmp_path, env={}) or "")
@@ -58,10 +58,10 @@ def test_this_installation_runs_the_compiled_hot_path() -> None:
     """The shipped build: `pip install` compiled the hot path and nothing went stale."""
     if os.environ.get("PORTWAY_PURE", "") not in ("", "0"):
         pytest.skip("PORTWAY_PURE is set: this run checks the interpreted hot path")
-    import gateway.http_proxy
+    import gateway.http.proxy
 
     assert compiled.state == "compiled"
-    assert not gateway.http_proxy.__file__.endswith(".py")
+    assert not gateway.http.proxy.__file__.endswith(".py")
 
 
 @pytest.mark.e2e
@@ -69,16 +69,16 @@ def test_the_interpreted_hot_path_passes_the_proxy_tests() -> None:
     """The same sources, interpreted (`PORTWAY_PURE=1`): the fallback when no compiler ran."""
     env = {**os.environ, "PORTWAY_PURE": "1"}
     tests = [
-        "tests/gateway/test_http_proxy.py",
-        "tests/gateway/test_http_strict.py",
-        "tests/gateway/test_retry_failover.py",
+        "tests/gateway/http/test_http_proxy.py",
+        "tests/gateway/http/test_http_strict.py",
+        "tests/gateway/http/test_retry_failover.py",
     ]
-    code = "import gateway.compiled as c, gateway.http_proxy as p; print(c.state, p.__file__)"
+    code = "import gateway.compiled as c, gateway.http.proxy as p; print(c.state, p.__file__)"
     probe = subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60
     )
     assert probe.stdout.startswith("interpreted: PORTWAY_PURE is set"), probe.stderr
-    assert probe.stdout.strip().endswith("http_proxy.py")
+    assert probe.stdout.strip().endswith("http/proxy.py")
     run = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
         env=env,

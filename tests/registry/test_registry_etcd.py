@@ -12,7 +12,7 @@ import pytest
 from etcd_server import EtcdCluster
 from prometheus_client import CollectorRegistry
 
-from gateway.feed import EndpointFeed, FeedStatus
+from gateway.runtime.feed import EndpointFeed, FeedStatus
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.base import (
     Change,

@@ -1,0 +1,1 @@
+"""HTTP/1.1: the client-side proxy, its exchange, head rules and filters."""

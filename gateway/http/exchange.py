@@ -1,0 +1,203 @@
+"""One request/response exchange of the HTTP proxy, and request ids.
+
+An `Exchange` is the only object made per request (besides the routing facts
+and decision): it holds the parsed head, the body bytes that arrived before an
+upstream connection was bound, the routing decision and the try state. Plain
+attributes with `__slots__`, no behaviour beyond buffering: the protocol in
+`http.proxy` drives it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.http.plan import RulePlan
+from gateway.routing.decision import Decision
+from gateway.routing.endpoints import Endpoint
+from gateway.routing.route import CompiledRule
+from gateway.routing.table import RoutingTable
+
+if TYPE_CHECKING:
+    from gateway.upstream.connection import UpstreamConnection
+
+BODY_BUFFER_LIMIT: Final = 64 * 1024
+"""Request body bytes held before an upstream is bound (and kept for a replay)."""
+
+PIPELINE: Final = 1
+UPSTREAM: Final = 2
+BUFFER: Final = 4
+TUNNEL_WAIT: Final = 8
+DONE: Final = 16
+"""Why client reading is paused (a bitmask in `HttpProxy.paused`): a pipelined
+request waits, the upstream's write buffer is full, the early body buffer is
+full, an upgrade waits for the 101, the connection is finished."""
+
+Transport = Any
+"""An asyncio transport as the proxy holds it. uvloop's transports are not
+`asyncio.Transport` subclasses, and mypyc checks a declared class at run time,
+so the compiled proxy declares transports as `Any`."""
+
+
+def unconnected(data: bytes) -> None:
+    """What a protocol's bound `send` is until `connection_made` binds `transport.write`."""
+    raise RuntimeError("write before connection_made")
+
+
+REQUEST_ID_PREFIX: Final = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
+
+
+class RequestIds:
+    """Cheap unique X-Request-Ids: process prefix + counter (no uuid4 on the hot path).
+
+    A native counter (compiled), not `itertools.count`: one direct call per request.
+    """
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> bytes:
+        self.count += 1
+        return REQUEST_ID_PREFIX + str(self.count).encode("ascii")
+
+
+REQUEST_IDS: Final = RequestIds()
+
+
+def next_request_id() -> bytes:
+    """The next id of this process (`REQUEST_IDS.next`)."""
+    return REQUEST_IDS.next()
+
+
+class Exchange:
+    """The state of one request; attributes are documented by their use in `http.proxy`."""
+
+    __slots__ = (
+        "attempts",
+        "body",
+        "body_done",
+        "body_sent",
+        "bytes_in",
+        "bytes_out",
+        "chunked",
+        "chunked_out",
+        "close_after",
+        "conn",
+        "connecting",
+        "counted",
+        "counted_only",
+        "deadline",
+        "decision",
+        "done",
+        "endpoint",
+        "expect",
+        "fixed_host",
+        "flags",
+        "fwd",
+        "head",
+        "headers",
+        "host",
+        "keep_alive",
+        "line",
+        "log",
+        "method",
+        "out",
+        "owner",
+        "path",
+        "plan",
+        "query",
+        "replay",
+        "request_id",
+        "responded",
+        "retries",
+        "retrying",
+        "reused",
+        "rule",
+        "stale_retried",
+        "started",
+        "status",
+        "table",
+        "timer",
+        "token",
+        "traced",
+        "tried",
+        "try_deadline",
+        "upgrade",
+        "version",
+        "via",
+    )
+
+    def __init__(
+        self,
+        method: bytes,
+        path: bytes,
+        query: bytes,
+        version: str,
+        host: bytes,
+        headers: list[tuple[bytes, bytes]],
+        request_id: bytes,
+        fwd: dict[bytes, bytes] | None,
+    ) -> None:
+        self.method = method
+        self.path = path
+        self.query = query
+        self.version = version
+        self.host = host
+        self.headers = headers
+        self.request_id = request_id
+        self.fwd = fwd
+        self.keep_alive = True
+        self.chunked = False
+        self.body_done = True
+        self.upgrade = b""
+        self.expect = False
+        self.body: list[bytes] | None = None
+        self.replay: list[bytes] | None = None
+        self.body_sent = False
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.chunked_out = False
+        self.close_after = False
+        self.conn: UpstreamConnection | None = None
+        self.connecting: Any = None
+        self.counted = False
+        self.counted_only = False
+        self.traced = False
+        self.line = b""
+        self.via = b""
+        self.plan: RulePlan | None = None
+        self.deadline = 0.0
+        self.started = 0.0
+        self.decision: Decision | None = None
+        self.rule: CompiledRule | None = None
+        self.table: RoutingTable | None = None
+        self.endpoint: Endpoint | None = None
+        self.done = False
+        self.responded = False
+        self.status = 0
+        self.fixed_host = b""
+        self.flags = ""
+        self.head = b""
+        self.log: Any = None
+        self.token: Any = None
+        self.timer: Any = None
+        self.try_deadline = 0.0
+        self.out = b""
+        self.owner: Any = None
+        self.tried: set[str] | None = None
+        self.attempts = 0
+        self.retries = 0
+        self.retrying = False
+        self.reused = False
+        self.stale_retried = False
+
+    def buffer(self, data: bytes) -> int:
+        """Hold body bytes until an upstream is bound; returns the bytes held."""
+        if self.body is None:
+            self.body = [data]
+        else:
+            self.body.append(data)
+        return sum(len(piece) for piece in self.body)

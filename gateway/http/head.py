@@ -1,0 +1,297 @@
+"""HTTP/1.1 head rules for the proxy: what is hop-by-hop, what is refused, how heads are built.
+
+Pure functions and constants, no sockets: `http.proxy` and `upstream.pool` call them
+on the request path, tests call them with plain bytes. Headers travel as lists
+of `(name, value)` byte pairs in arrival order; names keep their original case
+(only compared lowercased) so upstreams see what clients sent.
+
+Strictness (RFC 9112): llhttp, under httptools, already refuses Content-Length
+with Transfer-Encoding, duplicate or comma-joined Content-Length, bad chunk
+sizes, obs-fold, bare CR, invalid name tokens and control characters in
+values. What it lets through and we refuse here: a Transfer-Encoding other than
+exactly `chunked` (501), versions other than 1.0/1.1 (505), a missing or
+repeated Host on 1.1 (400), CONNECT (501), oversized request lines (414) and
+heads (431). `HeadError` carries the status and the `portway-error` cause.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import ItemsView, Iterator, KeysView, Sequence
+from typing import Final
+
+Headers = list[tuple[bytes, bytes]]
+
+HOP_BY_HOP: Final = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"proxy-connection",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+    }
+)
+FORWARDING: Final = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+
+REASONS: Final[dict[int, bytes]] = {
+    100: b"Continue",
+    101: b"Switching Protocols",
+    200: b"OK",
+    201: b"Created",
+    202: b"Accepted",
+    204: b"No Content",
+    206: b"Partial Content",
+    301: b"Moved Permanently",
+    302: b"Found",
+    303: b"See Other",
+    304: b"Not Modified",
+    307: b"Temporary Redirect",
+    308: b"Permanent Redirect",
+    400: b"Bad Request",
+    401: b"Unauthorized",
+    403: b"Forbidden",
+    404: b"Not Found",
+    405: b"Method Not Allowed",
+    408: b"Request Timeout",
+    413: b"Content Too Large",
+    414: b"URI Too Long",
+    426: b"Upgrade Required",
+    429: b"Too Many Requests",
+    431: b"Request Header Fields Too Large",
+    500: b"Internal Server Error",
+    501: b"Not Implemented",
+    502: b"Bad Gateway",
+    503: b"Service Unavailable",
+    504: b"Gateway Timeout",
+    505: b"HTTP Version Not Supported",
+}
+_STATUS_LINES: Final[dict[int, bytes]] = {}
+
+ERROR_STATUS: Final[dict[str, int]] = {
+    "no_route": 404,
+    "no_healthy_upstream": 503,
+    "circuit_open": 503,
+    "upstream_connect_failure": 503,
+    "upstream_reset": 502,
+    "upstream_protocol_error": 502,
+    "upstream_timeout": 504,
+    "request_timeout": 504,
+    "gateway_status": 502,
+    "server_status": 502,
+}
+
+
+class HeadError(Exception):
+    """A request the proxy refuses to forward; answered with `status` and the connection closed."""
+
+    def __init__(self, status: int, cause: str) -> None:
+        super().__init__(f"{status} {cause}")
+        self.status = status
+        self.cause = cause
+
+
+def status_line(status: int) -> bytes:
+    """`HTTP/1.1 200 OK\\r\\n`, memoized: one dict lookup on the hot path."""
+    line = _STATUS_LINES.get(status)
+    if line is None:
+        reason = REASONS.get(status, b"Status")
+        line = b"HTTP/1.1 %d %s\r\n" % (status, reason)
+        _STATUS_LINES[status] = line
+    return line
+
+
+def parser_error_status(message: str, transfer_encoding: bytes | None, version: str) -> HeadError:
+    """Map an llhttp error to the status RFC 9112 asks for."""
+    if transfer_encoding is not None and transfer_encoding.strip().lower() != b"chunked":
+        return HeadError(501, "unsupported_transfer_encoding")
+    if "invalid http version" in message.lower():
+        return HeadError(505, "unsupported_http_version")
+    return HeadError(400, "bad_request")
+
+
+def check_version(version: str) -> None:
+    if version not in ("1.1", "1.0"):
+        raise HeadError(505, "unsupported_http_version")
+
+
+def check_transfer_encoding(value: bytes) -> None:
+    """Only `chunked`, alone: any other coding would have to be decoded to re-frame."""
+    if value.strip().lower() != b"chunked":
+        raise HeadError(501, "unsupported_transfer_encoding")
+
+
+def connection_tokens(value: bytes) -> list[bytes]:
+    """The lowercased tokens of a Connection header value."""
+    return [token.strip().lower() for token in value.split(b",") if token.strip()]
+
+
+def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:
+    """Request target → (authority or b"", path, query); absolute-form's authority is returned.
+
+    origin-form `/p?q` and absolute-form `http://h/p?q` are accepted; `*` is
+    kept as a path (OPTIONS *); authority-form (CONNECT) never reaches here.
+    """
+    authority = b""
+    if not target.startswith(b"/") and target != b"*":
+        scheme, sep, rest = target.partition(b"://")
+        if not sep or scheme.lower() not in (b"http", b"https"):
+            raise HeadError(400, "bad_request_target")
+        authority, slash, rest = rest.partition(b"/")
+        target = slash + rest if slash else b"/"
+        if not authority:
+            raise HeadError(400, "bad_request_target")
+    path, _, query = target.partition(b"?")
+    return authority, path, query
+
+
+def host_name(authority: bytes) -> str:
+    """Host header → routing host: lowercased, port removed, IPv6 brackets kept off."""
+    host = authority.decode("latin-1").strip().lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    name, _, _ = host.partition(":")
+    return name
+
+
+def error_response(
+    status: int, cause: str, *, close: bool, request_id: bytes = b"", extra: Headers | None = None
+) -> bytes:
+    """A short text answer with `portway-error: cause`, complete with framing."""
+    body = b"portway: " + cause.encode("ascii", "replace") + b"\n"
+    lines = [
+        status_line(status),
+        b"content-type: text/plain; charset=utf-8\r\n",
+        b"content-length: %d\r\n" % len(body),
+        b"portway-error: " + cause.encode("ascii", "replace") + b"\r\n",
+    ]
+    if request_id:
+        lines.append(b"x-request-id: " + request_id + b"\r\n")
+    for name, value in extra or ():
+        lines.append(name + b": " + value + b"\r\n")
+    if close:
+        lines.append(b"connection: close\r\n")
+    lines.append(b"\r\n")
+    lines.append(body)
+    return b"".join(lines)
+
+
+def redirect_response(status: int, location: str, *, close: bool) -> bytes:
+    """A redirect answer with an empty body."""
+    head = [
+        status_line(status),
+        b"location: " + location.encode("latin-1", "replace") + b"\r\n",
+        b"content-length: 0\r\n",
+    ]
+    if close:
+        head.append(b"connection: close\r\n")
+    head.append(b"\r\n")
+    return b"".join(head)
+
+
+def chunk(data: bytes) -> list[bytes]:
+    """One chunk of a chunked body, as pieces for writelines (no copy of `data`)."""
+    return [b"%x\r\n" % len(data), data, b"\r\n"]
+
+
+LAST_CHUNK: Final = b"0\r\n\r\n"
+
+
+def is_trusted(
+    client_ip: str, networks: Sequence[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> bool:
+    """Whether forwarding headers from this peer may be believed (settings.trusted_proxies)."""
+    if not networks or not client_ip:
+        return False
+    try:
+        addr = ipaddress.ip_address(client_ip)
+    except ValueError:
+        return False
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        addr = addr.ipv4_mapped
+    return any(addr.version == net.version and addr in net for net in networks)
+
+
+def forwarded_for_node(client_ip: str) -> bytes:
+    """RFC 7239 node: IPv6 addresses are quoted and bracketed."""
+    if ":" in client_ip:
+        return b'"[' + client_ip.encode("ascii") + b']"'
+    return client_ip.encode("ascii")
+
+
+def forwarding_headers(
+    incoming: dict[bytes, bytes], *, trusted: bool, client_ip: bytes, proto: bytes, host: bytes
+) -> Headers:
+    """X-Forwarded-For/-Proto/-Host and Forwarded for the upstream request.
+
+    From a trusted peer the incoming values are kept and this hop appended;
+    from anyone else they were dropped on arrival and are replaced here.
+    """
+    xff = incoming.get(b"x-forwarded-for") if trusted else None
+    xfp = incoming.get(b"x-forwarded-proto") if trusted else None
+    xfh = incoming.get(b"x-forwarded-host") if trusted else None
+    fwd = incoming.get(b"forwarded") if trusted else None
+    node = forwarded_for_node(client_ip.decode("ascii"))
+    element = b"for=" + node + b";proto=" + proto
+    if host:
+        element += b';host="' + host.replace(b'"', b"") + b'"'
+    return [
+        (b"X-Forwarded-For", xff + b", " + client_ip if xff else client_ip),
+        (b"X-Forwarded-Proto", xfp or proto),
+        (b"X-Forwarded-Host", xfh or host),
+        (b"Forwarded", fwd + b", " + element if fwd else element),
+    ]
+
+
+class HeaderView:
+    """Lowercased `str` view of raw request headers for routing, decoded on first use.
+
+    Most requests are routed on host and path alone; building a dict of every
+    header for them would be wasted work on the hot path. The proxy keeps one
+    view per connection and refills it per request: `raw` set to the new
+    headers and `decoded` to None.
+    """
+
+    __slots__ = ("decoded", "raw")
+
+    def __init__(self, raw: Headers) -> None:
+        self.raw = raw
+        self.decoded: dict[str, str] | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        if self.decoded is None:
+            out: dict[str, str] = {}
+            for name, value in self.raw:
+                key = name.decode("latin-1").lower()
+                text = value.decode("latin-1")
+                out[key] = out[key] + ", " + text if key in out else text
+            self.decoded = out
+        return self.decoded
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.as_dict().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        return self.as_dict()[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.as_dict()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.as_dict())
+
+    def __len__(self) -> int:
+        return len(self.as_dict())
+
+    def keys(self) -> KeysView[str]:
+        return self.as_dict().keys()
+
+    def items(self) -> ItemsView[str, str]:
+        return self.as_dict().items()

@@ -1,0 +1,474 @@
+"""The client-facing HTTP/1.1 proxy: one asyncio Protocol per client connection.
+
+Theory of operation. httptools parses the client's bytes and calls back
+(`on_url`, `on_header`, `on_headers_complete`, `on_body`,
+`on_message_complete`); refusals (`HeadError`) are raised from the callbacks
+and answered before anything is forwarded. A parsed head becomes an
+`Exchange`; exchanges run one at a time per connection, so pipelined requests
+are answered in order (the next ones wait in `queue` with their early body
+bytes, and reading pauses meanwhile). An exchange routes once on the table it
+started with, takes an idle pooled upstream connection synchronously (a Task
+only when a new connection must be opened), writes the pre-joined head, then
+streams the body: `upstream.UpstreamConnection` calls back into this protocol
+(it is the connection's *sink*) with the response, which is streamed to the
+client, re-framed as needed. Flow control is symmetric: when one side's write
+buffer fills, reading from the other side pauses (`_pause`/`_resume` keep a
+bitmask of reasons so one cause cannot resume what another paused).
+
+Retries happen only before any response byte was forwarded and only while
+the request body is replayable (none, or fully buffered and small): see
+`retry_policy`. Timeouts: `timeouts.request_s` bounds the wait for the
+response head across all tries, the per-try timeout each try; once the head is
+forwarded the body streams without a deadline (a 1 GiB download is not a
+timeout), bounded by the peers closing. Between requests a connection may sit
+idle for the last matched rule's `timeouts.idle` (before its first request,
+`first_request_idle_s`); the loop's `DeadlineWatch` closes it after that.
+
+Hot path costs are paid once where possible: a rule's header edits and
+timeouts come from its memoised `http.plan.RulePlan`; forwarding header lines
+are cached per connection and Host; with metrics-only telemetry the observer
+is told `open_request`/`close_request` and no `RequestLog` is built.
+
+Layout: this module is the connection (lifecycle, flow control, starting an
+exchange, answers made by the proxy itself); the request callbacks are
+`http.request.RequestReader`, tries and retries `http.tries.TryRunner`, the
+response side `http.response.ResponseRelay`, all mixed into `HttpProxy`.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, Final
+
+import httptools
+
+from gateway.context import GatewayContext, NullObserver
+from gateway.http import head as hh
+from gateway.http.exchange import (
+    DONE,
+    REQUEST_IDS,
+    TUNNEL_WAIT,
+    Exchange,
+    Transport,
+)
+from gateway.http.plan import (
+    RulePlan,
+    forwarding_lines,
+    plain_forwarding_lines,
+    plan_for,
+    shared,
+    via_line,
+)
+from gateway.http.response import ResponseRelay
+from gateway.ops.observer import GatewayObserver
+from gateway.routing.decision import RequestFacts
+from gateway.routing.route import CompiledRule
+
+
+class HttpProxy(ResponseRelay):
+    """One client connection; see the module docstring."""
+
+    __slots__ = (
+        "facts",
+        "fwd_host",
+        "fwd_lines",
+        "head_memo",
+        "host_name",
+        "host_raw",
+        "last_plan",
+        "last_rule",
+        "proto",
+        "via11",
+        "view",
+    )
+
+    def __init__(self, ctx: GatewayContext, listener: str, *, proto: bytes = b"http") -> None:
+        super().__init__(ctx, listener)
+        self.proto = proto
+        observer = ctx.observer
+        self.observe = not isinstance(observer, NullObserver)
+        if isinstance(observer, GatewayObserver) and not observer.detailed:
+            self.counter = observer
+        self.host_raw: bytes | None = None
+        self.host_name = ""
+        self.fwd_host: bytes | None = None
+        self.fwd_lines = b""
+        self.via11 = b""
+        self.facts: RequestFacts | None = None
+        self.view = hh.HeaderView([])
+        self.last_rule: CompiledRule | None = None
+        self.last_plan: RulePlan | None = None
+        self.head_memo: HeadMemo | None = None
+
+    # --- asyncio.Protocol: client side -------------------------------------
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self.send = transport.write
+        peer = transport.get_extra_info("peername")
+        self.client_ip = peer[0] if peer else ""
+        self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
+        self.ctx.connections.add(self)
+        self.idle_at = self.loop.time() + self.first_request_idle_s
+        self.watch.track(self)
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel is not None:
+            if self.tunnel.transport is not None:
+                self.tunnel.transport.write(data)
+            return
+        if self.paused & DONE:
+            return
+        try:
+            self.feed(data)
+            ex = self.ready
+            if ex is not None:
+                self.ready = None
+                if ex is self.active and not ex.done:
+                    self._start(ex)
+        except httptools.HttpParserUpgrade as upgrade:
+            ex = self.parsing or self.active
+            if ex is not None:
+                rest = data[upgrade.args[0] :]
+                if rest:
+                    ex.buffer(rest)
+                ex.body_done = True
+                self._pause(TUNNEL_WAIT)
+            if self.ready is not None:
+                self._start_ready()
+        except httptools.HttpParserCallbackError as exc:
+            cause = exc.__context__
+            if isinstance(cause, hh.HeadError):
+                self._refuse(cause)
+            else:
+                raise
+        except httptools.HttpParserError as exc:
+            self._refuse(hh.parser_error_status(str(exc), self.te, self.parser.get_http_version()))
+
+    def close_idle(self) -> None:
+        """Close now if no request is being received or answered (drain, idle timeout).
+
+        A connection idle past `idle_at` with half a request head is closed too:
+        `parsing` is only set once a head is complete.
+        """
+        if self.active is None and self.parsing is None and not self.queue:
+            self.paused |= DONE
+            self.transport.close()
+
+    def eof_received(self) -> bool:
+        if self.active is None:
+            return False
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.ctx.connections.discard(self)
+        self.watch.untrack(self)
+        self.paused |= DONE
+        if self.tunnel is not None:
+            self.tunnel.close()
+        ex = self.active
+        if ex is not None and not ex.done:
+            ex.flags = ex.flags or "DC"
+            self._finish(ex, close=True)
+        self.queue = None
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        conn = self.tunnel or (self.active.conn if self.active else None)
+        if conn is not None and conn.transport is not None:
+            conn.transport.pause_reading()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        conn = self.tunnel or (self.active.conn if self.active else None)
+        if conn is not None and conn.transport is not None:
+            conn.transport.resume_reading()
+
+    # --- starting and retrying an exchange -------------------------------------
+    def _start_ready(self) -> None:
+        ex = self.ready
+        self.ready = None
+        if ex is not None and ex is self.active and not ex.done:
+            self._start(ex)
+
+    def _start(self, ex: Exchange) -> None:
+        ctx = self.ctx
+        table = ctx.table
+        assert table is not None, "serving before a table was installed"
+        ex.table = table
+        ex.started = now = self.now()
+        self.idle_at = 0.0
+        raw_host = ex.host
+        if raw_host != self.host_raw:
+            self.host_raw = raw_host
+            self.host_name = hh.host_name(raw_host)
+        path = ex.path.decode("latin-1")
+        facts = self.facts  # one per connection, refilled: routing reads it synchronously
+        if facts is None:
+            facts = self.facts = RequestFacts("", "", "", client_ip=self.client_ip)
+            facts.listener = self.listener
+            facts.headers = self.view  # type: ignore[assignment]
+        facts.method = _METHODS.get(ex.method) or ex.method.decode("ascii")
+        facts.host = self.host_name
+        facts.path = path
+        facts.query = ex.query.decode("latin-1") if ex.query else ""
+        view = self.view  # likewise one per connection, refilled
+        view.raw = ex.headers
+        view.decoded = None
+        facts._cookies = None
+        if self.observe:
+            counter = self.counter
+            if counter is not None and not ex.traced:
+                counter.open_request()
+                ex.counted_only = True
+            else:
+                ex.log = self._begin_log(ex, facts)
+        decision = table.route_http(facts, ctx.state, now)
+        ex.decision = decision
+        if decision.endpoint is None:
+            if decision.error == "redirect":
+                close = self._must_close(ex)
+                ex.status = decision.redirect_status
+                self._answer(
+                    ex,
+                    hh.redirect_response(ex.status, decision.redirect_location, close=close),
+                    close,
+                )
+            else:
+                self._error(ex, decision.error or "no_route")
+            return
+        rule = decision.rule
+        assert rule is not None
+        plan: RulePlan
+        last = self.last_plan
+        if rule is self.last_rule and last is not None:
+            plan = last
+        else:
+            plan = self.last_plan = plan_for(rule)
+            self.last_rule = rule
+        ex.rule = rule
+        ex.plan = plan
+        ex.deadline = now + plan.request_s
+        self._request_head(ex, rule, plan, path)
+        ctx.pools.active_requests += 1
+        ex.counted = True
+        self._try(ex, decision.endpoint)
+
+    def _request_head(self, ex: Exchange, rule: CompiledRule, plan: RulePlan, path: str) -> None:
+        """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
+
+        A keep-alive client usually repeats its request: `head_memo` keeps the
+        last plain one (HTTP/1.1, no body framing, upgrade, trace, believed
+        forwarding headers or client request id) split around its request id,
+        so the same request again costs two concatenations.
+        """
+        memo = self.head_memo
+        if (
+            memo is not None
+            and memo.rule is rule
+            and memo.path == ex.path
+            and memo.headers == ex.headers
+            and memo.host == ex.host
+            and memo.method == ex.method
+            and memo.query == ex.query
+            and ex.log is None
+            and ex.fwd is None
+            and not ex.request_id
+            and not ex.chunked
+            and not ex.upgrade
+            and ex.version == "1.1"
+        ):
+            ex.line = memo.line
+            ex.request_id = rid = REQUEST_IDS.next()
+            ex.head = memo.before_id + rid + memo.after_id
+            ex.via = self.via11
+            if plan.host_rewrite:
+                ex.fixed_host = plan.host_rewrite
+            elif plan.preserve_host:
+                ex.fixed_host = ex.host
+            return
+        plain = not ex.request_id
+        target = rule.rewrite_path(path).encode("latin-1") if plan.rewrites_path else ex.path
+        if ex.query:
+            target += b"?" + ex.query
+        ex.line = ex.method + b" " + target + b" HTTP/1.1\r\n"
+        trace: hh.Headers = []
+        if ex.log is not None:
+            trace = self.ctx.observer.upstream_headers(ex.token)
+        drop = plan.request_drop
+        if trace:  # replaces the client's traceparent/tracestate, never duplicates them
+            drop = drop | {name for name, _ in trace}
+        if not ex.headers:
+            lines = []
+        elif drop:
+            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers if n.lower() not in drop]
+        else:
+            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]
+        lines.append(plan.request_lines)
+        split = len(lines)
+        if not ex.request_id:
+            ex.request_id = rid = REQUEST_IDS.next()
+            lines.append(b"X-Request-Id: " + rid + b"\r\n")
+        if ex.fwd is None:  # nothing believed from the client: the same lines per Host
+            if ex.host != self.fwd_host or not self.fwd_lines:
+                self.fwd_host = ex.host
+                self.fwd_lines = plain_forwarding_lines(self.client_ip, self.proto, ex.host)
+            lines.append(self.fwd_lines)
+        else:
+            lines.append(self._forwarding(ex))
+        if ex.chunked:
+            lines.append(b"Transfer-Encoding: chunked\r\n")
+        if ex.upgrade:
+            lines.append(b"Connection: upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n")
+        for name, value in trace:
+            lines.append(name + b": " + value + b"\r\n")
+        if ex.version == "1.1":
+            via = self.via11
+            if not via:
+                via = self.via11 = via_line("1.1", self.ctx.settings.via)
+        else:
+            via = via_line(ex.version, self.ctx.settings.via)
+        ex.via = via
+        lines.append(via)
+        lines.append(b"\r\n")
+        ex.head = b"".join(lines)
+        if (
+            plain
+            and ex.log is None
+            and ex.fwd is None
+            and not ex.chunked
+            and not ex.upgrade
+            and ex.version == "1.1"
+        ):
+            self.head_memo = HeadMemo(
+                rule,
+                ex.path,
+                ex.headers,  # not copied: a new list is made for each request
+                ex.host,
+                ex.method,
+                ex.query,
+                ex.line,
+                b"".join(lines[:split]) + b"X-Request-Id: ",
+                shared(b"\r\n" + b"".join(lines[split + 1 :])),
+            )
+        if plan.host_rewrite:
+            ex.fixed_host = plan.host_rewrite
+        elif plan.preserve_host:
+            ex.fixed_host = ex.host
+
+    def _forwarding(self, ex: Exchange) -> bytes:
+        return forwarding_lines(
+            ex.fwd,
+            trusted=self.trusted,
+            client_ip=self.client_ip.encode("ascii"),
+            proto=self.proto,
+            host=ex.host,
+        )
+
+    # --- answers made here -------------------------------------------------------
+    def _must_close(self, ex: Exchange) -> bool:
+        return not ex.keep_alive or not ex.body_done or self.closing
+
+    def _error(self, ex: Exchange, cause: str) -> None:
+        status = hh.ERROR_STATUS.get(cause, 502)
+        ex.status = status
+        close = self._must_close(ex)
+        self._answer(
+            ex, hh.error_response(status, cause, close=close, request_id=ex.request_id), close
+        )
+
+    def _answer(self, ex: Exchange, data: bytes, close: bool) -> None:
+        ex.bytes_out += len(data)
+        self.transport.write(data)
+        self._finish(ex, close=close)
+
+    def _refuse(self, err: hh.HeadError) -> None:
+        """A request we will not forward: answer and close, whatever was in flight.
+
+        Complete requests pipelined before it are answered first, in order, and
+        the refusal after them (`_finish` writes `refusal` once the queue is
+        empty); a request whose own body is malformed is never forwarded whole.
+        """
+        self.paused |= DONE
+        self.ready = None
+        ex = self.active
+        if ex is not None and not ex.done and ex is not self.parsing and ex.body_done:
+            queue = self.queue
+            if queue and self.parsing is not None and self.parsing in queue:
+                queue.remove(self.parsing)  # its body was the malformed part
+            if not self.closing:  # after a `Connection: close` nothing more is answered
+                self.refusal = err
+            if not ex.started:
+                self._start(ex)
+            return
+        self.queue = None
+        if ex is not None and not ex.done:
+            if ex.started:
+                # its own body is malformed: the upstream must not see a complete request
+                self._drop_upstream(ex)
+                if ex.responded:
+                    self._finish(ex, close=True, abort=True)
+                    return
+                ex.status = err.status
+                ex.body_done = False
+                self._answer(ex, hh.error_response(err.status, err.cause, close=True), True)
+                return
+            ex.done = True
+        self.transport.write(hh.error_response(err.status, err.cause, close=True))
+        self.transport.close()
+
+
+class HeadMemo:
+    """A connection's last plain upstream request head, split around its request id
+    (`HttpProxy._request_head`); the other fields say which request it was."""
+
+    __slots__ = (
+        "after_id",
+        "before_id",
+        "headers",
+        "host",
+        "line",
+        "method",
+        "path",
+        "query",
+        "rule",
+    )
+
+    def __init__(
+        self,
+        rule: CompiledRule,
+        path: bytes,
+        headers: hh.Headers,
+        host: bytes,
+        method: bytes,
+        query: bytes,
+        line: bytes,
+        before_id: bytes,
+        after_id: bytes,
+    ) -> None:
+        self.rule = rule
+        self.path = path
+        self.headers = headers
+        self.host = host
+        self.method = method
+        self.query = query
+        self.line = line
+        self.before_id = before_id
+        self.after_id = after_id
+
+
+_METHODS: Final = {
+    m: m.decode("ascii")
+    for m in (b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"PATCH", b"OPTIONS")
+}
+
+_NETWORKS: Final[dict[tuple[str, ...], list[Any]]] = {}
+
+
+def _networks(cidrs: tuple[str, ...]) -> list[Any]:
+    """trusted_proxies parsed once per distinct setting, not once per connection."""
+    found = _NETWORKS.get(cidrs)
+    if found is None:
+        found = [ipaddress.ip_network(c, strict=False) for c in cidrs]
+        _NETWORKS[cidrs] = found
+    return found

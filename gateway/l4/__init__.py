@@ -1,0 +1,1 @@
+"""L4: TCP and TLS passthrough proxies, ClientHello parsing."""

@@ -1,0 +1,1 @@
+"""Operations: admin API, metrics, request observer, access log."""

@@ -1,0 +1,236 @@
+"""The admin API (aiohttp, its own port): health, config, routes, endpoints, explain, metrics.
+
+Every answer is JSON except `/metrics` (Prometheus text). The API reads a
+`AdminSource`: the process's `Reloader` (active config, table, last reload
+failure) and the workers' reports. In a single-process gateway the source is
+the worker itself; with several workers it is the supervisor, which asks every
+worker over its control pipe, so `/metrics` and `/endpoints` show totals for
+the whole gateway whichever process answers.
+
+Routes: GET `/healthz`, `/readyz` (503 until the first config load and the
+first registry sync), `/config`, `/routes`, `/endpoints`,
+`/explain?request=GET%20https://host/path&from=IP[&header=name:value]`,
+`/metrics`; POST `/drain?endpoint=KEY[&undo=1]`. With several workers,
+`/readyz` also waits until every worker answers (its listeners are open).
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from typing import Any, Protocol
+from urllib.parse import urlsplit
+
+from aiohttp import web
+from prometheus_client import REGISTRY, generate_latest
+from pydantic import TypeAdapter
+
+from gateway import compiled
+from gateway.config.model import Route
+from gateway.ops.metrics import MetricsSnapshot, merge, render
+from gateway.routing.decision import RequestFacts
+from gateway.routing.endpoints import EndpointState
+from gateway.runtime.reload import Reloader
+
+_ROUTE = TypeAdapter(Route)
+
+
+class AdminSource(Protocol):
+    """What the admin API reads; implemented by the worker runtime and the supervisor."""
+
+    reloader: Reloader
+    needs_registry: bool
+    expected_workers: int
+
+    async def reports(self) -> list[dict[str, Any]]:
+        """One report per worker: `{"pid", "metrics", "endpoints": {...}}`."""
+        ...
+
+    async def set_endpoint_draining(self, key: str, draining: bool) -> None: ...
+
+
+def _iso(ts: float) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
+
+
+def merged_state(reports: list[dict[str, Any]]) -> tuple[EndpointState, dict[str, int]]:
+    """Endpoint state as the whole gateway sees it: down anywhere = down; in-flight summed."""
+    state = EndpointState()
+    in_flight: dict[str, int] = {}
+    for report in reports:
+        eps = report.get("endpoints", {})
+        state.unhealthy.update(eps.get("unhealthy", ()))
+        for key in eps.get("ejected", ()):
+            state.ejected[key] = float("inf")
+        state.draining.update(eps.get("draining", ()))
+        for key, n in eps.get("in_flight", {}).items():
+            in_flight[key] = in_flight.get(key, 0) + n
+    return state, in_flight
+
+
+def endpoint_levels(backend: Any) -> dict[str, int]:
+    """Locality level index of each endpoint key in a compiled backend (0 = preferred)."""
+    out: dict[str, int] = {}
+    for index, level in enumerate(getattr(backend, "levels", ()) or ()):
+        members = getattr(level, "endpoints", level)
+        for endpoint in members:
+            out.setdefault(getattr(endpoint, "key", str(endpoint)), index)
+    return out
+
+
+def _level_name(names: tuple[str, ...], index: int | None) -> str | None:
+    return names[index] if index is not None and index < len(names) else None
+
+
+def parse_explain_query(query: Mapping[str, str]) -> RequestFacts:
+    """`request=GET https://host/path?q`, `from=IP`, `header=name:value` (repeatable)."""
+    request = query.get("request", "").strip()
+    method, _, url = request.partition(" ")
+    if not url:
+        method, url = "GET", method
+    parts = urlsplit(url if "//" in url else f"http://{url}")
+    host = (parts.hostname or "").lower()
+    headers = {"host": host}
+    getall = getattr(query, "getall", None)
+    for raw in getall("header", []) if getall else []:
+        name, _, value = raw.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RequestFacts(
+        method=method.upper(),
+        host=host,
+        path=parts.path or "/",
+        query=parts.query,
+        headers=headers,
+        client_ip=query.get("from", "127.0.0.1"),
+        listener=query.get("listener", ""),
+    )
+
+
+class AdminApi:
+    """Builds the aiohttp application over an `AdminSource`."""
+
+    def __init__(self, source: AdminSource) -> None:
+        self.source = source
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/healthz", self.healthz)
+        app.router.add_get("/readyz", self.readyz)
+        app.router.add_get("/config", self.config)
+        app.router.add_get("/routes", self.routes)
+        app.router.add_get("/endpoints", self.endpoints)
+        app.router.add_get("/explain", self.explain)
+        app.router.add_get("/metrics", self.metrics)
+        app.router.add_post("/drain", self.drain)
+        return app
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        reloader = self.source.reloader
+        serving = len(await self.source.reports())
+        checks = {
+            "config_loaded": reloader.active is not None,
+            "registry_synced": reloader.registry_synced or not self.source.needs_registry,
+            "workers_serving": serving >= self.source.expected_workers,
+        }
+        ready = all(checks.values())
+        return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+
+    async def config(self, request: web.Request) -> web.Response:
+        reloader = self.source.reloader
+        active, failure = reloader.active, reloader.last_failure
+        return web.json_response(
+            {
+                "version": active.version if active else None,
+                "source": str(reloader.path),
+                "loaded_at": _iso(active.loaded_at) if active else None,
+                "table_version": active.table_version if active else None,
+                "last_compile_ms": round(reloader.last_compile_s * 1000, 3),
+                "hot_path": compiled.state,
+                "reloads": {"success": reloader.stats.success, "failure": reloader.stats.failure},
+                "last_reload_error": None
+                if failure is None
+                else {"at": _iso(failure.at), "issues": list(failure.issues)},
+            }
+        )
+
+    async def routes(self, request: web.Request) -> web.Response:
+        active = self.source.reloader.active
+        routes = active.config.routes if active else ()
+        return web.json_response(
+            {
+                "version": active.version if active else None,
+                "routes": [_ROUTE.dump_python(r, mode="json", by_alias=True) for r in routes],
+            }
+        )
+
+    async def endpoints(self, request: web.Request) -> web.Response:
+        table = self.source.reloader.table
+        state, in_flight = merged_state(await self.source.reports())
+        backends: dict[str, Any] = {}
+        for name, backend in sorted((getattr(table, "backends", None) or {}).items()):
+            levels = endpoint_levels(backend)
+            names = tuple(getattr(backend, "level_names", ()))
+            backends[name] = [
+                {
+                    **ep.to_dict(),
+                    "locality_level": levels.get(ep.key),
+                    "locality": _level_name(names, levels.get(ep.key)),
+                    "healthy": ep.key not in state.unhealthy,
+                    "ejected": ep.key in state.ejected,
+                    "draining": ep.key in state.draining,
+                    "available": ep.ready and state.available(ep.key),
+                    "in_flight": in_flight.get(ep.key, 0),
+                }
+                for ep in getattr(backend, "endpoints", ())
+            ]
+        return web.json_response({"backends": backends})
+
+    async def explain(self, request: web.Request) -> web.Response:
+        table = self.source.reloader.table
+        if "request" not in request.query:
+            return web.json_response(
+                {"error": "give request=METHOD%20URL (and optionally from=IP)"}, status=400
+            )
+        if table is None:
+            return web.json_response({"error": "no config loaded"}, status=503)
+        facts = parse_explain_query(request.query)
+        state, _ = merged_state(await self.source.reports())
+        decision = table.explain(facts, state)
+        return web.json_response(
+            {
+                "request": {
+                    "method": facts.method,
+                    "host": facts.host,
+                    "path": facts.path,
+                    "query": facts.query,
+                    "from": facts.client_ip,
+                },
+                **decision.to_dict(),
+            }
+        )
+
+    async def metrics(self, request: web.Request) -> web.Response:
+        reports = await self.source.reports()
+        total = merge(MetricsSnapshot.from_json(r["metrics"]) for r in reports)
+        total.reloads = self.source.reloader.stats
+        body = render(total) + generate_latest(REGISTRY)  # + registry feed and process metrics
+        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    async def drain(self, request: web.Request) -> web.Response:
+        key = request.query.get("endpoint", "")
+        if not key:
+            return web.json_response({"error": "give endpoint=KEY"}, status=400)
+        draining = request.query.get("undo", "") not in ("1", "true")
+        await self.source.set_endpoint_draining(key, draining)
+        return web.json_response({"endpoint": key, "draining": draining})
+
+
+async def start_admin(source: AdminSource, address: str, port: int) -> web.AppRunner:
+    """Serve the admin API; the caller keeps the runner and calls `cleanup()` to stop."""
+    runner = web.AppRunner(AdminApi(source).app(), access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, address, port).start()
+    return runner

@@ -1,0 +1,1 @@
+"""The gateway process: server, workers and supervisor, listeners, reload, registry feed."""

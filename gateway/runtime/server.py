@@ -1,0 +1,391 @@
+"""The gateway process runtime: one worker's event loop, and the multi-worker supervisor.
+
+`Worker` is what serves traffic: it loads the config (`Reloader`), builds the
+`GatewayContext` (table, endpoint state, observer, upstream pools), follows the
+registry (`EndpointFeed` → `Reloader.on_snapshot`), starts one server per
+listener with SO_REUSEPORT, and applies listener changes on reload (listeners
+added, removed or changed are started/stopped). The `admin`, `telemetry` and
+`registry` sections are read at startup: a reload that changes them logs a
+warning that a restart is needed. SIGHUP reloads. SIGTERM/SIGINT drain: stop
+accepting, set `ctx.draining`, close idle keep-alive client connections (and
+each busy one as soon as its response is done: `HttpProxy.close_idle`, swept
+every 20 ms), wait for in-flight requests up to the drain deadline, then
+flush the access log and traces and exit. Open TCP/TLS passthrough
+connections (`ctx.tunnels`) are waited for like requests and cut at the deadline.
+
+`Supervisor` (`gateway.runtime.supervisor`) runs when `--workers N` > 1: it
+spawns N `portway gateway --worker` processes (fresh interpreters, no fork of a running loop), each
+given one end of a socketpair as its control channel, restarts a worker that
+dies, forwards SIGHUP and SIGTERM, and serves the admin API itself. Metrics
+design: the supervisor asks every worker for a JSON report over the control
+channel at scrape time and sums them (`gateway.ops.metrics.merge`); workers keep
+plain counters, so nothing on the request path knows about processes, and
+there is no shared directory of mmapped files to clean up after a crash
+(prometheus_client's multiprocess mode), at the price of one round trip per
+worker per scrape. The admin API is served by exactly one process, so its
+answers do not depend on which worker a connection lands on.
+
+Control protocol: newline-delimited JSON. Supervisor → worker:
+`{"op": "report", "id": N}` (answered by one report line carrying the same
+`id`, so a late answer to a timed-out request is recognised and skipped) and
+`{"op": "drain_endpoint", "key": K, "draining": bool}`. A worker whose control
+channel closes (the supervisor died) drains and exits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from gateway import compiled
+from gateway.config.model import GatewayConfig, Listener
+from gateway.context import GatewayContext
+from gateway.ops.accesslog import AccessLog
+from gateway.ops.admin import start_admin
+from gateway.ops.metrics import MetricsSnapshot
+from gateway.ops.observer import GatewayObserver
+from gateway.runtime.reload import ActiveConfig, Reloader
+from portway.telemetry import setup_tracing
+
+log = logging.getLogger("portway.gateway.runtime.server")
+
+DRAIN_GRACE_S = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class ServerOptions:
+    """Command-line knobs of `portway gateway`."""
+
+    config_path: str
+    workers: int = 1
+    drain_timeout_s: float = 30.0
+    admin_port: int | None = None
+    control_fd: int | None = None
+
+
+def needs_registry(config: GatewayConfig) -> bool:
+    """Whether any backend takes endpoints from the registry."""
+    return any(backend.service is not None for backend in config.backends)
+
+
+def pool_connections(pools: Any) -> dict[str, int]:
+    """Upstream pool connections by state (idle / active) from `ctx.pools`."""
+    idle = active = 0
+    for pool in getattr(pools, "pools", {}).values():
+        n_idle = len(getattr(pool, "idle", ()))
+        idle += n_idle
+        active += max(0, int(getattr(pool, "total", 0)) - n_idle)
+    return {"idle": idle, "active": active}
+
+
+class RegistryFollower:
+    """Runs the registry feed for a config (none when no backend uses the registry).
+
+    A relative `registry.path` is relative to the working directory, as for
+    every other `portway` verb.
+    """
+
+    def __init__(self, reloader: Reloader) -> None:
+        self.reloader = reloader
+        self.feed: Any = None
+
+    async def start(self, config: GatewayConfig) -> None:
+        if not needs_registry(config):
+            return
+        from gateway.runtime.feed import EndpointFeed
+        from portway.registry.backends import open_registry, root_from_prefix
+
+        settings = config.registry
+        registry = open_registry(
+            settings.type,
+            path=settings.path,
+            endpoints=settings.endpoints,
+            root=root_from_prefix(settings.prefix),
+        )
+        self.feed = EndpointFeed(
+            registry, self.reloader.on_snapshot, debounce_s=settings.debounce_s
+        )
+        self.feed.start()
+
+    async def close(self) -> None:
+        if self.feed is not None:
+            await self.feed.stop()
+            with contextlib.suppress(Exception):
+                await self.feed.registry.close()
+
+
+class Worker:
+    """One event loop serving the listeners; also the admin source when it is alone."""
+
+    def __init__(self, options: ServerOptions, *, serve_admin: bool) -> None:
+        self.options = options
+        self.serve_admin = serve_admin
+        self.reloader = Reloader(options.config_path, self._swap)
+        self.needs_registry = False
+        self.expected_workers = 1
+        self.ctx: GatewayContext | None = None
+        self.observer = GatewayObserver()
+        self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
+        self._listener_lock = asyncio.Lock()
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._tracer_provider: Any = None
+        self._follower = RegistryFollower(self.reloader)
+        self._started_with: GatewayConfig | None = None
+
+    # ---- admin source ------------------------------------------------------
+
+    def report(self) -> dict[str, Any]:
+        ctx = self.ctx
+        state = ctx.state if ctx is not None else None
+        snap = MetricsSnapshot.capture(
+            self.observer.stats,
+            pool_connections=pool_connections(ctx.pools if ctx else None),
+            endpoint_health=self._endpoint_health(),
+            active_connections=len(getattr(ctx, "connections", ())),
+        )
+        return {
+            "pid": os.getpid(),
+            "config_version": ctx.config_version if ctx else "",
+            "metrics": snap.to_json(),
+            "endpoints": {
+                "unhealthy": sorted(state.unhealthy) if state else [],
+                "ejected": sorted(state.ejected) if state else [],
+                "draining": sorted(state.draining) if state else [],
+                "in_flight": dict(state.in_flight) if state else {},
+            },
+        }
+
+    async def reports(self) -> list[dict[str, Any]]:
+        return [self.report()]
+
+    async def set_endpoint_draining(self, key: str, draining: bool) -> None:
+        if self.ctx is not None:
+            self.ctx.state.set_draining(key, draining)
+
+    def _endpoint_health(self) -> dict[tuple[str, str], int]:
+        ctx = self.ctx
+        if ctx is None:
+            return {}
+        out: dict[tuple[str, str], int] = {}
+        for backend in (getattr(ctx.table, "backends", None) or {}).values():
+            for ep in getattr(backend, "endpoints", ()):
+                out[(ep.cluster, ep.key)] = int(ctx.state.available(ep.key))
+        return out
+
+    # ---- lifecycle -----------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load, compile, listen; raises `ConfigError` when the first config is bad."""
+        active = await self.reloader.load_initial()
+        config = active.config
+        self.needs_registry = needs_registry(config)
+        self.reloader.debounce_s = config.registry.debounce_s
+        telemetry = config.telemetry
+        self._tracer_provider = setup_tracing(
+            otlp_endpoint=telemetry.otlp_endpoint,
+            service_name=telemetry.service_name,
+            sample_ratio=telemetry.trace_sample_ratio,
+        )
+        self.observer.access_log = AccessLog.open(telemetry.access_log)
+        if self._tracer_provider is not None:
+            self.observer.tracer = self._tracer_provider.get_tracer("portway.gateway")
+        from gateway.upstream.pool import PoolSet
+
+        ctx = GatewayContext(
+            table=self.reloader.table,
+            settings=config.gateway,
+            observer=self.observer,
+            pools=PoolSet(asyncio.get_running_loop()),
+            config_version=active.version,
+        )
+        self.ctx = ctx
+        self._started_with = config
+        await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1
+        self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
+        self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
+        await self._follower.start(config)
+        if self.serve_admin:
+            port = self.options.admin_port or config.admin.port
+            self._admin = await start_admin(self, config.admin.address, port)
+        frozen = freeze_startup_heap()
+        log.info(
+            "gateway worker serving",
+            extra={
+                "version": active.version,
+                "listeners": sorted(self.servers),
+                "pid": os.getpid(),
+                "hot_path": compiled.state,
+                "frozen_objects": frozen,
+            },
+        )
+
+    def _swap(self, table: Any, active: ActiveConfig) -> None:
+        ctx = self.ctx
+        if ctx is None:
+            return
+        ctx.table = table
+        ctx.settings = active.config.gateway
+        if ctx.config_version != active.version:
+            self._warn_restart_only(active.config)
+        ctx.config_version = active.version
+        if {lst.name: lst for lst in active.config.listeners} != {
+            name: lst for name, (lst, _) in self.servers.items()
+        }:
+            self._tasks.append(asyncio.create_task(self._apply_listeners(active.config)))
+
+    def _warn_restart_only(self, config: GatewayConfig) -> None:
+        """Settings read once at startup: say so instead of silently ignoring them."""
+        first = self._started_with
+        if first is None:
+            self._started_with = config
+            return
+        for name in ("admin", "telemetry", "registry"):
+            if getattr(first, name) != getattr(config, name):
+                log.warning(
+                    "config change needs a restart to take effect",
+                    extra={
+                        "section": name,
+                        "version": self.reloader.active.version if self.reloader.active else "",
+                    },
+                )
+
+    async def _apply_listeners(self, config: GatewayConfig, *, strict: bool = False) -> None:
+        """Start new or changed listeners, stop removed or changed ones.
+
+        Connections already accepted on a stopped listener finish normally.
+        """
+        from gateway.runtime.listener import start_listener
+
+        assert self.ctx is not None
+        async with self._listener_lock:
+            wanted = {lst.name: lst for lst in config.listeners}
+            for name, (lst, server) in list(self.servers.items()):
+                if wanted.get(name) != lst:
+                    server.close()
+                    del self.servers[name]
+                    log.info("listener stopped", extra={"listener": name})
+            for name, lst in wanted.items():
+                if name in self.servers:
+                    continue
+                try:
+                    server = await start_listener(self.ctx, lst, reuse_port=True)
+                except OSError as exc:
+                    if strict:
+                        raise
+                    log.error(
+                        "listener failed to start",
+                        extra={"listener": name, "port": lst.port, "error": str(exc)},
+                    )
+                    continue
+                self.servers[name] = (lst, server)
+                log.info("listener started", extra={"listener": name, "port": lst.port})
+
+    def _close_idle(self) -> None:
+        for conn in list(getattr(self.ctx, "connections", ())):
+            close_idle = getattr(conn, "close_idle", None)
+            if close_idle is not None:
+                close_idle()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def serve(self) -> None:
+        """Run until asked to stop, then drain."""
+        await self._stop.wait()
+        await self.drain(self.options.drain_timeout_s)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop accepting, let in-flight requests finish (until the deadline), clean up."""
+        started = time.monotonic()
+        if self.ctx is not None:
+            self.ctx.draining = True
+        for _, server in self.servers.values():
+            server.close()
+        log.info("draining", extra={"in_flight": self.observer.in_flight, "pid": os.getpid()})
+        deadline = started + timeout_s
+        self._close_idle()
+        tunnels: set[Any] = self.ctx.tunnels if self.ctx is not None else set()
+        while (self.observer.in_flight > 0 or tunnels) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+            self._close_idle()  # keep-alive connections whose request just finished
+        left_tunnels = len(tunnels)
+        for tunnel in list(tunnels):  # past the deadline: cut what is still open
+            tunnel.abort()
+        await asyncio.sleep(DRAIN_GRACE_S)
+        log.info(
+            "drained",
+            extra={
+                "left_in_flight": self.observer.in_flight,
+                "left_tunnels": left_tunnels,
+                "drain_s": round(time.monotonic() - started, 3),
+            },
+        )
+        for task in self._tasks:
+            task.cancel()
+        await self._follower.close()
+        if self.ctx is not None and self.ctx.pools is not None:
+            self.ctx.pools.close()
+        if self.observer.access_log is not None:
+            self.observer.access_log.close()
+        if self._tracer_provider is not None:
+            self._tracer_provider.shutdown()
+        if self.serve_admin and hasattr(self, "_admin"):
+            await self._admin.cleanup()
+
+    async def follow_control(self, fd: int) -> None:
+        """Answer the supervisor on the control channel; stop if it goes away."""
+        sock = socket.socket(fileno=fd)
+        reader, writer = await asyncio.open_unix_connection(sock=sock)
+        try:
+            while line := await reader.readline():
+                message = json.loads(line)
+                if message.get("op") == "report":
+                    answer = {**self.report(), "id": message.get("id")}
+                    writer.write(json.dumps(answer).encode() + b"\n")
+                    await writer.drain()
+                elif message.get("op") == "drain_endpoint":
+                    await self.set_endpoint_draining(message["key"], bool(message["draining"]))
+        finally:
+            self.request_stop()
+
+
+def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) -> None:
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGTERM, on_stop)
+    loop.add_signal_handler(signal.SIGINT, on_stop)
+    loop.add_signal_handler(signal.SIGHUP, on_reload)
+
+
+async def run_worker(options: ServerOptions) -> int:
+    """A gateway process serving traffic (alone, or as one of a supervisor's workers)."""
+    worker = Worker(options, serve_admin=options.control_fd is None)
+    install_signals(worker.request_stop, worker.reloader.request_reload)
+    await worker.start()
+    if options.control_fd is not None:
+        worker._tasks.append(asyncio.create_task(worker.follow_control(options.control_fd)))
+    await worker.serve()
+    return 0
+
+
+def freeze_startup_heap() -> int:
+    """Move what startup made (modules, config, the first table) out of the cyclic
+    collector's sight; returns how many objects that is.
+
+    They live as long as the worker; left in the oldest generation, every full
+    collection would walk them all and stall every connection for tens of
+    milliseconds. Objects made later are collected as usual.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()

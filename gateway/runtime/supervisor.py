@@ -1,0 +1,184 @@
+"""The multi-worker supervisor: spawn, watch, restart and signal `portway gateway --worker`s.
+
+See `gateway.runtime.server` for why workers are fresh processes sharing listener
+ports through SO_REUSEPORT, and for the control channel protocol. The
+supervisor also loads the config itself (for the admin API's `/config`,
+`/routes` and `/explain`) and follows the same file and SIGHUPs, so its view
+and the workers' agree once a reload settles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import sys
+from typing import Any
+
+from gateway.ops.admin import start_admin
+from gateway.runtime.reload import ActiveConfig, Reloader
+from gateway.runtime.server import RegistryFollower, ServerOptions, install_signals, needs_registry
+
+log = logging.getLogger("portway.gateway.runtime.supervisor")
+
+RESTART_BACKOFF_S = 0.5
+REPORT_TIMEOUT_S = 5.0
+REPORT_LIMIT_BYTES = 64 << 20  # a report lists every endpoint's health
+
+
+class WorkerProcess:
+    """One child process and the supervisor's end of its control channel."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.proc: asyncio.subprocess.Process | None = None
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+        self.lock = asyncio.Lock()
+        self._next_id = 0
+
+    async def spawn(self, options: ServerOptions) -> None:
+        parent, child = socket.socketpair()
+        args = [
+            sys.executable,
+            "-m",
+            "portway",
+            "gateway",
+            "--config",
+            options.config_path,
+            "--worker",
+            "--control-fd",
+            str(child.fileno()),
+            "--drain-timeout",
+            str(options.drain_timeout_s),
+        ]
+        self.proc = await asyncio.create_subprocess_exec(
+            *args, pass_fds=(child.fileno(),), start_new_session=False
+        )
+        child.close()
+        self.reader, self.writer = await asyncio.open_unix_connection(
+            sock=parent, limit=REPORT_LIMIT_BYTES
+        )
+        log.info("worker started", extra={"worker": self.index, "pid": self.proc.pid})
+
+    async def ask(self, message: dict[str, Any]) -> dict[str, Any] | None:
+        """Send one message; for `report`, wait for the answer line."""
+        if self.writer is None or self.reader is None:
+            return None
+        async with self.lock:
+            self._next_id += 1
+            request_id = self._next_id
+            try:
+                self.writer.write(json.dumps({**message, "id": request_id}).encode() + b"\n")
+                await self.writer.drain()
+                if message.get("op") != "report":
+                    return None
+                async with asyncio.timeout(REPORT_TIMEOUT_S):
+                    while line := await self.reader.readline():
+                        answer: dict[str, Any] = json.loads(line)
+                        if answer.get("id") == request_id:
+                            return answer
+                        # a late answer to a request that timed out: skip it
+            except (OSError, TimeoutError, ConnectionError, ValueError) as exc:
+                log.warning(
+                    "worker did not answer",
+                    extra={"worker": self.index, "op": message.get("op"), "error": repr(exc)},
+                )
+                return None
+        return None
+
+    def signal(self, signum: int) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(signum)
+
+    def close_channel(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+class Supervisor:
+    """Runs N workers and the admin API; see the module docstring."""
+
+    def __init__(self, options: ServerOptions) -> None:
+        self.options = options
+        self.reloader = Reloader(options.config_path, self._swapped)
+        self.needs_registry = False
+        self.workers = [WorkerProcess(i) for i in range(options.workers)]
+        self.expected_workers = options.workers
+        self._stopping = asyncio.Event()
+        self._follower = RegistryFollower(self.reloader)
+
+    def _swapped(self, table: Any, active: ActiveConfig) -> None:
+        return None
+
+    async def reports(self) -> list[dict[str, Any]]:
+        answers = await asyncio.gather(*(w.ask({"op": "report"}) for w in self.workers))
+        return [a for a in answers if a is not None]
+
+    async def set_endpoint_draining(self, key: str, draining: bool) -> None:
+        message = {"op": "drain_endpoint", "key": key, "draining": draining}
+        await asyncio.gather(*(w.ask(message) for w in self.workers))
+
+    def reload(self) -> None:
+        self.reloader.request_reload()
+        for w in self.workers:
+            w.signal(1)  # SIGHUP
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def _keep_alive(self, worker: WorkerProcess) -> None:
+        """Wait for the worker to exit; restart it unless the gateway is stopping."""
+        while True:
+            assert worker.proc is not None
+            code = await worker.proc.wait()
+            worker.close_channel()
+            if self._stopping.is_set():
+                return
+            log.error(
+                "worker exited; restarting",
+                extra={"worker": worker.index, "pid": worker.proc.pid, "returncode": code},
+            )
+            await asyncio.sleep(RESTART_BACKOFF_S)
+            if self._stopping.is_set():
+                return
+            await worker.spawn(self.options)
+
+    async def run(self) -> int:
+        active = await self.reloader.load_initial()
+        self.needs_registry = needs_registry(active.config)
+        install_signals(self.stop, self.reload)
+        pump = asyncio.create_task(self.reloader.run())
+        watch_stop = asyncio.Event()
+        watcher = asyncio.create_task(self.reloader.watch_file(watch_stop))
+        await self._follower.start(active.config)
+        for worker in self.workers:
+            await worker.spawn(self.options)
+        keepers = [asyncio.create_task(self._keep_alive(w)) for w in self.workers]
+        port = self.options.admin_port or active.config.admin.port
+        admin = await start_admin(self, active.config.admin.address, port)
+        log.info(
+            "gateway supervisor serving",
+            extra={"workers": len(self.workers), "pid": os.getpid(), "admin_port": port},
+        )
+        await self._stopping.wait()
+        log.info("stopping workers", extra={"drain_timeout_s": self.options.drain_timeout_s})
+        for worker in self.workers:
+            worker.signal(15)  # SIGTERM: each worker drains
+        done = asyncio.gather(*keepers)
+        try:
+            await asyncio.wait_for(done, self.options.drain_timeout_s + 5.0)
+        except TimeoutError:
+            for worker in self.workers:
+                worker.signal(9)
+        watch_stop.set()
+        pump.cancel()
+        watcher.cancel()
+        await self._follower.close()
+        await admin.cleanup()
+        return 0

@@ -1,0 +1,1 @@
+"""Connections to endpoints: pools, upstream connections, failures, retry policy."""

@@ -1,0 +1,284 @@
+"""One keep-alive HTTP/1.1 connection to an endpoint: the response side of the proxy.
+
+`UpstreamConnection` is an asyncio Protocol that parses responses with
+httptools and hands every event to its current *sink* (the client-side
+exchange that holds it): `on_response_head`, `on_response_body`,
+`on_response_complete`, `upstream_failed`, `tunnel_data`, and the two flow
+control calls `upstream_pause_writing`/`upstream_resume_writing` (which pause
+and resume reading from the client: backpressure from upstream to client).
+Hop-by-hop response headers are dropped as they arrive; the others are kept
+as ready `Name: value\r\n` lines (`head_lines`), so the proxy joins the
+response head without touching each header again. Its pool
+(`gateway.upstream.pool.EndpointPool`) takes it back after a complete response.
+
+Failures are reported as the types of `gateway.upstream.failure`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Final, Protocol
+
+import httptools
+
+from gateway.http.exchange import Transport, unconnected
+from gateway.http.head import HOP_BY_HOP, connection_tokens
+from gateway.upstream.failure import (
+    UpstreamFailure,
+    UpstreamProtocolError,
+    UpstreamReset,
+)
+
+if TYPE_CHECKING:
+    from gateway.upstream.pool import EndpointPool
+
+
+class ResponseSink(Protocol):
+    """What an upstream connection reports to while it serves one request."""
+
+    def on_response_head(self, conn: UpstreamConnection, status: int) -> None: ...
+    def on_response_body(self, data: bytes) -> None: ...
+    def on_response_complete(self) -> None: ...
+    def upstream_failed(self, failure: UpstreamFailure) -> None: ...
+    def tunnel_data(self, data: bytes) -> None: ...
+    def flush_head(self) -> None: ...
+    def upstream_pause_writing(self) -> None: ...
+    def upstream_resume_writing(self) -> None: ...
+
+
+_PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
+"""Connection values naming only hop-by-hop headers, which are dropped anyway."""
+
+
+_PLAIN_NAMES: Final = frozenset(
+    {
+        b"Server",
+        b"Date",
+        b"Content-Type",
+        b"Cache-Control",
+        b"Last-Modified",
+        b"ETag",
+        b"Expires",
+        b"Vary",
+        b"Set-Cookie",
+        b"Location",
+        b"Accept-Ranges",
+        b"Content-Encoding",
+    }
+)
+"""Header names, exactly as usually spelled, that are forwarded as they are: no
+lowercasing or hop-by-hop check for them (not Content-Length, which is read)."""
+
+
+class UpstreamConnection:
+    """One keep-alive HTTP/1.1 connection to an endpoint (an asyncio protocol by duck
+    typing, as the event loops take it: no base class, so mypyc can compile it)."""
+
+    __slots__ = (
+        "chunked",
+        "closed",
+        "dropped",
+        "feed",
+        "got_head",
+        "has_length",
+        "head_only",
+        "idle_since",
+        "keep_alive",
+        "lines",
+        "parser",
+        "pool",
+        "send",
+        "sink",
+        "status",
+        "transport",
+        "tunnel",
+        "upgrade",
+        "upgraded",
+    )
+
+    def __init__(self, pool: EndpointPool) -> None:
+        self.pool = pool
+        self.transport: Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.feed: Callable[[bytes], None] = self.parser.feed_data
+        self.send: Callable[[bytes], object] = unconnected
+        """`transport.write`, bound once (the proxy writes each request head with it)."""
+        self.sink: ResponseSink | None = None
+        self.lines: list[bytes] = []
+        self.dropped: frozenset[bytes] | None = None
+        self.upgrade = b""
+        self.status = 0
+        self.chunked = False
+        self.has_length = False
+        """A Content-Length came (llhttp has validated it): the body is length-delimited."""
+        self.keep_alive = True
+        self.got_head = False
+        self.head_only = False
+        self.upgraded = False
+        self.tunnel = False
+        self.closed = False
+        self.idle_since = 0.0
+
+    # --- asyncio.Protocol -------------------------------------------------
+    def connection_made(self, transport: Transport) -> None:
+        self.transport = transport
+        self.send = transport.write
+
+    def data_received(self, data: bytes) -> None:
+        if self.tunnel:
+            if self.sink is not None:
+                self.sink.tunnel_data(data)
+            return
+        try:
+            self.feed(data)
+            if self.sink is not None:
+                self.sink.flush_head()
+        except httptools.HttpParserUpgrade as upgrade:
+            self.tunnel = True
+            rest = data[upgrade.args[0] :]
+            if rest and self.sink is not None:
+                self.sink.tunnel_data(rest)
+        except httptools.HttpParserError:
+            self.fail(UpstreamProtocolError("unparsable response"))
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool.forget(self)
+        sink = self.sink
+        if sink is None:
+            return
+        self.sink = None
+        if self.tunnel or (self.got_head and not self.chunked and not self.has_length):
+            sink.on_response_complete()  # close-delimited body (or tunnel) ends here
+        else:
+            sink.upstream_failed(UpstreamReset("closed before the response ended"))
+
+    def pause_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_pause_writing()
+
+    def resume_writing(self) -> None:
+        if self.sink is not None:
+            self.sink.upstream_resume_writing()
+
+    # --- httptools callbacks ----------------------------------------------
+    def on_message_begin(self) -> None:
+        self.lines = []
+        if self.dropped is not None:
+            self.dropped = None
+        if self.upgrade:
+            self.upgrade = b""
+        self.chunked = False
+        self.has_length = False
+        self.got_head = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if name in _PLAIN_NAMES:  # common end-to-end headers as servers spell them
+            self.lines.append(name + b": " + value + b"\r\n")
+            return
+        if name == b"Content-Length":
+            self.has_length = True
+            self.lines.append(name + b": " + value + b"\r\n")
+            return
+        if name == b"Connection" and value == b"keep-alive":
+            return  # hop-by-hop, names no other header
+        lname = name.lower()
+        if lname in HOP_BY_HOP:
+            if lname == b"transfer-encoding":
+                self.chunked = value.strip().lower().endswith(b"chunked")
+            elif lname == b"connection":
+                if value.lower() not in _PLAIN_CONNECTION:
+                    tokens = frozenset(connection_tokens(value)) - HOP_BY_HOP
+                    self.dropped = (self.dropped or frozenset()) | tokens
+            elif lname == b"upgrade":
+                self.upgrade = value
+            return
+        if lname == b"content-length":
+            self.has_length = True
+        self.lines.append(name + b": " + value + b"\r\n")
+
+    def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:
+        """The response's end-to-end header lines, minus `drop` and what Connection named."""
+        if self.dropped:
+            drop = drop | (self.dropped - {b"content-length"})
+        if not drop:
+            return self.lines
+        return [line for line in self.lines if line[: line.index(b":")].lower() not in drop]
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        if 100 <= status < 200 and status != 101:
+            return  # interim response: the proxy answers 100-continue itself
+        self.status = status
+        self.got_head = True
+        self.keep_alive = self.parser.should_keep_alive()
+        self.upgraded = status == 101
+        if self.sink is not None:
+            self.sink.on_response_head(self, status)
+        if self.head_only and self.sink is not None and not self.upgraded:
+            self._complete()
+
+    def on_body(self, body: bytes) -> None:
+        if self.sink is not None:
+            self.sink.on_response_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self.got_head or self.upgraded:
+            return
+        if self.head_only:
+            # The response to HEAD ended at its head; httptools would read a body
+            # for its Content-Length, so this connection cannot be parsed further.
+            self.keep_alive = False
+            return
+        sink = self.sink
+        if sink is None or not self.keep_alive or self.closed:
+            self._complete()
+            return
+        # `_complete` inlined for the common case (one callback fewer per request)
+        self.sink = None
+        self.got_head = False
+        pool = self.pool
+        idle = pool.idle
+        if not pool.waiters and len(idle) < pool.max_idle:  # EndpointPool.release, inlined
+            self.idle_since = pool.loop.time()
+            idle.append(self)
+        else:
+            pool.release(self)
+        sink.on_response_complete()
+
+    # --- used by the proxy ------------------------------------------------
+    def _complete(self) -> None:
+        sink = self.sink
+        self.sink = None
+        self.got_head = False
+        if self.head_only:
+            self.close()
+        elif self.keep_alive and not self.closed:
+            self.pool.release(self)
+        else:
+            self.close()
+        if sink is not None:
+            sink.on_response_complete()
+
+    def fail(self, failure: UpstreamFailure) -> None:
+        sink = self.sink
+        self.sink = None
+        self.close()
+        if sink is not None:
+            sink.upstream_failed(failure)
+
+    def close(self) -> None:
+        """Close without reporting to the sink; the pool forgets it on connection_lost."""
+        if not self.closed:
+            self.closed = True
+            self.sink = None
+            if self.transport is not None:
+                self.transport.abort()
+
+    def bind(self, sink: ResponseSink, *, head_only: bool) -> None:
+        self.sink = sink
+        self.head_only = head_only
+        self.got_head = False

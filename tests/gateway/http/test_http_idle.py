@@ -1,0 +1,70 @@
+"""Keep-alive idle timeouts of client connections, swept by the loop's one DeadlineWatch."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from gateway.http.deadline_watch import DeadlineWatch
+from tests.gateway.conftest import GatewayFactory, Upstream, simple_config
+
+_GET = b"GET /slow?s=%s HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+@pytest.fixture(autouse=True)
+def fast_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(DeadlineWatch, "IDLE_SWEEP_S", 0.05)
+
+
+async def _closed_after(reader: asyncio.StreamReader, limit_s: float) -> float:
+    """Seconds until the gateway closes the connection (reading whatever comes first)."""
+    start = time.monotonic()
+    while await asyncio.wait_for(reader.read(65536), limit_s):
+        pass
+    return time.monotonic() - start
+
+
+async def test_connection_idle_after_a_request_is_closed_after_the_rules_idle_timeout(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    rule = {"timeouts": {"idle": "300ms"}}
+    gw = await make_gateway(simple_config([upstream.port], rule=rule))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(_GET % b"0")
+    head = await asyncio.wait_for(reader.readuntil(b"slow"), 3)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    waited = await _closed_after(reader, 3)
+    writer.close()
+    assert 0.25 <= waited < 1.5
+    assert not gw.ctx.connections
+
+
+async def test_connection_that_never_sends_a_request_is_closed_after_first_request_timeout(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    gw = await make_gateway(
+        simple_config([upstream.port], gateway={"firstRequestTimeout": "200ms"})
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET / HTTP/1.1\r\nHost: a\r\n")  # half a head is still no request
+    waited = await _closed_after(reader, 3)
+    writer.close()
+    assert 0.15 <= waited < 1.5
+
+
+async def test_a_request_in_progress_is_not_cut_by_the_idle_timeout(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    rule = {"timeouts": {"idle": "100ms"}}
+    gw = await make_gateway(
+        simple_config([upstream.port], rule=rule, gateway={"firstRequestTimeout": "100ms"})
+    )
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    for _ in range(2):  # the second request starts after the first one's idle clock ran a bit
+        writer.write(_GET % b"0.4")
+        body = await asyncio.wait_for(reader.readuntil(b"slow"), 3)
+        assert body.startswith(b"HTTP/1.1 200 ")
+        await asyncio.sleep(0.03)
+    writer.close()
