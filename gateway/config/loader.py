@@ -3,9 +3,13 @@
 Three stages, each reporting `ConfigIssue`s with file:line:column:
 
 1. `source.parse_source`: YAML/JSON syntax (one issue, parsing stops there);
-2. `validation.validate_shape`: pydantic against the model, every error;
+2. `validation.validate_shape`: pydantic against the model, every error,
+   and `unsupported.unsupported_issues`: fields written that the gateway
+   does not enforce yet;
 3. `semantic.check_semantics`: names that must resolve, combinations that
-   cannot work; runs only when the shape is valid, and may add warnings.
+   cannot work; runs only when the shape is valid, and may add warnings;
+   with it, `referenced_files`: every file the config names exists and is
+   what it must be (certificate, key matching it, JWKS, ...).
 
 `check_config_text` returns everything found (for `portway check` and for
 hot reload, which logs warnings and keeps the last good config on errors);
@@ -22,8 +26,10 @@ from dataclasses import dataclass
 
 from gateway.config.errors import ConfigError, ConfigIssue, Severity, sort_issues
 from gateway.config.model import GatewayConfig
+from gateway.config.referenced_files import check_referenced_files
 from gateway.config.semantic import check_semantics
 from gateway.config.source import SourceSyntaxError, parse_source
+from gateway.config.unsupported import unsupported_issues
 from gateway.config.validation import validate_shape
 
 DIGEST_CHARS = 12
@@ -65,10 +71,17 @@ def check_config_text(text: str, filename: str = "<string>") -> ConfigReport:
         parsed = parse_source(text, filename)
     except SourceSyntaxError as exc:
         return ConfigReport(filename, digest, None, (exc.issue,))
+    unsupported = unsupported_issues(parsed.data, parsed.positions, filename)
     config, issues = validate_shape(parsed.data, parsed.positions, filename)
     if config is None:
-        return ConfigReport(filename, digest, None, sort_issues(issues))
-    found = sort_issues(check_semantics(config, parsed.positions, filename))
+        return ConfigReport(filename, digest, None, sort_issues([*issues, *unsupported]))
+    found = sort_issues(
+        [
+            *check_semantics(config, parsed.positions, filename),
+            *check_referenced_files(parsed.data, parsed.positions, filename),
+            *unsupported,
+        ]
+    )
     usable = config if not any(issue.is_error for issue in found) else None
     return ConfigReport(filename, digest, usable, found)
 

@@ -30,6 +30,7 @@ from gateway.config.model import (
     ListenerProtocol,
     PathMatchType,
     QueryParamMatch,
+    Registry,
     Route,
     RouteMatch,
     Rule,
@@ -37,9 +38,11 @@ from gateway.config.model import (
     StringMatchType,
 )
 from gateway.config.source import SourceMap
+from portway.model import KEY_PREFIX
 
 L4_PROTOCOLS = frozenset({ListenerProtocol.TCP, ListenerProtocol.TLS})
 HASH_POLICIES = frozenset({LbPolicy.RING_HASH, LbPolicy.MAGLEV})
+REGISTRY_PREFIX = Registry().prefix
 
 
 @dataclass(slots=True)
@@ -70,6 +73,7 @@ def check_semantics(
     _check_unique(report, "routes", [item.name for item in config.routes])
     _check_unique(report, "backends", [item.name for item in config.backends])
     _check_listeners(report, config.listeners)
+    _check_registry(report, config.registry)
     for index, backend in enumerate(config.backends):
         _check_backend(report, ("backends", index), backend)
     listeners = {listener.name: listener for listener in config.listeners}
@@ -83,6 +87,38 @@ def check_semantics(
     if not config.listeners and config.routes:
         report.add(("listeners",), "no listeners: the gateway accepts no traffic", warn=True)
     return report.issues
+
+
+def _check_registry(report: _Report, registry: Registry) -> None:
+    """Settings one registry type reads and another would silently ignore."""
+    path: Path = ("registry",)
+    if registry.type != "files" and registry.path is not None:
+        report.add(
+            (*path, "path"),
+            f"`path` is read only by the files registry, not {registry.type}; "
+            "remove it or set `type: files`",
+            at_key=True,
+        )
+    if registry.type == "files" and registry.endpoints:
+        report.add(
+            (*path, "endpoints"),
+            "`endpoints` are read only by the etcd and consul registries; the files registry "
+            "reads `path`",
+            at_key=True,
+        )
+    if registry.type == "consul" and len(registry.endpoints) > 1:
+        report.add(
+            (*path, "endpoints"),
+            f"the consul registry talks to one agent address; got {len(registry.endpoints)}",
+        )
+    if registry.type == "files" and registry.prefix != REGISTRY_PREFIX:
+        report.add(
+            (*path, "prefix"),
+            "`prefix` is read only by the etcd and consul registries",
+            at_key=True,
+        )
+    elif not registry.prefix.endswith(KEY_PREFIX):
+        report.add((*path, "prefix"), f"a registry prefix ends with {KEY_PREFIX!r}")
 
 
 def _check_unique(report: _Report, section: str, names: Sequence[str]) -> None:

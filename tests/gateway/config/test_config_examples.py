@@ -1,4 +1,5 @@
-"""The shipped configs: each passes `portway check`, matches the schema file, round-trips."""
+"""The shipped configs: each passes `portway check`, says what it needs, matches the schema file,
+round-trips; hybrid-residency passes once its certificate files exist."""
 
 from __future__ import annotations
 
@@ -7,10 +8,12 @@ from pathlib import Path
 
 import jsonschema
 import pytest
+import trustme
 from pydantic import TypeAdapter
 
 from gateway.config.loader import (
     check_config_file,
+    check_config_text,
     demo_config_text,
     load_config,
     load_config_text,
@@ -29,6 +32,15 @@ REQUIRED = {
     "canary-header.yaml",
     "hybrid-residency.yaml",
     "demo.yaml",
+    "local-static.yaml",
+}
+# Examples that name files only their users have: the one issue allowed is that
+# each named file cannot be read (`portway check` tells the newcomer which).
+NEEDS_FILES = {
+    "hybrid-residency.yaml": {
+        "listeners[0].tls.certificates[0].certFile": "/etc/portway/tls/api.example.eu.crt",
+        "listeners[0].tls.certificates[0].keyFile": "/etc/portway/tls/api.example.eu.key",
+    }
 }
 
 
@@ -36,17 +48,54 @@ def test_every_required_example_exists() -> None:
     assert {path.name for path in EXAMPLES} >= REQUIRED
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+SELF_CONTAINED = [path for path in EXAMPLES if path.name not in NEEDS_FILES]
+
+
+@pytest.mark.parametrize("path", SELF_CONTAINED, ids=lambda p: p.name)
 def test_example_has_no_issues_at_all(path: Path) -> None:
     report = check_config_file(path)
     assert report.issues == (), "\n".join(str(issue) for issue in report.issues)
     assert report.ok and report.config is not None
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SELF_CONTAINED, ids=lambda p: p.name)
 def test_example_passes_portway_check(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", str(path)]) == 0
     assert capsys.readouterr().out.strip() == "checked 1 file: 0 errors, 0 warnings: ok"
+
+
+@pytest.mark.parametrize("name", sorted(NEEDS_FILES))
+def test_example_needing_files_reports_only_each_missing_file(name: str) -> None:
+    report = check_config_file(ROOT / "config" / name)
+    found = {issue.path: issue.message for issue in report.issues}
+    assert set(found) == set(NEEDS_FILES[name])
+    for field, file in NEEDS_FILES[name].items():
+        assert found[field] == f"cannot read {file!r}: No such file or directory"
+
+
+def test_hybrid_residency_passes_with_its_certificate_in_place(tmp_path: Path) -> None:
+    ca = trustme.CA()
+    cert = ca.issue_cert("api.example.eu")
+    cert_file, key_file = tmp_path / "api.crt", tmp_path / "api.key"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_file))
+    cert.private_key_pem.write_to_path(str(key_file))
+    text = (ROOT / "config" / "hybrid-residency.yaml").read_text(encoding="utf-8")
+    text = text.replace("/etc/portway/tls/api.example.eu.crt", str(cert_file))
+    text = text.replace("/etc/portway/tls/api.example.eu.key", str(key_file))
+    report = check_config_text(text, "hybrid-residency.yaml")
+    assert report.issues == (), "\n".join(str(issue) for issue in report.issues)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+def test_example_header_says_what_it_needs(path: Path) -> None:
+    header = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        header.append(line.lstrip("# "))
+    assert any(line.startswith("Needs:") for line in header), (
+        f"{path.name}: the comment at the top says what the example needs in a 'Needs:' line"
+    )
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
@@ -56,10 +105,13 @@ def test_example_validates_against_the_json_schema(path: Path) -> None:
     jsonschema.Draft202012Validator(schema).validate(data)
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SELF_CONTAINED, ids=lambda p: p.name)
 def test_example_dumped_and_reloaded_is_equal(path: Path) -> None:
     config = load_config(path)
-    dumped = TypeAdapter(GatewayConfig).dump_python(config, mode="json", by_alias=True)
+    # defaults left out: a written field the gateway does not enforce yet is an error
+    dumped = TypeAdapter(GatewayConfig).dump_python(
+        config, mode="json", by_alias=True, exclude_defaults=True
+    )
     assert load_config_text(json.dumps(dumped), "dumped.json") == config
 
 

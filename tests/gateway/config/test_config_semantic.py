@@ -114,6 +114,10 @@ def test_https_needs_tls_and_tcp_must_not_terminate() -> None:
         "with certificates",
         "cfg.yaml:6:5: listeners[1].tls: `tls` termination is only for HTTPS listeners; "
         "TCP listeners forward bytes untouched",
+        "cfg.yaml:6:37: listeners[1].tls.certificates[0].certFile: cannot read 'c': "
+        "No such file or directory",
+        "cfg.yaml:6:49: listeners[1].tls.certificates[0].keyFile: cannot read 'k': "
+        "No such file or directory",
     ]
 
 

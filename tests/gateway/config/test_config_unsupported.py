@@ -1,0 +1,112 @@
+"""Fields the gateway does not enforce yet are rejected, never accepted and ignored."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from gateway.config.field_paths import pattern_parts
+from gateway.config.loader import check_config_text
+from gateway.config.schema import subschema
+from gateway.config.unsupported import NOT_SUPPORTED
+from portway.cli import main
+
+ROOT = Path(__file__).resolve().parents[3]
+
+BASE = """\
+version: 1
+listeners:
+  - {name: web, protocol: HTTP, port: 8080}
+routes:
+  - name: shop
+    rules:
+      - backendRefs: [{name: api}]
+backends:
+  - name: api
+    endpoints: [{address: 127.0.0.1, port: 9000}]
+"""
+
+
+def messages(text: str) -> list[str]:
+    return [str(issue) for issue in check_config_text(textwrap.dedent(text), "gw.yaml").issues]
+
+
+@pytest.mark.parametrize("pattern", NOT_SUPPORTED)
+def test_every_not_supported_entry_names_a_field_of_the_schema(pattern: str) -> None:
+    path = [0 if part == "[]" else part for part in pattern_parts(pattern)]
+    assert subschema(path) is not None, f"{pattern} is not a field of the config schema"
+
+
+def test_health_check_is_rejected_at_its_key_with_file_line_col() -> None:
+    text = BASE + "    healthCheck: {protocol: tcp, interval: 5s}\n"
+    assert messages(text) == [
+        "gw.yaml:11:5: backends[0].healthCheck: not supported yet: the gateway does not "
+        "enforce this field; remove it"
+    ]
+    assert check_config_text(text, "gw.yaml").config is None
+
+
+def test_each_written_item_of_a_list_is_reported() -> None:
+    text = BASE.replace(
+        "      - backendRefs: [{name: api}]\n",
+        "      - backendRefs: [{name: api}]\n"
+        "        rateLimit: {requests: 10}\n"
+        "      - backendRefs: [{name: api}]\n"
+        "        rateLimit: {requests: 20}\n",
+    )
+    found = messages(text)
+    assert [line.split(": ")[1] for line in found] == [
+        "routes[0].rules[0].rateLimit",
+        "routes[0].rules[1].rateLimit",
+    ]
+
+
+def test_a_leaf_of_an_enforced_block_is_rejected_alone() -> None:
+    text = BASE + "    circuitBreaker: {maxConnections: 10, maxRequests: 5}\n"
+    assert [line.split(": ")[1] for line in messages(text)] == [
+        "backends[0].circuitBreaker.maxRequests"
+    ]
+
+
+def test_null_is_the_key_left_out() -> None:
+    assert messages(BASE + "    healthCheck: null\n") == []
+
+
+def test_unsupported_and_shape_errors_are_reported_together() -> None:
+    text = BASE + "    outlierDetection: {consecutive5xx: 0}\n"
+    found = messages(text)
+    assert any("backends[0].outlierDetection: not supported yet" in line for line in found)
+    assert any("consecutive5xx" in line and "out of range" in line for line in found)
+
+
+def test_portway_check_fails_on_an_unsupported_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        BASE.replace(
+            "routes:\n  - name: shop\n",
+            "routes:\n  - name: shop\n    auth: {apiKey: {keys: [k]}}\n",
+        )
+    )
+    assert main(["check", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert f"{config}:6:5: routes[0].auth: not supported yet" in out
+
+
+def test_the_gateway_refuses_to_start_on_an_unsupported_field(tmp_path: Path) -> None:
+    config = tmp_path / "gw.yaml"
+    config.write_text(BASE.replace("version: 1\n", "version: 1\ngateway: {cluster: prod}\n"))
+    done = subprocess.run(
+        [sys.executable, "-m", "portway", "gateway", "--config", str(config), "--workers", "1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=ROOT,
+    )
+    assert done.returncode == 1
+    assert f"{config}:2:11: gateway.cluster: not supported yet" in done.stderr
