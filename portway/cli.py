@@ -19,6 +19,7 @@ VERBS: dict[str, str] = {
     "routes": "portway.commands.routes",
     "gateway": "portway.commands.gateway",
     "registry": "portway.commands.registry",
+    "controller": "portway.commands.controller",
 }
 
 
