@@ -45,10 +45,11 @@ from gateway.config.model import (
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.endpoints import Endpoint
 from gateway.routing.hosts import HostIndex
+from gateway.routing.layout import BackendLayout, SlotSpec
 from gateway.routing.locality import group_levels
 from gateway.routing.match import CompiledMatch, MatchSet
 from gateway.routing.route import CompiledRoute, compile_rule
-from gateway.routing.split import BackendSplit
+from gateway.routing.split import NO_SLOT, BackendSplit
 from gateway.routing.table import RoutingTable
 from portway.model import ServiceRecord, TrafficPolicy
 
@@ -57,7 +58,7 @@ _L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/")
 _HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
 
 RecordIndex = dict[tuple[str, str], list[ServiceRecord]]
-BackendLookup = Callable[[str, tuple[str, ...], str], CompiledBackend]
+SlotLookup = Callable[[str, tuple[str, ...], str], int]
 
 
 class CompileError(ValueError):
@@ -98,42 +99,57 @@ def _compile(
 ) -> RoutingTable:
     by_service = index_records(records)
     gw = config.gateway
-    backends = {
-        b.name: compile_backend(b, registry_endpoints(b, by_service), gw) for b in config.backends
-    }
-    variants: dict[tuple[str, tuple[str, ...]], CompiledBackend] = {}
+    slots: list[CompiledBackend] = []
+    specs: list[SlotSpec] = []
+    bases: dict[str, int] = {}
+    for b in config.backends:
+        bases[b.name] = len(slots)
+        specs.append(SlotSpec(b, (), len(slots)))
+        slots.append(compile_backend(b, registry_endpoints(b, by_service), gw))
+    variants: dict[tuple[str, tuple[str, ...]], int] = {}
 
-    def backend_for(name: str, route_regions: tuple[str, ...], where: str) -> CompiledBackend:
-        base = backends.get(name)
+    def slot_for(name: str, route_regions: tuple[str, ...], where: str) -> int:
+        base = bases.get(name)
         if base is None:
             raise CompileError(f"{where}: unknown backend {name!r}")
         if not route_regions:
             return base
         key = (name, route_regions)
-        variant = variants.get(key)
-        if variant is None:
-            assert base.config is not None
-            allowed = set(route_regions)
-            if base.allowed_regions:
-                allowed &= set(base.allowed_regions)
-            eps = [e for e in base.endpoints if e.region in allowed]
-            variant = compile_backend(base.config, eps, gw, tuple(sorted(allowed)), filtered=True)
-            variants[key] = variant
-        return variant
+        slot = variants.get(key)
+        if slot is None:
+            slot = variants[key] = len(slots)
+            specs.append(SlotSpec(specs[base].backend, route_regions, base))
+            slots.append(compile_variant(slots[base], route_regions, gw))
+        return slot
 
-    routes = tuple(_compile_route(route, i, backend_for) for i, route in enumerate(config.routes))
+    routes = tuple(_compile_route(route, i, slot_for) for i, route in enumerate(config.routes))
     http, l4 = _listener_indexes(config.listeners, routes)
+    layout = BackendLayout.of(specs)
     return RoutingTable(
         version=version,
         gateway=gw,
         listeners=config.listeners,
         routes=routes,
-        backends=backends,
-        variants=variants,
+        slots=tuple(slots),
+        layout=layout,
+        backends={name: slots[i] for name, i in layout.by_name.items()},
+        variants={key: slots[i] for key, i in layout.by_variant.items()},
         http=http,
         l4=l4,
         rng=Random(seed),
     )
+
+
+def compile_variant(
+    base: CompiledBackend, route_regions: tuple[str, ...], gw: GatewaySettings
+) -> CompiledBackend:
+    """`base` filtered to a route's allowedRegions (intersected with the backend's own)."""
+    assert base.config is not None
+    allowed = set(route_regions)
+    if base.allowed_regions:
+        allowed &= set(base.allowed_regions)
+    eps = [e for e in base.endpoints if e.region in allowed]
+    return compile_backend(base.config, eps, gw, tuple(sorted(allowed)), filtered=True)
 
 
 def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
@@ -268,7 +284,7 @@ def compile_backend(
 def _compile_route(
     route: Route,
     index: int,
-    backend_for: BackendLookup,
+    slot_for: SlotLookup,
 ) -> CompiledRoute:
     regions = tuple(sorted(set(route.allowed_regions)))
     rules = []
@@ -276,9 +292,11 @@ def _compile_route(
         where = f"routes[{index}] {route.name} rules[{ui}]"
         canary = rule.canary
         split = BackendSplit(
-            backends=tuple(backend_for(ref.name, regions, where) for ref in rule.backend_refs),
+            slots=tuple(slot_for(ref.name, regions, where) for ref in rule.backend_refs),
+            names=tuple(ref.name for ref in rule.backend_refs),
             weights=tuple(ref.weight for ref in rule.backend_refs),
-            canary=backend_for(canary.backend, regions, where) if canary else None,
+            canary=slot_for(canary.backend, regions, where) if canary else NO_SLOT,
+            canary_name=canary.backend if canary else "",
             canary_config=canary,
         )
         rules.append(compile_rule(rule, ui, route.name, split))

@@ -66,7 +66,8 @@ def explain_http(
         decision.steps = steps
         return decision
     why: list[str] = []
-    backend, cookie = rule.split.choose(facts, table.rng, why)
+    slot, cookie = rule.split.choose(facts, table.rng, why)
+    backend = table.backend_in(slot)
     steps += [f"backend: {w}" for w in why]
     if backend is None:
         steps.append("no backend to send to → 503 no_healthy_upstream")

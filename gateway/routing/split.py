@@ -8,6 +8,11 @@ value always goes to the canary. With `sticky`, the client's side is kept in
 a cookie: a request that carries it keeps its side (`canary` or `stable`);
 one that does not is decided by `percent` and told, through the decision's
 `set_cookie`, which side it landed on.
+
+A split names its backends by *slot*, an index into the table's
+`RoutingTable.slots`, not by holding them: a registry change then replaces
+a compiled backend in the next table's slots while every rule (and whatever
+was built per rule) is shared with the table in force.
 """
 
 from __future__ import annotations
@@ -19,37 +24,40 @@ from random import Random
 from typing import Final
 
 from gateway.config.model import Canary
-from gateway.routing.backend import CompiledBackend
 from gateway.routing.facts import RequestFacts
 
 CANARY_SIDE: Final = "canary"
 STABLE_SIDE: Final = "stable"
+NO_SLOT: Final = -1
 
 
 @dataclass(frozen=True, slots=True, eq=False)
 class BackendSplit:
-    """The backends of one rule with their weights, and the optional canary."""
+    """The backends of one rule (slots and names) with their weights, and the optional canary."""
 
-    backends: tuple[CompiledBackend, ...]
+    slots: tuple[int, ...]
+    names: tuple[str, ...]
     weights: tuple[int, ...]
-    canary: CompiledBackend | None = None
+    canary: int = NO_SLOT
+    canary_name: str = ""
     canary_config: Canary | None = None
     cum: tuple[int, ...] = field(init=False)
-    single: CompiledBackend | None = field(init=False)
-    """The backend when exactly one has weight > 0 and there is no canary (fast path)."""
+    single: int = field(init=False)
+    """The slot when exactly one backend has weight > 0 and there is no canary (fast
+    path), else `NO_SLOT`."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cum", tuple(accumulate(self.weights)))
-        live = [b for b, w in zip(self.backends, self.weights, strict=True) if w > 0]
-        single = live[0] if len(live) == 1 and self.canary is None else None
+        live = [s for s, w in zip(self.slots, self.weights, strict=True) if w > 0]
+        single = live[0] if len(live) == 1 and self.canary == NO_SLOT else NO_SLOT
         object.__setattr__(self, "single", single)
 
     def choose(
         self, facts: RequestFacts, rng: Random, why: list[str] | None = None
-    ) -> tuple[CompiledBackend | None, str]:
-        """(backend, Set-Cookie value or ""); appends the reasons to `why` when given."""
+    ) -> tuple[int, str]:
+        """(slot or `NO_SLOT`, Set-Cookie value or ""); appends the reasons to `why` when given."""
         c = self.canary_config
-        if c is not None and self.canary is not None:
+        if c is not None and self.canary != NO_SLOT:
             if c.header is not None and facts.headers.get(c.header.name.lower()) == c.header.value:
                 if why is not None:
                     why.append(f"canary forced by header {c.header.name}: {c.header.value}")
@@ -81,21 +89,18 @@ class BackendSplit:
             return self._weighted(rng, why), cookie
         return self._weighted(rng, why), ""
 
-    def _weighted(self, rng: Random, why: list[str] | None) -> CompiledBackend | None:
-        backends = self.backends
+    def _weighted(self, rng: Random, why: list[str] | None) -> int:
+        slots = self.slots
         cum = self.cum
         if not cum or cum[-1] == 0:
             if why is not None:
                 why.append("no backend has a weight above 0")
-            return None
-        if len(backends) == 1:
-            chosen = backends[0]
-        else:
-            chosen = backends[bisect_right(cum, rng.random() * cum[-1])]
+            return NO_SLOT
+        i = 0 if len(slots) == 1 else bisect_right(cum, rng.random() * cum[-1])
         if why is not None:
             total = cum[-1]
             shares = ", ".join(
-                f"{b.name} {w}/{total}" for b, w in zip(backends, self.weights, strict=True)
+                f"{n} {w}/{total}" for n, w in zip(self.names, self.weights, strict=True)
             )
-            why.append(f"weights: {shares} → {chosen.name}")
-        return chosen
+            why.append(f"weights: {shares} → {self.names[i]}")
+        return slots[i]

@@ -1,7 +1,10 @@
 """The routing table: an immutable snapshot the request path consults.
 
 Built by `gateway.routing.compiler.compile_table` from a config and a
-registry snapshot, swapped whole by the server. Its routing methods are pure
+registry snapshot, or derived from the table in force by
+`gateway.routing.update.update_table` when registry records change (it
+shares every route, rule, match and untouched backend, see `with_backends`),
+and swapped whole by the server. Its routing methods are pure
 in what they depend on (facts, the `EndpointState` passed in, the injected
 `now`) except for the table's own seeded `Random` and the pickers' rotation
 positions, which are the load balancer's memory, not configuration.
@@ -30,6 +33,7 @@ from gateway.routing.decision import (
 )
 from gateway.routing.endpoints import Endpoint, EndpointState
 from gateway.routing.hosts import HostIndex
+from gateway.routing.layout import BackendLayout
 from gateway.routing.match import CompiledMatch
 from gateway.routing.route import CompiledRoute
 
@@ -43,9 +47,11 @@ class RoutingTable:
         "_protocols",
         "backends",
         "gateway",
+        "layout",
         "listeners",
         "rng",
         "routes",
+        "slots",
         "variants",
         "version",
     )
@@ -57,6 +63,8 @@ class RoutingTable:
         gateway: GatewaySettings,
         listeners: tuple[Listener, ...],
         routes: tuple[CompiledRoute, ...],
+        slots: tuple[CompiledBackend, ...],
+        layout: BackendLayout,
         backends: Mapping[str, CompiledBackend],
         variants: Mapping[tuple[str, tuple[str, ...]], CompiledBackend],
         http: Mapping[str, HostIndex],
@@ -67,6 +75,8 @@ class RoutingTable:
         self.gateway = gateway
         self.listeners = listeners
         self.routes = routes
+        self.slots = slots
+        self.layout = layout
         self.backends = backends
         self.variants = variants
         self._http = dict(http)
@@ -76,8 +86,43 @@ class RoutingTable:
 
     def warm(self) -> None:
         """Build every lazily built lookup structure now (see `CompiledBackend.warm`)."""
-        for backend in (*self.backends.values(), *self.variants.values()):
+        for backend in self.slots:
             backend.warm()
+
+    def with_backends(
+        self,
+        version: str,
+        slots: tuple[CompiledBackend, ...],
+        backends: Mapping[str, CompiledBackend],
+        variants: Mapping[tuple[str, tuple[str, ...]], CompiledBackend],
+    ) -> RoutingTable:
+        """A new table with other compiled backends in the same layout, sharing the rest.
+
+        Routes, rules (and what was built per rule), matches, host indexes,
+        listeners and the load balancer's `rng` are the same objects as in
+        this table; `slots` must follow `self.layout`.
+        """
+        table = RoutingTable(
+            version=version,
+            gateway=self.gateway,
+            listeners=self.listeners,
+            routes=self.routes,
+            slots=slots,
+            layout=self.layout,
+            backends=backends,
+            variants=variants,
+            http={},
+            l4={},
+            rng=self.rng,
+        )
+        table._http = self._http
+        table._l4 = self._l4
+        table._protocols = self._protocols
+        return table
+
+    def backend_in(self, slot: int) -> CompiledBackend | None:
+        """The backend in `slot`, None for `NO_SLOT` (admin API, CLI, explain)."""
+        return self.slots[slot] if slot >= 0 else None
 
     def route_http(self, facts: RequestFacts, state: EndpointState, now: float = 0.0) -> Decision:
         """Route one HTTP request (see module docstring); `now` is monotonic seconds."""
@@ -99,12 +144,13 @@ class RoutingTable:
         if rule.redirect is not None:
             return self._redirect(m, facts)
         split = rule.split
-        backend = split.single
+        slot = split.single
         cookie = ""
-        if backend is None:
-            backend, cookie = split.choose(facts, self.rng)
-            if backend is None:
+        if slot < 0:
+            slot, cookie = split.choose(facts, self.rng)
+            if slot < 0:
                 return Decision(m.route, rule, None, None, NO_HEALTHY_UPSTREAM)
+        backend = self.slots[slot]
         endpoint = backend.pick(facts, state, self.rng, now)
         if endpoint is None:
             return Decision(m.route, rule, backend, None, NO_HEALTHY_UPSTREAM, set_cookie=cookie)
@@ -195,10 +241,12 @@ class RoutingTable:
                         {
                             "name": u.name,
                             "backends": [
-                                {"name": b.name, "weight": w, "endpoints": len(b.endpoints)}
-                                for b, w in zip(u.split.backends, u.split.weights, strict=True)
+                                {"name": n, "weight": w, "endpoints": len(self.slots[s].endpoints)}
+                                for s, n, w in zip(
+                                    u.split.slots, u.split.names, u.split.weights, strict=True
+                                )
                             ],
-                            "canary": u.split.canary.name if u.split.canary else None,
+                            "canary": u.split.canary_name or None,
                         }
                         for u in r.rules
                     ],

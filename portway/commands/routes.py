@@ -164,10 +164,10 @@ def _list(table: RoutingTable, as_json: bool) -> int:
             paths = ", ".join(f"{m.path.type.value} {m.path.value}" for m in matches) or "-"
             split = rule.split
             targets = ", ".join(
-                f"{b.name}×{w}" for b, w in zip(split.backends, split.weights, strict=True)
+                f"{n}×{w}" for n, w in zip(split.names, split.weights, strict=True)
             )
-            if split.canary is not None and split.canary_config is not None:
-                targets += f" (+ canary {split.canary.name} {split.canary_config.percent:g}%)"
+            if split.canary_name and split.canary_config is not None:
+                targets += f" (+ canary {split.canary_name} {split.canary_config.percent:g}%)"
             print(f"  rule {rule.name}: {paths} → {targets}")
     print()
     for name, backend in table.backends.items():

@@ -1,0 +1,216 @@
+"""Incremental tables: a registry change recompiles what it touches and equals a full compile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from routing_builders import WEB, config, facts, record
+
+from gateway.routing.compiler import compile_table, index_records
+from gateway.routing.endpoints import EndpointState
+from gateway.routing.table import RoutingTable
+from gateway.routing.update import apply_record_changes, update_table
+from portway.model import ServiceKey, ServiceRecord, TrafficPolicy
+
+REGIONS = ("eu-west-1", "us-east-1")
+CLUSTERS = ("a", "b", "c")
+SERVICES = ("web", "api", "img")
+
+
+def _doc(backends: list[dict[str, Any]], routes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {
+        "gateway": {"region": "eu-west-1", "zone": "eu-west-1a"},
+        "listeners": [WEB],
+        "routes": routes,
+        "backends": backends,
+    }
+
+
+def _svc_backend(name: str, service: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "service": {"namespace": "shop", "name": service, "port": "http", **extra.pop("ref", {})},
+        **extra,
+    }
+
+
+backend_docs = st.lists(
+    st.tuples(
+        st.sampled_from(SERVICES),
+        st.sets(st.sampled_from(CLUSTERS), max_size=2),
+        st.sets(st.sampled_from(REGIONS), max_size=2),
+        st.sampled_from(["round_robin", "ring_hash", "maglev"]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+route_docs = st.lists(
+    st.tuples(
+        st.lists(st.integers(0, 3), min_size=1, max_size=2),
+        st.sets(st.sampled_from(REGIONS), max_size=2),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=3,
+)
+node_sets = st.lists(
+    st.tuples(st.integers(0, 5), st.booleans(), st.integers(0, 3)),
+    max_size=4,
+    unique_by=lambda t: t[0],
+)
+change_steps = st.lists(
+    st.lists(
+        st.tuples(
+            st.sampled_from(SERVICES),
+            st.sampled_from(CLUSTERS),
+            st.none() | node_sets,
+            st.booleans(),
+        ),
+        min_size=1,
+        max_size=3,
+    ),
+    min_size=1,
+    max_size=6,
+)
+
+
+def _build_config(backends: list[Any], routes: list[Any]) -> dict[str, Any]:
+    bdocs = [
+        _svc_backend(
+            f"b{i}",
+            service,
+            ref={"clusters": sorted(clusters)} if clusters else {},
+            allowedRegions=sorted(regions),
+            loadBalancer={"policy": policy, "maglevTableSize": 251, "ringSize": 64},
+        )
+        for i, (service, clusters, regions, policy) in enumerate(backends)
+    ]
+    rdocs = []
+    for i, (refs, regions, canary) in enumerate(routes):
+        names = sorted({f"b{r % len(bdocs)}" for r in refs})
+        rule: dict[str, Any] = {"backendRefs": [{"name": n} for n in names]}
+        if canary:
+            rule["canary"] = {"backend": f"b{(i + 1) % len(bdocs)}", "percent": 10}
+        rdocs.append(
+            {
+                "name": f"r{i}",
+                "hostnames": [f"h{i}.example.com"],
+                "allowedRegions": sorted(regions),
+                "rules": [rule],
+            }
+        )
+    return _doc(bdocs, rdocs)
+
+
+def _record(
+    service: str, cluster: str, nodes: list[tuple[int, bool, int]], local: bool
+) -> ServiceRecord:
+    region = REGIONS[CLUSTERS.index(cluster) % len(REGIONS)]
+    return record(
+        cluster,
+        region,
+        [
+            (f"n{n}", f"10.{CLUSTERS.index(cluster)}.0.{n + 1}", f"{region}{'ab'[n % 2]}")
+            for n, _, _ in nodes
+        ],
+        service=service,
+        policy=TrafficPolicy.LOCAL if local else TrafficPolicy.CLUSTER,
+        health_check_node_port=32000 if local else None,
+        not_ready=[f"n{n}" for n, ready, _ in nodes if not ready],
+        local={f"n{n}": count for n, _, count in nodes},
+    )
+
+
+def _same(incremental: RoutingTable, full: RoutingTable) -> None:
+    assert incremental == full
+    assert incremental.variants.keys() == full.variants.keys()
+    for key, variant in full.variants.items():
+        mine = incremental.variants[key]
+        assert mine.describe() == variant.describe()
+        assert [e.to_dict() for e in mine.endpoints] == [e.to_dict() for e in variant.endpoints]
+    assert [s.describe() for s in incremental.slots] == [s.describe() for s in full.slots]
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(backends=backend_docs, routes=route_docs, steps=change_steps)
+def test_any_sequence_of_updates_equals_a_full_compile(
+    backends: list[Any], routes: list[Any], steps: list[Any]
+) -> None:
+    cfg = config(_build_config(backends, routes))
+    records: dict[ServiceKey, ServiceRecord] = {}
+    index = index_records(records.values())
+    table = compile_table(cfg, records.values(), version="0")
+    for n, step in enumerate(steps, 1):
+        changes: dict[ServiceKey, ServiceRecord | None] = {}
+        for service, cluster, nodes, local in step:
+            key = ServiceKey("shop", service, cluster)
+            changes[key] = None if nodes is None else _record(service, cluster, nodes, local)
+        for key, rec in changes.items():
+            if rec is None:
+                records.pop(key, None)
+            else:
+                records[key] = rec
+        before = table
+        touched = apply_record_changes(index, changes)
+        table = update_table(table, index, touched, version=str(n))
+        _same(table, compile_table(cfg, records.values(), version=str(n)))
+        assert table.routes is before.routes
+        fed = {s for svc in touched for s in table.layout.by_service.get(svc, ())}
+        fed |= {v for s in fed for v in table.layout.variants_of.get(s, ())}
+        for slot, backend in enumerate(table.slots):
+            if slot not in fed:
+                assert backend is before.slots[slot], "untouched backends are shared"
+
+
+def test_an_update_routes_to_the_new_endpoints_and_keeps_the_old_table_intact() -> None:
+    cfg = config(
+        _doc(
+            [_svc_backend("web", "web"), _svc_backend("api", "api")],
+            [
+                {
+                    "name": "w",
+                    "hostnames": ["shop.example.com"],
+                    "rules": [{"backendRefs": [{"name": "web"}]}],
+                },
+                {
+                    "name": "a",
+                    "hostnames": ["api.example.com"],
+                    "rules": [{"backendRefs": [{"name": "api"}]}],
+                },
+            ],
+        )
+    )
+    old_web = _record("web", "a", [(1, True, 0)], False)
+    api = _record("api", "a", [(2, True, 0)], False)
+    records = {old_web.key: old_web, api.key: api}
+    index = index_records(records.values())
+    first = compile_table(cfg, records.values(), version="1")
+    new_web = _record("web", "a", [(3, True, 0)], False)
+    second = update_table(
+        first, index, apply_record_changes(index, {new_web.key: new_web}), version="2"
+    )
+    state = EndpointState()
+    assert first.route_http(facts(), state).endpoint.address == "10.0.0.2"  # type: ignore[union-attr]
+    assert second.route_http(facts(), state).endpoint.address == "10.0.0.4"  # type: ignore[union-attr]
+    assert second.backends["api"] is first.backends["api"]
+    assert second.routes is first.routes and second.rng is first.rng
+    assert second.version == "2"
+
+
+def test_a_change_to_a_service_no_backend_reads_shares_every_slot() -> None:
+    cfg = config(
+        _doc(
+            [_svc_backend("web", "web")],
+            [{"name": "w", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+        )
+    )
+    index = index_records(())
+    first = compile_table(cfg, (), version="1")
+    other = _record("img", "a", [(1, True, 0)], False)
+    second = update_table(
+        first, index, apply_record_changes(index, {other.key: other}), version="2"
+    )
+    assert second.slots is first.slots
+    assert index[("shop", "img")] == [other]
