@@ -6,9 +6,10 @@ nodes of that cluster may receive traffic for the service and on which
 NodePorts. The record is a value: frozen, validated on construction from
 JSON (`ServiceRecord.from_json`), and serialised back with `to_json`. Anything a
 gateway cannot trust (an unknown version, a nodePort outside the cluster's
-range, an address that does not parse) is refused with a `RecordError` that
-says which field is wrong and what is allowed, so a watcher can log the key and
-skip the record instead of routing to garbage.
+range, an address that does not parse, a key the format does not have) is
+refused with a `RecordError` that says which field is wrong and what is
+allowed, so a watcher can log the key and skip the record instead of routing
+to garbage.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
+
+from portway.record_format import NODE_FIELDS, PORT_FIELDS, RECORD_FIELDS, RecordField, unknown_key
 
 RECORD_VERSION = 1
 KEY_PREFIX = "portway/v1/services/"
@@ -127,7 +130,6 @@ class ServiceRecord:
     node_port_range: tuple[int, int] = DEFAULT_NODE_PORT_RANGE
     published_at: float = 0.0
     version: int = RECORD_VERSION
-    extra: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -194,10 +196,17 @@ class ServiceRecord:
         return cls.from_dict(raw)
 
     @classmethod
-    def from_dict(cls, raw: object) -> ServiceRecord:
-        """Parse the JSON form; every problem is a RecordError naming the field."""
+    def from_dict(cls, raw: object, *, outer_keys: Collection[str] = ()) -> ServiceRecord:
+        """Parse the JSON form; every problem is a RecordError naming the field.
+
+        A key the format does not have is refused (a typo such as `raedy`
+        would otherwise leave the default in force silently); `outer_keys` are
+        keys the caller has already taken out (a record file's `ttlSeconds`),
+        offered in the did-you-mean.
+        """
         if not isinstance(raw, dict):
             raise RecordError("", f"a record is a JSON object, got {type(raw).__name__}")
+        _refuse_unknown(raw, RECORD_FIELDS, "", outer_keys)
         version = raw.get("v")
         if version != RECORD_VERSION:
             raise RecordError(
@@ -205,22 +214,6 @@ class ServiceRecord:
                 f"unsupported record version {version!r}; this portway reads version "
                 f"{RECORD_VERSION} (upgrade the gateway, or the writer is not portway)",
             )
-        known = {
-            "v",
-            "cluster",
-            "namespace",
-            "service",
-            "region",
-            "zones",
-            "ports",
-            "externalTrafficPolicy",
-            "healthCheckNodePort",
-            "sessionAffinity",
-            "sessionAffinityTimeoutSeconds",
-            "nodePortRange",
-            "nodes",
-            "publishedAt",
-        }
         rng = raw.get("nodePortRange", list(DEFAULT_NODE_PORT_RANGE))
         if not (isinstance(rng, list) and len(rng) == 2 and all(_is_int(x) for x in rng)):
             raise RecordError("nodePortRange", "must be [first, last] integers")
@@ -245,7 +238,6 @@ class ServiceRecord:
             session_affinity_timeout_s=_int(raw, "sessionAffinityTimeoutSeconds", 10800),
             node_port_range=(int(rng[0]), int(rng[1])),
             published_at=_float(raw, "publishedAt"),
-            extra={k: v for k, v in raw.items() if k not in known},
         )
 
 
@@ -294,6 +286,15 @@ def validate(record: ServiceRecord) -> None:
         if n.name in names:
             raise RecordError(f"nodes[{i}].name", f"duplicate node name {n.name!r}")
         names.add(n.name)
+
+
+def _refuse_unknown(
+    raw: Mapping[str, Any], fields: Sequence[RecordField], path: str, outer: Collection[str] = ()
+) -> None:
+    problem = unknown_key(raw, fields, outer)
+    if problem is not None:
+        key, message = problem
+        raise RecordError(f"{path}.{key}" if path else key, message)
 
 
 def _is_int(v: object) -> bool:
@@ -352,6 +353,7 @@ def _enum(cls: type[_E], value: object, path: str) -> _E:
 def _port(raw: object, path: str) -> ServicePort:
     if not isinstance(raw, dict):
         raise RecordError(path, "must be an object")
+    _refuse_unknown(raw, PORT_FIELDS, path)
     for k in ("port", "nodePort"):
         if not _is_int(raw.get(k)):
             raise RecordError(f"{path}.{k}", "is required and must be an integer")
@@ -366,6 +368,7 @@ def _port(raw: object, path: str) -> ServicePort:
 def _node(raw: object, path: str) -> Node:
     if not isinstance(raw, dict):
         raise RecordError(path, "must be an object")
+    _refuse_unknown(raw, NODE_FIELDS, path)
     ready = raw.get("ready", True)
     if not isinstance(ready, bool):
         raise RecordError(f"{path}.ready", "must be true or false")

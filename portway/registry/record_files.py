@@ -92,7 +92,7 @@ def parse_record_file(path: Path, data: bytes, mtime: float) -> RecordFile:
     if not isinstance(owner, str):
         raise RecordError(OWNER_FIELD, "must be a string")
     raw.setdefault("v", 1)
-    record = ServiceRecord.from_dict(raw)
+    record = ServiceRecord.from_dict(raw, outer_keys=(TTL_FIELD, OWNER_FIELD))
     return RecordFile(
         path=path,
         record=record,
