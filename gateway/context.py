@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
+from gateway.upstream.outlier import OutlierDetector
 
 
 @dataclass(slots=True)
@@ -95,9 +96,14 @@ class GatewayContext:
     state: EndpointState = field(default_factory=EndpointState)
     observer: RequestObserver = field(default_factory=NullObserver)
     pools: Any = None
+    outliers: OutlierDetector = field(default_factory=OutlierDetector)
+    """Passive outlier detection, fed by every try's outcome (`upstream.outlier`)."""
     config_version: str = ""
     draining: bool = False
     connections: set[Any] = field(default_factory=set)
     tunnels: set[Any] = field(default_factory=set)
     """Open TCP / TLS-passthrough connections (`l4.tcp.TcpProxy`, each has
     `abort()`): a drain waits for them, as for in-flight requests, then cuts them."""
+    server_tls: dict[str, Any] = field(default_factory=dict)
+    """HTTPS listeners' `runtime.tls.ServerTls` by listener name: reloaded when
+    their files change or on SIGHUP, read by the admin API and the expiry metric."""

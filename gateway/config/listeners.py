@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from gateway.config.values import CONFIG, IPAddress, ListenerProtocol, Name, Port
@@ -26,6 +26,19 @@ class ListenerTls:
     certificates: tuple[Certificate, ...] = Field(min_length=1)
     min_version: Literal["TLSv1.2", "TLSv1.3"] = "TLSv1.2"
     alpn: tuple[str, ...] = ("http/1.1",)
+    client_auth: Literal["none", "optional", "required"] = "none"
+    """mTLS: ask clients for a certificate signed by `clientCaFile` (`optional`
+    lets clients without one through; `required` refuses them in the handshake)."""
+    client_ca_file: str | None = None
+    client_subject_header: str = "x-client-cert-subject"
+    """Request header carrying the verified client certificate's subject (RFC 4514)
+    upstream; a client-sent header of this name is always removed."""
+
+    @model_validator(mode="after")
+    def _client_auth_needs_ca(self) -> ListenerTls:
+        if self.client_auth != "none" and not self.client_ca_file:
+            raise ValueError("clientAuth needs clientCaFile (the CAs signing client certificates)")
+        return self
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)

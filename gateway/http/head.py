@@ -62,6 +62,8 @@ REASONS: Final[dict[int, bytes]] = {
     408: b"Request Timeout",
     413: b"Content Too Large",
     414: b"URI Too Long",
+    417: b"Expectation Failed",
+    421: b"Misdirected Request",
     426: b"Upgrade Required",
     429: b"Too Many Requests",
     431: b"Request Header Fields Too Large",
@@ -76,6 +78,7 @@ _STATUS_LINES: Final[dict[int, bytes]] = {}
 
 ERROR_STATUS: Final[dict[str, int]] = {
     "no_route": 404,
+    "misdirected_request": 421,
     "no_healthy_upstream": 503,
     "circuit_open": 503,
     "upstream_connect_failure": 503,

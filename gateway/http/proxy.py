@@ -63,6 +63,7 @@ from gateway.http.response import ResponseRelay
 from gateway.ops.observer import GatewayObserver
 from gateway.routing.decision import RequestFacts
 from gateway.routing.route import CompiledRule
+from gateway.runtime.tls import ServerTls, header_safe, peer_subject
 
 
 class HttpProxy(ResponseRelay):
@@ -77,14 +78,35 @@ class HttpProxy(ResponseRelay):
         "host_raw",
         "last_plan",
         "last_rule",
+        "misdirected",
         "proto",
+        "server_tls",
+        "sni",
+        "subject_drop",
+        "subject_line",
         "via11",
         "view",
     )
 
-    def __init__(self, ctx: GatewayContext, listener: str, *, proto: bytes = b"http") -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        listener: str,
+        *,
+        proto: bytes = b"http",
+        tls: ServerTls | None = None,
+    ) -> None:
         super().__init__(ctx, listener)
         self.proto = proto
+        self.server_tls = tls
+        self.sni = ""
+        """The server name the client asked for in its TLS handshake ("" without TLS or SNI)."""
+        self.misdirected = False
+        """Whether the current Host is not served by the connection's certificate (421)."""
+        self.subject_line = b""
+        """mTLS: the header line carrying the verified client certificate's subject."""
+        self.subject_drop: frozenset[bytes] | None = None
+        """mTLS: the subject header's name, removed from what the client sent."""
         observer = ctx.observer
         self.observe = not isinstance(observer, NullObserver)
         if isinstance(observer, GatewayObserver) and not observer.detailed:
@@ -107,6 +129,16 @@ class HttpProxy(ResponseRelay):
         peer = transport.get_extra_info("peername")
         self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
+        tls = self.server_tls
+        if tls is not None:
+            ssl_object = transport.get_extra_info("ssl_object")
+            self.sni = tls.server_name(ssl_object)
+            if tls.tls.client_ca_file:
+                name = tls.tls.client_subject_header.encode("ascii")
+                self.subject_drop = frozenset({name.lower()})
+                subject = peer_subject(ssl_object)
+                if subject:
+                    self.subject_line = name + b": " + header_safe(subject) + b"\r\n"
         self.ctx.connections.add(self)
         self.idle_at = self.loop.time() + self.first_request_idle_s
         self.watch.track(self)
@@ -202,6 +234,10 @@ class HttpProxy(ResponseRelay):
         if raw_host != self.host_raw:
             self.host_raw = raw_host
             self.host_name = hh.host_name(raw_host)
+            if self.sni:
+                tls = self.server_tls
+                assert tls is not None
+                self.misdirected = not tls.covers(self.sni, self.host_name)
         path = ex.path.decode("latin-1")
         facts = self.facts  # one per connection, refilled: routing reads it synchronously
         if facts is None:
@@ -223,6 +259,9 @@ class HttpProxy(ResponseRelay):
                 ex.counted_only = True
             else:
                 ex.log = self._begin_log(ex, facts)
+        if self.misdirected:
+            self._error(ex, "misdirected_request")
+            return
         decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision
         if decision.endpoint is None:
@@ -296,6 +335,8 @@ class HttpProxy(ResponseRelay):
         if ex.log is not None:
             trace = self.ctx.observer.upstream_headers(ex.token)
         drop = plan.request_drop
+        if self.subject_drop is not None:
+            drop = drop | self.subject_drop
         if trace:  # replaces the client's traceparent/tracestate, never duplicates them
             drop = drop | {name for name, _ in trace}
         if not ex.headers:
@@ -316,6 +357,8 @@ class HttpProxy(ResponseRelay):
             lines.append(self.fwd_lines)
         else:
             lines.append(self._forwarding(ex))
+        if self.subject_line:
+            lines.append(self.subject_line)
         if ex.chunked:
             lines.append(b"Transfer-Encoding: chunked\r\n")
         if ex.upgrade:

@@ -121,6 +121,7 @@ class AdminApi:
         app.router.add_get("/endpoints", self.endpoints)
         app.router.add_get("/explain", self.explain)
         app.router.add_get("/metrics", self.metrics)
+        app.router.add_get("/tls", self.tls)
         app.router.add_post("/drain", self.drain)
         return app
 
@@ -218,6 +219,15 @@ class AdminApi:
         total.reloads = self.source.reloader.stats
         body = render(total) + generate_latest(REGISTRY)  # + registry feed and process metrics
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
+
+    async def tls(self, request: web.Request) -> web.Response:
+        """Served certificates per worker: file, names, subject, expiry and days left."""
+        certificates = [
+            {**cert, "pid": report.get("pid")}
+            for report in await self.source.reports()
+            for cert in report.get("tls", ())
+        ]
+        return web.json_response({"certificates": certificates})
 
     async def drain(self, request: web.Request) -> web.Response:
         key = request.query.get("endpoint", "")

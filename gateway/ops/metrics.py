@@ -14,7 +14,8 @@ cluster,code}`, `portway_request_duration_seconds{route}`,
 `portway_upstream_pool_connections{state}`, `portway_config_reloads_total
 {result}`, `portway_config_last_reload_success_timestamp_seconds`,
 `portway_endpoint_health{cluster,endpoint}`, `portway_active_connections`,
-`portway_build_info{hot_path}`.
+`portway_build_info{hot_path}`, `portway_tls_certificate_expiry_seconds{listener,
+cert_file}` (seconds until a served certificate's notAfter; negative once expired).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ class MetricsSnapshot:
     endpoint_health: dict[tuple[str, str], int] = field(default_factory=dict)
     active_connections: int = 0
     reloads: ReloadStats = field(default_factory=ReloadStats)
+    tls_expiry: dict[tuple[str, str], float] = field(default_factory=dict)
+    """Seconds left per (listener, certificate file) at capture time."""
 
     @classmethod
     def capture(
@@ -77,6 +80,7 @@ class MetricsSnapshot:
         pool_connections: dict[str, int] | None = None,
         endpoint_health: dict[tuple[str, str], int] | None = None,
         active_connections: int = 0,
+        tls_expiry: dict[tuple[str, str], float] | None = None,
     ) -> MetricsSnapshot:
         """Copy the live counters (so the copy can leave the event loop)."""
         return cls(
@@ -87,6 +91,7 @@ class MetricsSnapshot:
             endpoint_health=dict(endpoint_health or {}),
             active_connections=active_connections,
             reloads=reloads if reloads is not None else ReloadStats(),
+            tls_expiry=dict(tls_expiry or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -99,6 +104,7 @@ class MetricsSnapshot:
             "endpoint_health": [[*key, v] for key, v in self.endpoint_health.items()],
             "active_connections": self.active_connections,
             "reloads": [self.reloads.success, self.reloads.failure, self.reloads.last_success_s],
+            "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
         }
 
     @classmethod
@@ -112,6 +118,7 @@ class MetricsSnapshot:
             endpoint_health={(c, e): v for c, e, v in raw.get("endpoint_health", [])},
             active_connections=int(raw.get("active_connections", 0)),
             reloads=ReloadStats(success, failure, last),
+            tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
         )
 
 
@@ -139,6 +146,8 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
         for ekey, v in snap.endpoint_health.items():
             out.endpoint_health[ekey] = min(v, out.endpoint_health.get(ekey, v))
         out.active_connections += snap.active_connections
+        for tkey, left in snap.tls_expiry.items():
+            out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
         if out.reloads == ReloadStats() and snap.reloads != ReloadStats():
             out.reloads = snap.reloads
     return out
@@ -218,6 +227,14 @@ class SnapshotCollector(Collector):
             "Client connections currently open.",
             value=snap.active_connections,
         )
+        expiry = GaugeMetricFamily(
+            "portway_tls_certificate_expiry_seconds",
+            "Seconds until a served certificate expires (negative: expired).",
+            labels=["listener", "cert_file"],
+        )
+        for (listener, cert_file), left in sorted(snap.tls_expiry.items()):
+            expiry.add_metric([listener, cert_file], left)
+        yield expiry
         build = GaugeMetricFamily(
             "portway_build_info",
             "1, labelled with how the HTTP hot path runs: compiled (mypyc) or interpreted.",

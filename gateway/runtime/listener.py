@@ -2,7 +2,8 @@
 
 `start_listener` picks the protocol factory for the listener's protocol
 (HTTP and HTTPS → `http.proxy.HttpProxy`, TLS passthrough and TCP →
-`l4.tcp.TcpProxy`), sets up TLS termination for HTTPS (`tls.server_context`)
+`l4.tcp.TcpProxy`), sets up TLS termination for HTTPS (`tls.ServerTls`, kept in `ctx.server_tls`
+for reloads)
 and the worker's upstream pools when the runtime did not, and binds with
 SO_REUSEPORT when asked (one socket per worker process, the kernel spreads
 connections) or serves an inherited socket.
@@ -19,7 +20,7 @@ from gateway.config.model import Listener, ListenerProtocol
 from gateway.context import GatewayContext
 from gateway.http.proxy import HttpProxy
 from gateway.l4.tcp import TcpProxy
-from gateway.runtime.tls import server_context
+from gateway.runtime.tls import ServerTls
 from gateway.upstream.pool import PoolSet
 
 BACKLOG = 4096
@@ -45,8 +46,10 @@ async def start_listener(
     elif kind is ListenerProtocol.HTTPS:
         if listener.tls is None:
             raise ValueError(f"listener {name}: HTTPS needs a tls block")
-        ssl_context = server_context(listener.tls)
-        factory = lambda: HttpProxy(ctx, name, proto=b"https")  # noqa: E731
+        tls = ServerTls(name, listener.tls)
+        ctx.server_tls[name] = tls
+        ssl_context = tls.front
+        factory = lambda: HttpProxy(ctx, name, proto=b"https", tls=tls)  # noqa: E731
     elif kind is ListenerProtocol.TLS:
         factory = lambda: TcpProxy(ctx, name, peek_sni=True)  # noqa: E731
     else:

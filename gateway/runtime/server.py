@@ -60,6 +60,17 @@ from portway.telemetry import setup_tracing
 log = logging.getLogger("portway.gateway.runtime.server")
 
 DRAIN_GRACE_S = 0.1
+TLS_POLL_S = 1.0
+"""How often certificate and key files are checked for a change."""
+
+
+def file_stamp(name: str) -> tuple[int, int, int] | None:
+    """What tells a replaced file from the one read before; None when it is missing."""
+    try:
+        st = os.stat(name)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +145,8 @@ class Worker:
         self.needs_registry = False
         self.expected_workers = 1
         self.ctx: GatewayContext | None = None
+        self.health: Any = None
+        """The `upstream.health_driver.HealthDriver` (probes, outlier sweep) once started."""
         self.observer = GatewayObserver()
         self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
         self._listener_lock = asyncio.Lock()
@@ -146,6 +159,7 @@ class Worker:
     # ---- admin source ------------------------------------------------------
 
     def report(self) -> dict[str, Any]:
+        now = time.time()
         ctx = self.ctx
         state = ctx.state if ctx is not None else None
         snap = MetricsSnapshot.capture(
@@ -153,6 +167,7 @@ class Worker:
             pool_connections=pool_connections(ctx.pools if ctx else None),
             endpoint_health=self._endpoint_health(),
             active_connections=len(getattr(ctx, "connections", ())),
+            tls_expiry=self._tls_expiry(now),
         )
         return {
             "pid": os.getpid(),
@@ -163,8 +178,53 @@ class Worker:
                 "ejected": sorted(state.ejected) if state else [],
                 "draining": sorted(state.draining) if state else [],
                 "in_flight": dict(state.in_flight) if state else {},
+                "reasons": dict(self.health.reasons) if self.health is not None else {},
             },
+            "tls": [
+                status.as_json(now)
+                for tls in (ctx.server_tls.values() if ctx else ())
+                for status in tls.status
+            ],
         }
+
+    def _tls_expiry(self, now: float) -> dict[tuple[str, str], float]:
+        if self.ctx is None:
+            return {}
+        return {
+            (status.listener, status.cert_file): status.expires_in_s(now)
+            for tls in self.ctx.server_tls.values()
+            for status in tls.status
+        }
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the config file and every listener's certificate files."""
+        self.reloader.request_reload()
+        self.reload_tls()
+
+    def reload_tls(self) -> None:
+        if self.ctx is not None:
+            for tls in list(self.ctx.server_tls.values()):
+                tls.reload()
+
+    async def watch_tls_files(self, interval_s: float = TLS_POLL_S) -> None:
+        """Reload a listener's certificates when one of its files changes.
+
+        Polled (`os.stat`: inode, size, mtime), not inotify: certificate
+        rotation replaces files by rename or, in Kubernetes Secrets, by
+        swapping a symlinked directory, which a stat of the path follows.
+        """
+        seen: dict[str, tuple[int, int, int] | None] = {}
+        while not self._stop.is_set():
+            for tls in list(self.ctx.server_tls.values() if self.ctx else ()):
+                changed = False
+                for name in tls.files:
+                    stamp = file_stamp(name)
+                    if name in seen and seen[name] != stamp:
+                        changed = True
+                    seen[name] = stamp
+                if changed:
+                    tls.reload()
+            await asyncio.sleep(interval_s)
 
     async def reports(self) -> list[dict[str, Any]]:
         return [self.report()]
@@ -210,10 +270,15 @@ class Worker:
             config_version=active.version,
         )
         self.ctx = ctx
+        from gateway.upstream.health_driver import HealthDriver
+
+        self.health = HealthDriver(ctx)
+        self.health.start()
         self._started_with = config
         await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1
         self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
         self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
+        self._tasks.append(asyncio.create_task(self.watch_tls_files(), name="tls-watch"))
         await self._follower.start(config)
         if self.serve_admin:
             port = self.options.admin_port or config.admin.port
@@ -274,6 +339,7 @@ class Worker:
                 if wanted.get(name) != lst:
                     server.close()
                     del self.servers[name]
+                    self.ctx.server_tls.pop(name, None)
                     log.info("listener stopped", extra={"listener": name})
             for name, lst in wanted.items():
                 if name in self.servers:
@@ -333,6 +399,8 @@ class Worker:
         )
         for task in self._tasks:
             task.cancel()
+        if self.health is not None:
+            await self.health.stop()
         await self._follower.close()
         if self.ctx is not None and self.ctx.pools is not None:
             self.ctx.pools.close()
@@ -370,7 +438,7 @@ def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) 
 async def run_worker(options: ServerOptions) -> int:
     """A gateway process serving traffic (alone, or as one of a supervisor's workers)."""
     worker = Worker(options, serve_admin=options.control_fd is None)
-    install_signals(worker.request_stop, worker.reloader.request_reload)
+    install_signals(worker.request_stop, worker.reload)
     await worker.start()
     if options.control_fd is not None:
         worker._tasks.append(asyncio.create_task(worker.follow_control(options.control_fd)))

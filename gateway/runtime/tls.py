@@ -1,21 +1,56 @@
-"""Server-side TLS for HTTPS listeners: one SSLContext, certificate chosen by SNI.
+"""Server-side TLS for HTTPS listeners: certificates chosen by SNI, reloaded in place.
 
-`server_context(ListenerTls)` loads every configured certificate into its own
-context and returns the first one as the listener's context, with an
-`sni_callback` that moves the handshake to the context whose host names match
-the requested server name: exact names first, then wildcards (`*.example.com`
-covers exactly one label, as browsers read it), else the first certificate.
-Certificates with no `hostnames` answer for the names they were given and
-act as the default.
+Theory of operation. asyncio binds one `SSLContext` to a listening socket for
+its whole life, so a rotated certificate cannot be installed by replacing
+that context. `ServerTls` therefore hands asyncio a *front* context whose
+`sni_callback` runs on every handshake (OpenSSL calls it with `None` when the
+client sent no server name) and moves the handshake to the current context of
+the certificate that answers the name: exact names first, then wildcards
+(`*.example.com` covers exactly one label, as browsers read it), else the
+first certificate. `reload()` builds a whole new set of contexts from the
+files and swaps the list in one assignment: connections already established
+keep their session untouched, the next handshake gets the new certificate; a
+file that does not load leaves the previous set in place (and says why).
+
+Every context is built the same way: TLS 1.2 or newer (`minVersion`),
+Mozilla's "intermediate" cipher list for TLS 1.2 (TLS 1.3 suites are fixed by
+OpenSSL and all acceptable), no compression, no renegotiation, ALPN, and for
+mTLS listeners the client CA bundle with `optional` or `required` client
+certificates.
 """
 
 from __future__ import annotations
 
+import logging
 import ssl
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from cryptography import x509
 
 from gateway.config.model import ListenerTls
 
+log = logging.getLogger("portway.gateway.runtime.tls")
+
 _VERSIONS = {"TLSv1.2": ssl.TLSVersion.TLSv1_2, "TLSv1.3": ssl.TLSVersion.TLSv1_3}
+_CLIENT_AUTH = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "required": ssl.CERT_REQUIRED}
+
+MOZILLA_INTERMEDIATE_CIPHERS = ":".join(
+    (
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DHE-RSA-AES256-GCM-SHA384",
+        "DHE-RSA-CHACHA20-POLY1305",
+    )
+)
+"""TLS 1.2 ciphers of Mozilla's "intermediate" profile (ssl-config.mozilla.org, v5.7)."""
 
 
 def certificate_for(
@@ -32,9 +67,8 @@ def certificate_for(
     return None
 
 
-def server_context(tls: ListenerTls) -> ssl.SSLContext:
-    """The listener's SSLContext; see module docstring for certificate selection."""
-    contexts = [_context(tls, cert.cert_file, cert.key_file) for cert in tls.certificates]
+def name_index(tls: ListenerTls) -> tuple[dict[str, int], dict[str, int]]:
+    """The configured host names of each certificate: (exact, wildcard parent) → index."""
     exact: dict[str, int] = {}
     wildcard: dict[str, int] = {}
     for index, cert in enumerate(tls.certificates):
@@ -44,25 +78,169 @@ def server_context(tls: ListenerTls) -> ssl.SSLContext:
                 wildcard.setdefault(name[2:], index)
             else:
                 exact.setdefault(name, index)
-    default = contexts[0]
+    return exact, wildcard
 
-    def choose(sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+
+@dataclass(frozen=True, slots=True)
+class CertificateStatus:
+    """What the admin API and the expiry metric say about one served certificate."""
+
+    listener: str
+    cert_file: str
+    hostnames: tuple[str, ...]
+    subject: str
+    not_after_s: float
+    """Expiry as a Unix timestamp."""
+    loaded_at_s: float
+
+    def expires_in_s(self, now_s: float) -> float:
+        return self.not_after_s - now_s
+
+    def as_json(self, now_s: float) -> dict[str, object]:
+        left = self.expires_in_s(now_s)
+        return {
+            "listener": self.listener,
+            "cert_file": self.cert_file,
+            "hostnames": list(self.hostnames),
+            "subject": self.subject,
+            "not_after": self.not_after_s,
+            "expires_in_s": round(left, 3),
+            "days_left": round(left / 86400, 2),
+            "loaded_at": self.loaded_at_s,
+        }
+
+
+def read_certificate(cert_file: str) -> x509.Certificate:
+    """The leaf (first) certificate of a PEM chain file."""
+    with open(cert_file, "rb") as handle:
+        return x509.load_pem_x509_certificate(handle.read())
+
+
+class ServerTls:
+    """One HTTPS listener's TLS: the front context asyncio holds and the current set.
+
+    Contract: construction raises (`OSError`, `ssl.SSLError`, `ValueError`)
+    when a file does not load, so a listener never starts half-configured;
+    `reload()` never raises, it returns False and keeps the current set.
+    """
+
+    def __init__(
+        self, listener: str, tls: ListenerTls, *, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.listener = listener
+        self.tls = tls
+        self._clock = clock
+        self.exact, self.wildcard = name_index(tls)
+        self.contexts, self.status = self._build()
+        self.front = _context(tls, tls.certificates[0].cert_file, tls.certificates[0].key_file)
+        self.front.sni_callback = self._choose  # type: ignore[assignment]
+        self.reloads = 0
+        self.reload_failures = 0
+        self._names: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()
+        """SNI per handshake, from the callback until the connection is accepted
+        (weak: a handshake that fails after the callback leaves nothing behind)."""
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """Every file the contexts were built from (what a watcher follows)."""
+        names = [f for cert in self.tls.certificates for f in (cert.cert_file, cert.key_file)]
+        if self.tls.client_ca_file:
+            names.append(self.tls.client_ca_file)
+        return tuple(names)
+
+    def _build(self) -> tuple[list[ssl.SSLContext], tuple[CertificateStatus, ...]]:
+        now = self._clock()
+        contexts = []
+        status = []
+        for cert in self.tls.certificates:
+            contexts.append(_context(self.tls, cert.cert_file, cert.key_file))
+            leaf = read_certificate(cert.cert_file)
+            status.append(
+                CertificateStatus(
+                    self.listener,
+                    cert.cert_file,
+                    tuple(cert.hostnames),
+                    leaf.subject.rfc4514_string(),
+                    leaf.not_valid_after_utc.timestamp(),
+                    now,
+                )
+            )
+        return contexts, tuple(status)
+
+    def reload(self) -> bool:
+        """Rebuild every context from the files; on failure keep serving the current ones."""
+        try:
+            contexts, status = self._build()
+        except (OSError, ssl.SSLError, ValueError) as exc:
+            self.reload_failures += 1
+            log.error(
+                "TLS reload failed; keeping the current certificates",
+                extra={"listener": self.listener, "error": str(exc)},
+            )
+            return False
+        self.contexts, self.status = contexts, status
+        self.reloads += 1
+        log.info(
+            "TLS certificates reloaded",
+            extra={"listener": self.listener, "files": list(self.files)},
+        )
+        return True
+
+    def covers(self, sni: str, host: str) -> bool:
+        """Whether a request for `host` may travel on a connection opened for `sni`.
+
+        The same certificate must answer both names (RFC 9110 7.4: otherwise 421).
+        """
+        if host == sni:
+            return True
+        return certificate_for(host, self.exact, self.wildcard) == certificate_for(
+            sni, self.exact, self.wildcard
+        ) and (certificate_for(sni, self.exact, self.wildcard) is not None)
+
+    def server_name(self, ssl_object: ssl.SSLObject | None) -> str:
+        """The SNI the client sent on this connection ("" when none); asked once, at accept."""
+        if ssl_object is None:
+            return ""
+        return self._names.pop(ssl_object, "")
+
+    def _choose(self, sock: ssl.SSLObject, server_name: str | None, _: ssl.SSLContext) -> None:
+        index = None
         if server_name:
-            index = certificate_for(server_name, exact, wildcard)
-            if index is not None and index != 0:
-                sock.context = contexts[index]
+            self._names[sock] = server_name.lower().rstrip(".")
+            index = certificate_for(server_name, self.exact, self.wildcard)
+        sock.context = self.contexts[index or 0]
         return None
-
-    if len(contexts) > 1:
-        default.sni_callback = choose  # type: ignore[assignment]
-    return default
 
 
 def _context(tls: ListenerTls, cert_file: str, key_file: str) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = _VERSIONS[tls.min_version]
+    ctx.set_ciphers(MOZILLA_INTERMEDIATE_CIPHERS)
     ctx.load_cert_chain(cert_file, key_file)
     if tls.alpn:
         ctx.set_alpn_protocols(list(tls.alpn))
-    ctx.options |= ssl.OP_NO_COMPRESSION
+    ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_NO_RENEGOTIATION | ssl.OP_CIPHER_SERVER_PREFERENCE
+    if tls.client_ca_file:
+        ctx.load_verify_locations(cafile=tls.client_ca_file)
+        ctx.verify_mode = _CLIENT_AUTH[tls.client_auth]
     return ctx
+
+
+def server_context(tls: ListenerTls, listener: str = "") -> ssl.SSLContext:
+    """The front context of a fresh `ServerTls` (callers that never reload)."""
+    return ServerTls(listener, tls).front
+
+
+def peer_subject(ssl_object: ssl.SSLObject | None) -> str:
+    """The verified client certificate's subject as RFC 4514 text, "" when none was sent."""
+    if ssl_object is None:
+        return ""
+    der = ssl_object.getpeercert(binary_form=True)
+    if not der:
+        return ""
+    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
+
+
+def header_safe(text: str) -> bytes:
+    """`text` as a header value: UTF-8, control characters written as `\\xNN`."""
+    return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in text).encode("utf-8")
