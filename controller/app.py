@@ -134,6 +134,10 @@ class Controller:
         return self.elector.leading
 
     @property
+    def running(self) -> bool:
+        return bool(self._tasks)
+
+    @property
     def kube_up(self) -> bool:
         return len(self._kube_up) == len(self.watchers) and all(self._kube_up.values())
 

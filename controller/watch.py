@@ -228,6 +228,8 @@ class KindWatcher:
             self._resource_version = None
         except Absent:
             self._resource_version = None
+            self._connected(True)
+            self._sink(Reset(self.kind, (), ""))
             self._stopped.wait(self._timing.absent_retry_s)
 
     def _failed(self, state: tenacity.RetryCallState) -> None:
