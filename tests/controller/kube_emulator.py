@@ -25,6 +25,7 @@ through `Apiserver`, which can also go down and come back on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime
 import itertools
@@ -267,10 +268,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
                 }
             wait = min(deadline, next_bookmark if bookmarks else deadline) - now
             changed = self._changed
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(changed.wait(), max(wait, 0.001))
-            except TimeoutError:
-                pass
 
 
 def _gone(position: int) -> dict[str, Any]:
