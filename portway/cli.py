@@ -15,6 +15,7 @@ from collections.abc import Sequence
 
 VERBS: dict[str, str] = {
     "demo": "portway.commands.demo",
+    "drill": "portway.commands.drill",
     "check": "portway.commands.check",
     "routes": "portway.commands.routes",
     "gateway": "portway.commands.gateway",

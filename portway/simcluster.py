@@ -6,13 +6,19 @@ the record its controller would publish. Every node runs a tiny HTTP server
 that answers with who it is (`x-served-by: label/node`, the label being
 the cluster name unless set), so a client can
 count where traffic went. Faults are the ones a drill injects: a node goes
-down (its port closes), the whole cluster goes down, the cluster comes back.
+down (its port closes), the whole cluster goes down, the cluster comes back,
+a node answers slowly (`slow_node`), or a node is black-holed
+(`black_hole_node`): its port is held by a socket that never accepts, so the
+first connections hang unanswered in the accept queue and, once that is
+full, the kernel drops further SYNs and connects time out, as with a
+firewall that silently drops packets.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from dataclasses import dataclass, field
 
@@ -45,6 +51,8 @@ class SimulatedCluster:
     label: str = ""
     _runners: dict[str, web.AppRunner] = field(default_factory=dict)
     _ready: dict[str, bool] = field(default_factory=dict)
+    _delay_s: dict[str, float] = field(default_factory=dict)
+    _holes: dict[str, socket.socket] = field(default_factory=dict)
 
     async def start(self) -> None:
         """Open the NodePort on every node that is not already up."""
@@ -54,6 +62,9 @@ class SimulatedCluster:
     async def start_node(self, name: str) -> None:
         if name in self._runners:
             return
+        hole = self._holes.pop(name, None)
+        if hole is not None:
+            hole.close()
         node = self._node(name)
         runner = web.AppRunner(self._app(node), access_log=None, handle_signals=False)
         await runner.setup()
@@ -71,6 +82,30 @@ class SimulatedCluster:
     async def stop(self) -> None:
         for name in list(self._runners):
             await self.stop_node(name)
+        for hole in self._holes.values():
+            hole.close()
+        self._holes.clear()
+
+    def slow_node(self, name: str, delay_s: float) -> None:
+        """Every answer of the node waits `delay_s` first (0 restores it)."""
+        self._node(name)
+        self._delay_s[name] = delay_s
+
+    async def black_hole_node(self, name: str) -> None:
+        """The node stops answering without closing its port (see module docstring).
+
+        Its published readiness is unchanged: a black hole is what a
+        controller does not see. `start_node` lifts it.
+        """
+        node = self._node(name)
+        runner = self._runners.pop(name, None)
+        if runner is not None:
+            await runner.cleanup()
+        hole = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        hole.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hole.bind((node.address, self.node_port))
+        hole.listen(0)
+        self._holes[name] = hole
 
     def up(self, name: str) -> bool:
         return name in self._runners
@@ -102,6 +137,9 @@ class SimulatedCluster:
         body = json.dumps({"cluster": self.name, "node": node.name, "zone": node.zone})
 
         async def answer(request: web.Request) -> web.Response:
+            delay_s = self._delay_s.get(node.name, 0.0)
+            if delay_s:
+                await asyncio.sleep(delay_s)
             if request.can_read_body:
                 await request.read()
             return web.Response(

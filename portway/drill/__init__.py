@@ -1,0 +1,1 @@
+"""`portway drill`: failover drills against a live gateway (see `portway.drill.run`)."""

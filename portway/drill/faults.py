@@ -1,0 +1,152 @@
+"""Fault injectors: each scenario fault as something done to the site, and undone.
+
+Each `Injection` is built from one `Fault` and the `DrillSite`; `inject()`
+runs at the fault's `at`, `recover()` at its `until` (or when the drill ends,
+so a drill never leaves a fault behind). What each kind does, for real:
+
+- kill-endpoints: the nodes' NodePorts close (connections refused); the
+  controller keeps publishing them Ready unless `publishNotReady`, since a
+  real one notices a dead node only after the node-monitor grace period.
+  Recovery: the ports reopen and the controller publishes them Ready.
+- stop-controller: the cluster's controller stops renewing its records; the
+  nodes keep serving; the records expire after the TTL. Recovery: it
+  publishes again.
+- black-hole: the nodes' ports are held by sockets that never accept (see
+  `portway.simcluster`): requests hang, connects time out. Recovery: the
+  nodes serve again.
+- slow: every answer of the nodes waits `delay` first.
+- registry-outage: the registry path the gateway reads vanishes (it is a
+  link to the directory the controllers write, and the link is removed);
+  the controllers keep publishing. Recovery: the link is back.
+- shift-weights: the gateway's config file is rewritten with the rule's new
+  backend weights and/or canary percent (the gateway reloads it on change).
+  Recovery: the original text is written back (a weight shift back, which is
+  a canary rollback without the rollout engine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from io import StringIO
+from typing import Any
+
+from ruamel.yaml import YAML
+
+from portway.drill.scenario import Fault, FaultKind
+from portway.drill.site import DrillSite, SiteError
+from portway.registry.record_files import write_atomic
+from portway.simcluster import SimulatedCluster
+
+
+@dataclass(slots=True)
+class Injection:
+    """One fault, bound to the site; `served_by` names the answers its target gives."""
+
+    fault: Fault
+    site: DrillSite
+    sims: list[SimulatedCluster] = field(default_factory=list)
+    served_by: frozenset[str] = frozenset()
+    injected_at: float | None = None
+    recovered_at: float | None = None
+    _saved_config: str | None = None
+
+    @property
+    def kind(self) -> FaultKind:
+        return self.fault.kind
+
+    def describe(self) -> str:
+        f = self.fault
+        target = f.cluster or f.route or ""
+        if f.nodes:
+            target += f" nodes {', '.join(f.nodes)}"
+        if f.service:
+            target += f" service {f.service}"
+        extra = ""
+        if f.delay_s:
+            extra = f" +{f.delay_s * 1000:g} ms"
+        if f.weights:
+            extra = " weights " + ", ".join(f"{k}={v}" for k, v in f.weights.items())
+        if f.canary_percent is not None:
+            extra += f" canary {f.canary_percent:g}%"
+        return f"{f.kind.value} {target}{extra}".strip()
+
+    def _nodes(self, sim: SimulatedCluster) -> list[str]:
+        own = [n.name for n in sim.nodes]
+        return [n for n in own if not self.fault.nodes or n in self.fault.nodes]
+
+    async def inject(self) -> None:
+        kind = self.fault.kind
+        if kind is FaultKind.KILL_ENDPOINTS:
+            for sim in self.sims:
+                for node in self._nodes(sim):
+                    await sim.stop_node(node)
+                if self.fault.publish_not_ready:
+                    await self.site.publish(sim)
+        elif kind is FaultKind.STOP_CONTROLLER:
+            await self.site.stop_controller(self.sims)
+        elif kind is FaultKind.BLACK_HOLE:
+            for sim in self.sims:
+                for node in self._nodes(sim):
+                    await sim.black_hole_node(node)
+        elif kind is FaultKind.SLOW:
+            for sim in self.sims:
+                for node in self._nodes(sim):
+                    sim.slow_node(node, self.fault.delay_s or 0.0)
+        elif kind is FaultKind.REGISTRY_OUTAGE:
+            self.site.registry_link().unlink()
+        elif kind is FaultKind.SHIFT_WEIGHTS:
+            text = self.site.config_path.read_text(encoding="utf-8")
+            self._saved_config = text
+            write_atomic(self.site.config_path, shifted_config(text, self.fault).encode())
+        else:
+            raise SiteError(f"{kind.value} is not supported yet")
+
+    async def recover(self) -> None:
+        kind = self.fault.kind
+        if kind in (FaultKind.KILL_ENDPOINTS, FaultKind.BLACK_HOLE):
+            for sim in self.sims:
+                for node in self._nodes(sim):
+                    await sim.start_node(node)
+                await self.site.publish(sim)
+        elif kind is FaultKind.STOP_CONTROLLER:
+            for sim in self.sims:
+                await self.site.publish(sim)
+        elif kind is FaultKind.SLOW:
+            for sim in self.sims:
+                for node in self._nodes(sim):
+                    sim.slow_node(node, 0.0)
+        elif kind is FaultKind.REGISTRY_OUTAGE:
+            link = self.site.registry_link()
+            link.symlink_to(self.site.registry_dir, target_is_directory=True)
+        elif kind is FaultKind.SHIFT_WEIGHTS and self._saved_config is not None:
+            write_atomic(self.site.config_path, self._saved_config.encode())
+
+
+def bind(fault: Fault, site: DrillSite) -> Injection:
+    """The injection of `fault` on `site`, with the answers its target would give."""
+    if fault.kind is FaultKind.REGISTRY_OUTAGE and site.external:
+        raise SiteError("registry-outage needs the drill to start the gateway (no --gateway-admin)")
+    sims = site.targets(fault.cluster, fault.service) if fault.cluster else []
+    served_by = frozenset(
+        f"{sim.label or sim.name}/{node.name}"
+        for sim in sims
+        for node in sim.nodes
+        if not fault.nodes or node.name in fault.nodes
+    )
+    return Injection(fault, site, sims, served_by)
+
+
+def shifted_config(text: str, fault: Fault) -> str:
+    """The config text with the fault's rule re-weighted; comments and layout kept."""
+    yaml = YAML(typ="rt")
+    data: Any = yaml.load(text)
+    route = next(r for r in data["routes"] if r["name"] == fault.route)
+    rule = route["rules"][fault.rule]
+    for ref in rule["backendRefs"]:
+        if fault.weights and ref["name"] in fault.weights:
+            ref["weight"] = fault.weights[ref["name"]]
+    if fault.canary_percent is not None:
+        rule["canary"]["percent"] = fault.canary_percent
+    out = StringIO()
+    yaml.dump(data, out)
+    return out.getvalue()

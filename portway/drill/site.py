@@ -1,0 +1,204 @@
+"""The drill's site: simulated clusters, their controllers, and the gateway under test.
+
+Each (cluster, service) of the scenario is a `SimulatedCluster` on its
+loopback addresses; each cluster's controller is a files-registry writer that
+publishes the cluster's records with the scenario's TTL and renews them until
+it is stopped (then the records expire, as when a real controller dies). The
+gateway is either started here, a real `portway gateway` process running a
+copy of the scenario's gateway config in the drill's working directory, or
+one already running, reached through its admin URL, which must read the
+files registry the controllers write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from portway.drill.loader import LoadedScenario
+from portway.registry.files import FilesRegistry
+from portway.simcluster import SimNode, SimulatedCluster
+
+SimKey = tuple[str, str]  # (cluster, service)
+
+
+class SiteError(RuntimeError):
+    """The site could not be set up (a port taken, the gateway not starting): one line."""
+
+
+class DrillSite:
+    """Owns what the drill runs; see the module docstring."""
+
+    def __init__(
+        self,
+        loaded: LoadedScenario,
+        workdir: Path,
+        *,
+        admin_url: str | None = None,
+        registry_dir: Path | None = None,
+        log: Callable[[str], None] = print,
+    ) -> None:
+        self.loaded = loaded
+        self.workdir = workdir
+        self.log = log
+        scenario = loaded.scenario
+        config = loaded.gateway_config
+        self.external = admin_url is not None
+        self.admin_url = (admin_url or f"http://{config.admin.address}:{config.admin.port}").rstrip(
+            "/"
+        )
+        self.config_path = workdir / "gateway.yaml"
+        # Started here, the gateway reads `registry.path` (relative to the
+        # workdir), a link to the directory the controllers write, so a
+        # registry outage can take it away from the gateway alone.
+        self.registry_dir = registry_dir or workdir / "registry-store"
+        self._registry_given = registry_dir is not None
+        self._registry_path = workdir / (config.registry.path or "registry")
+        self.ttl_s = scenario.registry.ttl_s
+        self.regions = {c.name: c.region for c in scenario.clusters}
+        self.node_regions = {n.name: c.region for c in scenario.clusters for n in c.nodes}
+        self.sims: dict[SimKey, SimulatedCluster] = {}
+        for cluster in scenario.clusters:
+            for service in cluster.services:
+                nodes = tuple(
+                    SimNode(n.name, n.address, n.zone)
+                    for n in cluster.nodes
+                    if not service.nodes or n.name in service.nodes
+                )
+                self.sims[(cluster.name, service.name)] = SimulatedCluster(
+                    cluster.name,
+                    cluster.region,
+                    nodes,
+                    service.node_port,
+                    namespace=service.namespace,
+                    service=service.name,
+                    label=service.label,
+                )
+        self.controllers: dict[str, FilesRegistry] = {}
+        self.gateway: subprocess.Popen[bytes] | None = None
+
+    def targets(self, cluster: str, service: str | None = None) -> list[SimulatedCluster]:
+        return [
+            sim
+            for (c, s), sim in self.sims.items()
+            if c == cluster and (service is None or s == service)
+        ]
+
+    async def start(self) -> None:
+        if self.external:
+            await self._find_external_gateway()
+        self.registry_dir.mkdir(parents=True, exist_ok=True)
+        if not self.external:
+            self._registry_path.symlink_to(self.registry_dir, target_is_directory=True)
+        for cluster in self.regions:
+            self.controllers[cluster] = FilesRegistry(self.registry_dir)
+        for key, sim in self.sims.items():
+            try:
+                await sim.start()
+            except OSError as exc:
+                raise SiteError(
+                    f"cluster {key[0]} cannot open {sim.nodes[0].address}:{sim.node_port}: "
+                    f"{exc.strerror} (is another drill or demo running?)"
+                ) from None
+            await self.publish(sim)
+        if not self.external:
+            self._start_gateway()
+        await self.wait_ready()
+
+    async def publish(self, sim: SimulatedCluster) -> None:
+        """The cluster's controller publishes (or renews) the service's record."""
+        await self.controllers[sim.name].publish(sim.record(), self.ttl_s)
+
+    async def stop_controller(self, sims: list[SimulatedCluster]) -> None:
+        """The controller stops renewing these records; they expire after the TTL."""
+        for sim in sims:
+            await self.controllers[sim.name].abandon(sim.record().key)
+
+    def registry_link(self) -> Path:
+        """The path the started gateway reads its registry from (a link)."""
+        return self._registry_path
+
+    def _start_gateway(self) -> None:
+        self.config_path.write_text(
+            self.loaded.gateway_config_path.read_text(encoding="utf-8"), encoding="utf-8"
+        )
+        self.log(f"gateway: portway gateway --config {self.config_path} (cwd {self.workdir})")
+        self.gateway = subprocess.Popen(
+            [sys.executable, "-m", "portway", "gateway", "--config", "gateway.yaml"],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / "gateway.log", "wb"),  # noqa: SIM115
+        )
+
+    async def _find_external_gateway(self) -> None:
+        """The running gateway's config file (faults that rewrite it edit that file) and,
+        unless given, the files registry it reads (its config's absolute path)."""
+        from gateway.config.errors import ConfigError
+        from gateway.config.loader import load_config
+
+        try:
+            body = await self.admin_json("/config")
+        except (aiohttp.ClientError, ValueError) as exc:
+            raise SiteError(f"no gateway admin API at {self.admin_url}: {exc}") from None
+        self.config_path = Path(str(body["source"]))
+        if self._registry_given:
+            return
+        try:
+            path = load_config(self.config_path).registry.path
+        except (ConfigError, OSError) as exc:
+            raise SiteError(f"cannot read the gateway's config {self.config_path}: {exc}") from None
+        if path is None or not Path(path).is_absolute():
+            raise SiteError(
+                f"the running gateway's files registry ({path!r}) is relative to its "
+                "working directory; give --registry DIR"
+            )
+        self.registry_dir = Path(path)
+
+    async def wait_ready(self, timeout_s: float = 20.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with aiohttp.ClientSession() as session:
+            while time.monotonic() < deadline:
+                if self.gateway is not None and self.gateway.poll() is not None:
+                    tail = self._log_tail()
+                    raise SiteError(f"the gateway exited: {tail}")
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with session.get(f"{self.admin_url}/readyz") as resp:
+                        if resp.status == 200:
+                            return
+                await asyncio.sleep(0.1)
+        raise SiteError(f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s")
+
+    def _log_tail(self) -> str:
+        try:
+            lines = (self.workdir / "gateway.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1] if lines else "(empty log)"
+
+    async def admin_json(self, path: str) -> Any:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.admin_url}{path}") as resp,
+        ):
+            return await resp.json()
+
+    async def stop(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.to_thread(self.gateway.wait, 15)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+        for controller in self.controllers.values():
+            await controller.close()
+        for sim in self.sims.values():
+            await sim.stop()
