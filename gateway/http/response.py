@@ -20,6 +20,7 @@ from gateway.http.exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, Exchang
 from gateway.http.tries import TryRunner
 from gateway.routing.decision import RequestFacts
 from gateway.upstream.failure import StatusFailure, UpstreamFailure
+from gateway.upstream.outlier import status_outcome
 from gateway.upstream.retry_policy import RETRY_CLASSES, retry_allowed
 
 if TYPE_CHECKING:
@@ -42,6 +43,18 @@ class ResponseRelay(TryRunner):
             return
         rule, decision = ex.rule, ex.decision
         assert rule is not None and decision is not None
+        endpoint = ex.endpoint
+        assert endpoint is not None
+        if status < 500:
+            self.ctx.outliers.success(endpoint.key)
+        elif decision.backend is not None:
+            self.ctx.outliers.failure(
+                decision.backend,
+                endpoint.key,
+                status_outcome(status),
+                self.ctx.state,
+                self.loop.time(),
+            )
         retry = rule.retry
         if status >= 500 and not ex.upgrade and retry is not None:
             cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"

@@ -19,11 +19,17 @@ from gateway.http.exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
 from gateway.http.request import RequestReader
 from gateway.routing.endpoints import Endpoint
 from gateway.upstream.failure import UpstreamFailure, UpstreamTimeout
+from gateway.upstream.outlier import Outcome
 from gateway.upstream.pool import PoolSet, UpstreamConnection
 from gateway.upstream.retry_policy import retry_allowed, retry_delay_s
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SAME_ENDPOINT_OK: Final = frozenset({"upstream_reset", "gateway_status", "server_status"})
+_ENDPOINT_FAULTS: Final = frozenset(
+    {"upstream_connect_failure", "upstream_reset", "upstream_timeout", "upstream_protocol_error"}
+)
+"""Try failures outlier detection counts against the endpoint (answers are counted
+where they arrive, `ResponseRelay.on_response_head`; an open circuit is ours)."""
 
 
 class TryRunner(RequestReader):
@@ -125,6 +131,16 @@ class TryRunner(RequestReader):
         whole = self.loop.time() >= ex.deadline - 1e-3
         self._drop_upstream(ex)
         if whole:
+            endpoint = ex.endpoint
+            decision = ex.decision
+            if endpoint is not None and decision is not None and decision.backend is not None:
+                self.ctx.outliers.failure(
+                    decision.backend,
+                    endpoint.key,
+                    Outcome.GATEWAY_FAILURE,
+                    self.ctx.state,
+                    self.loop.time(),
+                )
             self._error(ex, "upstream_timeout")
         else:
             self._failed(ex, _TIMEOUT)
@@ -170,6 +186,14 @@ class TryRunner(RequestReader):
             ex.stale_retried = True
             self._try(ex, current)
             return
+        if failure.cause in _ENDPOINT_FAULTS and decision.backend is not None:
+            self.ctx.outliers.failure(
+                decision.backend,
+                current.key,
+                Outcome.GATEWAY_FAILURE,
+                self.ctx.state,
+                self.loop.time(),
+            )
         if retry_allowed(ex, failure.cause, pools, self.loop.time()):
             tried = ex.tried if ex.tried is not None else set()
             tried.add(current.key)

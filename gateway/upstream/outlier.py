@@ -1,0 +1,241 @@
+"""Passive outlier detection: eject endpoints whose answers say they are broken.
+
+Theory of operation. Every finished try reports one `Outcome` for its
+endpoint: a success (any answer below 500), a server error (a 5xx other than
+502/503/504) or a gateway failure (connect failure, reset, timeout, 502, 503,
+504). `COUNTING` says, as data, what each outcome does to the endpoint's two
+run counters; a run reaching its threshold (`consecutive5xx`,
+`consecutiveGatewayErrors`) ejects the endpoint at once, without waiting for
+the interval. Every `interval` a sweep (`tick`) also ejects success-rate
+outliers (Envoy's rule: among endpoints with at least `SR_REQUEST_VOLUME`
+requests in the interval, when at least `SR_MIN_HOSTS` qualify, those below
+mean − `SR_STDEV_FACTOR` × stdev), lets endpoints whose ejection ran out
+back in, and forgets one past ejection of each endpoint that is in rotation
+(so the multiplier decays, as in Envoy).
+
+An ejection lasts `baseEjectionTime` × the number of times the endpoint was
+ejected (capped at `maxEjectionTime`). Two guards keep detection from
+emptying a backend: at most `maxEjectionPercent` of its endpoints are
+ejected at once (at least one ejection is always allowed), and the last
+endpoint of a backend that may take traffic is never ejected.
+
+The hot path pays one dict lookup and two integer stores per success; the
+record of an endpoint is made on its first outcome and reused. Ejections
+and returns are queued in `changes` for the driver to log and count once.
+Pure: time comes in as `now` (monotonic seconds), state is the routing
+`EndpointState` the caller passes.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Final
+
+from gateway.config.model import OutlierDetection
+from gateway.routing.backend import CompiledBackend
+from gateway.routing.endpoints import EndpointState
+
+
+class Outcome(enum.IntEnum):
+    SUCCESS = 0
+    SERVER_ERROR = 1
+    GATEWAY_FAILURE = 2
+
+
+class Reason(enum.Enum):
+    CONSECUTIVE_5XX = "consecutive_5xx"
+    CONSECUTIVE_GATEWAY_FAILURE = "consecutive_gateway_failure"
+    SUCCESS_RATE = "success_rate"
+
+
+COUNTING: Final[dict[Outcome, tuple[bool, bool]]] = {
+    # outcome: (extends the 5xx run, extends the gateway-failure run); False resets the run
+    Outcome.SUCCESS: (False, False),
+    Outcome.SERVER_ERROR: (True, False),
+    Outcome.GATEWAY_FAILURE: (True, True),
+}
+
+SR_MIN_HOSTS: Final = 3
+SR_REQUEST_VOLUME: Final = 20
+SR_STDEV_FACTOR: Final = 1.9
+DEFAULT: Final = OutlierDetection()
+
+
+def status_outcome(status: int) -> Outcome:
+    """The outcome an upstream answer with this status counts as."""
+    if status < 500:
+        return Outcome.SUCCESS
+    if status in (502, 503, 504):
+        return Outcome.GATEWAY_FAILURE
+    return Outcome.SERVER_ERROR
+
+
+class EndpointRecord:
+    """Counters of one endpoint: the two runs, this interval's answers, past ejections."""
+
+    __slots__ = ("ejections", "failed", "ok", "run_5xx", "run_gateway")
+
+    def __init__(self) -> None:
+        self.run_5xx = 0
+        self.run_gateway = 0
+        self.ok = 0
+        self.failed = 0
+        self.ejections = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """An endpoint left (`ejected`) or re-entered rotation; `until` is monotonic seconds."""
+
+    key: str
+    backend: str
+    ejected: bool
+    reason: str
+    until: float = 0.0
+
+
+def ejection_time_s(settings: OutlierDetection, ejections: int) -> float:
+    """How long the `ejections`-th ejection lasts: base × n, capped."""
+    return min(settings.base_ejection_time_s * max(1, ejections), settings.max_ejection_time_s)
+
+
+def may_eject(backend: CompiledBackend, key: str, state: EndpointState, max_percent: float) -> bool:
+    """Whether ejecting `key` keeps the backend within its guards (module docstring)."""
+    endpoints = backend.endpoints
+    ejected = 0
+    others_available = False
+    for e in endpoints:
+        if e.key in state.ejected:
+            ejected += 1
+        elif e.key != key and e.ready and state.available(e.key):
+            others_available = True
+    if not others_available:
+        return False
+    allowed = max(1, math.floor(len(endpoints) * max_percent / 100.0 + 1e-9))
+    return ejected < allowed
+
+
+class OutlierDetector:
+    """The detector of one worker, over every backend of its routing table."""
+
+    __slots__ = ("changes", "next_sweep", "records")
+
+    def __init__(self) -> None:
+        self.records: dict[str, EndpointRecord] = {}
+        self.changes: list[Change] = []
+        self.next_sweep = 0.0
+
+    def success(self, key: str) -> None:
+        """The hot path's report of an answer below 500."""
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = EndpointRecord()
+        record.run_5xx = 0
+        record.run_gateway = 0
+        record.ok += 1
+
+    def failure(
+        self,
+        backend: CompiledBackend,
+        key: str,
+        outcome: Outcome,
+        state: EndpointState,
+        now: float,
+    ) -> bool:
+        """Count a failed try; eject `key` when a run reached its threshold. True if ejected."""
+        if outcome is Outcome.SUCCESS:
+            self.success(key)
+            return False
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = EndpointRecord()
+        extends_5xx, extends_gateway = COUNTING[outcome]
+        record.run_5xx = record.run_5xx + 1 if extends_5xx else 0
+        record.run_gateway = record.run_gateway + 1 if extends_gateway else 0
+        record.failed += 1
+        settings = backend.outlier_detection or DEFAULT
+        if not settings.enabled or key in state.ejected:
+            return False
+        if record.run_gateway >= settings.consecutive_gateway_errors:
+            reason = Reason.CONSECUTIVE_GATEWAY_FAILURE
+        elif record.run_5xx >= settings.consecutive_5xx:
+            reason = Reason.CONSECUTIVE_5XX
+        else:
+            return False
+        return self._eject(backend, key, record, settings, state, now, reason)
+
+    def _eject(
+        self,
+        backend: CompiledBackend,
+        key: str,
+        record: EndpointRecord,
+        settings: OutlierDetection,
+        state: EndpointState,
+        now: float,
+        reason: Reason,
+    ) -> bool:
+        if not may_eject(backend, key, state, settings.max_ejection_percent):
+            return False
+        record.ejections += 1
+        record.run_5xx = record.run_gateway = 0
+        until = now + ejection_time_s(settings, record.ejections)
+        state.eject(key, until)
+        self.changes.append(Change(key, backend.name, True, reason.value, until))
+        return True
+
+    def tick(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
+        """Return endpoints whose ejection ran out; every interval, the success-rate sweep."""
+        if now >= self.next_sweep:
+            self._sweep(backends, state, now)
+        for key, until in list(state.ejected.items()):
+            if now >= until:
+                state.uneject(key)
+                self.changes.append(Change(key, "", False, "ejection_expired"))
+
+    def _sweep(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
+        interval = DEFAULT.interval_s
+        for backend in backends:
+            settings = backend.outlier_detection or DEFAULT
+            interval = min(interval, settings.interval_s)
+            if settings.enabled:
+                self._sweep_success_rate(backend, settings, state, now)
+        for key, record in self.records.items():
+            record.ok = record.failed = 0
+            if record.ejections and key not in state.ejected:
+                record.ejections -= 1
+        self.next_sweep = now + interval
+
+    def _sweep_success_rate(
+        self, backend: CompiledBackend, settings: OutlierDetection, state: EndpointState, now: float
+    ) -> None:
+        rates: list[tuple[str, float]] = []
+        for e in backend.endpoints:
+            record = self.records.get(e.key)
+            if record is None or e.key in state.ejected:
+                continue
+            volume = record.ok + record.failed
+            if volume >= SR_REQUEST_VOLUME:
+                rates.append((e.key, record.ok / volume))
+        if len(rates) < SR_MIN_HOSTS:
+            return
+        mean = sum(r for _, r in rates) / len(rates)
+        stdev = math.sqrt(sum((r - mean) ** 2 for _, r in rates) / len(rates))
+        floor = mean - SR_STDEV_FACTOR * stdev
+        for key, rate in rates:
+            if rate < floor:
+                record = self.records[key]
+                self._eject(backend, key, record, settings, state, now, Reason.SUCCESS_RATE)
+
+    def drain_changes(self) -> list[Change]:
+        """The ejections and returns since the last call (the driver logs each once)."""
+        changes, self.changes = self.changes, []
+        return changes
+
+    def forget(self, keep: Iterable[str]) -> None:
+        """Drop records of endpoints that left the table (after a compile)."""
+        kept = set(keep)
+        for key in [k for k in self.records if k not in kept]:
+            del self.records[key]
