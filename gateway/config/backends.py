@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from gateway.config.resilience import CircuitBreaker, HealthCheck, OutlierDetection
@@ -87,6 +87,22 @@ class Locality:
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
+class UpstreamTlsValidation:
+    """How the gateway checks an upstream's certificate (Gateway API's BackendTLSPolicy).
+
+    Without this block, `tls: true` verifies against the system's CA bundle and
+    the endpoint's address. Turning verification off must be written out
+    (`insecureSkipVerify: true`) and is logged at startup: never silent.
+    """
+
+    ca_file: str | None = None
+    """PEM CA bundle the upstream certificates must chain to (else the system's)."""
+    hostname: str | None = None
+    """Name sent as SNI and checked against the certificate (else the endpoint address)."""
+    insecure_skip_verify: bool = False
+
+
+@dataclass(frozen=True, slots=True, config=CONFIG)
 class Backend:
     """A named set of endpoints: a registry service, or static endpoints, not both."""
 
@@ -101,3 +117,11 @@ class Backend:
     outlier_detection: OutlierDetection | None = None
     circuit_breaker: CircuitBreaker = CircuitBreaker()
     tls: bool = False
+    """Speak TLS to the endpoints, verified as `tlsValidation` says."""
+    tls_validation: UpstreamTlsValidation | None = None
+
+    @model_validator(mode="after")
+    def _validation_needs_tls(self) -> Backend:
+        if self.tls_validation is not None and not self.tls:
+            raise ValueError("tlsValidation needs tls: true")
+        return self

@@ -17,10 +17,12 @@ The connection itself lives in `upstream.connection`, the failure types in
 from __future__ import annotations
 
 import asyncio
+import logging
 import ssl
 from collections import deque
 from typing import Any
 
+from gateway.config.backends import UpstreamTlsValidation
 from gateway.routing.endpoints import Endpoint
 from gateway.upstream.connection import ResponseSink, UpstreamConnection
 from gateway.upstream.failure import (
@@ -44,6 +46,8 @@ __all__ = [
     "UpstreamReset",
     "UpstreamTimeout",
 ]
+
+log = logging.getLogger("portway.gateway.upstream.pool")
 
 
 class EndpointPool:
@@ -71,6 +75,7 @@ class EndpointPool:
         *,
         max_idle: int,
         ssl_context: ssl.SSLContext | None = None,
+        server_hostname: str | None = None,
     ) -> None:
         self.loop = loop
         self.endpoint = endpoint
@@ -83,7 +88,9 @@ class EndpointPool:
         self.backend: Any = None
         """The compiled backend whose circuit breaker limits were applied last."""
         self.ssl = ssl_context
-        self.server_hostname = endpoint.address if ssl_context is not None else None
+        self.server_hostname = (
+            (server_hostname or endpoint.address) if ssl_context is not None else None
+        )
         address = endpoint.address
         host = f"[{address}]" if ":" in address else address
         self.host_header = f"{host}:{endpoint.port}".encode("ascii")
@@ -192,13 +199,27 @@ class EndpointPool:
         self.idle.clear()
 
 
+def upstream_context(validation: UpstreamTlsValidation | None) -> ssl.SSLContext:
+    """A verifying client context (TLS 1.2+): the CA bundle given, else the system's.
+
+    Only `insecureSkipVerify: true` turns verification off, and says so in the log.
+    """
+    ctx = ssl.create_default_context(cafile=validation.ca_file if validation else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if validation is not None and validation.insecure_skip_verify:
+        log.warning("upstream TLS certificates are NOT verified (insecureSkipVerify: true)")
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class PoolSet:
     """`ctx.pools`: pools by endpoint key, idle eviction, and the retry budget counters."""
 
     __slots__ = (
         "active_requests",
         "active_retries",
-        "client_ssl",
+        "client_ssls",
         "idle_timeout_s",
         "loop",
         "max_idle",
@@ -215,7 +236,7 @@ class PoolSet:
         self.max_idle = max_idle
         self.active_requests = 0
         self.active_retries = 0
-        self.client_ssl: ssl.SSLContext | None = None
+        self.client_ssls: dict[UpstreamTlsValidation | None, ssl.SSLContext] = {}
         self.timer: asyncio.TimerHandle | None = loop.call_later(
             min(idle_timeout_s, 5.0), self._sweep
         )
@@ -227,11 +248,14 @@ class PoolSet:
             return pool  # same compiled backend as last time: limits already applied
         if pool is None:
             tls = bool(getattr(backend, "tls", False))
+            config = getattr(backend, "config", None)
+            validation = config.tls_validation if config is not None else None
             pool = EndpointPool(
                 self.loop,
                 endpoint,
                 max_idle=self.max_idle,
-                ssl_context=self._client_ssl() if tls else None,
+                ssl_context=self.client_ssl(validation) if tls else None,
+                server_hostname=validation.hostname if validation is not None else None,
             )
             self.pools[endpoint.key] = pool
         breaker = getattr(backend, "circuit_breaker", None)
@@ -241,15 +265,12 @@ class PoolSet:
         pool.backend = backend
         return pool
 
-    def _client_ssl(self) -> ssl.SSLContext:
-        if self.client_ssl is None:
-            ctx = ssl.create_default_context()
-            # NodePort TLS is usually served with cluster-internal certificates:
-            # encrypted but not verified until a CA setting exists in the config.
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
-            self.client_ssl = ctx
-        return self.client_ssl
+    def client_ssl(self, validation: UpstreamTlsValidation | None) -> ssl.SSLContext:
+        """The client context for a backend's `tlsValidation`, one per distinct setting."""
+        found = self.client_ssls.get(validation)
+        if found is None:
+            found = self.client_ssls[validation] = upstream_context(validation)
+        return found
 
     def _sweep(self) -> None:
         older_than = self.loop.time() - self.idle_timeout_s
