@@ -18,6 +18,12 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+from controller.network_policy import (
+    IngressRule,
+    LabelSelector,
+    NetworkPolicyInfo,
+    SelectorRequirement,
+)
 from controller.objects import (
     DEFAULT_AFFINITY_TIMEOUT_S,
     SERVICE_NAME_LABEL,
@@ -232,3 +238,66 @@ def _strmap(v: object) -> Mapping[str, str]:
     if not isinstance(v, Mapping):
         return frozen_map()
     return frozen_map({str(k): "" if x is None else str(x) for k, x in v.items()})
+
+
+def network_policy_info(obj: object) -> NetworkPolicyInfo:
+    """A NetworkPolicy; policyTypes defaults to Ingress (plus Egress when egress rules exist)."""
+    raw = manifest(obj)
+    meta, spec = _meta(raw), _dict(raw.get("spec"))
+    types = _list(spec.get("policyTypes")) or ["Ingress"]
+    rules = []
+    for rule in map(_dict, _list(spec.get("ingress"))):
+        peers = [_dict(p) for p in _list(rule.get("from"))]
+        rules.append(
+            IngressRule(
+                ip_blocks=tuple(
+                    _ip_block(_dict(p["ipBlock"])) for p in peers if p.get("ipBlock") is not None
+                ),
+                selector_peers=sum(
+                    1 for p in peers if "podSelector" in p or "namespaceSelector" in p
+                ),
+                ports=tuple(
+                    f"{_dict(x).get('port', '*')}/{_dict(x).get('protocol') or 'TCP'}"
+                    for x in _list(rule.get("ports"))
+                ),
+            )
+        )
+    return NetworkPolicyInfo(
+        namespace=str(meta.get("namespace") or "default"),
+        name=str(meta.get("name") or ""),
+        pod_selector=label_selector(spec.get("podSelector")),
+        restricts_ingress="Ingress" in types,
+        ingress=tuple(rules),
+    )
+
+
+def label_selector(raw: object) -> LabelSelector:
+    """metav1.LabelSelector from its JSON form (absent or {} selects everything)."""
+    sel = _dict(raw)
+    return LabelSelector(
+        match_labels=tuple(sorted(_strmap(sel.get("matchLabels")).items())),
+        match_expressions=tuple(
+            SelectorRequirement(
+                str(e.get("key") or ""),
+                str(e.get("operator") or ""),
+                tuple(str(v) for v in _list(e.get("values"))),
+            )
+            for e in map(_dict, _list(sel.get("matchExpressions")))
+        ),
+    )
+
+
+def labels_of(obj: object) -> Mapping[str, str]:
+    """metadata.labels of any object (a pod, a namespace)."""
+    return _strmap(_meta(manifest(obj)).get("labels"))
+
+
+def _ip_block(block: Mapping[str, Any]) -> str:
+    cidr = str(block.get("cidr") or "")
+    excepted = [str(x) for x in _list(block.get("except"))]
+    return f"{cidr} except {', '.join(excepted)}" if excepted else cidr
+
+
+def service_selector(obj: object) -> Mapping[str, str]:
+    """spec.selector of a Service: the labels of its pods (empty: endpoints managed by hand)."""
+    return _strmap(_dict(manifest(obj).get("spec")).get("selector"))

@@ -20,6 +20,7 @@ VERBS: dict[str, str] = {
     "routes": "portway.commands.routes",
     "gateway": "portway.commands.gateway",
     "registry": "portway.commands.registry",
+    "doctor": "portway.commands.doctor",
     "controller": "portway.commands.controller",
 }
 
