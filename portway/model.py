@@ -21,7 +21,13 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from portway.record_format import NODE_FIELDS, PORT_FIELDS, RECORD_FIELDS, RecordField, unknown_key
+from portway.record_format import (
+    NODE_FIELDS,
+    PORT_FIELDS,
+    RecordField,
+    unknown_key,
+    unknown_keys_everywhere,
+)
 
 RECORD_VERSION = 1
 KEY_PREFIX = "portway/v1/services/"
@@ -206,7 +212,10 @@ class ServiceRecord:
         """
         if not isinstance(raw, dict):
             raise RecordError("", f"a record is a JSON object, got {type(raw).__name__}")
-        _refuse_unknown(raw, RECORD_FIELDS, "", outer_keys)
+        unknown = unknown_keys_everywhere(raw, outer_keys)
+        if unknown:
+            path, _, message = unknown[0].partition(": ")
+            raise RecordError(path, "; ".join([message, *unknown[1:]]))
         version = raw.get("v")
         if version != RECORD_VERSION:
             raise RecordError(

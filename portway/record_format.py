@@ -114,6 +114,25 @@ def unknown_key(
     return None
 
 
+def unknown_keys_everywhere(raw: Mapping[str, Any], outer: Collection[str] = ()) -> list[str]:
+    """`path: message` for every unknown key of a record, its ports and its nodes."""
+    found: list[str] = []
+    top = {k: v for k, v in raw.items()}
+    while (problem := unknown_key(top, RECORD_FIELDS, outer)) is not None:
+        found.append(f"{problem[0]}: {problem[1]}")
+        del top[problem[0]]
+    for section, fields in (("ports", PORT_FIELDS), ("nodes", NODE_FIELDS)):
+        items = raw.get(section)
+        for index, item in enumerate(items if isinstance(items, list) else ()):
+            if not isinstance(item, Mapping):
+                continue
+            rest = dict(item)
+            while (problem := unknown_key(rest, fields)) is not None:
+                found.append(f"{section}[{index}].{problem[0]}: {problem[1]}")
+                del rest[problem[0]]
+    return found
+
+
 def closest(word: str, choices: Sequence[str]) -> str | None:
     """The choice a misspelt key most likely meant, ignoring case, `_` and `-`."""
     folded = {_fold(c): c for c in choices}

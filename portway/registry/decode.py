@@ -9,8 +9,9 @@ gateway stops routing to a record that was replaced by garbage.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind
@@ -19,6 +20,7 @@ log = logging.getLogger(__name__)
 
 BadRecordHook = Callable[[str, str], None]
 _hooks: list[BadRecordHook] = []
+_collectors: list[dict[str, str]] = []
 
 
 def on_bad_record(hook: BadRecordHook) -> Callable[[], None]:
@@ -27,12 +29,31 @@ def on_bad_record(hook: BadRecordHook) -> Callable[[], None]:
     return lambda: _hooks.remove(hook)
 
 
+@contextlib.contextmanager
+def collect_bad_records() -> Iterator[dict[str, str]]:
+    """Gather `{key: reason}` of the records skipped meanwhile, instead of logging them.
+
+    For the CLI's reading verbs, which show each one to the person who asked;
+    the hooks (metrics) are still called.
+    """
+    found: dict[str, str] = {}
+    _collectors.append(found)
+    try:
+        yield found
+    finally:
+        _collectors.remove(found)
+
+
 def report_bad(backend: str, key: str, error: str) -> None:
-    """Log a skipped record and tell the hooks (metrics)."""
-    log.warning(
-        "skipping bad registry record",
-        extra={"backend": backend, "key": key, "error": error},
-    )
+    """Log a skipped record (or hand it to a collector) and tell the hooks (metrics)."""
+    if _collectors:
+        for found in _collectors:
+            found[key] = error
+    else:
+        log.warning(
+            "skipping bad registry record",
+            extra={"backend": backend, "key": key, "error": error},
+        )
     for hook in list(_hooks):
         hook(backend, key)
 
