@@ -59,8 +59,14 @@ class Probe:
         self.event = asyncio.Event()
         self.at = 0.0
 
-    def __call__(self, records: Mapping[ServiceKey, ServiceRecord], status: FeedStatus) -> None:
-        self.records = dict(records)
+    def __call__(
+        self, changes: Mapping[ServiceKey, ServiceRecord | None], status: FeedStatus
+    ) -> None:
+        for key, record in changes.items():
+            if record is None:
+                self.records.pop(key, None)
+            else:
+                self.records[key] = record
         self.at = time.perf_counter()
         self.event.set()
 

@@ -165,38 +165,63 @@ def host_name(authority: bytes) -> str:
 
 
 def error_response(
-    status: int, cause: str, *, close: bool, request_id: bytes = b"", extra: Headers | None = None
+    status: int,
+    cause: str,
+    *,
+    close: bool,
+    request_id: bytes = b"",
+    extra: Headers | None = None,
+    head_only: bool = False,
 ) -> bytes:
     """A short text answer with `portway-error: cause`, complete with framing."""
-    body = b"portway: " + cause.encode("ascii", "replace") + b"\n"
-    lines = [
-        status_line(status),
-        b"content-type: text/plain; charset=utf-8\r\n",
-        b"content-length: %d\r\n" % len(body),
-        b"portway-error: " + cause.encode("ascii", "replace") + b"\r\n",
+    reason = cause.encode("ascii", "replace")
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"portway-error", reason),
+        *(extra or ()),
     ]
+    body = b"portway: " + reason + b"\n"
+    return local_response(
+        status, headers, body, close=close, request_id=request_id, head_only=head_only
+    )
+
+
+NO_BODY_STATUSES: Final = frozenset({204, 304})
+"""Statuses whose responses never carry a body (with every 1xx), RFC 9110 6.4.1."""
+
+
+def local_response(
+    status: int,
+    headers: Sequence[tuple[bytes, bytes]],
+    body: bytes,
+    *,
+    close: bool,
+    request_id: bytes = b"",
+    extra: bytes = b"",
+    head_only: bool = False,
+) -> bytes:
+    """A response the gateway makes itself, framed exactly (RFC 9110 6.4.1, 8.6).
+
+    A 1xx, 204 or 304 has no body, and 1xx and 204 no Content-Length either;
+    an answer to HEAD (`head_only`) keeps the Content-Length the body would
+    have had and drops the body. `extra` are header lines already joined.
+    """
+    lines = [status_line(status)]
+    for name, value in headers:
+        lines.append(name + b": " + value + b"\r\n")
+    if extra:
+        lines.append(extra)
     if request_id:
         lines.append(b"x-request-id: " + request_id + b"\r\n")
-    for name, value in extra or ():
-        lines.append(name + b": " + value + b"\r\n")
+    bodiless = status < 200 or status in NO_BODY_STATUSES
+    if not bodiless:
+        lines.append(b"content-length: %d\r\n" % len(body))
     if close:
         lines.append(b"connection: close\r\n")
     lines.append(b"\r\n")
-    lines.append(body)
+    if body and not bodiless and not head_only:
+        lines.append(body)
     return b"".join(lines)
-
-
-def redirect_response(status: int, location: str, *, close: bool) -> bytes:
-    """A redirect answer with an empty body."""
-    head = [
-        status_line(status),
-        b"location: " + location.encode("latin-1", "replace") + b"\r\n",
-        b"content-length: 0\r\n",
-    ]
-    if close:
-        head.append(b"connection: close\r\n")
-    head.append(b"\r\n")
-    return b"".join(head)
 
 
 def chunk(data: bytes) -> list[bytes]:

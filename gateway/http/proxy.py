@@ -24,8 +24,13 @@ timeout), bounded by the peers closing. Between requests a connection may sit
 idle for the last matched rule's `timeouts.idle` (before its first request,
 `first_request_idle_s`); the loop's `DeadlineWatch` closes it after that.
 
-Hot path costs are paid once where possible: a rule's header edits and
-timeouts come from its memoised `http.plan.RulePlan`; forwarding header lines
+Between route match and upstream runs the rule's filter chain
+(`gateway.http.filters`), built once per rule when the table was compiled
+(`CompiledRule.plan`, a `http.plan.RulePlan`): request filters that may answer
+locally (CORS preflight, redirect, ...), then the header edits and URL
+rewrite joined into the upstream head, then mirrors; the response gets the
+rule's response header edits. A rule without filters pays a truthiness test
+per kind. Forwarding header lines
 are cached per connection and Host; with metrics-only telemetry the observer
 is told `open_request`/`close_request` and no `RequestLog` is built.
 
@@ -51,11 +56,11 @@ from gateway.http.exchange import (
     Exchange,
     Transport,
 )
+from gateway.http.filters.base import LocalAnswer
 from gateway.http.plan import (
     RulePlan,
     forwarding_lines,
     plain_forwarding_lines,
-    plan_for,
     shared,
     via_line,
 )
@@ -76,8 +81,6 @@ class HttpProxy(ResponseRelay):
         "head_memo",
         "host_name",
         "host_raw",
-        "last_plan",
-        "last_rule",
         "misdirected",
         "proto",
         "server_tls",
@@ -118,8 +121,6 @@ class HttpProxy(ResponseRelay):
         self.via11 = b""
         self.facts: RequestFacts | None = None
         self.view = hh.HeaderView([])
-        self.last_rule: CompiledRule | None = None
-        self.last_plan: RulePlan | None = None
         self.head_memo: HeadMemo | None = None
 
     # --- asyncio.Protocol: client side -------------------------------------
@@ -264,36 +265,39 @@ class HttpProxy(ResponseRelay):
             return
         decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision
-        if decision.endpoint is None:
-            if decision.error == "redirect":
-                close = self._must_close(ex)
-                ex.status = decision.redirect_status
-                self._answer(
-                    ex,
-                    hh.redirect_response(ex.status, decision.redirect_location, close=close),
-                    close,
-                )
-            else:
-                self._error(ex, decision.error or "no_route")
-            return
         rule = decision.rule
-        assert rule is not None
-        plan: RulePlan
-        last = self.last_plan
-        if rule is self.last_rule and last is not None:
-            plan = last
-        else:
-            plan = self.last_plan = plan_for(rule)
-            self.last_rule = rule
+        if rule is None:
+            self._error(ex, decision.error or "no_route")
+            return
         ex.rule = rule
+        # built by http.plan.build_plan when the table was compiled (compile_http_table)
+        plan: RulePlan = rule.plan  # type: ignore[assignment]
+        if plan.request_filters:
+            ex.scheme = self.proto
+            for request_filter in plan.request_filters:
+                answer = request_filter.on_request(ex, facts, now)
+                if answer is not None:
+                    self._local(ex, answer)
+                    return
+        endpoint = decision.endpoint
+        if endpoint is None:
+            self._error(ex, decision.error or "no_healthy_upstream")
+            return
+        if plan.backend_plans:
+            backend = decision.backend
+            assert backend is not None
+            plan = plan.for_backend(backend.name)
         ex.plan = plan
         ex.deadline = now + plan.request_s
-        self._request_head(ex, rule, plan, path)
+        self._request_head(ex, plan, path)
+        if plan.forward_filters:
+            for forward_filter in plan.forward_filters:
+                forward_filter.on_forward(ex, facts, ctx)
         ctx.pools.active_requests += 1
         ex.counted = True
-        self._try(ex, decision.endpoint)
+        self._try(ex, endpoint)
 
-    def _request_head(self, ex: Exchange, rule: CompiledRule, plan: RulePlan, path: str) -> None:
+    def _request_head(self, ex: Exchange, plan: RulePlan, path: str) -> None:
         """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
 
         A keep-alive client usually repeats its request: `head_memo` keeps the
@@ -304,7 +308,7 @@ class HttpProxy(ResponseRelay):
         memo = self.head_memo
         if (
             memo is not None
-            and memo.rule is rule
+            and memo.plan is plan
             and memo.path == ex.path
             and memo.headers == ex.headers
             and memo.host == ex.host
@@ -327,7 +331,8 @@ class HttpProxy(ResponseRelay):
                 ex.fixed_host = ex.host
             return
         plain = not ex.request_id
-        target = rule.rewrite_path(path).encode("latin-1") if plan.rewrites_path else ex.path
+        rewrite = plan.path_rewrite
+        target = rewrite.path(path).encode("latin-1") if rewrite is not None else ex.path
         if ex.query:
             target += b"?" + ex.query
         ex.line = ex.method + b" " + target + b" HTTP/1.1\r\n"
@@ -384,7 +389,7 @@ class HttpProxy(ResponseRelay):
             and ex.version == "1.1"
         ):
             self.head_memo = HeadMemo(
-                rule,
+                plan,
                 ex.path,
                 ex.headers,  # not copied: a new list is made for each request
                 ex.host,
@@ -416,9 +421,29 @@ class HttpProxy(ResponseRelay):
         status = hh.ERROR_STATUS.get(cause, 502)
         ex.status = status
         close = self._must_close(ex)
-        self._answer(
-            ex, hh.error_response(status, cause, close=close, request_id=ex.request_id), close
+        data = hh.error_response(
+            status,
+            cause,
+            close=close,
+            request_id=ex.request_id,
+            head_only=ex.method == b"HEAD",
         )
+        self._answer(ex, data, close)
+
+    def _local(self, ex: Exchange, answer: LocalAnswer) -> None:
+        """Send the answer a request filter made instead of forwarding."""
+        ex.status = answer.status
+        close = self._must_close(ex)
+        data = hh.local_response(
+            answer.status,
+            answer.headers,
+            answer.body,
+            close=close,
+            request_id=ex.request_id,
+            extra=ex.response_lines,
+            head_only=ex.method == b"HEAD",
+        )
+        self._answer(ex, data, close)
 
     def _answer(self, ex: Exchange, data: bytes, close: bool) -> None:
         ex.bytes_out += len(data)
@@ -463,7 +488,8 @@ class HttpProxy(ResponseRelay):
 
 class HeadMemo:
     """A connection's last plain upstream request head, split around its request id
-    (`HttpProxy._request_head`); the other fields say which request it was."""
+    (`HttpProxy._request_head`); the other fields say which request it was (`plan`:
+    the matched rule's, or its backendRef's)."""
 
     __slots__ = (
         "after_id",
@@ -473,13 +499,13 @@ class HeadMemo:
         "line",
         "method",
         "path",
+        "plan",
         "query",
-        "rule",
     )
 
     def __init__(
         self,
-        rule: CompiledRule,
+        plan: RulePlan,
         path: bytes,
         headers: hh.Headers,
         host: bytes,
@@ -489,7 +515,7 @@ class HeadMemo:
         before_id: bytes,
         after_id: bytes,
     ) -> None:
-        self.rule = rule
+        self.plan = plan
         self.path = path
         self.headers = headers
         self.host = host

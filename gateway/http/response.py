@@ -73,6 +73,8 @@ class ResponseRelay(TryRunner):
         drop = plan.response_drop
         out.extend(conn.head_lines(drop) if drop or conn.dropped else conn.lines)
         out.append(plan.response_lines)
+        if ex.response_lines:  # written by request filters (CORS)
+            out.append(ex.response_lines)
         out.append(ex.via)
         cookie = decision.set_cookie
         if cookie:

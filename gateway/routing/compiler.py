@@ -73,8 +73,15 @@ def compile_table(
     seed: int | None = None,
 ) -> RoutingTable:
     """Compile `config` against a registry snapshot; see the module docstring."""
+    return compile_indexed(config, index_records(records), version=version, seed=seed)
+
+
+def compile_indexed(
+    config: GatewayConfig, by_service: RecordIndex, *, version: str = "", seed: int | None = None
+) -> RoutingTable:
+    """`compile_table` over records already indexed (`index_records`, `apply_record_changes`)."""
     with _collector_paused():
-        return _compile(config, records, version, seed)
+        return _compile(config, by_service, version, seed)
 
 
 @contextmanager
@@ -95,9 +102,8 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _compile(
-    config: GatewayConfig, records: Iterable[ServiceRecord], version: str, seed: int | None
+    config: GatewayConfig, by_service: RecordIndex, version: str, seed: int | None
 ) -> RoutingTable:
-    by_service = index_records(records)
     gw = config.gateway
     slots: list[CompiledBackend] = []
     specs: list[SlotSpec] = []

@@ -1,13 +1,18 @@
-"""The gateway's live endpoint feed: registry watch in, whole snapshots out.
+"""The gateway's live endpoint feed: registry watch in, per-key changes out.
 
 Theory of operation: `EndpointFeed` lists the registry once, then follows
-`watch(revision)` and folds each change into its state. The routing core only
-ever receives whole, validated snapshots (Traefik's provider rule), through
-`on_snapshot(records, status)`; it compiles a table per call, so bursts are
-debounced: the first change arms a `debounce_s` timer and everything that
-arrives meanwhile rides on the same callback. A record that is deleted or
-expired means "cluster gone" and is handed over at once, timer or not, so
-failover never waits on the debounce.
+`watch(revision)` and folds each change into its state. It hands the routing
+side what changed since its last call, never the whole state, through
+`on_changes(changes, status)`: `changes` maps each key that changed to its
+new validated record, or to None when it is gone (the first call carries
+every record). The consumer recompiles per call, so bursts are debounced:
+the first change arms a `debounce_s` timer and everything that arrives
+meanwhile rides on the same callback (a key changed twice is handed over
+once, with its last value). A record that is deleted or expired means
+"cluster gone" and is handed over at once, timer or not, so failover never
+waits on the debounce. A whole `Snapshot` from the backend (a resync) is
+diffed against the state off the event loop, and only the difference is
+handed over.
 
 "Registry unreachable" is different from "record gone": the feed keeps the
 last known records, reports `up=False` and `stale_since`, logs once, and
@@ -62,7 +67,11 @@ class FeedStatus:
     last_sync: float | None = None
 
 
-OnSnapshot = Callable[[Mapping[ServiceKey, ServiceRecord], FeedStatus], None]
+RecordChanges = Mapping[ServiceKey, ServiceRecord | None]
+"""Key → its new record, or None when deleted or expired."""
+OnChanges = Callable[[RecordChanges, FeedStatus], None]
+DIFF_OFF_LOOP = 500
+"""A snapshot with more records than this is diffed in a thread."""
 
 
 class FeedMetrics:
@@ -106,12 +115,12 @@ class FeedMetrics:
 
 
 class EndpointFeed:
-    """Follows one `Registry` and calls `on_snapshot` with whole endpoint snapshots."""
+    """Follows one `Registry` and calls `on_changes` with what changed (see module docstring)."""
 
     def __init__(
         self,
         registry: Registry,
-        on_snapshot: OnSnapshot,
+        on_changes: OnChanges,
         *,
         debounce_s: float = 0.05,
         clock: Callable[[], float] = time.time,
@@ -121,7 +130,7 @@ class EndpointFeed:
     ) -> None:
         self.registry = registry
         self.backend = registry.backend
-        self._on_snapshot = on_snapshot
+        self._on_changes = on_changes
         self._debounce_s = debounce_s
         self._clock = clock
         self._metrics = FeedMetrics.on(metrics_registry or REGISTRY)
@@ -129,6 +138,7 @@ class EndpointFeed:
             initial=backoff_initial_s, max=backoff_max_s, jitter=backoff_initial_s
         )
         self._state: dict[ServiceKey, ServiceRecord] = {}
+        self._pending: dict[ServiceKey, ServiceRecord | None] = {}
         self._revision: int | None = None
         self._up = False
         self._stale_since: float | None = None
@@ -203,12 +213,15 @@ class EndpointFeed:
             if self._revision is None:
                 snap = await self.registry.snapshot()
                 self._connected()
-                self._apply(snap)
+                await self._apply_snapshot(snap)
                 self._emit()
             assert self._revision is not None
             async for item in self.registry.watch(self._revision):
                 self._connected()
-                self._apply(item)
+                if isinstance(item, Snapshot):
+                    await self._apply_snapshot(item)
+                else:
+                    self._apply(item)
         except RegistryUnavailable as exc:
             self._lost(exc)
             raise
@@ -246,20 +259,38 @@ class EndpointFeed:
             if self._revision is not None:
                 self._emit()
 
-    def _apply(self, item: Change | Snapshot) -> None:
-        gone: bool
-        if isinstance(item, Snapshot):
-            gone = bool(self._state.keys() - item.records.keys())
-            changed = dict(item.records) != self._state
-            self._state = dict(item.records)
-        elif item.kind is ChangeKind.DELETE or item.record is None:
+    async def _apply_snapshot(self, snap: Snapshot) -> None:
+        """Replace the state with `snap`, queueing only the keys that differ."""
+        state = self._state
+        if len(snap.records) > DIFF_OFF_LOOP or len(state) > DIFF_OFF_LOOP:
+            diff = await asyncio.to_thread(snapshot_diff, state, snap.records)
+        else:
+            diff = snapshot_diff(state, snap.records)
+        gone = False
+        for key, record in diff.items():
+            if record is None:
+                gone = state.pop(key, None) is not None or gone
+            else:
+                state[key] = record
+            self._pending[key] = record
+        self._settle(snap.revision, gone, bool(diff))
+
+    def _apply(self, item: Change) -> None:
+        if item.kind is ChangeKind.DELETE or item.record is None:
             gone = self._state.pop(item.key, None) is not None
             changed = gone
+            if gone:
+                self._pending[item.key] = None
         else:
             gone = False
             changed = self._state.get(item.key) != item.record
-            self._state[item.key] = item.record
-        self._revision = item.revision
+            if changed:
+                self._state[item.key] = item.record
+                self._pending[item.key] = item.record
+        self._settle(item.revision, gone, changed)
+
+    def _settle(self, revision: int, gone: bool, changed: bool) -> None:
+        self._revision = revision
         self._metrics.records.labels(self.backend).set(len(self._state))
         if gone:
             self._emit()
@@ -272,10 +303,23 @@ class EndpointFeed:
             self._timer = None
         self.callbacks += 1
         self.synced.set()
+        changes, self._pending = self._pending, {}
         try:
-            self._on_snapshot(types.MappingProxyType(dict(self._state)), self.status)
+            self._on_changes(types.MappingProxyType(changes), self.status)
         except Exception:
-            log.exception("endpoint snapshot callback failed", extra={"backend": self.backend})
+            log.exception("endpoint changes callback failed", extra={"backend": self.backend})
+
+
+def snapshot_diff(
+    state: Mapping[ServiceKey, ServiceRecord], records: Mapping[ServiceKey, ServiceRecord]
+) -> dict[ServiceKey, ServiceRecord | None]:
+    """What turns `state` into `records`: changed or new keys, and None for keys gone."""
+    out: dict[ServiceKey, ServiceRecord | None] = dict.fromkeys(state.keys() - records.keys())
+    for key, record in records.items():
+        old = state.get(key)
+        if old is not record and old != record:
+            out[key] = record
+    return out
 
 
 def describe(status: FeedStatus) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 `Worker` is what serves traffic: it loads the config (`Reloader`), builds the
 `GatewayContext` (table, endpoint state, observer, upstream pools), follows the
-registry (`EndpointFeed` → `Reloader.on_snapshot`), starts one server per
+registry (`EndpointFeed` → `Reloader.on_changes`), starts one server per
 listener with SO_REUSEPORT, and applies listener changes on reload (listeners
 added, removed or changed are started/stopped). The `admin`, `telemetry` and
 `registry` sections are read at startup: a reload that changes them logs a
@@ -124,7 +124,7 @@ class RegistryFollower:
             root=root_from_prefix(settings.prefix),
         )
         self.feed = EndpointFeed(
-            registry, self.reloader.on_snapshot, debounce_s=settings.debounce_s
+            registry, self.reloader.on_changes, debounce_s=settings.debounce_s
         )
         self.feed.start()
 

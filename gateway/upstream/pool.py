@@ -33,6 +33,7 @@ from gateway.upstream.failure import (
     UpstreamReset,
     UpstreamTimeout,
 )
+from gateway.upstream.retry_policy import RetryBudget
 
 __all__ = [
     "CircuitOpen",
@@ -219,6 +220,7 @@ class PoolSet:
     __slots__ = (
         "active_requests",
         "active_retries",
+        "budget",
         "client_ssls",
         "idle_timeout_s",
         "loop",
@@ -236,6 +238,7 @@ class PoolSet:
         self.max_idle = max_idle
         self.active_requests = 0
         self.active_retries = 0
+        self.budget = RetryBudget()
         self.client_ssls: dict[UpstreamTlsValidation | None, ssl.SSLContext] = {}
         self.timer: asyncio.TimerHandle | None = loop.call_later(
             min(idle_timeout_s, 5.0), self._sweep

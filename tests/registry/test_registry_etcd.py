@@ -162,12 +162,19 @@ async def test_feed_and_watch_survive_an_etcd_restart_without_lost_or_repeated_c
     reader = EtcdRegistry(cluster.endpoints, request_timeout_s=0.5, failover_s=0.2)
     statuses: list[tuple[dict[ServiceKey, ServiceRecord], FeedStatus]] = []
 
-    def on_snapshot(records: Mapping[ServiceKey, ServiceRecord], status: FeedStatus) -> None:
-        statuses.append((dict(records), status))
+    folded: dict[ServiceKey, ServiceRecord] = {}
+
+    def on_changes(changes: Mapping[ServiceKey, ServiceRecord | None], status: FeedStatus) -> None:
+        for key, record in changes.items():
+            if record is None:
+                folded.pop(key, None)
+            else:
+                folded[key] = record
+        statuses.append((dict(folded), status))
 
     feed = EndpointFeed(
         EtcdRegistry(cluster.endpoints, request_timeout_s=0.5, failover_s=0.2),
-        on_snapshot,
+        on_changes,
         debounce_s=0.01,
         metrics_registry=CollectorRegistry(),
         backoff_initial_s=0.05,

@@ -105,6 +105,11 @@ async def test_health_and_readiness(admin: tuple[str, LocalSource]) -> None:
     status, body = await _get(base + "/readyz")
     assert status == 503 and body["registry_synced"] is False
     source.reloader.on_snapshot({})
+    status, body = await _get(base + "/readyz")
+    assert status == 503, "the registry synced, but no table built from it serves yet"
+    pump = asyncio.create_task(source.reloader.run())
+    await asyncio.wait_for(source.reloader.settled(), 5)
+    pump.cancel()
     status, _ = await _get(base + "/readyz")
     assert status == 200
     source.expected_workers = 2  # a supervisor waiting for its second worker

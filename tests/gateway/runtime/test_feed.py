@@ -1,4 +1,4 @@
-"""EndpointFeed: whole snapshots, debounced bursts, immediate removals, stale on outage."""
+"""EndpointFeed: per-key changes, debounced bursts, immediate removals, stale on outage."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.runtime.feed import EndpointFeed, FeedStatus
+from gateway.runtime.feed import EndpointFeed, FeedStatus, snapshot_diff
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.memory import MemoryRegistry, MemoryStore
 
@@ -27,11 +27,23 @@ def rec(cluster: str, service: str = "web", node_port: int = 30080) -> ServiceRe
 
 
 class Calls:
-    def __init__(self) -> None:
-        self.seen: list[tuple[dict[ServiceKey, ServiceRecord], FeedStatus, float]] = []
+    """Folds the feed's changes into the state a consumer would hold, call by call."""
 
-    def __call__(self, records: Mapping[ServiceKey, ServiceRecord], status: FeedStatus) -> None:
-        self.seen.append((dict(records), status, time.monotonic()))
+    def __init__(self) -> None:
+        self.state: dict[ServiceKey, ServiceRecord] = {}
+        self.seen: list[tuple[dict[ServiceKey, ServiceRecord], FeedStatus, float]] = []
+        self.changes: list[dict[ServiceKey, ServiceRecord | None]] = []
+
+    def __call__(
+        self, changes: Mapping[ServiceKey, ServiceRecord | None], status: FeedStatus
+    ) -> None:
+        for key, record in changes.items():
+            if record is None:
+                self.state.pop(key, None)
+            else:
+                self.state[key] = record
+        self.changes.append(dict(changes))
+        self.seen.append((dict(self.state), status, time.monotonic()))
 
     async def until(self, check, timeout_s: float = 5.0) -> None:  # type: ignore[no-untyped-def]
         deadline = time.monotonic() + timeout_s
@@ -152,8 +164,8 @@ async def test_a_failing_callback_does_not_stop_the_feed() -> None:
     writer = MemoryRegistry(store)
     seen: list[int] = []
 
-    def explode(records: Mapping[ServiceKey, ServiceRecord], status: FeedStatus) -> None:
-        seen.append(len(records))
+    def explode(changes: Mapping[ServiceKey, ServiceRecord | None], status: FeedStatus) -> None:
+        seen.append(len(changes))
         raise RuntimeError("compile failed")
 
     feed = EndpointFeed(
@@ -163,7 +175,36 @@ async def test_a_failing_callback_does_not_stop_the_feed() -> None:
     await writer.publish(rec("a"))
     await writer.publish(rec("b"))
     deadline = time.monotonic() + 3
-    while not seen or seen[-1] != 2:
+    while sum(seen) != 2:
         assert time.monotonic() < deadline, seen
         await asyncio.sleep(0.01)
     await feed.stop()
+
+
+async def test_each_callback_carries_only_the_keys_that_changed() -> None:
+    store, calls = MemoryStore(), Calls()
+    writer = MemoryRegistry(store)
+    fleet = [rec(f"c{i}") for i in range(50)]
+    for r in fleet:
+        await writer.publish(r)
+    feed, _ = await start(store, calls, debounce_s=0.01)
+    assert calls.changes[0] == {r.key: r for r in fleet}, "the first call carries every record"
+    moved = rec("c7", node_port=30099)
+    await writer.publish(moved)
+    await calls.until(lambda records, status: records[moved.key] == moved)
+    assert calls.changes[-1] == {moved.key: moved}
+    await writer.withdraw(fleet[3].key)
+    await calls.until(lambda records, status: fleet[3].key not in records)
+    assert calls.changes[-1] == {fleet[3].key: None}
+    await writer.publish(fleet[0])  # the same value again: nothing to hand over
+    await asyncio.sleep(0.1)
+    assert calls.changes[-1] == {fleet[3].key: None}
+    await feed.stop()
+
+
+def test_a_resync_snapshot_hands_over_only_its_difference() -> None:
+    a, b, c = rec("a"), rec("b"), rec("c")
+    b2 = rec("b", node_port=30111)
+    state = {a.key: a, b.key: b}
+    assert snapshot_diff(state, {a.key: rec("a"), b.key: b2, c.key: c}) == {b.key: b2, c.key: c}
+    assert snapshot_diff(state, {b.key: b}) == {a.key: None}

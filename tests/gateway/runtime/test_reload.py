@@ -132,12 +132,12 @@ async def test_invalid_reload_keeps_last_good_and_logs_file_line_col(tmp_path: P
     assert rejected["active_version"] == good.version  # type: ignore[union-attr]
 
 
-async def test_burst_of_registry_snapshots_compiles_once(tmp_path: Path) -> None:
+async def test_burst_of_registry_changes_compiles_once(tmp_path: Path) -> None:
     reloader, compiled, _swaps = await _reloader(tmp_path)
     pump = asyncio.create_task(reloader.run())
     try:
         for i in range(20):
-            reloader.on_snapshot({"k": i})
+            reloader.on_changes({"k": i})  # type: ignore[dict-item]
         await asyncio.wait_for(reloader.settled(), 5)
     finally:
         pump.cancel()
@@ -166,4 +166,77 @@ async def test_file_watcher_triggers_reload(tmp_path: Path) -> None:
     finally:
         stop.set()
         await asyncio.wait_for(watcher, 5)
+        pump.cancel()
+
+
+REGISTRY_CONFIG = """\
+version: 1
+listeners:
+  - {name: web, protocol: HTTP, port: 18080}
+routes:
+  - name: shop
+    hostnames: [shop.example.com]
+    rules:
+      - backendRefs: [{name: shop}]
+  - name: api
+    hostnames: [api.example.com]
+    rules:
+      - backendRefs: [{name: api}]
+backends:
+  - name: shop
+    service: {namespace: shop, name: web, port: http}
+  - name: api
+    service: {namespace: shop, name: api, port: http}
+"""
+
+
+def _record(service: str, cluster: str, address: str) -> Any:
+    from portway.model import Node, ServicePort, ServiceRecord
+
+    return ServiceRecord(
+        cluster=cluster,
+        namespace="shop",
+        service=service,
+        ports=(ServicePort("http", 80, 30080),),
+        nodes=(Node("n1", address),),
+    )
+
+
+async def test_registry_changes_update_the_table_in_force_and_routes_stay_shared(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text(REGISTRY_CONFIG)
+    swaps: list[Any] = []
+    reloader = Reloader(path, lambda t, a: swaps.append(t), debounce_s=0.01)
+    await reloader.load_initial()
+    assert not reloader.registry_synced, "no table from the registry serves yet"
+    first = reloader.table
+    pump = asyncio.create_task(reloader.run())
+    try:
+        web, api = _record("web", "a", "10.0.0.1"), _record("api", "a", "10.0.0.2")
+        reloader.on_changes({web.key: web, api.key: api})
+        await asyncio.wait_for(reloader.settled(), 5)
+        synced = reloader.table
+        assert reloader.registry_synced
+        assert synced.routes is first.routes
+        assert [e.address for e in synced.backends["shop"].endpoints] == ["10.0.0.1"]
+        moved = _record("web", "a", "10.0.0.9")
+        reloader.on_changes({moved.key: moved})
+        await asyncio.wait_for(reloader.settled(), 5)
+        latest = reloader.table
+        assert [e.address for e in latest.backends["shop"].endpoints] == ["10.0.0.9"]
+        assert latest.backends["api"] is synced.backends["api"]
+        assert latest.routes is first.routes
+        assert reloader.records == {moved.key: moved, api.key: api}
+        reloader.on_changes({api.key: None})
+        await asyncio.wait_for(reloader.settled(), 5)
+        assert reloader.table.backends["api"].endpoints == ()
+        path.write_text(REGISTRY_CONFIG.replace("api.example.com", "api2.example.com"))
+        reloader.request_reload()
+        await asyncio.wait_for(reloader.settled(), 5)
+        assert reloader.table.routes is not first.routes, "a config change recompiles routes"
+        assert [e.address for e in reloader.table.backends["shop"].endpoints] == ["10.0.0.9"]
+        assert swaps[-1] is reloader.table
+    finally:
         pump.cancel()
