@@ -45,6 +45,8 @@ class ResponseRelay(TryRunner):
         assert rule is not None and decision is not None
         endpoint = ex.endpoint
         assert endpoint is not None
+        pools = self.ctx.pools
+        pools.budget.answered += 1
         if status < 500:
             self.ctx.outliers.success(endpoint.key)
         elif decision.backend is not None:
@@ -59,7 +61,11 @@ class ResponseRelay(TryRunner):
         if status >= 500 and not ex.upgrade and retry is not None:
             cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"
             if RETRY_CLASSES[cause].intersection(retry.on) and retry_allowed(
-                ex, cause, self.ctx.pools, self.loop.time()
+                ex,
+                cause,
+                pools,
+                self.loop.time(),
+                endpoint_out=not self.ctx.state.available(endpoint.key),
             ):
                 self._drop_upstream(ex)
                 self._failed(ex, StatusFailure(cause, status))

@@ -194,7 +194,13 @@ class TryRunner(RequestReader):
                 self.ctx.state,
                 self.loop.time(),
             )
-        if retry_allowed(ex, failure.cause, pools, self.loop.time()):
+        if retry_allowed(
+            ex,
+            failure.cause,
+            pools,
+            self.loop.time(),
+            endpoint_out=not self.ctx.state.available(current.key),
+        ):
             tried = ex.tried if ex.tried is not None else set()
             tried.add(current.key)
             ex.tried = tried

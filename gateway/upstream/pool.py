@@ -34,6 +34,7 @@ from gateway.upstream.failure import (
     UpstreamTimeout,
 )
 from gateway.upstream.retry_policy import RetryBudget
+from gateway.upstream.retry_policy import RetryBudget
 
 __all__ = [
     "CircuitOpen",
@@ -221,6 +222,7 @@ class PoolSet:
         "active_requests",
         "active_retries",
         "budget",
+        "budget",
         "client_ssls",
         "idle_timeout_s",
         "loop",
@@ -238,6 +240,7 @@ class PoolSet:
         self.max_idle = max_idle
         self.active_requests = 0
         self.active_retries = 0
+        self.budget = RetryBudget()
         self.budget = RetryBudget()
         self.client_ssls: dict[UpstreamTlsValidation | None, ssl.SSLContext] = {}
         self.timer: asyncio.TimerHandle | None = loop.call_later(
