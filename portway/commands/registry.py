@@ -89,15 +89,17 @@ def files_directory(given: str | None) -> Path:
     return Path(given or os.environ.get("PORTWAY_REGISTRY_DIR") or DEFAULT_FILES_DIR)
 
 
-def missing_directory(directory: Path, given: str | None) -> str | None:
+def directory_source(given: str | None, flag: str = "--dir") -> str:
+    """Where a files directory was named: the flag, the environment, or the default."""
+    if given:
+        return flag
+    return "$PORTWAY_REGISTRY_DIR" if os.environ.get("PORTWAY_REGISTRY_DIR") else "the default"
+
+
+def missing_directory(directory: Path, source: str) -> str | None:
     """Why a reading verb cannot use `directory` (it never creates one); None when it can."""
     if directory.is_dir():
         return None
-    source = (
-        "--dir"
-        if given
-        else ("$PORTWAY_REGISTRY_DIR" if os.environ.get("PORTWAY_REGISTRY_DIR") else "the default")
-    )
     what = "is not a directory" if directory.exists() else "does not exist"
     return f"registry directory {str(directory)!r} ({source}) {what}"
 
@@ -110,7 +112,11 @@ async def _run(args: argparse.Namespace) -> int:
     path = None
     if args.backend == "files":
         directory = files_directory(args.dir)
-        problem = missing_directory(directory, args.dir) if args.action != "put" else None
+        problem = (
+            missing_directory(directory, directory_source(args.dir))
+            if args.action != "put"
+            else None
+        )
         if problem is not None:
             print(f"portway registry: {problem}", file=sys.stderr)
             return 1

@@ -52,6 +52,18 @@ class RegistryUnavailable(RegistryError):
     """The backend cannot be reached now; retry later, keep the last known state."""
 
 
+def describe_error(exc: BaseException) -> str:
+    """An I/O failure in words for a log line or a message (never a repr).
+
+    aiohttp's own text already names the host and the OS reason ("Cannot
+    connect to host etcd:2379 ssl:default [Connection refused]"); a bare
+    timeout has none, so it is named.
+    """
+    if isinstance(exc, TimeoutError):
+        return "timed out"
+    return str(exc).strip() or type(exc).__name__
+
+
 class ChangeKind(enum.Enum):
     """What happened to a key."""
 

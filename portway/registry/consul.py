@@ -49,6 +49,7 @@ from portway.registry.base import (
     RegistryError,
     RegistryUnavailable,
     Snapshot,
+    describe_error,
 )
 from portway.registry.decode import decode_record
 
@@ -106,7 +107,9 @@ class ConsulRegistry:
         try:
             return await call
         except _TRANSPORT_ERRORS as exc:
-            raise RegistryUnavailable(f"consul at {self._host}:{self._port}: {exc!r}") from exc
+            raise RegistryUnavailable(
+                f"consul at {self._host}:{self._port}: {describe_error(exc)}"
+            ) from exc
 
     async def _create_session(self, key: ServiceKey, ttl_s: float | None) -> str:
         body: dict[str, Any] = {
@@ -134,7 +137,7 @@ class ConsulRegistry:
                 return False
             raise RegistryUnavailable(str(exc)) from exc
         except _TRANSPORT_ERRORS as exc:
-            raise RegistryUnavailable(f"consul: {exc!r}") from exc
+            raise RegistryUnavailable(f"consul: {describe_error(exc)}") from exc
         return bool(ok)
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
@@ -178,7 +181,11 @@ class ConsulRegistry:
             except _TRANSPORT_ERRORS as exc:
                 log.warning(
                     "consul session renewal failed; retrying",
-                    extra={"key": lease.key.path(), "error": repr(exc), "backend": "consul"},
+                    extra={
+                        "key": lease.key.path(),
+                        "error": describe_error(exc),
+                        "backend": "consul",
+                    },
                 )
                 continue
             lease.last_renewal = time.monotonic()

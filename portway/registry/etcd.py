@@ -43,6 +43,7 @@ from portway.registry.base import (
     RegistryError,
     RegistryUnavailable,
     Snapshot,
+    describe_error,
 )
 from portway.registry.decode import decode_change, decode_records
 
@@ -128,7 +129,9 @@ class EtcdRegistry:
             if time.monotonic() >= deadline:
                 break
             await asyncio.sleep(0.05)
-        raise RegistryUnavailable("no etcd endpoint answered: " + "; ".join(errors[-3:]))
+        raise RegistryUnavailable(
+            "no etcd endpoint answered: " + "; ".join(dict.fromkeys(errors[-3:]))
+        )
 
     async def _post(
         self, index: int, path: str, body: dict[str, Any], errors: list[str]
@@ -138,7 +141,7 @@ class EtcdRegistry:
             async with self._session().post(url, json=body, timeout=self._timeout) as resp:
                 payload: dict[str, Any] = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
-            errors.append(f"{url}: {exc!r}")
+            errors.append(f"{url}: {describe_error(exc)}")
             return None
         if resp.status >= 500:  # no leader, leader changed, request timed out
             errors.append(f"{url}: {payload.get('error') or payload.get('message') or payload}")
@@ -293,10 +296,10 @@ class EtcdRegistry:
                 failures += 1
                 self._current = (index + 1) % len(self.endpoints)
                 if failures >= len(self.endpoints):
-                    raise RegistryUnavailable(f"etcd watch lost: {exc!r}") from exc
+                    raise RegistryUnavailable(f"etcd watch lost: {describe_error(exc)}") from exc
                 log.warning(
                     "etcd watch stream broke; resuming on the next endpoint",
-                    extra={"endpoint": url, "revision": revision, "error": repr(exc)},
+                    extra={"endpoint": url, "revision": revision, "error": describe_error(exc)},
                 )
 
     def _change(self, event: dict[str, Any], revision: int) -> Change | None:
