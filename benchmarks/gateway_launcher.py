@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.loader import load_config
 from gateway.context import GatewayContext
-from gateway.routing.compiler import compile_table
+from gateway.http.plan import compile_http_table
 from gateway.runtime.listener import start_listener
 from gateway.runtime.server import freeze_startup_heap
 
@@ -38,7 +38,7 @@ def _observer(kind: str) -> object | None:
 
 async def serve(path: str, observer: str) -> None:
     config = load_config(path)
-    table = compile_table(config, [], version="bench", seed=1)
+    table = compile_http_table(config, [], version="bench", seed=1)
     ctx = GatewayContext(table=table, settings=config.gateway)
     chosen = _observer(observer)
     if chosen is not None:

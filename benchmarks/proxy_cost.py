@@ -30,9 +30,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.loader import load_config_text
 from gateway.context import GatewayContext
+from gateway.http.plan import compile_http_table
 from gateway.http.proxy import HttpProxy
 from gateway.ops.observer import GatewayObserver
-from gateway.routing.compiler import compile_table
 from gateway.routing.decision import RequestFacts
 from gateway.upstream.pool import PoolSet, UpstreamConnection
 
@@ -91,7 +91,7 @@ class MemoryTransport:
 
 async def measure(requests: int, repeats: int, profile: bool) -> None:
     config = load_config_text(CONFIG)
-    table = compile_table(config, [], version="bench", seed=1)
+    table = compile_http_table(config, [], version="bench", seed=1)
     ctx = GatewayContext(table=table, settings=config.gateway)
     ctx.observer = GatewayObserver()
     ctx.pools = PoolSet(asyncio.get_running_loop())

@@ -6,7 +6,7 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from gateway.config.access import AccessPolicy, Auth
-from gateway.config.matches import Filters, RouteMatch
+from gateway.config.matches import BackendFilters, Filters, RouteMatch
 from gateway.config.resilience import RateLimit, Retry, Timeouts
 from gateway.config.values import CONFIG, Duration, Name, Percent
 
@@ -30,6 +30,7 @@ class Rollout:
 class BackendRef:
     name: str
     weight: int = Field(default=1, ge=0, le=1_000_000)
+    filters: BackendFilters = BackendFilters()
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
@@ -55,9 +56,12 @@ class Canary:
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class Rule:
-    """One routing rule of a route: matches (OR) → weighted backends (+ canary)."""
+    """One routing rule of a route: matches (OR) → weighted backends (+ canary).
 
-    backend_refs: tuple[BackendRef, ...] = Field(min_length=1)
+    A rule whose filters answer every request (a redirect) needs no backendRefs.
+    """
+
+    backend_refs: tuple[BackendRef, ...] = ()
     matches: tuple[RouteMatch, ...] = (RouteMatch(),)
     canary: Canary | None = None
     filters: Filters = Filters()

@@ -112,10 +112,12 @@ class Exchange:
         "replay",
         "request_id",
         "responded",
+        "response_lines",
         "retries",
         "retrying",
         "reused",
         "rule",
+        "scheme",
         "stale_retried",
         "started",
         "status",
@@ -193,6 +195,8 @@ class Exchange:
         self.retrying = False
         self.reused = False
         self.stale_retried = False
+        self.scheme = b"http"
+        self.response_lines = b""
 
     def buffer(self, data: bytes) -> int:
         """Hold body bytes until an upstream is bound; returns the bytes held."""

@@ -1,13 +1,16 @@
-"""What the HTTP proxy does for a matched rule, prepared once per compiled rule.
+"""What the HTTP proxy does for a matched rule: its filter chain, built once per rule.
 
-A `CompiledRule` states its header filters as name/value pairs; applying them
-per request would lowercase, copy and re-join headers every time. A
-`RulePlan` holds the same edits as ready bytes (`Name: value\\r\\n` lines to
-append, lowercased names to drop) plus the rule's timeouts resolved to plain
-floats, so the request path only joins what it must. Plans are memoised by
-rule identity (rules are immutable and compared by identity); the memo is
-dropped whole when it grows past `_MAX_PLANS`, so rules of replaced tables do
-not accumulate.
+`build_plan` is the hook the table compiler calls for every rule it compiles
+(`compile_table(..., plan_rule=build_plan)`; `compile_http_table` is that
+call): the rule then carries its `RulePlan` (`CompiledRule.plan`) for as long
+as it lives, shared by every table that keeps the rule. No plan is built or
+looked up on the request path. A plan is the rule's filter chain
+(`gateway.http.filters`) in the form the proxy applies it: request filters
+(CORS, redirect, and the edge's access/auth/rate-limit filters) in stage
+order, the header modifiers and URL rewrite as ready bytes (`Name: value\\r\\n`
+lines to append, lowercased names to drop), the mirrors, the rule's timeouts
+as plain floats, and one plan per backendRef that has filters of its own
+(the rule's edits followed by the backendRef's).
 
 Also here: the `Via` line per protocol version and the forwarding header
 lines of one client connection, both pure byte builders.
@@ -15,25 +18,40 @@ lines of one client connection, both pure byte builders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Final
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Final
 
+from gateway.config.model import Filters, Route
 from gateway.http import head as hh
+from gateway.http.filters.base import ForwardFilter, RequestFilter
+from gateway.http.filters.cors import CorsFilter
+from gateway.http.filters.header_modifier import HeaderEdits
+from gateway.http.filters.mirror import MirrorFilter
+from gateway.http.filters.redirect import RedirectFilter
+from gateway.http.filters.rewrite import PathRewrite, path_rewrite
 
-_MAX_PLANS: Final = 10_000
+if TYPE_CHECKING:
+    from gateway.config.model import GatewayConfig
+    from gateway.routing.route import CompiledRule
+    from gateway.routing.table import RoutingTable
 
 
 @dataclass(frozen=True, slots=True)
 class RulePlan:
-    """A rule's per-request work as bytes and floats (see module docstring)."""
+    """A rule's filter chain and timeouts as the proxy applies them (see module docstring)."""
 
+    request_filters: tuple[RequestFilter, ...]
+    """Filters that may answer the request, in `FilterStage` order; () for most rules."""
+    forward_filters: tuple[ForwardFilter, ...]
+    """Filters that see the forwarded request (mirrors); () for most rules."""
     request_drop: frozenset[bytes]
     """Lowercased request header names removed before forwarding (remove ∪ set)."""
     request_lines: bytes
-    """The rule's `set` and `add` request headers, as joined header lines."""
+    """The request header modifier's `set` and `add` headers, as joined header lines."""
     response_drop: frozenset[bytes]
     response_lines: bytes
-    rewrites_path: bool
+    path_rewrite: PathRewrite | None
+    """The URL rewrite's path part, None when the path is forwarded as received."""
     host_rewrite: bytes
     """A fixed upstream Host (URLRewrite hostname), or b""."""
     preserve_host: bool
@@ -42,46 +60,89 @@ class RulePlan:
     """The per-try deadline in seconds, 0.0 when only `request_s` bounds a try."""
     idle_s: float
     """How long the client connection may stay idle after a request of this rule."""
+    backend_plans: tuple[tuple[str, RulePlan], ...] = ()
+    """(backend name, plan) for each backendRef with filters of its own."""
+
+    def for_backend(self, name: str) -> RulePlan:
+        """The plan of a request sent to backend `name` (this one unless its ref has filters)."""
+        for backend, plan in self.backend_plans:
+            if backend == name:
+                return plan
+        return self
 
 
-def _lines(pairs: Any) -> bytes:
-    return b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
-
-
-def build_plan(rule: Any) -> RulePlan:
-    """The plan of a `gateway.routing.route.CompiledRule`."""
+def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
+    """The plan of a `gateway.routing.route.CompiledRule` (the compiler's `plan_rule` hook)."""
+    config = rule.config
+    filters = config.filters if config is not None else Filters()
     retry = rule.retry
     timeouts = rule.timeouts
     per_try = (retry.per_try_timeout_s if retry is not None else None) or (
         timeouts.backend_request_s
     )
-    rw = rule.url_rewrite
-    return RulePlan(
-        request_drop=frozenset(rule.request_remove) | {n for n, _ in rule.request_set},
-        request_lines=_lines(rule.request_set) + _lines(rule.request_add),
-        response_drop=frozenset(rule.response_remove) | {n for n, _ in rule.response_set},
-        response_lines=_lines(rule.response_set) + _lines(rule.response_add),
-        rewrites_path=rw is not None
-        and (rw.replace_full_path is not None or rw.replace_prefix_match is not None),
-        host_rewrite=rule.host_rewrite.encode("latin-1") if rule.host_rewrite else b"",
-        preserve_host=bool(rule.preserve_host),
+    answering: list[RequestFilter] = []
+    if filters.cors is not None:
+        answering.append(CorsFilter(filters.cors))
+    if filters.redirect is not None:
+        answering.append(RedirectFilter(filters.redirect, rule.prefixes))
+    answering.sort(key=lambda f: f.stage)
+    regions = tuple(route.allowed_regions) if route is not None else ()
+    mirrors: list[ForwardFilter] = [
+        MirrorFilter(m.backend, m.percent, regions=regions, timeout_s=float(timeouts.request_s))
+        for m in filters.mirrors
+    ]
+    request = HeaderEdits.of(filters.request_headers)
+    response = HeaderEdits.of(filters.response_headers)
+    rw = filters.url_rewrite
+    plan = RulePlan(
+        request_filters=tuple(answering),
+        forward_filters=tuple(mirrors),
+        request_drop=request.drop,
+        request_lines=request.lines,
+        response_drop=response.drop,
+        response_lines=response.lines,
+        path_rewrite=path_rewrite(rw, rule.prefixes),
+        host_rewrite=rw.hostname.encode("latin-1") if rw is not None and rw.hostname else b"",
+        preserve_host=filters.preserve_host,
         request_s=float(timeouts.request_s),
         per_try_s=float(per_try or 0.0),
         idle_s=float(timeouts.idle_s),
     )
-
-
-_PLANS: Final[dict[Any, RulePlan]] = {}
-
-
-def plan_for(rule: Any) -> RulePlan:
-    """The memoised plan of `rule` (one dict lookup on the request path)."""
-    plan = _PLANS.get(rule)
-    if plan is None:
-        if len(_PLANS) >= _MAX_PLANS:
-            _PLANS.clear()
-        plan = _PLANS[rule] = build_plan(rule)
+    backend_plans = []
+    for ref in config.backend_refs if config is not None else ():
+        own = ref.filters
+        if own.request_headers is None and own.response_headers is None:
+            continue
+        req = request.then(HeaderEdits.of(own.request_headers))
+        resp = response.then(HeaderEdits.of(own.response_headers))
+        backend_plans.append(
+            (
+                ref.name,
+                replace(
+                    plan,
+                    request_drop=req.drop,
+                    request_lines=req.lines,
+                    response_drop=resp.drop,
+                    response_lines=resp.lines,
+                ),
+            )
+        )
+    if backend_plans:
+        plan = replace(plan, backend_plans=tuple(backend_plans))
     return plan
+
+
+def compile_http_table(
+    config: GatewayConfig, records: Any, *, version: str = "", seed: int | None = None
+) -> RoutingTable:
+    """`compile_table` with every rule's plan built: the table the HTTP proxy serves."""
+    from gateway.routing.compiler import compile_table
+
+    return compile_table(config, records, version=version, seed=seed, plan_rule=build_plan)
+
+
+def _lines(pairs: Any) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
 
 
 _VIA: Final[dict[tuple[str, str], bytes]] = {}

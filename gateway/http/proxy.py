@@ -67,7 +67,6 @@ from gateway.http.plan import (
 from gateway.http.response import ResponseRelay
 from gateway.ops.observer import GatewayObserver
 from gateway.routing.decision import RequestFacts
-from gateway.routing.route import CompiledRule
 from gateway.runtime.tls import ServerTls, header_safe, peer_subject
 
 

@@ -48,7 +48,7 @@ from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout, SlotSpec
 from gateway.routing.locality import group_levels
 from gateway.routing.match import CompiledMatch, MatchSet
-from gateway.routing.route import CompiledRoute, compile_rule
+from gateway.routing.route import CompiledRoute, RulePlanner, compile_rule
 from gateway.routing.split import NO_SLOT, BackendSplit
 from gateway.routing.table import RoutingTable
 from portway.model import ServiceRecord, TrafficPolicy
@@ -71,17 +71,31 @@ def compile_table(
     *,
     version: str = "",
     seed: int | None = None,
+    plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
-    """Compile `config` against a registry snapshot; see the module docstring."""
-    return compile_indexed(config, index_records(records), version=version, seed=seed)
+    """Compile `config` against a registry snapshot; see the module docstring.
+
+    `plan_rule` is called once per compiled rule and its result kept on the
+    rule (`CompiledRule.plan`): the HTTP proxy passes the builder of its
+    filter chains (`gateway.http.plan.compile_http_table`); routing alone
+    (`portway routes`, tests of the routing core) needs none.
+    """
+    return compile_indexed(
+        config, index_records(records), version=version, seed=seed, plan_rule=plan_rule
+    )
 
 
 def compile_indexed(
-    config: GatewayConfig, by_service: RecordIndex, *, version: str = "", seed: int | None = None
+    config: GatewayConfig,
+    by_service: RecordIndex,
+    *,
+    version: str = "",
+    seed: int | None = None,
+    plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
     """`compile_table` over records already indexed (`index_records`, `apply_record_changes`)."""
     with _collector_paused():
-        return _compile(config, by_service, version, seed)
+        return _compile(config, by_service, version, seed, plan_rule)
 
 
 @contextmanager
@@ -102,7 +116,11 @@ def _collector_paused() -> Iterator[None]:
 
 
 def _compile(
-    config: GatewayConfig, by_service: RecordIndex, version: str, seed: int | None
+    config: GatewayConfig,
+    by_service: RecordIndex,
+    version: str,
+    seed: int | None,
+    plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
     gw = config.gateway
     slots: list[CompiledBackend] = []
@@ -128,7 +146,9 @@ def _compile(
             slots.append(compile_variant(slots[base], route_regions, gw))
         return slot
 
-    routes = tuple(_compile_route(route, i, slot_for) for i, route in enumerate(config.routes))
+    routes = tuple(
+        _compile_route(route, i, slot_for, plan_rule) for i, route in enumerate(config.routes)
+    )
     http, l4 = _listener_indexes(config.listeners, routes)
     layout = BackendLayout.of(specs)
     return RoutingTable(
@@ -291,6 +311,7 @@ def _compile_route(
     route: Route,
     index: int,
     slot_for: SlotLookup,
+    plan_rule: RulePlanner | None = None,
 ) -> CompiledRoute:
     regions = tuple(sorted(set(route.allowed_regions)))
     rules = []
@@ -305,7 +326,7 @@ def _compile_route(
             canary_name=canary.backend if canary else "",
             canary_config=canary,
         )
-        rules.append(compile_rule(rule, ui, route.name, split))
+        rules.append(compile_rule(rule, ui, route.name, split, route, plan_rule))
     return CompiledRoute(
         name=route.name,
         index=index,

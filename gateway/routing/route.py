@@ -1,21 +1,23 @@
 """Compiled routes and rules: what the HTTP proxy reads once a request matched.
 
-A `CompiledRule` carries everything of a config `Rule` the proxy needs per
-request in ready-to-use form: header edits as lowercased byte pairs, the URL
-rewrite as a method, the redirect as a method building the Location, and the
-chosen backends (`split`). Values are frozen; the proxy never needs the config
-objects, though `config` keeps them for the admin API.
+A `CompiledRule` carries what routing needs per request (the chosen backends
+in `split`, the timeouts and retry policy) and, in `plan`, whatever the
+protocol layer built for it once: the compiler calls the `RulePlanner` it was
+given (the HTTP proxy's is `gateway.http.plan.build_plan`, which builds the
+rule's filter chain) when it compiles the rule, so nothing per rule is built
+or looked up on the request path. Routing itself never reads `plan` and
+never imports the protocol layer. Values are frozen; `config` keeps the
+config objects for the planner and the admin API.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 from gateway.config.model import (
     AccessPolicy,
     Auth,
-    HeaderModifier,
-    ListenerProtocol,
     PathMatchType,
     RateLimit,
     RequestRedirect,
@@ -23,12 +25,8 @@ from gateway.config.model import (
     Route,
     Rule,
     Timeouts,
-    UrlRewrite,
 )
 from gateway.routing.split import BackendSplit
-
-HeaderPairs = tuple[tuple[bytes, bytes], ...]
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def normalize_prefix(value: str) -> str:
@@ -36,20 +34,9 @@ def normalize_prefix(value: str) -> str:
     return value.rstrip("/")
 
 
-def header_edits(mod: HeaderModifier | None) -> tuple[HeaderPairs, HeaderPairs, frozenset[bytes]]:
-    """(set, add, remove) of a Gateway API header modifier, names lowercased."""
-    if mod is None:
-        return (), (), frozenset()
-    return (
-        tuple((h.name.lower().encode("latin-1"), h.value.encode("latin-1")) for h in mod.set),
-        tuple((h.name.lower().encode("latin-1"), h.value.encode("latin-1")) for h in mod.add),
-        frozenset(n.lower().encode("latin-1") for n in mod.remove),
-    )
-
-
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledRule:
-    """One rule: filters, timeouts and retry policy in the form the proxy applies."""
+    """One rule: backends, timeouts and retry policy, and the plan built for it."""
 
     name: str
     index: int
@@ -57,68 +44,27 @@ class CompiledRule:
     timeouts: Timeouts
     retry: Retry | None
     rate_limit: RateLimit | None
-    request_set: HeaderPairs = ()
-    request_add: HeaderPairs = ()
-    request_remove: frozenset[bytes] = frozenset()
-    response_set: HeaderPairs = ()
-    response_add: HeaderPairs = ()
-    response_remove: frozenset[bytes] = frozenset()
-    host_rewrite: str | None = None
-    preserve_host: bool = True
-    url_rewrite: UrlRewrite | None = None
     redirect: RequestRedirect | None = None
+    """Set when the rule answers with a redirect: routing then picks no backend."""
     prefixes: tuple[str, ...] = ()
+    """The rule's PathPrefix values, normalised, longest first (for prefix rewrites)."""
     config: Rule | None = field(default=None, repr=False)
-
-    def rewrite_path(self, path: str) -> str:
-        """Apply the rule's URLRewrite path modifier (identity without one).
-
-        `replaceFullPath` replaces the whole path. `replacePrefixMatch`
-        replaces the longest of the rule's PathPrefix values that matches the
-        path, element-wise: `/api` → `/v2` turns `/api/x` into `/v2/x`, and
-        `/api` → `/` turns `/api/x` into `/x` (never `//x`).
-        """
-        rw = self.url_rewrite
-        if rw is None:
-            return path
-        if rw.replace_full_path is not None:
-            return rw.replace_full_path
-        if rw.replace_prefix_match is None:
-            return path
-        for prefix in self.prefixes:
-            if path == prefix or path.startswith(prefix + "/") or prefix == "":
-                rest = path[len(prefix) :]
-                new = normalize_prefix(rw.replace_prefix_match)
-                out = new + rest
-                return out if out.startswith("/") else "/" + out
-        return path
-
-    def redirect_location(
-        self, host: str, path: str, query: str, listener_protocol: ListenerProtocol | None
-    ) -> str:
-        """The Location of a RequestRedirect, per Gateway API defaults.
-
-        Scheme defaults to the listener's (https on HTTPS listeners); host to
-        the request's; port is omitted when it is the scheme's well-known
-        port; path is replaced when the redirect names one; the query stays.
-        """
-        rd = self.redirect
-        assert rd is not None
-        request_scheme = "https" if listener_protocol is ListenerProtocol.HTTPS else "http"
-        scheme = rd.scheme or request_scheme
-        hostname = rd.hostname or host
-        port = rd.port
-        authority = hostname
-        if port is not None and port != _DEFAULT_PORTS[scheme]:
-            authority = f"{hostname}:{port}"
-        new_path = rd.path if rd.path is not None else path
-        return f"{scheme}://{authority}{new_path}" + (f"?{query}" if query else "")
+    plan: object = field(default=None, repr=False)
+    """What the compiler's `RulePlanner` built for this rule (None without one)."""
 
 
-def compile_rule(rule: Rule, index: int, route_name: str, split: BackendSplit) -> CompiledRule:
-    f = rule.filters
-    req = header_edits(f.request_headers)
-    resp = header_edits(f.response_headers)
+RulePlanner = Callable[[CompiledRule, Route], object]
+"""Builds a rule's plan once, when the rule is compiled (see the module docstring)."""
+
+
+def compile_rule(
+    rule: Rule,
+    index: int,
+    route_name: str,
+    split: BackendSplit,
+    route: Route | None = None,
+    plan_rule: RulePlanner | None = None,
+) -> CompiledRule:
     prefixes = sorted(
         {
             normalize_prefix(m.path.value)
@@ -128,26 +74,20 @@ def compile_rule(rule: Rule, index: int, route_name: str, split: BackendSplit) -
         key=len,
         reverse=True,
     )
-    return CompiledRule(
+    compiled = CompiledRule(
         name=rule.name or f"{route_name}/{index}",
         index=index,
         split=split,
         timeouts=rule.timeouts,
         retry=rule.retry,
         rate_limit=rule.rate_limit,
-        request_set=req[0],
-        request_add=req[1],
-        request_remove=req[2],
-        response_set=resp[0],
-        response_add=resp[1],
-        response_remove=resp[2],
-        host_rewrite=f.url_rewrite.hostname if f.url_rewrite else None,
-        preserve_host=f.preserve_host,
-        url_rewrite=f.url_rewrite,
-        redirect=f.redirect,
+        redirect=rule.filters.redirect,
         prefixes=tuple(prefixes),
         config=rule,
     )
+    if plan_rule is None or route is None:
+        return compiled
+    return replace(compiled, plan=plan_rule(compiled, route))
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -35,6 +35,7 @@ from gateway.routing.endpoints import Endpoint, EndpointState
 from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout
 from gateway.routing.match import CompiledMatch
+from gateway.routing.redirect import redirect_location
 from gateway.routing.route import CompiledRoute
 
 
@@ -161,8 +162,15 @@ class RoutingTable:
     def _redirect(self, m: CompiledMatch, facts: RequestFacts) -> Decision:
         rule = m.rule
         assert rule.redirect is not None
-        location = rule.redirect_location(
-            facts.host, facts.path, facts.query, self._protocols.get(facts.listener)
+        https = self._protocols.get(facts.listener) is ListenerProtocol.HTTPS
+        location = redirect_location(
+            rule.redirect,
+            rule.prefixes,
+            scheme="https" if https else "http",
+            host=facts.host,
+            port=None,
+            path=facts.path,
+            query=facts.query,
         )
         return Decision(
             m.route,

@@ -50,6 +50,7 @@ from typing import Any
 from gateway import compiled
 from gateway.config.model import GatewayConfig, Listener
 from gateway.context import GatewayContext
+from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
 from gateway.ops.metrics import MetricsSnapshot
@@ -141,7 +142,7 @@ class Worker:
     def __init__(self, options: ServerOptions, *, serve_admin: bool) -> None:
         self.options = options
         self.serve_admin = serve_admin
-        self.reloader = Reloader(options.config_path, self._swap)
+        self.reloader = Reloader(options.config_path, self._swap, plan_rule=build_plan)
         self.needs_registry = False
         self.expected_workers = 1
         self.ctx: GatewayContext | None = None

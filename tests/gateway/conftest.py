@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from gateway.config.model import GatewayConfig
 from gateway.context import GatewayContext
-from gateway.routing.compiler import compile_table
+from gateway.http.plan import compile_http_table
 from gateway.runtime.listener import start_listener
 
 
@@ -217,7 +217,7 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
             lst["port"] = sock.getsockname()[1]
             socks[lst["name"]] = sock
         config = TypeAdapter(GatewayConfig).validate_python(json.loads(json.dumps(raw)))
-        table = compile_table(config, [], version="test", seed=7)
+        table = compile_http_table(config, [], version="test", seed=7)
         ctx = GatewayContext(table=table, settings=config.gateway)
         servers = []
         for lst in config.listeners:

@@ -1,11 +1,12 @@
-"""Rule filters the proxy applies: path rewrite, redirect, header edits."""
+"""Compiled rules: prefixes, the plan hook, redirects as routing decisions, timeouts."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from routing_builders import WEB, facts, static, table
+from routing_builders import WEB, config, facts, static, table
 
+from gateway.routing.compiler import compile_table
 from gateway.routing.endpoints import EndpointState
 
 
@@ -30,43 +31,31 @@ def _doc(
     }
 
 
-def _rule(filters: dict[str, Any], prefix: str = "/api"):  # type: ignore[no-untyped-def]
-    d = table(_doc(filters, prefix)).route_http(facts("/api/x"), EndpointState())
+def test_a_rule_carries_its_prefixes_longest_first_and_no_plan_without_a_planner() -> None:
+    doc = _doc({})
+    doc["routes"][0]["rules"][0]["matches"] = [
+        {"path": {"type": "PathPrefix", "value": "/api/"}},
+        {"path": {"type": "PathPrefix", "value": "/api/v2"}},
+        {"path": {"type": "Exact", "value": "/x"}},
+    ]
+    d = table(doc).route_http(facts("/api/x"), EndpointState())
     assert d.rule is not None
-    return d.rule
+    assert d.rule.prefixes == ("/api/v2", "/api")
+    assert d.rule.plan is None
 
 
-def test_rewrite_path_is_identity_without_url_rewrite() -> None:
-    assert _rule({}).rewrite_path("/api/x?y") == "/api/x?y"
+def test_the_planner_is_called_once_per_rule_at_compile() -> None:
+    seen: list[str] = []
 
+    def plan_rule(rule, route):  # type: ignore[no-untyped-def]
+        seen.append(f"{route.name}:{rule.index}")
+        return ("plan of", rule.name)
 
-def test_replace_prefix_match_keeps_the_rest_element_wise() -> None:
-    rule = _rule({"urlRewrite": {"replacePrefixMatch": "/v2"}})
-    assert rule.rewrite_path("/api/x") == "/v2/x"
-    assert rule.rewrite_path("/api") == "/v2"
-    root = _rule({"urlRewrite": {"replacePrefixMatch": "/"}})
-    assert root.rewrite_path("/api/x") == "/x"
-    assert root.rewrite_path("/api") == "/"
-
-
-def test_replace_full_path_and_hostname_rewrite() -> None:
-    rule = _rule({"urlRewrite": {"replaceFullPath": "/index", "hostname": "internal.svc"}})
-    assert rule.rewrite_path("/api/anything") == "/index"
-    assert rule.host_rewrite == "internal.svc"
-
-
-def test_header_edits_are_lowercased_bytes() -> None:
-    rule = _rule(
-        {
-            "requestHeaders": {"set": [{"name": "X-Env", "value": "prod"}], "remove": ["X-Debug"]},
-            "responseHeaders": {"add": [{"name": "Via", "value": "portway"}]},
-            "preserveHost": False,
-        }
-    )
-    assert rule.request_set == ((b"x-env", b"prod"),)
-    assert rule.request_remove == frozenset({b"x-debug"})
-    assert rule.response_add == ((b"via", b"portway"),)
-    assert rule.preserve_host is False
+    t = compile_table(config(_doc({})), [], seed=1, plan_rule=plan_rule)
+    d = t.route_http(facts("/api/x"), EndpointState())
+    t.route_http(facts("/api/y"), EndpointState())
+    assert seen == ["r:0"]
+    assert d.rule is not None and d.rule.plan == ("plan of", "r/0")
 
 
 def test_redirect_answers_with_location_and_status() -> None:
@@ -82,6 +71,14 @@ def test_redirect_with_host_port_and_path() -> None:
     d = t.route_http(facts("/api/x"), EndpointState())
     assert d.redirect_location == "http://new.example.com:8443/moved"
     assert d.redirect_status == 302
+
+
+def test_a_redirect_only_rule_needs_no_backend() -> None:
+    doc = _doc({"redirect": {"replacePrefixMatch": "/v2"}})
+    del doc["routes"][0]["rules"][0]["backendRefs"]
+    d = table(doc).route_http(facts("/api/x"), EndpointState())
+    assert d.error == "redirect" and d.backend is None
+    assert d.redirect_location == "http://shop.example.com/v2/x"
 
 
 def test_timeouts_and_retry_come_through() -> None:
