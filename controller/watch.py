@@ -176,6 +176,11 @@ class KindWatcher:
                 log.debug("closing the watch stream failed", extra={"error": repr(exc)})
 
     @property
+    def resource_version(self) -> str | None:
+        """Where the next watch resumes (None: the next cycle lists)."""
+        return self._resource_version
+
+    @property
     def alive(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
 

@@ -7,8 +7,10 @@ Builders write the API's JSON (camelCase), the shape a watch stream carries.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -190,3 +192,14 @@ async def start_controller(
     for controller in running:
         if controller.running:
             await controller.stop()
+
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+from etcd_server import EtcdCluster  # noqa: E402  (tests/registry's real etcd, reused)
+
+
+@pytest.fixture(scope="session")
+def etcd_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EtcdCluster]:
+    cluster = EtcdCluster(Path(tmp_path_factory.mktemp("etcd-controller")), size=1).start()
+    yield cluster
+    cluster.stop()

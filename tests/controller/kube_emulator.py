@@ -71,6 +71,7 @@ class KubeEmulator(kmock.KubernetesEmulator):
     watches_served: int = attrs.field(default=0, init=False)
     _changed: asyncio.Event = attrs.field(factory=asyncio.Event, init=False)
     _expiries: int = attrs.field(default=0, init=False)
+    offline: bool = attrs.field(default=False, init=False)
 
     def declare(self, *resources: str, namespaced: bool = True) -> None:
         for text in resources:
@@ -152,6 +153,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         raise k8s.KubernetesResourceNotFoundError()
 
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
+        if self.offline:
+            raise ConnectionResetError("the emulated apiserver is going down")
         if request.resource is None or request.subresource:
             return await super()._handle(request)
         method = request.method
@@ -249,6 +252,8 @@ class KubeEmulator(kmock.KubernetesEmulator):
         expiries = self._expiries
         next_bookmark = loop.time() + self.bookmark_interval_s
         while True:
+            if self.offline:
+                return
             if self._expiries != expiries:
                 yield _gone(position)
                 return
@@ -320,6 +325,7 @@ class Apiserver:
         return f"http://127.0.0.1:{self.port}"
 
     async def up(self) -> None:
+        self.emulator.offline = False
         server = kmock.Server(self.emulator, port=self.port or None)
         await server.__aenter__()
         self._server = server
@@ -328,6 +334,8 @@ class Apiserver:
     async def down(self) -> None:
         """Close the port: connections are cut and new ones refused."""
         server, self._server = self._server, None
+        self.emulator.offline = True
+        self.emulator._wake()
         if server is not None:
             await server.__aexit__(None, None, None)
 
