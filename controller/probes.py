@@ -77,22 +77,6 @@ class KubeReadError(Exception):
     """The apiserver could not be read (unreachable, forbidden, garbage)."""
 
 
-def kube_api_client(kubeconfig: str | None, context: str | None) -> Any:
-    """An ApiClient from the kubeconfig (and context), or the in-cluster service account."""
-    from kubernetes import config as kube_config
-
-    config: Any = kube_config  # the client's loaders are untyped
-    if kubeconfig is None and context is None:
-        try:
-            config.load_incluster_config()
-            from kubernetes.client import ApiClient
-
-            return ApiClient()
-        except config.ConfigException:
-            pass
-    return config.new_client_from_config(config_file=kubeconfig, context=context)
-
-
 async def gather(target: DoctorTarget, api_client: Any) -> Facts:
     """All the facts `judge` needs about `target`; never raises for a failed probe."""
     ns, name = target.namespace, target.name

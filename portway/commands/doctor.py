@@ -35,30 +35,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="node address types in order of preference, as given to the controller",
     )
     parser.add_argument(
-        "--service-node-port-range",
-        default="30000-32767",
-        help="the apiserver's NodePort range (FIRST-LAST)",
+        "--node-port-range", default="30000-32767", help="the apiserver's NodePort range"
     )
     parser.add_argument(
         "--tier-range",
         action="append",
         default=[],
         metavar="TIER=FIRST-LAST",
-        help="a per-tier nodePort range (repeatable)",
+        help="a per-tier nodePort range, repeatable",
     )
-    parser.add_argument("--registry", choices=["files", "etcd", "consul"], help="registry backend")
-    parser.add_argument("--registry-dir", help="files backend: the registry directory")
     parser.add_argument(
-        "--registry-endpoints", default="", help="etcd: comma-separated URLs; consul: address"
+        "--registry", choices=["files", "etcd", "consul"], help="registry to find the record in"
     )
-    parser.add_argument("--registry-root", default="", help="key root before portway/v1/")
+    parser.add_argument("--dir", help="files registry directory")
+    parser.add_argument("--etcd", action="append", default=[], metavar="URL", help="etcd URL")
+    parser.add_argument("--consul", metavar="ADDR", help="Consul agent address")
+    parser.add_argument("--root", default="", help="key root before portway/v1/services/")
     parser.add_argument("--gateway-admin", help="a gateway's admin API URL, e.g. http://h:9901")
     parser.add_argument("--timeout", type=float, default=3.0, help="per-probe timeout, seconds")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
 def run(args: argparse.Namespace) -> int:
-    from controller.probes import kube_api_client
+    from portway.commands.controller import api_client_from_args
 
     try:
         target = _target(args)
@@ -66,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"portway doctor: {exc}", file=sys.stderr)
         return 2
     try:
-        api_client = kube_api_client(args.kubeconfig, args.context)
+        api_client = api_client_from_args(args)
     except Exception as exc:  # the client raises ConfigException, OSError, yaml errors...
         print(f"portway doctor: cannot load the kubeconfig: {exc}", file=sys.stderr)
         return 2
@@ -89,40 +88,25 @@ async def _diagnose(target: Any, api_client: Any) -> Any:
 
 
 def _target(args: argparse.Namespace) -> Any:
-    from controller.objects import AddressType, ClusterSettings, PortRange
+    """Flags -> DoctorTarget; cluster settings are read exactly as `portway controller` reads
+    them, so the same flags give the same derivation."""
     from controller.probes import DoctorTarget, RegistryTarget
+    from portway.commands.controller import settings_from_args
 
     namespace, sep, name = args.service.partition("/")
     if not sep or not namespace or not name or "/" in name:
         raise ValueError(f"{args.service!r} is not NAMESPACE/SERVICE")
     if args.timeout <= 0:
         raise ValueError("--timeout must be positive")
-    tiers = {}
-    for item in args.tier_range:
-        tier, eq, text = item.partition("=")
-        if not eq or not tier:
-            raise ValueError(f"--tier-range {item!r} is not TIER=FIRST-LAST")
-        tiers[tier] = PortRange.parse(text)
-    try:
-        preference = tuple(
-            AddressType(t.strip()) for t in args.address_preference.split(",") if t.strip()
-        )
-    except ValueError:
-        allowed = ", ".join(t.value for t in AddressType)
-        raise ValueError(f"--address-preference: types are {allowed}") from None
-    settings = ClusterSettings(
-        cluster=args.cluster or "unnamed",
-        region=args.region,
-        address_preference=preference,
-        node_port_range=PortRange.parse(args.service_node_port_range),
-        tier_ranges=tiers,
+    settings = settings_from_args(
+        argparse.Namespace(**{**vars(args), "cluster": args.cluster or "unnamed"})
     )
     registry = None
     if args.registry:
-        endpoints = tuple(e for e in args.registry_endpoints.split(",") if e)
-        if args.registry == "files" and not args.registry_dir:
-            raise ValueError("--registry files needs --registry-dir")
-        registry = RegistryTarget(args.registry, args.registry_dir, endpoints, args.registry_root)
+        if args.registry == "files" and not args.dir:
+            raise ValueError("--registry files needs --dir")
+        endpoints = args.etcd if args.registry == "etcd" else [args.consul] if args.consul else []
+        registry = RegistryTarget(args.registry, args.dir, tuple(endpoints), args.root)
     return DoctorTarget(
         namespace,
         name,

@@ -180,7 +180,7 @@ Doctor = Callable[..., Any]
 def doctor(kubeconfig: Path) -> Doctor:
     async def run(*extra: str) -> tuple[int, dict[str, Any]]:
         argv = ["doctor", "shop/web", "--kubeconfig", str(kubeconfig), "--json", "--timeout", "2"]
-        argv += ["--service-node-port-range", RANGE, *extra]
+        argv += ["--node-port-range", RANGE, *extra]
         out = Path(str(kubeconfig) + ".out")
         with out.open("w") as sink, contextlib.redirect_stdout(sink):
             code = await asyncio.to_thread(main, argv)
@@ -224,7 +224,7 @@ async def test_healthy_local_service_every_step_ok(
         cluster.put(SERVICES, web_service(node_port, policy="Local", hc=hc))
         cluster.put(SLICES, pods_slice([2, 1]))
         await publish_as_controller(cluster, tmp_path / "reg", published_at=0.0)
-        code, report = await doctor("--registry", "files", "--registry-dir", str(tmp_path / "reg"))
+        code, report = await doctor("--registry", "files", "--dir", str(tmp_path / "reg"))
     finally:
         ports.close()
         for r in runners:
@@ -298,7 +298,7 @@ async def test_missing_service_fails_and_no_record_is_expected(
     cluster: KubeEmulator, doctor: Doctor, tmp_path: Path
 ) -> None:
     (tmp_path / "reg").mkdir()
-    code, report = await doctor("--registry", "files", "--registry-dir", str(tmp_path / "reg"))
+    code, report = await doctor("--registry", "files", "--dir", str(tmp_path / "reg"))
     assert code == 1
     assert steps(report)["service"] == ("fail", "Service shop/web does not exist")
     assert steps(report)["registry"] == ("ok", "no record, as expected (not published)")
@@ -324,19 +324,17 @@ async def test_registry_record_behind_the_cluster_warns_and_absent_fails(
         cluster.put(SLICES, pods_slice([1, 1]))
         await publish_as_controller(cluster, reg, published_at=0.0)
         cluster.put(NODES, node(1, unschedulable=True))  # cordoned after publishing
-        code, report = await doctor("--registry", "files", "--registry-dir", str(reg))
+        code, report = await doctor("--registry", "files", "--dir", str(reg))
         registry = next(s for s in report["steps"] if s["name"] == "registry")
         assert code == 0
         assert registry["status"] == "warn"
         assert registry["details"] == ["node 127.0.0.2: published ('127.0.0.2', True, 0), now None"]
         for f in reg.iterdir():
             f.unlink()
-        code, report = await doctor("--registry", "files", "--registry-dir", str(reg))
+        code, report = await doctor("--registry", "files", "--dir", str(reg))
         assert code == 1
         assert steps(report)["registry"][0] == "fail"
-        code, report = await doctor(
-            "--registry", "files", "--registry-dir", str(reg), "--cluster", "west"
-        )
+        code, report = await doctor("--registry", "files", "--dir", str(reg), "--cluster", "west")
         assert steps(report)["registry"][0] == "fail"
     finally:
         ports.close()
@@ -366,7 +364,7 @@ async def test_readable_report(cluster: KubeEmulator, kubeconfig: Path, tmp_path
     cluster.put(SLICES, pods_slice([1, 1]))
     out = tmp_path / "out.txt"
     argv = ["doctor", "shop/web", "--kubeconfig", str(kubeconfig), "--timeout", "1"]
-    argv += ["--service-node-port-range", RANGE]
+    argv += ["--node-port-range", RANGE]
     with out.open("w") as sink, contextlib.redirect_stdout(sink):
         code = await asyncio.to_thread(main, argv)
     text = out.read_text()
