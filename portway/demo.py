@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -26,13 +27,28 @@ from typing import Any
 
 import aiohttp
 
+from portway.port_holder import port_taken
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SimNode, SimulatedCluster
 from portway.traffic import Summary, TrafficGenerator, summarize
 
-GATEWAY_URL = "http://127.0.0.1:18080/"
-ADMIN_URL = "http://127.0.0.1:19901"
+GATEWAY_ADDRESS, GATEWAY_PORT, ADMIN_PORT = "127.0.0.1", 18080, 19901
+GATEWAY_URL = f"http://{GATEWAY_ADDRESS}:{GATEWAY_PORT}/"
+ADMIN_URL = f"http://{GATEWAY_ADDRESS}:{ADMIN_PORT}"
 RECORD_TTL_S = 2.0
+
+
+class DemoError(Exception):
+    """The demo cannot run here; the message is one line saying what is in the way."""
+
+
+def describe_summary(summary: Summary) -> str:
+    """`"412 requests, 0 failed; alpha 70%, beta 30%; p50 1.2 ms, p99 4.8 ms"`."""
+    share = ", ".join(f"{name} {part:.0%}" for name, part in summary.share.items()) or "none"
+    return (
+        f"{summary.requests} requests, {summary.failed} failed; served by {share}; "
+        f"p50 {summary.p50_ms:.1f} ms, p99 {summary.p99_ms:.1f} ms"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +136,33 @@ class Demo:
         cluster = self.clusters[name]
         await self.writers[cluster.name].publish(cluster.record(), RECORD_TTL_S)
 
+    def wanted_ports(self) -> list[tuple[str, int, str]]:
+        """Every (address, port) the demo binds, with what it is for."""
+        wanted = [
+            (GATEWAY_ADDRESS, GATEWAY_PORT, "the demo gateway's listener"),
+            (GATEWAY_ADDRESS, ADMIN_PORT, "the demo gateway's admin API"),
+        ]
+        for cluster in self.clusters.values():
+            for node in cluster.nodes:
+                wanted.append((node.address, cluster.node_port, f"simulated node {node.name}"))
+        return list(dict.fromkeys(wanted))
+
+    def check_ports(self) -> None:
+        """Raise `DemoError` naming the first port the demo wants that is taken."""
+        for address, port, purpose in self.wanted_ports():
+            try:
+                taken = port_taken(address, port)
+            except OSError as exc:
+                raise DemoError(
+                    f"cannot bind {address}:{port} for {purpose}: {exc.strerror or exc}"
+                ) from None
+            if taken is not None:
+                raise DemoError(
+                    f"{taken} and the demo needs it for {purpose}; stop that program and retry"
+                )
+
     async def start(self) -> None:
+        self.check_ports()
         for name, cluster in self.clusters.items():
             await cluster.start()
             await self.publish(name)
@@ -143,13 +185,27 @@ class Demo:
             while time.monotonic() < deadline:
                 assert self.gateway is not None
                 if self.gateway.poll() is not None:
-                    raise RuntimeError(f"gateway exited; see {self.workdir / 'gateway.log'}")
+                    raise DemoError(f"the demo gateway exited at startup: {self._last_log()}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"{ADMIN_URL}/readyz") as resp:
                         if resp.status == 200 and await self._serves(session):
                             return
                 await asyncio.sleep(0.1)
-        raise RuntimeError("gateway did not become ready in time")
+        raise DemoError(f"the demo gateway was not ready within {timeout_s:g} s")
+
+    def _last_log(self) -> str:
+        """The gateway's last log message, for the one line the user reads."""
+        try:
+            lines = (self.workdir / "gateway.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "no log written"
+        for line in reversed(lines):
+            with contextlib.suppress(ValueError):
+                entry = json.loads(line)
+                if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
+                    detail = entry.get("error") or ""
+                    return f"{entry.get('msg', '')}{': ' + str(detail) if detail else ''}"
+        return lines[-1] if lines else "no log written"
 
     async def _serves(self, session: aiohttp.ClientSession) -> bool:
         with contextlib.suppress(aiohttp.ClientError):
@@ -211,7 +267,7 @@ async def run_phases(demo: Demo) -> DemoReport:
 
     def add(name: str, action: str, summary: Summary, expectation: str, met: bool) -> None:
         report.phases.append(PhaseResult(name, action, summary, expectation, met))
-        demo.log(f"{name}: {summary.requests} requests, {summary.failed} failed, {summary.share}")
+        demo.log(f"{name}: {describe_summary(summary)}")
 
     async with traffic(GATEWAY_URL, concurrency=4) as gen:
         t0 = time.monotonic()

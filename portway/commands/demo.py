@@ -25,13 +25,19 @@ def run(args: argparse.Namespace) -> int:
     from rich.console import Console
     from rich.table import Table
 
-    from portway.demo import run_demo
+    from portway.demo import DemoError, run_demo
 
     console = Console(stderr=args.json)
-    with console.status("running the demo: simulated clusters alpha and beta, gateway on :18080"):
-        report = asyncio.run(
-            run_demo(phase_s=args.phase_seconds, log=lambda m: console.log(m, highlight=False))
-        )
+    try:
+        with console.status(
+            "running the demo: simulated clusters alpha and beta, gateway on :18080"
+        ):
+            report = asyncio.run(
+                run_demo(phase_s=args.phase_seconds, log=lambda m: console.log(m, highlight=False))
+            )
+    except DemoError as exc:
+        print(f"portway demo: {exc}", file=sys.stderr)
+        return 1
     if args.json:
         json.dump(report.to_dict(), sys.stdout, indent=2)
         print()
