@@ -202,12 +202,17 @@ async def _print(api_client: Any, options: Any) -> int:
     return 0
 
 
-async def _serve(args: argparse.Namespace, api_client: Any, options: Any) -> int:
-    from controller.app import Controller
+def registry_from_args(args: argparse.Namespace) -> Any:
     from portway.registry.backends import open_registry
 
     endpoints = args.etcd if args.registry == "etcd" else [args.consul] if args.consul else []
-    registry = open_registry(args.registry, path=args.dir, endpoints=endpoints, root=args.root)
+    return open_registry(args.registry, path=args.dir, endpoints=endpoints, root=args.root)
+
+
+async def _serve(args: argparse.Namespace, api_client: Any, options: Any) -> int:
+    from controller.app import Controller
+
+    registry = registry_from_args(args)
     controller = Controller(options, api_client, registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

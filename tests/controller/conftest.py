@@ -195,7 +195,7 @@ async def start_controller(
 
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
-from etcd_server import EtcdCluster  # noqa: E402  (tests/registry's real etcd, reused)
+from etcd_server import EtcdCluster  # noqa: E402  (tests/registry's real etcd and Consul emulator)
 
 
 @pytest.fixture(scope="session")
