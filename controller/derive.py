@@ -101,6 +101,11 @@ class Eligibility(enum.Enum):
         """In the record (a NotReady node as unavailable, see the module docstring)."""
         return self in (Eligibility.ELIGIBLE, Eligibility.NOT_READY)
 
+    @property
+    def serving(self) -> bool:
+        """Published with ready=True: kube-proxy forwards what arrives on its NodePorts."""
+        return self is Eligibility.ELIGIBLE
+
 
 @dataclass(frozen=True, slots=True)
 class NodeVerdict:
@@ -160,12 +165,25 @@ class _NodeBase:
     info: NodeInfo
     blocked: NodeVerdict | None
     address: str
+    no_local: NodeVerdict
+    """The verdict for any Local Service without a usable endpoint here (shared)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    """Where a Service's traffic may land: every node's verdict and the record's node list."""
+
+    verdicts: tuple[NodeVerdict, ...]
+    nodes: tuple[Node, ...]
+    zones: tuple[str, ...]
+    region: str
+    summary: str
 
 
 class ClusterView:
     """Nodes assessed once and slices indexed by Service, to derive many Services cheaply."""
 
-    __slots__ = ("_nodes", "_settings", "_slices")
+    __slots__ = ("_cluster_placement", "_nodes", "_settings", "_slices")
 
     def __init__(
         self,
@@ -179,6 +197,7 @@ class ClusterView:
         for s in slices:
             index.setdefault((s.namespace, s.service_name), []).append(s)
         self._slices = index
+        self._cluster_placement: _Placement | None = None
 
     def derive_service(
         self, service: ServiceInfo, now: float, *, verdicts_always: bool = False
@@ -227,29 +246,19 @@ class ClusterView:
                 "no port with a nodePort inside the allowed ranges",
                 violations,
             )
-        verdicts = self._verdicts(service, local)
-        published = [v for v in verdicts if v.eligibility.published]
-        unready = sum(v.eligibility is Eligibility.NOT_READY for v in published)
+        placement = self._placement(service, local)
+        verdicts = placement.verdicts
         try:
             record = ServiceRecord(
                 cluster=settings.cluster,
                 namespace=service.namespace,
                 service=service.name,
-                region=settings.region or _majority_region(self._nodes, published),
-                zones=tuple(sorted({v.zone for v in published if v.zone})),
+                region=placement.region,
+                zones=placement.zones,
                 ports=tuple(
                     ServicePort(p.name, p.port, p.node_port or 0, p.protocol) for p in ports
                 ),
-                nodes=tuple(
-                    Node(
-                        v.node,
-                        v.address,
-                        v.zone,
-                        v.eligibility is Eligibility.ELIGIBLE,
-                        v.local_endpoints,
-                    )
-                    for v in published
-                ),
+                nodes=placement.nodes,
                 external_traffic_policy=service.external_traffic_policy,
                 health_check_node_port=(
                     service.health_check_node_port
@@ -276,14 +285,40 @@ class ClusterView:
             service.namespace,
             service.name,
             Outcome.PUBLISHED,
-            f"{len(published)} node(s) published, {unready} of them NotReady"
-            if unready
-            else f"{len(published)} node(s) published",
+            placement.summary,
             record=record,
             nodes=verdicts,
             violations=violations,
             endpoints_total=total,
             endpoints_ready=ready,
+        )
+
+    def _placement(self, service: ServiceInfo, local: Mapping[str, int]) -> _Placement:
+        """Verdicts and published nodes; under policy Cluster the same for every Service,
+        so computed once per view (a cluster's worth of Services shares one tuple)."""
+        if service.external_traffic_policy is TrafficPolicy.LOCAL:
+            return self._place(self._verdicts(service, local))
+        if self._cluster_placement is None:
+            self._cluster_placement = self._place(self._verdicts(service, local))
+        return self._cluster_placement
+
+    def _place(self, verdicts: tuple[NodeVerdict, ...]) -> _Placement:
+        published = [v for v in verdicts if v.eligibility.published]
+        unready = sum(v.eligibility is Eligibility.NOT_READY for v in published)
+        nodes = tuple(
+            Node(
+                v.node, v.address, v.zone, v.eligibility is Eligibility.ELIGIBLE, v.local_endpoints
+            )
+            for v in published
+        )
+        return _Placement(
+            verdicts,
+            nodes,
+            tuple(sorted({v.zone for v in published if v.zone})),
+            self._settings.region or _majority_region(self._nodes, published),
+            f"{len(published)} node(s) published, {unready} of them NotReady"
+            if unready
+            else f"{len(published)} node(s) published",
         )
 
     def _verdicts(self, service: ServiceInfo, local: Mapping[str, int]) -> tuple[NodeVerdict, ...]:
@@ -296,16 +331,7 @@ class ClusterView:
             n = base.info
             count = local.get(n.name, 0)
             if is_local and count == 0:
-                out.append(
-                    NodeVerdict(
-                        n.name,
-                        Eligibility.NO_LOCAL_ENDPOINT,
-                        "externalTrafficPolicy Local and no ready, non-terminating endpoint "
-                        "on this node",
-                        base.address,
-                        n.zone,
-                    )
-                )
+                out.append(base.no_local)
                 continue
             published_count = count if is_local else 0
             if not n.ready:
@@ -381,7 +407,14 @@ def _assess_node(settings: ClusterSettings, n: NodeInfo) -> _NodeBase:
         blocked = NodeVerdict(
             n.name, Eligibility.NO_ADDRESS, f"no IP address of type {wanted}", "", n.zone
         )
-    return _NodeBase(n, blocked, address)
+    no_local = NodeVerdict(
+        n.name,
+        Eligibility.NO_LOCAL_ENDPOINT,
+        "externalTrafficPolicy Local and no ready, non-terminating endpoint on this node",
+        address,
+        n.zone,
+    )
+    return _NodeBase(n, blocked, address, no_local)
 
 
 def _count_endpoints(
