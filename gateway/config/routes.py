@@ -30,7 +30,8 @@ class Rollout:
 class BackendRef:
     name: str
     weight: int = Field(default=1, ge=0, le=1_000_000)
-    filters: BackendFilters = BackendFilters()
+    filters: BackendFilters | None = None
+    """Header modifiers applied, after the rule's, to requests sent to this backend."""
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from gateway.config.errors import ConfigIssue, Path, Severity, format_path
+from gateway.config.filter_checks import check_filters
 from gateway.config.hostnames import hostname_problem
 from gateway.config.model import (
     Backend,
@@ -295,7 +296,9 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
                     (*rule_path, "matches", match_index),
                     "TCP/TLS routes cannot match on path, headers, query or method",
                 )
-        if rule.filters != type(rule.filters)():
+        if rule.filters != type(rule.filters)() or any(
+            ref.filters is not None for ref in rule.backend_refs
+        ):
             report.add(
                 (*rule_path, "filters"), "TCP/TLS routes cannot use HTTP filters", at_key=True
             )
@@ -319,7 +322,7 @@ def _check_rule(
         used.add(ref.name)
         if route.allowed_regions:
             _check_residency(report, ref_path, backend, _allowed(route, backend), "route")
-    if all(ref.weight == 0 for ref in rule.backend_refs):
+    if rule.backend_refs and all(ref.weight == 0 for ref in rule.backend_refs):
         report.add(
             (*path, "backendRefs"),
             "every backendRef has weight 0, so no request can be routed; give one a weight > 0",
@@ -350,6 +353,7 @@ def _check_rule(
             )
     for index, match in enumerate(rule.matches):
         _check_match(report, (*path, "matches", index), match)
+    used |= check_filters(report.add, _unknown, path, rule, backends)
     filters = rule.filters
     if filters.redirect is not None and filters.url_rewrite is not None:
         report.add(

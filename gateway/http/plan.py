@@ -111,7 +111,7 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
     backend_plans = []
     for ref in config.backend_refs if config is not None else ():
         own = ref.filters
-        if own.request_headers is None and own.response_headers is None:
+        if own is None:
             continue
         req = request.then(HeaderEdits.of(own.request_headers))
         resp = response.then(HeaderEdits.of(own.response_headers))

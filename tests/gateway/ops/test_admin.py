@@ -144,7 +144,7 @@ async def test_routes_lists_the_active_routes_in_config_vocabulary(
     (route,) = body["routes"]
     assert route["name"] == "shop"
     assert route["hostnames"] == ["shop.example.com"]
-    assert route["rules"][0]["backendRefs"] == [{"name": "api", "weight": 1}]
+    assert route["rules"][0]["backendRefs"] == [{"name": "api", "weight": 1, "filters": None}]
 
 
 async def test_endpoints_show_locality_health_drain_and_in_flight(
