@@ -4,7 +4,8 @@ ruamel.yaml's round-trip loader remembers the line and column of each key and
 value (`.lc`). We walk its tree once, producing plain Python values (dict,
 list, str, int, float, bool, None) for validation and a `SourceMap` from data
 paths to positions, so later stages can point at a key without holding on to
-ruamel's node types. JSON is parsed by the same loader (JSON is YAML 1.2).
+ruamel's node types. JSON is parsed by the same loader (JSON is YAML 1.2);
+a syntax error names the format the file's extension says it is in.
 Positions here are 0-based, as ruamel gives them; `ConfigIssue` adds one.
 """
 
@@ -65,13 +66,14 @@ class SourceSyntaxError(Exception):
 def parse_source(text: str, filename: str) -> ParsedSource:
     """Parse YAML or JSON text; raises `SourceSyntaxError` with a file:line:col issue."""
     yaml = YAML(typ="rt")
+    kind = format_name(filename)
     try:
         tree = yaml.load(text)
     except MarkedYAMLError as exc:
-        raise SourceSyntaxError(_syntax_issue(exc, filename)) from None
+        raise SourceSyntaxError(_syntax_issue(exc, filename, kind)) from None
     except YAMLError as exc:
         raise SourceSyntaxError(
-            ConfigIssue(filename, 1, 1, "", f"YAML syntax error: {exc}", Severity.ERROR)
+            ConfigIssue(filename, 1, 1, "", f"{kind} syntax error: {exc}", Severity.ERROR)
         ) from None
     positions = SourceMap()
     root_pos = _node_position(tree)
@@ -79,14 +81,19 @@ def parse_source(text: str, filename: str) -> ParsedSource:
     return ParsedSource(_plain(tree, (), positions), positions)
 
 
-def _syntax_issue(exc: MarkedYAMLError, filename: str) -> ConfigIssue:
+def format_name(filename: str) -> str:
+    """`JSON` for a `.json` file, else `YAML`: the word a syntax error uses."""
+    return "JSON" if filename.lower().endswith(".json") else "YAML"
+
+
+def _syntax_issue(exc: MarkedYAMLError, filename: str, kind: str) -> ConfigIssue:
     mark = exc.problem_mark or exc.context_mark
     line, column = (mark.line + 1, mark.column + 1) if mark is not None else (1, 1)
     parts = [part for part in (exc.context, exc.problem) if part]
-    message = "; ".join(parts) if parts else "invalid YAML"
+    message = "; ".join(parts) if parts else f"invalid {kind}"
     if exc.context_mark is not None and exc.problem_mark is not None and exc.context:
         message += f" (started at line {exc.context_mark.line + 1})"
-    return ConfigIssue(filename, line, column, "", f"YAML syntax error: {message}")
+    return ConfigIssue(filename, line, column, "", f"{kind} syntax error: {message}")
 
 
 def _node_position(node: object) -> Position | None:

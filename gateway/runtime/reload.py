@@ -102,11 +102,15 @@ class Reloader:
         seed: int = 0,
         clock: Callable[[], float] = time.time,
         plan_rule: Callable[..., Any] | None = None,
+        announce: bool = True,
     ) -> None:
         """`plan_rule` is handed to the full compile (`compile_indexed`): what the
         protocol layer builds once per rule; incremental updates keep the rules,
-        and so the plans, of the table in force."""
+        and so the plans, of the table in force. `announce` False keeps a rejected
+        config at debug level: a supervisor's workers read the same file as the
+        supervisor, which says it once for the whole gateway."""
         self.path = Path(path)
+        self._announce = announce
         self._plan_rule = plan_rule
         self._on_swap = on_swap
         self._compile = compile_fn
@@ -324,7 +328,8 @@ class Reloader:
     def _reject_issues(self, issues: tuple[str, ...]) -> None:
         self.stats.failure += 1
         self.last_failure = ReloadFailure(self._clock(), issues)
-        log.error(
+        log.log(
+            logging.ERROR if self._announce else logging.DEBUG,
             "config rejected; keeping the last good config"
             if self.active is not None
             else "config rejected",

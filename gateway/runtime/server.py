@@ -142,7 +142,9 @@ class Worker:
     def __init__(self, options: ServerOptions, *, serve_admin: bool) -> None:
         self.options = options
         self.serve_admin = serve_admin
-        self.reloader = Reloader(options.config_path, self._swap, plan_rule=build_plan)
+        self.reloader = Reloader(
+            options.config_path, self._swap, plan_rule=build_plan, announce=serve_admin
+        )
         self.needs_registry = False
         self.expected_workers = 1
         self.ctx: GatewayContext | None = None
