@@ -23,7 +23,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from gateway.config.errors import ConfigError, ConfigIssue, format_path
 from gateway.config.errors import Path as DataPath
-from gateway.config.loader import check_config_file
+from gateway.config.loader import check_config_file, check_config_text
 from gateway.config.model import GatewayConfig
 from gateway.config.source import SourceMap, SourceSyntaxError, parse_source
 from gateway.config.validation import did_you_mean
@@ -95,6 +95,7 @@ def load_scenario_text(text: str, filename: str) -> LoadedScenario:
     issues.extend(report.errors)
     if report.config is not None:
         issues.extend(_gateway_issues(scenario, report.config, parsed.positions, filename))
+        issues.extend(_shifted_config_issues(scenario, config_path, parsed.positions, filename))
     if issues or report.config is None:
         raise ScenarioError(issues)
     return LoadedScenario(scenario, Path(filename), config_path, report.config)
@@ -229,6 +230,7 @@ def _semantic_issues(
 def _expectation_issues(scenario: Scenario, labels: set[str], at: Any) -> Iterator[ConfigIssue]:
     expect = scenario.expect
     faults = scenario.faults
+    duration = scenario.traffic.duration_s
     movers = [f for f in faults if f.kind in FAILOVER_KINDS]
     if expect.max_failover_s is not None and not movers:
         yield at(("expect", "maxFailoverSeconds"), "no fault here takes a cluster's endpoints away")
@@ -246,6 +248,11 @@ def _expectation_issues(scenario: Scenario, labels: set[str], at: Any) -> Iterat
             yield at(("expect", "shares", i, "label"), message)
         if bound.min > bound.max:
             yield at(("expect", "shares", i), "min is above max")
+        timed = bound.from_s is not None and bound.to_s is not None
+        if (bound.window is None) == (not timed) or (bound.from_s is None) != (bound.to_s is None):
+            yield at(("expect", "shares", i), "give either a window or both from and to")
+        elif timed and not (bound.from_s or 0.0) < (bound.to_s or 0.0) <= duration:
+            yield at(("expect", "shares", i, "to"), f"from < to <= {duration:g} s")
 
 
 def _gateway_issues(
@@ -279,3 +286,24 @@ def _gateway_issues(
             yield at((*path, "weights"), f"the rule has no backendRef {name!r}")
         if fault.canary_percent is not None and rule.canary is None:
             yield at((*path, "canaryPercent"), "the rule has no canary")
+
+
+def _shifted_config_issues(
+    scenario: Scenario, config_path: Path, positions: SourceMap, filename: str
+) -> Iterator[ConfigIssue]:
+    """A weight shift must leave a config the gateway accepts; else the gateway would keep
+    its last good config and the drill would judge a shift that never happened."""
+    from portway.drill.faults import shifted_config
+
+    text = config_path.read_text(encoding="utf-8")
+    for fi, fault in enumerate(scenario.faults):
+        if fault.kind is not FaultKind.SHIFT_WEIGHTS:
+            continue
+        try:
+            shifted = shifted_config(text, fault)
+        except (KeyError, IndexError, StopIteration, TypeError) as exc:
+            yield _at(filename, positions, ("faults", fi), f"cannot apply to the config: {exc}")
+            continue
+        for issue in check_config_text(shifted, str(config_path)).errors:
+            message = f"the shifted gateway config would be rejected: {issue.path}: {issue.message}"
+            yield _at(filename, positions, ("faults", fi), message)

@@ -123,10 +123,13 @@ class Fault:
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class ShareBound:
-    """The share of answered requests served by `label` in a window lies in [min, max]."""
+    """The share of answered requests served by `label` lies in [min, max]: in a `window`,
+    or from `from` to `to` (seconds of the drill), which then replace the window."""
 
-    window: Window
     label: str
+    window: Window | None = None
+    from_s: Duration | None = Field(default=None, alias="from")
+    to_s: Duration | None = Field(default=None, alias="to")
     min: float = Field(default=0.0, ge=0.0, le=1.0)
     max: float = Field(default=1.0, ge=0.0, le=1.0)
 
@@ -190,5 +193,14 @@ def scaled(scenario: Scenario, duration_s: float) -> Scenario:
         )
         for f in scenario.faults
     )
+    shares = tuple(
+        dataclasses.replace(
+            b,
+            from_s=None if b.from_s is None else b.from_s * factor,
+            to_s=None if b.to_s is None else b.to_s * factor,
+        )
+        for b in scenario.expect.shares
+    )
     traffic = dataclasses.replace(scenario.traffic, duration_s=duration_s)
-    return dataclasses.replace(scenario, traffic=traffic, faults=faults)
+    expect = dataclasses.replace(scenario.expect, shares=shares)
+    return dataclasses.replace(scenario, traffic=traffic, faults=faults, expect=expect)

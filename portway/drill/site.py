@@ -175,7 +175,11 @@ class DrillSite:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.1)
-        raise SiteError(f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s")
+        where = "" if self.gateway is None else f"; its log: {self.workdir / 'gateway.log'}"
+        raise SiteError(
+            f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
+            f"{self._log_tail()}"
+        )
 
     def _log_tail(self) -> str:
         try:

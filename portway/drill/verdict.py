@@ -52,6 +52,10 @@ class Measures:
     slow_s: float = MIN_SLOW_S
     outside_regions: int = 0
     total: Summary | None = None
+    samples: Sequence[Sample] = ()
+
+    def share_between(self, start_s: float, end_s: float) -> Mapping[str, float]:
+        return summarize(between(self.samples, start_s, end_s)).share
 
 
 def slow_threshold(before: Sequence[Sample], given_s: float | None) -> float:
@@ -94,7 +98,7 @@ def measure(
     node_regions: Mapping[str, str],
     allowed_regions: Sequence[str],
 ) -> Measures:
-    m = Measures(bounds=window_bounds(windows, duration_s))
+    m = Measures(bounds=window_bounds(windows, duration_s), samples=samples)
     for name, (start, end) in m.bounds.items():
         m.windows[name] = summarize(between(samples, start, end))
     m.total = summarize(samples)
@@ -174,10 +178,15 @@ def judge(expect: Expectations, m: Measures) -> list[Verdict]:
             )
         )
     for bound in expect.shares:
-        share = m.windows[bound.window].share.get(bound.label, 0.0)
+        if bound.window is not None:
+            share = m.windows[bound.window].share.get(bound.label, 0.0)
+            when = bound.window.value
+        else:
+            share = m.share_between(bound.from_s or 0.0, bound.to_s or 0.0).get(bound.label, 0.0)
+            when = f"{bound.from_s:g}-{bound.to_s:g} s"
         out.append(
             Verdict(
-                f"share of {bound.label} {bound.window.value}",
+                f"share of {bound.label} {when}",
                 f"{bound.min:.0%} to {bound.max:.0%}",
                 f"{share:.1%}",
                 bound.min <= share <= bound.max,
