@@ -53,12 +53,11 @@ SERVICE_EXPORT = ("multicluster.x-k8s.io", "v1alpha1", "serviceexports")
 
 @dataclass(frozen=True, slots=True)
 class RegistryTarget:
-    """Which registry to ask, as `portway registry` opens it."""
+    """Which registry to ask: its backend's name and how to open a client for it (the
+    command passes `portway controller`'s own opener, so the same flags open the same)."""
 
     backend: str
-    path: str | None = None
-    endpoints: tuple[str, ...] = ()
-    root: str = ""
+    open: Callable[[], Any]
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,13 +268,12 @@ async def _dns(name: str, timeout_s: float) -> DnsProbe:
 
 async def _registry_facts(target: DoctorTarget) -> RegistryFacts:
     """The Service's record for the target cluster; without --cluster, the only record."""
-    from portway.registry.backends import open_registry
     from portway.registry.base import RegistryError
 
     assert target.registry is not None
     r = target.registry
     try:
-        reg = open_registry(r.backend, path=r.path, endpoints=r.endpoints, root=r.root)
+        reg = r.open()
     except (RegistryError, ValueError) as exc:
         return RegistryFacts(r.backend, error=str(exc))
     try:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from typing import Any
@@ -91,7 +92,7 @@ def _target(args: argparse.Namespace) -> Any:
     """Flags -> DoctorTarget; cluster settings are read exactly as `portway controller` reads
     them, so the same flags give the same derivation."""
     from controller.probes import DoctorTarget, RegistryTarget
-    from portway.commands.controller import settings_from_args
+    from portway.commands.controller import registry_from_args, settings_from_args
 
     namespace, sep, name = args.service.partition("/")
     if not sep or not namespace or not name or "/" in name:
@@ -105,8 +106,7 @@ def _target(args: argparse.Namespace) -> Any:
     if args.registry:
         if args.registry == "files" and not args.dir:
             raise ValueError("--registry files needs --dir")
-        endpoints = args.etcd if args.registry == "etcd" else [args.consul] if args.consul else []
-        registry = RegistryTarget(args.registry, args.dir, tuple(endpoints), args.root)
+        registry = RegistryTarget(args.registry, functools.partial(registry_from_args, args))
     return DoctorTarget(
         namespace,
         name,

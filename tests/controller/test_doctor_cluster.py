@@ -371,3 +371,14 @@ async def test_readable_report(cluster: KubeEmulator, kubeconfig: Path, tmp_path
     assert code == 1
     assert "portway doctor shop/web" in text
     assert "failed: nodeports" in text
+
+
+async def test_unreachable_registry_fails(cluster: KubeEmulator, doctor: Doctor) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    closed.close()
+    code, report = await doctor("--registry", "etcd", "--etcd", url, "--timeout", "1")
+    assert code == 1
+    assert steps(report)["registry"][0] == "fail"
+    assert steps(report)["registry"][1].startswith("etcd: ")
