@@ -478,10 +478,14 @@ class HttpProxy(ResponseRelay):
                     return
                 ex.status = err.status
                 ex.body_done = False
-                self._answer(ex, hh.error_response(err.status, err.cause, close=True), True)
+                head_only = ex.method == b"HEAD"
+                data = hh.error_response(err.status, err.cause, close=True, head_only=head_only)
+                self._answer(ex, data, True)
                 return
             ex.done = True
-        self.transport.write(hh.error_response(err.status, err.cause, close=True))
+        head_only = ex is not None and ex.method == b"HEAD"
+        data = hh.error_response(err.status, err.cause, close=True, head_only=head_only)
+        self.transport.write(data)
         self.transport.close()
 
 
