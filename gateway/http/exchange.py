@@ -73,7 +73,41 @@ def next_request_id() -> bytes:
 
 
 class Exchange:
-    """The state of one request; attributes are documented by their use in `http.proxy`."""
+    """The state of one request, written by the stages it passes in this order.
+
+    Who writes each attribute, and when (R = `http.request.RequestReader` while
+    the head and body are parsed, S = `HttpProxy._start` when the exchange
+    starts, F = a request filter of the rule's chain, T = `http.tries.TryRunner`
+    per try, P = `http.response.ResponseRelay` as the response arrives, X =
+    `ResponseRelay._finish` once at the end). Everything else only reads.
+
+    The request, fixed once parsed (R): `method`, `path`, `query` (raw bytes),
+    `version` ("1.0"/"1.1"), `host` (Host or absolute-form authority),
+    `headers` (forwarded ones, arrival order), `fwd` (believed forwarding
+    headers, trusted peers only), `keep_alive`, `chunked` (client body is
+    chunked), `upgrade` (the Upgrade value when the parser accepted one),
+    `expect` (100-continue with a body), `traced` (client sent traceparent),
+    `owner` (the proxy, for `DeadlineWatch` callbacks).
+    Body flow (R, then T): `body` (bytes held until an upstream is bound),
+    `body_done`, `bytes_in`, `body_sent` (some body reached an upstream),
+    `replay` (the whole small body kept for a retry).
+    Routing and plan (S): `table` (the table the request started on),
+    `decision`, `rule`, `plan` (the rule's, or its backendRef's), `started`,
+    `deadline` (whole-request deadline), `scheme` (b"http"/b"https", set
+    when the rule has request filters), `counted`, `counted_only`, `log`
+    and `token` (telemetry, when detailed).
+    Request filters (F): `response_lines` (header lines for the client's
+    response, e.g. CORS), `status` when a filter answers.
+    Upstream head (S): `line` (request line), `head` (header block),
+    `request_id` (the client's or a new one), `via`, `fixed_host` (a Host
+    that overrides the pool's: rewrite or preserved).
+    Tries (T): `endpoint`, `conn`, `connecting` (the connect Task),
+    `attempts`, `retries`, `retrying`, `reused`, `stale_retried`, `tried`
+    (endpoint keys), `try_deadline`, `timer` (a retry backoff's handle),
+    `flags` (Envoy response flags: UF, UR, UO, DC, ...).
+    Response (P): `responded`, `status`, `out` (head held for the first body
+    write), `chunked_out`, `close_after`, `bytes_out`. End (X): `done`.
+    """
 
     __slots__ = (
         "attempts",
