@@ -304,7 +304,11 @@ def _diff(
         Change(ChangeKind.DELETE, k, revision)
         for k in sorted(old.keys() - new.keys(), key=ServiceKey.path)
     ]
-    for k in sorted(new, key=ServiceKey.path):
-        if old.get(k) != new[k]:
-            out.append(Change(ChangeKind.PUT, k, revision, new[k]))
+    # `_list` reuses the decoded record of an entry whose ModifyIndex did not
+    # move, so an unchanged key costs an identity check, not a deep compare
+    for k, record in new.items():
+        before = old.get(k)
+        if before is not record and before != record:
+            out.append(Change(ChangeKind.PUT, k, revision, record))
+    out.sort(key=lambda c: (c.kind is ChangeKind.PUT, c.key.path()))
     return out

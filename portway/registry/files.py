@@ -4,11 +4,15 @@ Theory of operation: each record is one file (see `record_files` for the
 format, TTL and owner fields). Writers take a directory-wide `flock` around
 check-then-write so two writers never both believe they own a key; a key is
 free when no live file claims it (absent, or expired). A writer renews its
-leases by touching its files every `renew_s`. Readers rescan the directory
-when watchfiles reports a change (polling every `poll_interval_s` when
-inotify is unavailable or `force_polling` is set) and at the next TTL
-deadline, diff the result against what they saw, and number the differences
-with their own revision counter. Revisions are per reader instance: a watch
+leases by touching its files every `renew_s`. Readers keep a `RecordDirectory` (an
+incremental view: a file is read again only when its stat signature
+changed) and refresh it off the event loop, in a thread: the files
+watchfiles names (inotify), or a stat of the whole directory when polling
+every `poll_interval_s` (inotify unavailable or `force_polling`) and every
+`RESYNC_S` as a safety net; records whose TTL passes are re-decided at
+their deadline. The keys whose live record changed are numbered with the
+reader's own revision counter. A snapshot is one such refresh; the first
+one reads every file once, later ones only what changed. Revisions are per reader instance: a watch
 resumes exactly from any revision this instance still has in its history,
 and from anything else gets a `Snapshot`.
 """
@@ -31,13 +35,13 @@ import watchfiles
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind, Lease, OwnershipError, Snapshot
+from portway.registry.record_dir import RecordDirectory
 from portway.registry.record_files import (
     RecordFile,
     file_name,
     load_record_file,
     read_records,
     record_file_bytes,
-    scan,
     write_atomic,
 )
 
@@ -47,6 +51,7 @@ log = logging.getLogger(__name__)
 
 LOCK_NAME = ".portway.lock"
 HISTORY_LIMIT = 10_000
+RESYNC_S = 30.0
 
 
 class FilesRegistry:
@@ -70,12 +75,15 @@ class FilesRegistry:
         self._clock = clock
         self._leases: dict[ServiceKey, Lease] = {}
         self._renewer: asyncio.Task[None] | None = None
-        self._state: dict[ServiceKey, RecordFile] = {}
+        self.view = RecordDirectory(self.directory)
+        self._writer_view = RecordDirectory(self.directory)
         self._revision = 0
         self._history: collections.deque[Change] = collections.deque(maxlen=HISTORY_LIMIT)
-        self._reported: set[tuple[str, float]] = set()
         self._scanner: asyncio.Task[None] | None = None
+        self._sync_lock = asyncio.Lock()
         self._dirty = asyncio.Event()
+        self._dirty_names: set[str] = set()
+        self._dirty_all = False
         self._synced = asyncio.Event()
         self._stop = asyncio.Event()
         self._renew_wake = asyncio.Event()
@@ -90,7 +98,10 @@ class FilesRegistry:
             os.close(fd)
 
     def _holder(self, key: ServiceKey) -> RecordFile | None:
-        return scan(self.directory, self._clock(), self._reported).get(key)
+        """The live file claiming `key` now (a stat of the directory; changed files read)."""
+        view = self._writer_view
+        view.apply(view.read(), self._clock())
+        return view.live.get(key)
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
         key = record.key
@@ -164,29 +175,31 @@ class FilesRegistry:
                     del self._leases[key]
                     log.warning("files lease lost", extra={"key": key.path(), "backend": "files"})
 
-    def _sync(self) -> float | None:
-        """Rescan, record the differences as changes; returns the next expiry deadline."""
-        now = self._clock()
-        new = scan(self.directory, now, self._reported)
-        for key in sorted(self._state.keys() - new.keys(), key=ServiceKey.path):
-            self._revision += 1
-            self._history.append(Change(ChangeKind.DELETE, key, self._revision))
-        for key in sorted(new, key=ServiceKey.path):
-            old = self._state.get(key)
-            if old is None or old.record != new[key].record:
+    async def _sync(self, names: set[str] | None = None) -> None:
+        """Refresh the view (in a thread) and record what changed as numbered changes.
+
+        `names` are the files reported changed; None stats the whole directory.
+        """
+        async with self._sync_lock:
+            updates = await asyncio.to_thread(self.view.read, names)
+            changed = self.view.apply(updates, self._clock())
+            for key in sorted(changed, key=ServiceKey.path):
+                rf = changed[key]
                 self._revision += 1
-                self._history.append(Change(ChangeKind.PUT, key, self._revision, new[key].record))
-        self._state = new
-        deadlines = [d for d in (rf.expires_at() for rf in new.values()) if d is not None]
-        return min(deadlines) if deadlines else None
+                if rf is None:
+                    self._history.append(Change(ChangeKind.DELETE, key, self._revision))
+                else:
+                    self._history.append(Change(ChangeKind.PUT, key, self._revision, rf.record))
+            if changed:
+                self._synced.set()
+                self._synced = asyncio.Event()
 
     async def snapshot(self) -> Snapshot:
-        self._sync()
-        return Snapshot({k: rf.record for k, rf in self._state.items()}, self._revision)
+        await self._sync()
+        return Snapshot({k: rf.record for k, rf in self.view.live.items()}, self._revision)
 
     async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         if self._scanner is None:
-            self._sync()
             self._scanner = asyncio.create_task(self._scan_forever(), name="files-scan")
         revision = from_revision
         oldest = self._history[0].revision - 1 if self._history else self._revision
@@ -196,26 +209,43 @@ class FilesRegistry:
             yield snap
         while True:
             synced = self._synced
-            for change in [c for c in self._history if c.revision > revision]:
-                revision = change.revision
-                yield change
+            if self._revision > revision:
+                for change in [c for c in self._history if c.revision > revision]:
+                    revision = change.revision
+                    yield change
             if self._revision <= revision:
                 await synced.wait()
 
     async def _scan_forever(self) -> None:
+        """Refresh on notifications (named files), polls and deadlines, until closed.
+
+        The first pass stats the whole directory once the notifier runs, so a
+        file written between the caller's snapshot and the watch is not missed.
+        """
         notifier = asyncio.create_task(self._notify_forever(), name="files-notify")
+        self._dirty_all = True
+        last_full = time.monotonic()
         try:
             while not self._stop.is_set():
-                deadline = self._sync()
-                self._synced.set()
-                self._synced = asyncio.Event()
-                timeout = self._poll_interval_s if self._force_polling else 30.0
+                if self._dirty_all or time.monotonic() - last_full >= RESYNC_S:
+                    self._dirty_all = False
+                    self._dirty_names.clear()
+                    last_full = time.monotonic()
+                    await self._sync()
+                else:
+                    names, self._dirty_names = self._dirty_names, set()
+                    await self._sync(names)
+                timeout = self._poll_interval_s if self._force_polling else RESYNC_S
+                deadline = self.view.next_deadline()
                 if deadline is not None:
                     timeout = min(timeout, max(0.0, deadline - self._clock()) + 0.01)
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(timeout):
-                        await self._dirty.wait()
+                if not self._dirty.is_set():
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(timeout):
+                            await self._dirty.wait()
                 self._dirty.clear()
+                if self._force_polling and not self._dirty_names:
+                    self._dirty_all = True
         finally:
             notifier.cancel()
 
@@ -223,13 +253,14 @@ class FilesRegistry:
         if self._force_polling:
             return
         try:
-            async for _ in watchfiles.awatch(
+            async for changes in watchfiles.awatch(
                 self.directory,
                 watch_filter=None,
                 step=10,
                 stop_event=self._stop,
                 recursive=False,
             ):
+                self._dirty_names.update(os.path.basename(path) for _, path in changes)
                 self._dirty.set()
         except (OSError, RuntimeError) as exc:
             log.warning(
@@ -237,6 +268,7 @@ class FilesRegistry:
                 extra={"directory": str(self.directory), "error": str(exc), "backend": "files"},
             )
             self._force_polling = True
+            self._dirty_all = True
             self._dirty.set()
 
     async def close(self) -> None:

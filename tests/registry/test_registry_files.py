@@ -131,3 +131,68 @@ async def test_a_watch_from_an_unknown_revision_starts_with_a_snapshot(tmp_path:
             assert [k.cluster for k in item.records] == ["dc1"]
             break
     await reg.close()
+
+
+def _write_record(path: Path, record: ServiceRecord) -> None:
+    tmp = path.with_name(".tmp-" + path.name)
+    tmp.write_text(json.dumps(record.to_dict()))
+    tmp.replace(path)
+
+
+@pytest.mark.parametrize("force_polling", [True, False], ids=["polling", "inotify"])
+async def test_a_watcher_reads_only_the_files_that_changed(
+    tmp_path: Path, force_polling: bool
+) -> None:
+    fleet = [rec(f"c{i}") for i in range(200)]
+    for r in fleet:
+        _write_record(tmp_path / f"{r.cluster}.json", r)
+    reg = FilesRegistry(tmp_path, force_polling=force_polling, poll_interval_s=0.05)
+    start = await reg.snapshot()
+    assert len(start.records) == 200 and reg.view.reads == 200, "startup reads each file once"
+    items: list[Change | Snapshot] = []
+
+    async def follow() -> None:
+        async for item in reg.watch(start.revision):
+            items.append(item)
+
+    task = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)
+    assert reg.view.reads == 200, "starting the watch and idle polls read nothing"
+    moved = ServiceRecord(
+        cluster="c5",
+        namespace="shop",
+        service="web",
+        ports=(ServicePort("http", 80, 30099),),
+        nodes=(Node("n1", "10.0.0.5"),),
+    )
+    _write_record(tmp_path / "c5.json", moved)
+    (tmp_path / "c9.json").unlink()
+    deadline = time.monotonic() + 5
+    while len(items) < 2:
+        assert time.monotonic() < deadline, items
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.2)
+    task.cancel()
+    await reg.close()
+    changes = {(i.kind, i.key.cluster) for i in items if isinstance(i, Change)}
+    assert changes == {(ChangeKind.PUT, "c5"), (ChangeKind.DELETE, "c9")} and len(items) == 2
+    assert reg.view.reads == 201, "one changed file read once; the deleted one not at all"
+
+
+async def test_a_record_expires_at_its_deadline_without_rereading_the_directory(
+    tmp_path: Path,
+) -> None:
+    for i in range(50):
+        _write_record(tmp_path / f"c{i}.json", rec(f"c{i}"))
+    short = rec("short").to_dict() | {TTL_FIELD: 0.4, "publishedAt": time.time()}
+    (tmp_path / "short.json").write_text(json.dumps(short))
+    reg = FilesRegistry(tmp_path)
+    start = await reg.snapshot()
+    assert len(start.records) == 51
+    async with asyncio.timeout(5):
+        async for item in reg.watch(start.revision):
+            assert isinstance(item, Change) and item.kind is ChangeKind.DELETE
+            assert item.key.cluster == "short"
+            break
+    assert reg.view.reads == 51
+    await reg.close()

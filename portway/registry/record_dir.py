@@ -1,0 +1,168 @@
+"""A reader's incremental view of a files-registry directory.
+
+Theory of operation. Re-reading every record file on every change costs
+~230 µs per file (10,000 files: 2.3 s), so the view remembers, per file
+name, the file's stat signature (mtime, size, inode) and what parsing it gave
+(a `RecordFile`, or the error). `read(names)` stats the named files (or, for
+`names=None`, every file of the directory: the polling fallback and the
+periodic resync) and reads and parses only those whose signature changed; it
+does file I/O and no bookkeeping, so the caller runs it in a thread. `apply`
+then folds what was read into the view on the caller's side and returns the
+live records that changed, key by key.
+
+Which file holds a key: the live (unexpired) file that comes first by name,
+as `record_files.scan` decides for a whole directory. Expiry is kept in a
+heap of (deadline, key); `apply` re-decides the keys whose deadline passed,
+so an expiring record costs nothing until it expires. A renewal (a writer
+touching its file) changes the signature, so the file is read again and its
+deadline moves, but its record is equal and no change is reported.
+"""
+
+from __future__ import annotations
+
+import heapq
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from portway.model import RecordError, ServiceKey
+from portway.registry.decode import report_bad
+from portway.registry.record_files import RecordFile, is_record_file, parse_record_file
+
+Signature = tuple[int, int, int]
+"""(st_mtime_ns, st_size, st_ino): a file whose signature is unchanged is not read again."""
+
+
+@dataclass(frozen=True, slots=True)
+class FileEntry:
+    """What one file held when it was last read: a record, or why it is unusable."""
+
+    signature: Signature
+    record: RecordFile | None
+    error: str = ""
+
+
+Update = tuple[str, FileEntry | None]
+"""A file name and what it holds now (None: gone, or no longer a record file)."""
+
+
+class RecordDirectory:
+    """Files by name, keys they claim, and the live record of each key (see module docstring)."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.files: dict[str, FileEntry] = {}
+        self.claims: dict[ServiceKey, set[str]] = {}
+        self.live: dict[ServiceKey, RecordFile] = {}
+        self._expiry: list[tuple[float, str, ServiceKey]] = []
+        self.reads = 0
+        """Files read and parsed so far (what the incremental view saves is visible here)."""
+
+    def read(self, names: Iterable[str] | None = None) -> list[Update]:
+        """Stat `names` (None: the whole directory); read the files whose signature changed.
+
+        I/O only: safe to run in a thread while the caller awaits it, as long
+        as nothing calls `apply` meanwhile.
+        """
+        if names is None:
+            try:
+                present = {n for n in os.listdir(self.directory) if is_record_file(Path(n))}
+            except FileNotFoundError:
+                present = set()
+            candidates = present | self.files.keys()
+        else:
+            candidates = {n for n in names if is_record_file(Path(n))}
+        out: list[Update] = []
+        for name in sorted(candidates):
+            entry = self._read_one(name)
+            known = self.files.get(name)
+            if entry is None:
+                if known is not None:
+                    out.append((name, None))
+            elif known is None or known.signature != entry.signature:
+                out.append((name, entry))
+        return out
+
+    def _read_one(self, name: str) -> FileEntry | None:
+        """The file's entry, reading it only if its signature is new; None if gone."""
+        path = self.directory / name
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return FileEntry((0, 0, 0), None, str(exc))
+        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+        known = self.files.get(name)
+        if known is not None and known.signature == signature:
+            return known
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+                st = os.fstat(fh.fileno())
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            return FileEntry(signature, None, str(exc))
+        self.reads += 1
+        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+        try:
+            return FileEntry(signature, parse_record_file(path, data, st.st_mtime))
+        except RecordError as exc:
+            return FileEntry(signature, None, str(exc))
+
+    def apply(self, updates: Iterable[Update], now: float) -> dict[ServiceKey, RecordFile | None]:
+        """Fold `updates` in; the keys whose live record changed (None: no live record now)."""
+        affected: set[ServiceKey] = set()
+        for name, entry in updates:
+            old = self.files.pop(name, None)
+            if old is not None and old.record is not None:
+                key = old.record.record.key
+                self._unclaim(key, name)
+                affected.add(key)
+            if entry is None:
+                continue
+            self.files[name] = entry
+            if entry.record is None:
+                report_bad("files", str(self.directory / name), entry.error)
+                continue
+            key = entry.record.record.key
+            self.claims.setdefault(key, set()).add(name)
+            affected.add(key)
+            deadline = entry.record.expires_at()
+            if deadline is not None:
+                heapq.heappush(self._expiry, (deadline, name, key))
+        while self._expiry and self._expiry[0][0] <= now:
+            affected.add(heapq.heappop(self._expiry)[2])
+        changed: dict[ServiceKey, RecordFile | None] = {}
+        for key in affected:
+            winner = self._winner(key, now)
+            current = self.live.get(key)
+            if winner is None:
+                if current is not None:
+                    del self.live[key]
+                    changed[key] = None
+                continue
+            self.live[key] = winner
+            if current is None or current.record != winner.record:
+                changed[key] = winner
+        return changed
+
+    def next_deadline(self) -> float | None:
+        """The earliest expiry still pending (possibly of a record renewed since: harmless)."""
+        return self._expiry[0][0] if self._expiry else None
+
+    def _unclaim(self, key: ServiceKey, name: str) -> None:
+        names = self.claims.get(key)
+        if names is not None:
+            names.discard(name)
+            if not names:
+                del self.claims[key]
+
+    def _winner(self, key: ServiceKey, now: float) -> RecordFile | None:
+        for name in sorted(self.claims.get(key, ())):
+            entry = self.files[name]
+            if entry.record is not None and not entry.record.expired(now):
+                return entry.record
+        return None
