@@ -36,9 +36,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds in-flight requests may take to finish on SIGTERM (default 30)",
     )
     parser.add_argument(
-        "--admin-port", type=int, default=None, metavar="P", help="override admin.port"
+        "--admin-port",
+        type=int,
+        default=None,
+        metavar="P",
+        help="admin API port (default: the config's admin.port)",
     )
-    parser.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    parser.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe log records written (default info)",
+    )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
 

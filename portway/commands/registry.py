@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--backend",
         choices=["files", "etcd", "consul"],
         default="files",
-        help="which registry to talk to",
+        help="which registry to talk to (default files)",
     )
     parser.add_argument(
         "--dir",
