@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import yaml_rs
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
@@ -28,13 +29,32 @@ Position = tuple[int, int]
 
 @dataclass(slots=True)
 class SourceMap:
-    """Positions of keys and values by data path (0-based line, column)."""
+    """Positions of keys and values by data path (0-based line, column).
+
+    Built with `text` set, the map is empty until the first lookup, which
+    parses `text` with the positioned loader and fills it.
+    """
 
     keys: dict[Path, Position] = field(default_factory=dict)
     values: dict[Path, Position] = field(default_factory=dict)
+    text: str | None = field(default=None, repr=False)
+    filename: str = ""
+
+    def _locate(self) -> None:
+        text, self.text = self.text, None
+        if text is None:
+            return
+        try:
+            located = _positioned(text, self.filename).positions
+        except SourceSyntaxError:  # the fast loader took it; ruamel did not
+            self.values[()] = (0, 0)
+            return
+        self.keys, self.values = located.keys, located.values
 
     def value_at(self, path: Path) -> Position:
         """Where the value at `path` starts, or its nearest ancestor's when absent."""
+        if self.text is not None:
+            self._locate()
         for end in range(len(path), -1, -1):
             found = self.values.get(path[:end])
             if found is not None:
@@ -43,6 +63,8 @@ class SourceMap:
 
     def key_at(self, path: Path) -> Position:
         """Where the key of `path` is written; for list items and the root, the value."""
+        if self.text is not None:
+            self._locate()
         found = self.keys.get(path)
         return found if found is not None else self.value_at(path)
 
@@ -64,7 +86,43 @@ class SourceSyntaxError(Exception):
 
 
 def parse_source(text: str, filename: str) -> ParsedSource:
-    """Parse YAML or JSON text; raises `SourceSyntaxError` with a file:line:col issue."""
+    """Parse YAML or JSON text; raises `SourceSyntaxError` with a file:line:col issue.
+
+    Positions are computed on first use (see the module docstring).
+    """
+    if "<<" not in text:
+        try:
+            data = yaml_rs.loads(text)
+        except (yaml_rs.YAMLDecodeError, ValueError, TypeError):
+            pass
+        else:
+            return ParsedSource(_plain_data(data), SourceMap(text=text, filename=filename))
+    return _positioned(text, filename)
+
+
+def _plain_data(node: Any) -> Any:
+    """yaml-rs values → what `_plain` makes of ruamel's (string keys, dates as ISO text)."""
+    if type(node) is dict:
+        return {
+            (key if type(key) is str else _key_text(key)): _plain_data(value)
+            for key, value in node.items()
+        }
+    if type(node) is list:
+        return [_plain_data(value) for value in node]
+    if type(node) is str:
+        return _join_surrogates(node)
+    if isinstance(node, datetime.date):
+        return node.isoformat()
+    return node
+
+
+def _key_text(key: Any) -> str:
+    """A non-string key as ruamel's path shows it (`true` → `True`, as `str` does)."""
+    return str(key)
+
+
+def _positioned(text: str, filename: str) -> ParsedSource:
+    """Parse with ruamel's round-trip loader, recording every position."""
     yaml = YAML(typ="rt")
     kind = format_name(filename)
     try:
