@@ -47,6 +47,7 @@ FILE_FIELDS: Final[dict[str, FileKind]] = {
     "listeners[].tls.certificates[].certFile": FileKind.CERTIFICATE,
     "listeners[].tls.certificates[].keyFile": FileKind.PRIVATE_KEY,
     "listeners[].tls.clientCaFile": FileKind.CA_BUNDLE,
+    "backends[].tlsValidation.caFile": FileKind.CA_BUNDLE,
     "routes[].auth.apiKey.keysFile": FileKind.KEY_LIST,
     "routes[].auth.jwt.jwksFile": FileKind.JWKS,
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
 from gateway.config.values import CONFIG, Duration, Percent, Port
@@ -99,18 +99,42 @@ class OutlierDetection:
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class CircuitBreaker:
+    """Hard caps (`gateway.upstream.breaker`); beyond one, 503 `portway-error: overflow`.
+
+    `max_connections` and `max_pending_requests` hold per endpoint (its
+    pool), `max_requests` and `max_retries` per backend. `max_retries`
+    defaults high (Envoy: 3): the retry budget is the policy that stops
+    storms, and a cap of 3 concurrent retries is what turns a burst of
+    failures from one node (every in-flight request at once) into errors.
+    """
+
     max_connections: int = Field(default=1024, ge=1)
     max_pending_requests: int = Field(default=1024, ge=0)
     max_requests: int = Field(default=1024, ge=1)
-    max_retries: int = Field(default=3, ge=0)
+    max_retries: int = Field(default=1024, ge=0)
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class RateLimit:
-    """Token bucket: `requests` per `per`, with `burst` extra, keyed by client IP or header."""
+    """Token bucket: `requests` per `per`, with `burst` extra, one bucket per key.
+
+    `key`: the client address (`client_ip`), a request header's value
+    (`header`, named by `header`), the caller's authenticated identity
+    (`identity`: the route's `auth.identityHeader`), or one bucket for the
+    whole rule (`route`). Buckets are per worker process: with `--workers N`
+    a client may get up to N times the rate (sharing buckets across workers
+    is not supported yet). At most `maxKeys` buckets are kept per rule.
+    """
 
     requests: int = Field(ge=1)
-    per_s: Duration = Field(default=1.0, alias="per")
+    per_s: Duration = Field(default=1.0, alias="per", gt=0)
     burst: int = Field(default=0, ge=0)
-    key: Literal["client_ip", "header", "route"] = "client_ip"
+    key: Literal["client_ip", "header", "identity", "route"] = "client_ip"
     header: str | None = None
+    max_keys: int = Field(default=100_000, ge=1)
+
+    @model_validator(mode="after")
+    def _header_key_needs_header(self) -> RateLimit:
+        if self.key == "header" and not self.header:
+            raise ValueError("key: header needs header (the request header to key on)")
+        return self

@@ -31,9 +31,6 @@ NOT_SUPPORTED: Final[tuple[str, ...]] = (
     "backends[].outlierDetection",
     "backends[].circuitBreaker.maxRequests",
     "backends[].circuitBreaker.maxRetries",
-    "routes[].access",
-    "routes[].auth",
-    "routes[].rules[].rateLimit",
     "routes[].rules[].canary.rollout",
 )
 

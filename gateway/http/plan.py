@@ -21,12 +21,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Final
 
-from gateway.config.model import Filters, Route
+from gateway.config.model import Filters, Route, Rule
 from gateway.http import head as hh
+from gateway.http.filters.access import AccessFilter, access_check
+from gateway.http.filters.auth import auth_filter
 from gateway.http.filters.base import ForwardFilter, RequestFilter
 from gateway.http.filters.cors import CorsFilter
 from gateway.http.filters.header_modifier import HeaderEdits
 from gateway.http.filters.mirror import MirrorFilter
+from gateway.http.filters.ratelimit import RateLimitFilter, bucket_store
 from gateway.http.filters.redirect import RedirectFilter
 from gateway.http.filters.rewrite import PathRewrite, path_rewrite
 
@@ -85,6 +88,7 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
         answering.append(CorsFilter(filters.cors))
     if filters.redirect is not None:
         answering.append(RedirectFilter(filters.redirect, rule.prefixes))
+    answering.extend(edge_filters(config, route))
     answering.sort(key=lambda f: f.stage)
     regions = tuple(route.allowed_regions) if route is not None else ()
     mirrors: list[ForwardFilter] = [
@@ -130,6 +134,23 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
     if backend_plans:
         plan = replace(plan, backend_plans=tuple(backend_plans))
     return plan
+
+
+def edge_filters(rule: Rule | None, route: Route | None) -> list[RequestFilter]:
+    """The edge's request filters of a rule: its route's access and auth, its rate limit."""
+    out: list[RequestFilter] = []
+    if route is None:
+        return out
+    if route.access is not None:
+        out.append(AccessFilter(access_check(route.access)))
+    if route.auth is not None:
+        out.append(auth_filter(route.auth))
+    if rule is not None and rule.rate_limit is not None:
+        index = route.rules.index(rule) if rule in route.rules else 0
+        identity = route.auth.identity_header if route.auth is not None else "x-portway-identity"
+        store = bucket_store(route.name, index, rule.rate_limit)
+        out.append(RateLimitFilter(store, identity_header=identity))
+    return out
 
 
 def compile_http_table(

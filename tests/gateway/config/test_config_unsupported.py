@@ -29,6 +29,7 @@ backends:
   - name: api
     endpoints: [{address: 127.0.0.1, port: 9000}]
 """
+CANARY_BASE = BASE + "  - name: api-canary\n    endpoints: [{address: 127.0.0.1, port: 9001}]\n"
 
 
 def messages(text: str) -> list[str]:
@@ -51,17 +52,17 @@ def test_health_check_is_rejected_at_its_key_with_file_line_col() -> None:
 
 
 def test_each_written_item_of_a_list_is_reported() -> None:
-    text = BASE.replace(
+    text = CANARY_BASE.replace(
         "      - backendRefs: [{name: api}]\n",
         "      - backendRefs: [{name: api}]\n"
-        "        rateLimit: {requests: 10}\n"
+        "        canary: {backend: api-canary, percent: 10, rollout: {steps: [{percent: 50}]}}\n"
         "      - backendRefs: [{name: api}]\n"
-        "        rateLimit: {requests: 20}\n",
+        "        canary: {backend: api-canary, percent: 10, rollout: {steps: [{percent: 50}]}}\n",
     )
     found = messages(text)
     assert [line.split(": ")[1] for line in found] == [
-        "routes[0].rules[0].rateLimit",
-        "routes[0].rules[1].rateLimit",
+        "routes[0].rules[0].canary.rollout",
+        "routes[0].rules[1].canary.rollout",
     ]
 
 
@@ -88,19 +89,19 @@ def test_portway_check_fails_on_an_unsupported_field(
 ) -> None:
     config = tmp_path / "gw.yaml"
     config.write_text(
-        BASE.replace(
-            "routes:\n  - name: shop\n",
-            "routes:\n  - name: shop\n    auth: {apiKey: {keys: [k]}}\n",
+        CANARY_BASE.replace(
+            "      - backendRefs: [{name: api}]\n",
+            "      - backendRefs: [{name: api}]\n        canary: {backend: api-canary, percent: 10, rollout: {steps: [{percent: 50}]}}\n",
         )
     )
     assert main(["check", str(config)]) == 1
     out = capsys.readouterr().out
-    assert f"{config}:6:5: routes[0].auth: not supported yet" in out
+    assert f"{config}:8:52: routes[0].rules[0].canary.rollout: not supported yet" in out
 
 
 def test_the_gateway_refuses_to_start_on_an_unsupported_field(tmp_path: Path) -> None:
     config = tmp_path / "gw.yaml"
-    config.write_text(BASE.replace("version: 1\n", "version: 1\ngateway: {cluster: prod}\n"))
+    config.write_text(CANARY_BASE.replace("version: 1\n", "version: 1\ngateway: {cluster: prod}\n"))
     done = subprocess.run(
         [sys.executable, "-m", "portway", "gateway", "--config", str(config), "--workers", "1"],
         capture_output=True,
