@@ -34,7 +34,6 @@ from gateway.upstream.failure import (
     UpstreamTimeout,
 )
 from gateway.upstream.retry_policy import RetryBudget
-from gateway.upstream.retry_policy import RetryBudget
 
 __all__ = [
     "CircuitOpen",
@@ -222,7 +221,6 @@ class PoolSet:
         "active_requests",
         "active_retries",
         "budget",
-        "budget",
         "client_ssls",
         "idle_timeout_s",
         "loop",
@@ -240,7 +238,6 @@ class PoolSet:
         self.max_idle = max_idle
         self.active_requests = 0
         self.active_retries = 0
-        self.budget = RetryBudget()
         self.budget = RetryBudget()
         self.client_ssls: dict[UpstreamTlsValidation | None, ssl.SSLContext] = {}
         self.timer: asyncio.TimerHandle | None = loop.call_later(
