@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
+from gateway.upstream.breaker import BackendBreakers
 from gateway.upstream.outlier import OutlierDetector
 
 
@@ -98,6 +99,8 @@ class GatewayContext:
     pools: Any = None
     outliers: OutlierDetector = field(default_factory=OutlierDetector)
     """Passive outlier detection, fed by every try's outcome (`upstream.outlier`)."""
+    breakers: BackendBreakers = field(default_factory=BackendBreakers)
+    """Per-backend request and retry caps (`upstream.breaker`)."""
     config_version: str = ""
     draining: bool = False
     connections: set[Any] = field(default_factory=set)

@@ -27,10 +27,6 @@ from gateway.config.source import SourceMap
 
 NOT_SUPPORTED: Final[tuple[str, ...]] = (
     "gateway.cluster",
-    "backends[].healthCheck",
-    "backends[].outlierDetection",
-    "backends[].circuitBreaker.maxRequests",
-    "backends[].circuitBreaker.maxRetries",
     "routes[].rules[].canary.rollout",
 )
 

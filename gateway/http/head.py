@@ -80,7 +80,7 @@ ERROR_STATUS: Final[dict[str, int]] = {
     "no_route": 404,
     "misdirected_request": 421,
     "no_healthy_upstream": 503,
-    "circuit_open": 503,
+    "overflow": 503,
     "upstream_connect_failure": 503,
     "upstream_reset": 502,
     "upstream_protocol_error": 502,

@@ -205,6 +205,13 @@ class ResponseRelay(TryRunner):
         pools = self.ctx.pools
         if ex.counted:
             pools.active_requests -= 1
+        if ex.attempts:
+            backend = ex.decision.backend if ex.decision is not None else None
+            if backend is not None:
+                breakers = self.ctx.breakers
+                breakers.leave_request(backend.name)
+                if ex.retrying:
+                    breakers.leave_retry(backend.name)
         if ex.retrying:
             pools.active_retries -= 1
         now = 0.0

@@ -18,13 +18,15 @@ from gateway.http import head as hh
 from gateway.http.exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
 from gateway.http.request import RequestReader
 from gateway.routing.endpoints import Endpoint
-from gateway.upstream.failure import UpstreamFailure, UpstreamTimeout
+from gateway.upstream.failure import CircuitOpen, UpstreamFailure, UpstreamTimeout
 from gateway.upstream.outlier import Outcome
 from gateway.upstream.pool import PoolSet, UpstreamConnection
 from gateway.upstream.retry_policy import retry_allowed, retry_delay_s
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SAME_ENDPOINT_OK: Final = frozenset({"upstream_reset", "gateway_status", "server_status"})
+_FLAGS: Final = {"upstream_connect_failure": "UF", "overflow": "UO"}
+"""Envoy's response flags by cause; any other failure before the head is "UR"."""
 _ENDPOINT_FAULTS: Final = frozenset(
     {"upstream_connect_failure", "upstream_reset", "upstream_timeout", "upstream_protocol_error"}
 )
@@ -39,11 +41,19 @@ class TryRunner(RequestReader):
 
     def _try(self, ex: Exchange, endpoint: Endpoint) -> None:
         ex.endpoint = endpoint
+        first = not ex.attempts
         ex.attempts += 1
         pools: PoolSet = self.ctx.pools
         decision = ex.decision
         assert decision is not None
         backend = decision.backend
+        assert backend is not None
+        if first and not self.ctx.breakers.enter_request(
+            backend.name, backend.circuit_breaker.max_requests
+        ):
+            ex.flags = "UO"
+            self._error(ex, "overflow")  # `_finish` leaves: every first try entered
+            return
         pool = pools.pools.get(endpoint.key)
         if pool is None or pool.backend is not backend:
             pool = pools.pool(endpoint, backend)
@@ -78,7 +88,10 @@ class TryRunner(RequestReader):
             if ex is self.active and not ex.done:
                 endpoint = ex.endpoint
                 assert endpoint is not None
-                self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
+                if isinstance(failure, CircuitOpen):
+                    self.ctx.breakers.pending_overflow(pool.backend.name)
+                else:
+                    self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
                 self._failed(ex, failure)
             return
         ex.connecting = None
@@ -173,7 +186,7 @@ class TryRunner(RequestReader):
         current, table, decision, rule = ex.endpoint, ex.table, ex.decision, ex.rule
         assert current is not None and table is not None
         assert decision is not None and rule is not None
-        ex.flags = "UF" if failure.cause == "upstream_connect_failure" else "UR"
+        ex.flags = _FLAGS.get(failure.cause, "UR")
         if (
             failure.cause == "upstream_reset"
             and ex.reused
@@ -207,11 +220,21 @@ class TryRunner(RequestReader):
             endpoint = table.retry_pick(decision, tried, self.ctx.state)
             if endpoint is None and failure.cause in _SAME_ENDPOINT_OK:
                 endpoint = current  # a stale keep-alive socket: the same endpoint is fine
+            backend = decision.backend
+            if (
+                endpoint is not None
+                and backend is not None
+                and not ex.retrying
+                and not self.ctx.breakers.enter_retry(
+                    backend.name, backend.circuit_breaker.max_retries
+                )
+            ):
+                endpoint = None  # maxRetries reached: the try's own failure is the answer
+            elif endpoint is not None and not ex.retrying:
+                ex.retrying = True
+                pools.active_retries += 1
             if endpoint is not None:
                 ex.retries += 1
-                if not ex.retrying:
-                    ex.retrying = True
-                    pools.active_retries += 1
                 same = endpoint.key == current.key
                 delay = retry_delay_s(rule.retry, ex.retries, failure.cause, same)
                 if delay <= 0.0:

@@ -3,9 +3,10 @@
 `cause` is the `portway-error` token and the retry class: `ConnectFailure`
 (nothing was sent: always safe to retry), `UpstreamReset` (closed before or
 during the response), `UpstreamTimeout`, `UpstreamProtocolError`,
-`CircuitOpen`, and `StatusFailure` (a 5xx answer a rule retries). Kept out of
-the compiled hot path (`gateway.compiled`): they are raised on failures only,
-and class-level `cause` overrides need ordinary Python classes.
+`CircuitOpen` (cause `overflow`: a circuit breaker limit), and
+`StatusFailure` (a 5xx answer a rule retries). Kept out of the compiled hot
+path (`gateway.compiled`): they are raised on failures only, and class-level
+`cause` overrides need ordinary Python classes.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class UpstreamProtocolError(UpstreamFailure):
 
 
 class CircuitOpen(UpstreamFailure):
-    cause = "circuit_open"
+    cause = "overflow"
 
 
 class StatusFailure(UpstreamFailure):

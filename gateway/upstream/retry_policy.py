@@ -35,14 +35,14 @@ from typing import Any, Final
 
 from gateway.http.head import IDEMPOTENT_METHODS
 
-NEVER_SENT = frozenset({"upstream_connect_failure", "circuit_open"})
+NEVER_SENT = frozenset({"upstream_connect_failure", "overflow"})
 
 RETRY_CLASSES: dict[str, frozenset[str]] = {
     "upstream_connect_failure": frozenset({"connect-failure", "gateway-error", "5xx", "reset"}),
     "upstream_reset": frozenset({"reset", "gateway-error", "5xx"}),
     "upstream_timeout": frozenset({"reset", "gateway-error", "5xx"}),
     "upstream_protocol_error": frozenset({"reset", "gateway-error", "5xx"}),
-    "circuit_open": frozenset({"connect-failure", "gateway-error"}),
+    "overflow": frozenset({"connect-failure", "gateway-error"}),
     "gateway_status": frozenset({"gateway-error", "5xx"}),
     "server_status": frozenset({"5xx"}),
 }

@@ -42,10 +42,13 @@ def test_every_not_supported_entry_names_a_field_of_the_schema(pattern: str) -> 
     assert subschema(path) is not None, f"{pattern} is not a field of the config schema"
 
 
-def test_health_check_is_rejected_at_its_key_with_file_line_col() -> None:
-    text = BASE + "    healthCheck: {protocol: tcp, interval: 5s}\n"
+def test_an_unsupported_block_is_rejected_at_its_key_with_file_line_col() -> None:
+    text = CANARY_BASE.replace(
+        "      - backendRefs: [{name: api}]\n",
+        "      - backendRefs: [{name: api}]\n        canary: {backend: api-canary, percent: 10, rollout: {steps: [{percent: 50}]}}\n",
+    )
     assert messages(text) == [
-        "gw.yaml:11:5: backends[0].healthCheck: not supported yet: the gateway does not "
+        "gw.yaml:8:52: routes[0].rules[0].canary.rollout: not supported yet: the gateway does not "
         "enforce this field; remove it"
     ]
     assert check_config_text(text, "gw.yaml").config is None
@@ -67,21 +70,26 @@ def test_each_written_item_of_a_list_is_reported() -> None:
 
 
 def test_a_leaf_of_an_enforced_block_is_rejected_alone() -> None:
-    text = BASE + "    circuitBreaker: {maxConnections: 10, maxRequests: 5}\n"
-    assert [line.split(": ")[1] for line in messages(text)] == [
-        "backends[0].circuitBreaker.maxRequests"
-    ]
+    text = BASE + "gateway: {region: eu, cluster: prod}\n"
+    assert [line.split(": ")[1] for line in messages(text)] == ["gateway.cluster"]
 
 
 def test_null_is_the_key_left_out() -> None:
-    assert messages(BASE + "    healthCheck: null\n") == []
+    text = CANARY_BASE.replace(
+        "      - backendRefs: [{name: api}]\n",
+        "      - backendRefs: [{name: api}]\n        canary: {backend: api-canary, percent: 10, rollout: null}\n",
+    )
+    assert messages(text) == []
 
 
 def test_unsupported_and_shape_errors_are_reported_together() -> None:
-    text = BASE + "    outlierDetection: {consecutive5xx: 0}\n"
+    text = CANARY_BASE.replace(
+        "      - backendRefs: [{name: api}]\n",
+        "      - backendRefs: [{name: api}]\n        canary: {backend: api-canary, percent: 500, rollout: {steps: [{percent: 50}]}}\n",
+    )
     found = messages(text)
-    assert any("backends[0].outlierDetection: not supported yet" in line for line in found)
-    assert any("consecutive5xx" in line and "out of range" in line for line in found)
+    assert any("routes[0].rules[0].canary.rollout: not supported yet" in line for line in found)
+    assert any("canary.percent" in line for line in found)
 
 
 def test_portway_check_fails_on_an_unsupported_field(

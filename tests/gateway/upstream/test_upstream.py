@@ -47,7 +47,7 @@ async def test_circuit_open_when_pending_queue_is_full(
                 return r.status, r.headers.get("portway-error", "")
 
         results = sorted(await asyncio.gather(one(), one()))
-    assert results == [(200, ""), (503, "circuit_open")]
+    assert results == [(200, ""), (503, "overflow")]
 
 
 async def test_connection_with_unread_response_is_not_reused(
