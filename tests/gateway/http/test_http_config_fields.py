@@ -186,3 +186,13 @@ async def test_alpn_offers_the_configured_protocols(
 
     assert await negotiated(["http/1.1"]) == "http/1.1"
     assert await negotiated(["x-portway-test"]) == "x-portway-test"
+
+
+async def test_url_rewrite_replace_full_path_sends_the_whole_new_path(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    rule = {"filters": {"urlRewrite": {"replaceFullPath": "/echo/fixed"}}}
+    gw = await make_gateway(simple_config([upstream.port], rule=rule))
+    async with aiohttp.ClientSession() as session, session.get(gw.url("/any/thing?q=1")) as resp:
+        body = json.loads(await resp.text())
+    assert body["path"] == "/echo/fixed?q=1"
