@@ -7,16 +7,27 @@ the worker itself; with several workers it is the supervisor, which asks every
 worker over its control pipe, so `/metrics` and `/endpoints` show totals for
 the whole gateway whichever process answers.
 
-Routes: GET `/healthz`, `/readyz` (503 until the first config load and the
-first registry sync), `/config`, `/routes`, `/endpoints`,
+Routes: GET `/healthz`, `/readyz` (503 until the first config load and
+until a table built from the first registry sync serves), `/config`,
+`/routes`, `/endpoints[?limit=N&after=BACKEND]`,
 `/explain?request=GET%20https://host/path&from=IP[&header=name:value]`,
-`/metrics`; POST `/drain?endpoint=KEY[&undo=1]`. With several workers,
-`/readyz` also waits until every worker answers (its listeners are open).
+`/metrics[?endpoints=1]`; POST `/drain?endpoint=KEY[&undo=1]`. With several
+workers, `/readyz` also waits until every worker answers (its listeners are open).
+
+At fleet size (10,000 services × 50 endpoints) nothing here walks the fleet
+on the event loop: `/healthz` and a single process's `/readyz` read a few
+attributes; `/endpoints` answers one page of backends (`limit`, default
+100, by name after `after`; the answer's `next` is the cursor of the next
+page); `/metrics` reports endpoint availability per backend and cluster
+(per endpoint only with `?endpoints=1`, as Envoy makes per-host stats
+opt-in), counted and rendered in threads.
 """
 
 from __future__ import annotations
 
+import asyncio
 import datetime
+from bisect import bisect_right
 from collections.abc import Mapping
 from typing import Any, Protocol
 from urllib.parse import urlsplit
@@ -33,6 +44,8 @@ from gateway.routing.endpoints import EndpointState
 from gateway.runtime.reload import Reloader
 
 _ROUTE = TypeAdapter(Route)
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
 
 
 class AdminSource(Protocol):
@@ -42,8 +55,11 @@ class AdminSource(Protocol):
     needs_registry: bool
     expected_workers: int
 
-    async def reports(self) -> list[dict[str, Any]]:
-        """One report per worker: `{"pid", "metrics", "endpoints": {...}}`."""
+    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+        """One report per worker: `{"pid", "metrics", "endpoints": {...}}`.
+
+        `per_endpoint` asks for one health value per endpoint in the metrics.
+        """
         ...
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None: ...
@@ -111,6 +127,7 @@ class AdminApi:
 
     def __init__(self, source: AdminSource) -> None:
         self.source = source
+        self._names: tuple[Any, list[str]] = (None, [])
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -130,7 +147,9 @@ class AdminApi:
 
     async def readyz(self, request: web.Request) -> web.Response:
         reloader = self.source.reloader
-        serving = len(await self.source.reports())
+        expected = self.source.expected_workers
+        # a single process answering is itself the serving worker: no report needed
+        serving = 1 if expected <= 1 else len(await self.source.reports())
         checks = {
             "config_loaded": reloader.active is not None,
             "registry_synced": reloader.registry_synced or not self.source.needs_registry,
@@ -169,16 +188,27 @@ class AdminApi:
 
     async def endpoints(self, request: web.Request) -> web.Response:
         table = self.source.reloader.table
+        try:
+            limit = int(request.query.get("limit", DEFAULT_PAGE))
+        except ValueError:
+            return web.json_response({"error": "limit must be a whole number"}, status=400)
+        if not 1 <= limit <= MAX_PAGE:
+            return web.json_response({"error": f"limit must be 1..{MAX_PAGE}"}, status=400)
+        names = self._backend_names(table)
+        start = bisect_right(names, request.query["after"]) if "after" in request.query else 0
+        page = names[start : start + limit]
         state, in_flight = merged_state(await self.source.reports())
+        all_backends = getattr(table, "backends", None) or {}
         backends: dict[str, Any] = {}
-        for name, backend in sorted((getattr(table, "backends", None) or {}).items()):
+        for name in page:
+            backend = all_backends[name]
             levels = endpoint_levels(backend)
-            names = tuple(getattr(backend, "level_names", ()))
+            level_names = tuple(getattr(backend, "level_names", ()))
             backends[name] = [
                 {
                     **ep.to_dict(),
                     "locality_level": levels.get(ep.key),
-                    "locality": _level_name(names, levels.get(ep.key)),
+                    "locality": _level_name(level_names, levels.get(ep.key)),
                     "healthy": ep.key not in state.unhealthy,
                     "ejected": ep.key in state.ejected,
                     "draining": ep.key in state.draining,
@@ -187,7 +217,16 @@ class AdminApi:
                 }
                 for ep in getattr(backend, "endpoints", ())
             ]
-        return web.json_response({"backends": backends})
+        more = start + limit < len(names)
+        return web.json_response({"backends": backends, "next": page[-1] if more else None})
+
+    def _backend_names(self, table: Any) -> list[str]:
+        """The table's backend names, sorted once per table (a cursor is a name)."""
+        cached_table, names = self._names
+        if cached_table is not table:
+            names = sorted(getattr(table, "backends", None) or ())
+            self._names = (table, names)
+        return names
 
     async def explain(self, request: web.Request) -> web.Response:
         table = self.source.reloader.table
@@ -214,10 +253,18 @@ class AdminApi:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        reports = await self.source.reports()
-        total = merge(MetricsSnapshot.from_json(r["metrics"]) for r in reports)
-        total.reloads = self.source.reloader.stats
-        body = render(total) + generate_latest(REGISTRY)  # + registry feed and process metrics
+        per_endpoint = request.query.get("endpoints", "") in ("1", "true")
+        reports = await (
+            self.source.reports(per_endpoint=True) if per_endpoint else self.source.reports()
+        )
+        reloads = self.source.reloader.stats
+
+        def exposition() -> bytes:
+            total = merge(MetricsSnapshot.from_json(r["metrics"]) for r in reports)
+            total.reloads = reloads
+            return render(total) + generate_latest(REGISTRY)  # + feed and process metrics
+
+        body = await asyncio.to_thread(exposition)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4"})
 
     async def tls(self, request: web.Request) -> web.Response:

@@ -13,7 +13,10 @@ cluster,code}`, `portway_request_duration_seconds{route}`,
 `portway_upstream_connect_failures_total{cluster,endpoint}`,
 `portway_upstream_pool_connections{state}`, `portway_config_reloads_total
 {result}`, `portway_config_last_reload_success_timestamp_seconds`,
-`portway_endpoint_health{cluster,endpoint}`, `portway_active_connections`,
+`portway_backend_endpoints{backend,cluster}` and
+`portway_backend_endpoints_available{backend,cluster}` (bounded cardinality,
+always), `portway_endpoint_health{cluster,endpoint}` (per endpoint: only when
+the scrape asks, `/metrics?endpoints=1`), `portway_active_connections`,
 `portway_build_info{hot_path}`, `portway_tls_certificate_expiry_seconds{listener,
 cert_file}` (seconds until a served certificate's notAfter; negative once expired).
 """
@@ -66,6 +69,8 @@ class MetricsSnapshot:
     connect_failures: dict[tuple[str, str], int] = field(default_factory=dict)
     pool_connections: dict[str, int] = field(default_factory=dict)
     endpoint_health: dict[tuple[str, str], int] = field(default_factory=dict)
+    backend_endpoints: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
+    """(available, total) endpoints per (backend, cluster)."""
     active_connections: int = 0
     reloads: ReloadStats = field(default_factory=ReloadStats)
     tls_expiry: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -79,6 +84,7 @@ class MetricsSnapshot:
         reloads: ReloadStats | None = None,
         pool_connections: dict[str, int] | None = None,
         endpoint_health: dict[tuple[str, str], int] | None = None,
+        backend_endpoints: dict[tuple[str, str], tuple[int, int]] | None = None,
         active_connections: int = 0,
         tls_expiry: dict[tuple[str, str], float] | None = None,
     ) -> MetricsSnapshot:
@@ -89,6 +95,7 @@ class MetricsSnapshot:
             connect_failures=dict(stats.connect_failures),
             pool_connections=dict(pool_connections or {}),
             endpoint_health=dict(endpoint_health or {}),
+            backend_endpoints=dict(backend_endpoints or {}),
             active_connections=active_connections,
             reloads=reloads if reloads is not None else ReloadStats(),
             tls_expiry=dict(tls_expiry or {}),
@@ -102,6 +109,7 @@ class MetricsSnapshot:
             "connect_failures": [[*key, n] for key, n in self.connect_failures.items()],
             "pool_connections": self.pool_connections,
             "endpoint_health": [[*key, v] for key, v in self.endpoint_health.items()],
+            "backend_endpoints": [[*k, a, t] for k, (a, t) in self.backend_endpoints.items()],
             "active_connections": self.active_connections,
             "reloads": [self.reloads.success, self.reloads.failure, self.reloads.last_success_s],
             "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
@@ -116,6 +124,7 @@ class MetricsSnapshot:
             connect_failures={(c, e): n for c, e, n in raw.get("connect_failures", [])},
             pool_connections=dict(raw.get("pool_connections", {})),
             endpoint_health={(c, e): v for c, e, v in raw.get("endpoint_health", [])},
+            backend_endpoints={(b, c): (a, t) for b, c, a, t in raw.get("backend_endpoints", [])},
             active_connections=int(raw.get("active_connections", 0)),
             reloads=ReloadStats(success, failure, last),
             tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
@@ -145,6 +154,11 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
             out.pool_connections[state] = out.pool_connections.get(state, 0) + n
         for ekey, v in snap.endpoint_health.items():
             out.endpoint_health[ekey] = min(v, out.endpoint_health.get(ekey, v))
+        for bkey, (available, total) in snap.backend_endpoints.items():
+            seen = out.backend_endpoints.get(bkey)
+            if seen is not None:
+                available = min(available, seen[0])
+            out.backend_endpoints[bkey] = (available, total)
         out.active_connections += snap.active_connections
         for tkey, left in snap.tls_expiry.items():
             out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
@@ -213,6 +227,22 @@ class SnapshotCollector(Collector):
             "Unix time of the last successful config load.",
             value=snap.reloads.last_success_s,
         )
+
+        endpoints = GaugeMetricFamily(
+            "portway_backend_endpoints",
+            "Endpoints of each backend in each cluster.",
+            labels=["backend", "cluster"],
+        )
+        available = GaugeMetricFamily(
+            "portway_backend_endpoints_available",
+            "Endpoints that may take traffic (ready, healthy, not ejected or drained).",
+            labels=["backend", "cluster"],
+        )
+        for (backend, cluster), (up, total) in sorted(snap.backend_endpoints.items()):
+            endpoints.add_metric([backend, cluster], total)
+            available.add_metric([backend, cluster], up)
+        yield endpoints
+        yield available
 
         health = GaugeMetricFamily(
             "portway_endpoint_health",

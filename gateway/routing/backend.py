@@ -69,6 +69,7 @@ class LocalityPlan:
 class _BackendCache:
     plan: LocalityPlan | None = None
     by_key: dict[str, Endpoint] | None = None
+    cluster_counts: dict[str, tuple[int, int]] | None = None
     hash_tables: dict[int, HashRing | MaglevTable] = field(default_factory=dict)
 
 
@@ -101,6 +102,20 @@ class CompiledBackend:
         if by_key is None:
             by_key = self._cache.by_key = {e.key: e for e in self.endpoints}
         return by_key.get(key)
+
+    def cluster_counts(self) -> dict[str, tuple[int, int]]:
+        """(ready, total) endpoints per cluster, counted once per compiled backend (metrics)."""
+        counts = self._cache.cluster_counts
+        if counts is None:
+            tally: dict[str, list[int]] = {}
+            for e in self.endpoints:
+                pair = tally.get(e.cluster)
+                if pair is None:
+                    pair = tally[e.cluster] = [0, 0]
+                pair[0] += e.ready
+                pair[1] += 1
+            counts = self._cache.cluster_counts = {c: (r, t) for c, (r, t) in tally.items()}
+        return counts
 
     def hash_of(self, facts: RequestFacts) -> int:
         """The request's hash per `hash_on`; the client IP when the header/cookie is absent."""

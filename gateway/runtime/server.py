@@ -53,6 +53,7 @@ from gateway.context import GatewayContext
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
+from gateway.ops.backend_health import backend_counts, unavailable_keys
 from gateway.ops.metrics import MetricsSnapshot
 from gateway.ops.observer import GatewayObserver
 from gateway.runtime.reload import ActiveConfig, Reloader
@@ -124,9 +125,7 @@ class RegistryFollower:
             endpoints=settings.endpoints,
             root=root_from_prefix(settings.prefix),
         )
-        self.feed = EndpointFeed(
-            registry, self.reloader.on_changes, debounce_s=settings.debounce_s
-        )
+        self.feed = EndpointFeed(registry, self.reloader.on_changes, debounce_s=settings.debounce_s)
         self.feed.start()
 
     async def close(self) -> None:
@@ -161,14 +160,25 @@ class Worker:
 
     # ---- admin source ------------------------------------------------------
 
-    def report(self) -> dict[str, Any]:
+    def report(
+        self,
+        *,
+        backend_endpoints: dict[tuple[str, str], tuple[int, int]] | None = None,
+        per_endpoint: bool = False,
+    ) -> dict[str, Any]:
+        """This worker's counters and endpoint state; see `full_report` for the health part.
+
+        `per_endpoint` adds one health value per endpoint (`/metrics?endpoints=1`):
+        a walk of the whole table, so it is only done when asked.
+        """
         now = time.time()
         ctx = self.ctx
         state = ctx.state if ctx is not None else None
         snap = MetricsSnapshot.capture(
             self.observer.stats,
             pool_connections=pool_connections(ctx.pools if ctx else None),
-            endpoint_health=self._endpoint_health(),
+            endpoint_health=self._endpoint_health() if per_endpoint else None,
+            backend_endpoints=backend_endpoints,
             active_connections=len(getattr(ctx, "connections", ())),
             tls_expiry=self._tls_expiry(now),
         )
@@ -229,8 +239,21 @@ class Worker:
                     tls.reload()
             await asyncio.sleep(interval_s)
 
-    async def reports(self) -> list[dict[str, Any]]:
-        return [self.report()]
+    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+        return [await self.full_report(per_endpoint=per_endpoint)]
+
+    async def full_report(self, *, per_endpoint: bool = False) -> dict[str, Any]:
+        """`report` with availability per (backend, cluster), counted in a thread.
+
+        The count reads the immutable table and a copy of the few unavailable
+        keys, so the event loop keeps serving while it runs (10,000 backends).
+        """
+        ctx = self.ctx
+        counts = None
+        if ctx is not None and ctx.table is not None:
+            backends = getattr(ctx.table, "backends", None) or {}
+            counts = await asyncio.to_thread(backend_counts, backends, unavailable_keys(ctx.state))
+        return self.report(backend_endpoints=counts, per_endpoint=per_endpoint)
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:
         if self.ctx is not None:
@@ -422,7 +445,8 @@ class Worker:
             while line := await reader.readline():
                 message = json.loads(line)
                 if message.get("op") == "report":
-                    answer = {**self.report(), "id": message.get("id")}
+                    report = await self.full_report(per_endpoint=bool(message.get("endpoints")))
+                    answer = {**report, "id": message.get("id")}
                     writer.write(json.dumps(answer).encode() + b"\n")
                     await writer.drain()
                 elif message.get("op") == "drain_endpoint":

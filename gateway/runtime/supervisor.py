@@ -116,8 +116,9 @@ class Supervisor:
     def _swapped(self, table: Any, active: ActiveConfig) -> None:
         return None
 
-    async def reports(self) -> list[dict[str, Any]]:
-        answers = await asyncio.gather(*(w.ask({"op": "report"}) for w in self.workers))
+    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+        message = {"op": "report", "endpoints": per_endpoint}
+        answers = await asyncio.gather(*(w.ask(message) for w in self.workers))
         return [a for a in answers if a is not None]
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:

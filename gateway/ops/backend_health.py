@@ -1,0 +1,41 @@
+"""Endpoint availability per (backend, cluster): the default, bounded-cardinality health metric.
+
+A per-endpoint health series (`portway_endpoint_health{cluster,endpoint}`)
+is 500,000 series at 10,000 services × 50 endpoints; like Envoy, portway
+reports per backend and cluster by default and per endpoint only on request
+(`/metrics?endpoints=1`). The count costs: each compiled backend tallies its
+endpoints per cluster once (`CompiledBackend.cluster_counts`, cached with
+the backend, so an incremental table recounts only what it recompiled), and
+each call then looks up the currently unavailable keys (unhealthy, ejected,
+drained: few) in every backend. The walk reads only the immutable table and
+a copy of the unavailable keys, so the caller runs it in a thread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from gateway.routing.endpoints import EndpointState
+
+BackendCounts = dict[tuple[str, str], tuple[int, int]]
+"""(backend, cluster) → (available endpoints, endpoints)."""
+
+
+def unavailable_keys(state: EndpointState) -> frozenset[str]:
+    """The keys `state` keeps out of rotation, copied (cheap: they are few)."""
+    return frozenset((*state.unhealthy, *state.ejected, *state.draining))
+
+
+def backend_counts(backends: Mapping[str, Any], unavailable: Collection[str]) -> BackendCounts:
+    """Available and total endpoints per (backend, cluster); see the module docstring."""
+    out: BackendCounts = {}
+    for name, backend in backends.items():
+        down: dict[str, int] = {}
+        for key in unavailable:
+            ep = backend.endpoint(key)
+            if ep is not None and ep.ready:
+                down[ep.cluster] = down.get(ep.cluster, 0) + 1
+        for cluster, (ready, total) in backend.cluster_counts().items():
+            out[(name, cluster)] = (ready - down.get(cluster, 0), total)
+    return out

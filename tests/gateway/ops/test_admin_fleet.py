@@ -1,0 +1,149 @@
+"""The admin API at fleet size: constant-time probes, paged endpoints, bounded metrics."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import TypeAdapter
+
+from gateway.config.model import GatewayConfig
+from gateway.ops.admin import start_admin
+from gateway.ops.backend_health import backend_counts, unavailable_keys
+from gateway.ops.metrics import MetricsSnapshot, RequestStats, merge, render
+from gateway.routing.compiler import compile_table
+from gateway.routing.endpoints import EndpointState
+from gateway.runtime.reload import Reloader
+from portway.model import Node, ServicePort, ServiceRecord
+
+
+def record(cluster: str, addresses: list[str], not_ready: tuple[str, ...] = ()) -> ServiceRecord:
+    return ServiceRecord(
+        cluster=cluster,
+        namespace="shop",
+        service="web",
+        ports=(ServicePort("http", 80, 30080),),
+        nodes=tuple(Node(f"n{i}", a, ready=a not in not_ready) for i, a in enumerate(addresses)),
+    )
+
+
+BACKENDS = 7
+CONFIG = (
+    "version: 1\nlisteners:\n  - {name: web, protocol: HTTP, port: 18080}\nroutes:\n"
+    + "".join(
+        f"  - name: r{i}\n    hostnames: [s{i}.example.com]\n    rules:\n"
+        f"      - backendRefs: [{{name: b{i}}}]\n"
+        for i in range(BACKENDS)
+    )
+    + "backends:\n"
+    + "".join(
+        f"  - name: b{i}\n    endpoints:\n      - {{address: 127.0.0.1, port: {30000 + i}}}\n"
+        for i in range(BACKENDS)
+    )
+)
+
+
+class ProbeSource:
+    """A single worker whose reports are counted (a readiness probe must not ask for any)."""
+
+    def __init__(self, reloader: Reloader) -> None:
+        self.reloader = reloader
+        self.needs_registry = False
+        self.expected_workers = 1
+        self.report_calls = 0
+
+    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+        self.report_calls += 1
+        snap = MetricsSnapshot.capture(RequestStats())
+        return [{"metrics": snap.to_json(), "endpoints": {}}]
+
+    async def set_endpoint_draining(self, key: str, draining: bool) -> None:
+        return None
+
+
+@pytest.fixture
+async def admin(tmp_path: Path, unused_tcp_port: int) -> AsyncIterator[tuple[str, ProbeSource]]:
+    path = tmp_path / "gw.yaml"
+    path.write_text(CONFIG)
+    reloader = Reloader(path, lambda t, a: None)
+    await reloader.load_initial()
+    source = ProbeSource(reloader)
+    runner = await start_admin(source, "127.0.0.1", unused_tcp_port)
+    try:
+        yield f"http://127.0.0.1:{unused_tcp_port}", source
+    finally:
+        await runner.cleanup()
+
+
+async def _json(url: str) -> tuple[int, Any]:
+    async with aiohttp.ClientSession() as s, s.get(url) as r:
+        return r.status, await r.json()
+
+
+async def test_a_readiness_probe_of_a_single_process_asks_no_worker_report(
+    admin: tuple[str, ProbeSource],
+) -> None:
+    base, source = admin
+    status, body = await _json(base + "/readyz")
+    assert status == 200 and body["ready"]
+    assert source.report_calls == 0
+
+
+async def test_endpoints_are_paged_by_backend_name(admin: tuple[str, ProbeSource]) -> None:
+    base, _ = admin
+    seen: list[str] = []
+    cursor = ""
+    for _ in range(BACKENDS):
+        query = f"?limit=3&after={cursor}" if cursor else "?limit=3"
+        status, body = await _json(base + "/endpoints" + query)
+        assert status == 200 and len(body["backends"]) <= 3
+        seen += list(body["backends"])
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert seen == sorted(f"b{i}" for i in range(BACKENDS))
+    status, body = await _json(base + "/endpoints?limit=0")
+    assert status == 400
+
+
+def test_availability_is_counted_per_backend_and_cluster() -> None:
+    doc = {
+        "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+        "backends": [
+            {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
+        ],
+    }
+    records = [
+        record("a", ["10.0.0.1", "10.0.0.2"], not_ready=("10.0.0.2",)),
+        record("b", ["10.1.0.1", "10.1.0.2"]),
+    ]
+    table = compile_table(TypeAdapter(GatewayConfig).validate_python(doc), records)
+    state = EndpointState()
+    assert backend_counts(table.backends, unavailable_keys(state)) == {
+        ("web", "a"): (1, 2),
+        ("web", "b"): (2, 2),
+    }
+    state.set_unhealthy("b/10.1.0.2:30080", True)
+    state.set_draining("a/10.0.0.2:30080", True)  # NotReady already: not counted twice
+    counts = backend_counts(table.backends, unavailable_keys(state))
+    assert counts == {("web", "a"): (1, 2), ("web", "b"): (1, 2)}
+    one = MetricsSnapshot.capture(RequestStats(), backend_endpoints=counts)
+    other = MetricsSnapshot.capture(
+        RequestStats(), backend_endpoints={("web", "a"): (0, 2), ("web", "b"): (2, 2)}
+    )
+    total = merge([MetricsSnapshot.from_json(one.to_json()), other])
+    assert total.backend_endpoints == {("web", "a"): (0, 2), ("web", "b"): (1, 2)}
+    families = {f.name: f for f in text_string_to_metric_families(render(total).decode())}
+    samples = {
+        (s.name, s.labels["backend"], s.labels["cluster"]): s.value
+        for name in ("portway_backend_endpoints", "portway_backend_endpoints_available")
+        for s in families[name].samples
+    }
+    assert samples[("portway_backend_endpoints_available", "web", "a")] == 0
+    assert samples[("portway_backend_endpoints", "web", "b")] == 2
+    assert not list(families["portway_endpoint_health"].samples), "per endpoint: opt-in only"
