@@ -196,3 +196,12 @@ async def test_url_rewrite_replace_full_path_sends_the_whole_new_path(
     async with aiohttp.ClientSession() as session, session.get(gw.url("/any/thing?q=1")) as resp:
         body = json.loads(await resp.text())
     assert body["path"] == "/echo/fixed?q=1"
+
+
+async def test_response_headers_add_appends_to_the_upstream_s_answer(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    rule = {"filters": {"responseHeaders": {"add": [{"name": "X-Served-By", "value": "edge"}]}}}
+    gw = await make_gateway(simple_config([upstream.port], rule=rule))
+    async with aiohttp.ClientSession() as session, session.get(gw.url("/echo")) as resp:
+        assert resp.headers.getall("X-Served-By") == ["edge"]

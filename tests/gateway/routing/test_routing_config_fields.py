@@ -81,3 +81,16 @@ def test_a_method_match_routes_only_that_method() -> None:
     state = EndpointState()
     assert t.route_http(facts(method="POST"), state).endpoint is not None
     assert t.route_http(facts(method="GET"), state).error == "no_route"
+
+
+def test_static_endpoint_weight_sets_its_share() -> None:
+    backend = {
+        "endpoints": [
+            {"address": "127.0.0.1", "port": 9000, "weight": 3},
+            {"address": "127.0.0.1", "port": 9001, "weight": 1},
+        ]
+    }
+    t = table(_doc(backend))
+    state = EndpointState()
+    picks = Counter(t.route_http(facts(), state).endpoint.port for _ in range(400))  # type: ignore[union-attr]
+    assert picks == {9000: 300, 9001: 100}
