@@ -124,6 +124,7 @@ class Controller:
         self.admin_port: int | None = None
         self._kube_up: dict[str, bool] = {}
         self._dirty = asyncio.Event()
+        self._leadership = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._runner: web.AppRunner | None = None
@@ -152,7 +153,7 @@ class Controller:
             asyncio.create_task(self._derive_loop(), name="controller-derive"),
             asyncio.create_task(self.elector.run(), name="controller-lease"),
             asyncio.create_task(self.publisher.run(), name="controller-publish"),
-            asyncio.create_task(self._follow_holder(), name="controller-holder"),
+            asyncio.create_task(self._follow_leadership(), name="controller-leadership"),
         ]
         log.info(
             "controller started",
@@ -262,21 +263,28 @@ class Controller:
 
     def _leadership_changed(self, leading: bool) -> None:
         self.metrics.leader.set(1 if leading else 0)
-        if leading:
-            asyncio.get_running_loop().create_task(self._lead())
-        else:
-            asyncio.get_running_loop().create_task(self.publisher.deactivate(abandon=False))
+        self._leadership.set()
 
-    async def _lead(self) -> None:
-        await self.publisher.activate()
-        if self.derivation is not None:
-            await self.reporter.report(self.derivation.violations(), emit=True)
+    async def _follow_leadership(self) -> None:
+        """Make the publisher follow the Lease: write while leading, hold still otherwise.
 
-    async def _follow_holder(self) -> None:
-        """A follower still holding records lets them go once another replica holds the Lease."""
+        A follower still holding records (it lost the Lease while the apiserver
+        was unreachable) keeps renewing them until it sees another replica hold
+        the Lease; then it abandons them to their TTL, and the new leader writes
+        each key the moment its old lease expires.
+        """
         me = self.options.identity
+        period = self.elector.election.settings.retry_period_s
         while True:
-            await asyncio.sleep(self.elector.election.settings.retry_period_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._leadership.wait(), period)
+            self._leadership.clear()
+            if self.leading and not self.publisher.active:
+                await self.publisher.activate()
+                if self.derivation is not None:
+                    await self.reporter.report(self.derivation.violations(), emit=True)
+            elif not self.leading and self.publisher.active:
+                await self.publisher.deactivate(abandon=False)
             observed = self.elector.election.observed
             others = observed is not None and observed.holder not in ("", me)
             if not self.leading and others and self.publisher.published:

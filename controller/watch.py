@@ -122,8 +122,9 @@ class WatchTiming:
 
     watch_timeout_s: int = 300
     """Server-side timeoutSeconds of one watch request (randomised up to 2x)."""
-    read_timeout_s: float = 360.0
-    """Client-side read timeout: silence longer than this means the connection is dead."""
+    read_timeout_s: float = 90.0
+    """Client-side read timeout. A watch silent this long (no event, no bookmark) is
+    ended and resumed from its resourceVersion, which also finds a dead connection."""
     connect_timeout_s: float = 5.0
     backoff_initial_s: float = 0.2
     backoff_max_s: float = 10.0
@@ -288,6 +289,10 @@ class KindWatcher:
                 if self._stopped.is_set():
                     return
                 self._handle(json.loads(line))
+        except urllib3.exceptions.ReadTimeoutError:
+            log.debug(
+                "watch stream silent for the read timeout; resuming", extra={"kind": str(self.kind)}
+            )
         finally:
             response, self._response = self._response, None
             response.release_conn()
