@@ -84,6 +84,9 @@ class Locality:
     priorities: tuple[LocalityPriority, ...] = ()
     overprovisioning_factor: float = Field(default=1.4, ge=1.0, le=10.0)
     panic_threshold: Percent = 50.0
+    slow_start_s: Duration = Field(default=2.0, alias="slowStart")
+    """An endpoint back in rotation (recovered, let back from ejection, its cluster's
+    record back) counts in its level's health gradually over this window (0: at once)."""
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field
 from pydantic.dataclasses import dataclass
 
@@ -69,6 +71,14 @@ class Rule:
     timeouts: Timeouts = Timeouts()
     retry: Retry | None = None
     rate_limit: RateLimit | None = None
+    max_request_body_bytes: int | None = Field(default=None, ge=0)
+    """Largest request body this rule accepts: 413 from Content-Length before anything
+    is forwarded, or as soon as a chunked body grows past it (the listener's limit,
+    when lower, still applies)."""
+    on_empty: Literal["failover", "fail"] = "failover"
+    """A weighted backend with no endpoint that may take traffic: its share goes to the
+    rule's other backends in proportion to their weights (`failover`), or its requests
+    are answered 503 (`fail`)."""
     name: str | None = None
 
 
@@ -83,3 +93,8 @@ class Route:
     allowed_regions: tuple[str, ...] = ()
     access: AccessPolicy | None = None
     auth: Auth | None = None
+    panic: Literal["open", "closed"] = "open"
+    """When a backend's healthy share falls below its panic threshold: `open` spreads
+    traffic over all its endpoints, ignoring health (Envoy's panic mode); `closed`
+    keeps to the endpoints that may take traffic and answers 503 when none may.
+    Either way only endpoints inside `allowedRegions` are ever candidates."""

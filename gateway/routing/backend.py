@@ -41,7 +41,7 @@ _HASHED: Final = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
 class LocalityPlan:
     """Level shares and pickers for one availability generation of one state."""
 
-    __slots__ = ("cum", "generation", "levels", "load", "pickers", "single", "state")
+    __slots__ = ("cum", "generation", "levels", "load", "pickers", "single", "state", "usable")
 
     def __init__(
         self,
@@ -49,8 +49,11 @@ class LocalityPlan:
         load: PriorityLoad,
         levels: tuple[tuple[Endpoint, ...], ...],
         pickers: tuple[Picker, ...],
+        usable: tuple[Endpoint, ...] = (),
     ) -> None:
         self.state = state
+        self.usable = usable
+        """Endpoints that may take traffic now (ready, healthy, not ejected, not drained)."""
         self.generation = state.generation
         self.load = load
         self.levels = levels
@@ -136,12 +139,24 @@ class CompiledBackend:
         return plan
 
     def pick(
-        self, facts: RequestFacts, state: EndpointState, rng: Random, now: float = 0.0
+        self,
+        facts: RequestFacts,
+        state: EndpointState,
+        rng: Random,
+        now: float = 0.0,
+        fail_closed: bool = False,
     ) -> Endpoint | None:
-        """One endpoint for this request, or None when no endpoint may take it."""
+        """One endpoint for this request, or None when no endpoint may take it.
+
+        In panic the plan spreads over every endpoint (fail open); with
+        `fail_closed` a panicking backend keeps to `usable` endpoints instead.
+        """
         plan = self._cache.plan
         if plan is None or plan.generation != state.generation or plan.state is not state:
             plan = self._cache.plan = self._build_plan(state, rng)
+        if fail_closed and plan.load.panic:
+            usable = plan.usable
+            return _weighted_choice(list(usable), rng) if usable else None
         if self.affinity_timeout_s > 0:
             return self._pick_affine(facts, state, rng, now, plan)
         if self.load_balancer.policy in _HASHED:
@@ -179,13 +194,23 @@ class CompiledBackend:
             affinity.remember(self.name, client, ep.key, now + self.affinity_timeout_s)
         return ep
 
+    def usable_count(self, state: EndpointState, rng: Random) -> int:
+        """How many endpoints may take traffic now (0: the backend is empty for failover)."""
+        return len(self.plan(state, rng).usable)
+
     def _build_plan(self, state: EndpointState, rng: Random) -> LocalityPlan:
         available = state.available
         usable = tuple(
             tuple(e for e in level if e.ready and available(e.key)) for level in self.levels
         )
+        counts: list[float]
+        if state.returning:  # slow start: a returning endpoint counts for its ramp
+            slow, ramp = self.locality.slow_start_s, state.ramp
+            counts = [sum(ramp(e.key, slow) for e in u) for u in usable]
+        else:
+            counts = [float(len(u)) for u in usable]
         load = priority_load(
-            [len(u) for u in usable],
+            counts,
             [len(level) for level in self.levels],
             self.locality.overprovisioning_factor,
             self.locality.panic_threshold,
@@ -195,7 +220,7 @@ class CompiledBackend:
             self._picker(i, level, None if load.panic else {e.key for e in level}, rng)
             for i, level in enumerate(chosen)
         )
-        return LocalityPlan(state, load, chosen, pickers)
+        return LocalityPlan(state, load, chosen, pickers, tuple(e for u in usable for e in u))
 
     def _picker(
         self, index: int, level: tuple[Endpoint, ...], allowed: Container[str] | None, rng: Random

@@ -10,7 +10,7 @@ into the pure routing functions as an input, never read as a global. Keys are
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 from gateway.routing.affinity import AffinityState
 
@@ -63,6 +63,11 @@ def endpoint_key(cluster: str, address: str, port: int) -> str:
     return f"{cluster}/{host}:{port}"
 
 
+RAMP_FLOOR: Final = 0.1
+"""What a ramping endpoint counts for at first: never nothing, so a level whose
+only endpoints are ramping still takes traffic when no other level can."""
+
+
 @dataclass(slots=True)
 class EndpointState:
     """Live facts about endpoints, by `Endpoint.key`.
@@ -73,6 +78,13 @@ class EndpointState:
     `generation` changes whenever availability changes, so the routing core
     may cache per-backend locality decisions keyed on it; mutate availability
     through the methods, never the sets directly.
+
+    `returning` holds endpoints back in rotation since the monotonic time
+    stored (recovered, let back from ejection, or a cluster whose record
+    reappeared): a locality level counts each as `ramp` of an endpoint, from
+    0 to 1 over its backend's `slowStart`, as of `clock` (the driver moves
+    the clock and the generation while anything ramps), so traffic returns
+    to a recovered level gradually instead of all at once.
     """
 
     unhealthy: set[str] = field(default_factory=set)
@@ -81,6 +93,8 @@ class EndpointState:
     draining: set[str] = field(default_factory=set)
     generation: int = 0
     affinity: AffinityState = field(default_factory=AffinityState)
+    returning: dict[str, float] = field(default_factory=dict)
+    clock: float = 0.0
 
     def set_unhealthy(self, key: str, unhealthy: bool) -> None:
         """Mark an endpoint failed/passed by active health checks."""
@@ -101,6 +115,27 @@ class EndpointState:
         if draining != (key in self.draining):
             (self.draining.add if draining else self.draining.discard)(key)
             self.generation += 1
+
+    def start_ramp(self, key: str, since: float) -> None:
+        """`key` is back in rotation since `since`: count it in gradually (slow start)."""
+        self.returning[key] = since
+        self.generation += 1
+
+    def advance(self, now: float, done_before: float) -> None:
+        """Move the ramp clock to `now`; forget ramps that started before `done_before`."""
+        if not self.returning:
+            return
+        for key in [k for k, t in self.returning.items() if t < done_before]:
+            del self.returning[key]
+        self.clock = now
+        self.generation += 1
+
+    def ramp(self, key: str, slow_start_s: float) -> float:
+        """How much of an endpoint `key` counts for (1.0 unless it is ramping)."""
+        since = self.returning.get(key)
+        if since is None or slow_start_s <= 0.0:
+            return 1.0
+        return min(1.0, max(RAMP_FLOOR, (self.clock - since) / slow_start_s))
 
     def available(self, key: str) -> bool:
         """Healthy, not ejected and not drained: may take new requests."""

@@ -17,7 +17,8 @@ from gateway.routing.decision import (
     Decision,
     RequestFacts,
 )
-from gateway.routing.endpoints import EndpointState
+from gateway.routing.endpoints import Endpoint, EndpointState
+from gateway.routing.failover import FAILOVER, failover_slot
 from gateway.routing.match import CompiledMatch, MatchSet
 
 if TYPE_CHECKING:
@@ -72,8 +73,27 @@ def explain_http(
     if backend is None:
         steps.append("no backend to send to → 503 no_healthy_upstream")
         return Decision(winner.route, rule, None, None, NO_HEALTHY_UPSTREAM, steps=steps)
+    if rule.split.single < 0 and backend.usable_count(state, table.rng) == 0:
+        config = rule.config
+        if config is not None and config.on_empty != FAILOVER:
+            steps.append(f"backend {backend.name} has no usable endpoint; onEmpty: fail")
+        else:
+            moved: list[str] = []
+            other = failover_slot(rule.split, slot, table.slots, state, table.rng, moved)
+            steps += [f"failover: {w}" for w in moved]
+            if other >= 0:
+                steps.append(
+                    f"failover: backend {backend.name} has no usable endpoint; its share goes "
+                    f"to the rule's other backends by weight → {table.slots[other].name}"
+                )
+                backend = table.slots[other]
+            else:
+                steps.append("failover: no other backend of the rule has a usable endpoint")
     describe_backend(backend, state, table, steps)
-    endpoint = backend.pick(facts, state, table.rng, now)
+    fail_closed = winner.route.fail_closed
+    if fail_closed and backend.plan(state, table.rng).load.panic:
+        steps.append("  route panic: closed → only usable endpoints, 503 when there are none")
+    endpoint = backend.pick(facts, state, table.rng, now, fail_closed)
     if endpoint is None:
         steps.append("no endpoint may take the request → 503 no_healthy_upstream")
         return Decision(
@@ -101,11 +121,23 @@ def describe_backend(
     )
     factor = backend.locality.overprovisioning_factor
     for i, (name, level) in enumerate(zip(backend.level_names, backend.levels, strict=True)):
-        up = sum(1 for e in level if e.ready and state.available(e.key))
-        steps.append(
-            f"  level {i} ({name}): {up}/{len(level)} available, health "
+        up = [e for e in level if e.ready and state.available(e.key)]
+        line = (
+            f"  level {i} ({name}): {len(up)}/{len(level)} available, health "
             f"{load.health[i]:.1f}% (×{factor:g}, capped at 100), gets {load.shares[i]:.1f}%"
         )
+        if load.shares[i] <= 0 and not load.panic:
+            line += (
+                " — skipped: no endpoint may take traffic"
+                if not up
+                else " — skipped: the levels before it cover all traffic"
+            )
+        steps.append(line)
+        out = [e for e in level if e not in up]
+        for e in out[:5]:
+            steps.append(f"    {e.key} out: {_why_out(e, state)}")
+        if len(out) > 5:
+            steps.append(f"    … and {len(out) - 5} more out of rotation")
     if load.panic:
         steps.append(
             f"  PANIC: total health {load.total_health:.1f}% < threshold "
@@ -116,6 +148,20 @@ def describe_backend(
             f"  no panic: total health {load.total_health:.1f}% ≥ threshold "
             f"{backend.locality.panic_threshold:g}%"
         )
+
+
+def _why_out(endpoint: Endpoint, state: EndpointState) -> str:
+    key = endpoint.key
+    reasons = []
+    if not endpoint.ready:
+        reasons.append("node NotReady in its cluster's record")
+    if key in state.unhealthy:
+        reasons.append("failed active health checks")
+    if key in state.ejected:
+        reasons.append("ejected by outlier detection")
+    if key in state.draining:
+        reasons.append("draining")
+    return ", ".join(reasons) or "?"
 
 
 def _unattached(

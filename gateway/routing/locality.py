@@ -40,7 +40,7 @@ class PriorityLoad:
 
 
 def priority_load(
-    available: Sequence[int],
+    available: Sequence[float],
     total: Sequence[int],
     overprovisioning_factor: float = 1.4,
     panic_threshold: float = 50.0,

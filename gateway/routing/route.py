@@ -103,3 +103,9 @@ class CompiledRoute:
     access: AccessPolicy | None = None
     auth: Auth | None = None
     config: Route | None = field(default=None, repr=False)
+    fail_closed: bool = field(init=False)
+    """The route's `panic: closed` (module `gateway.routing.backend`, `pick`)."""
+
+    def __post_init__(self) -> None:
+        closed = self.config is not None and self.config.panic == "closed"
+        object.__setattr__(self, "fail_closed", closed)

@@ -32,11 +32,12 @@ from gateway.routing.decision import (
     RequestFacts,
 )
 from gateway.routing.endpoints import Endpoint, EndpointState
+from gateway.routing.failover import FAILOVER, failover_slot
 from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout
 from gateway.routing.match import CompiledMatch
 from gateway.routing.redirect import redirect_location
-from gateway.routing.route import CompiledRoute
+from gateway.routing.route import CompiledRoute, CompiledRule
 
 
 class RoutingTable:
@@ -151,13 +152,27 @@ class RoutingTable:
             slot, cookie = split.choose(facts, self.rng)
             if slot < 0:
                 return Decision(m.route, rule, None, None, NO_HEALTHY_UPSTREAM)
-        backend = self.slots[slot]
-        endpoint = backend.pick(facts, state, self.rng, now)
+            backend = self.slots[slot]
+            if backend.usable_count(state, self.rng) == 0:
+                backend = self._failover(rule, slot, backend, state)
+        else:
+            backend = self.slots[slot]
+        endpoint = backend.pick(facts, state, self.rng, now, m.route.fail_closed)
         if endpoint is None:
             return Decision(m.route, rule, backend, None, NO_HEALTHY_UPSTREAM, set_cookie=cookie)
         if cookie:
             return Decision(m.route, rule, backend, endpoint, set_cookie=cookie)
         return Decision(m.route, rule, backend, endpoint)
+
+    def _failover(
+        self, rule: CompiledRule, slot: int, backend: CompiledBackend, state: EndpointState
+    ) -> CompiledBackend:
+        """The backend to use instead of empty `backend` (`gateway.routing.failover`)."""
+        config = rule.config
+        if config is not None and config.on_empty != FAILOVER:
+            return backend
+        other = failover_slot(rule.split, slot, self.slots, state, self.rng)
+        return self.slots[other] if other >= 0 else backend
 
     def _redirect(self, m: CompiledMatch, facts: RequestFacts) -> Decision:
         rule = m.rule

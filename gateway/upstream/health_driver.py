@@ -10,7 +10,10 @@ ejection, as Envoy's `successful_active_health_check_uneject_host`), and
 every change is counted in `ResilienceStats` and logged once, as JSON,
 with its reason. A probe is never logged. When the routing table changes,
 `sync_table` re-derives the probe targets from the backends' `healthCheck`
-blocks; endpoints that left the table forget their state.
+blocks; endpoints that left the table forget their state. An endpoint back
+in rotation (recovered, let back from ejection, or new in a table after the
+first, as when a cluster's record reappears) starts its slow-start ramp
+(`EndpointState.start_ramp`); each tick moves the ramp clock.
 
 All decisions are in the two state machines (`health`, `outlier`); this
 module only moves bytes and time.
@@ -110,6 +113,8 @@ class HealthDriver:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._table: Any = None
+        self._keys: set[str] | None = None
+        self._slow_start_s = 0.0
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="health")
@@ -139,6 +144,11 @@ class HealthDriver:
                 wanted.append((e.key, backend.name, make_spec(e, check), check))
         self.checker.sync(wanted, now)
         state = self.ctx.state
+        if self._keys is not None:  # endpoints new since the last table: a cluster came back
+            for key in keys - self._keys:
+                state.start_ramp(key, now)
+        self._keys = keys
+        self._slow_start_s = max((b.locality.slow_start_s for b in backends), default=0.0)
         for key in list(state.unhealthy):
             if key not in self.checker.targets:
                 state.set_unhealthy(key, False)
@@ -172,7 +182,9 @@ class HealthDriver:
             else:
                 if self.reasons.get(change.key, "").startswith("ejected"):
                     self.reasons.pop(change.key, None)
+                ctx.state.start_ramp(change.key, now)
                 log.info("endpoint back from ejection", extra={"endpoint": change.key})
+        ctx.state.advance(now, now - self._slow_start_s)
 
     async def _probe(self, target: Target) -> None:
         loop = asyncio.get_running_loop()
@@ -188,6 +200,8 @@ class HealthDriver:
         else:
             self.reasons.pop(change.key, None)
             state.uneject(change.key)
+            if change.old is Health.UNHEALTHY:
+                state.start_ramp(change.key, loop.time())
         if change.old is Health.UNKNOWN and not unhealthy:
             return  # a new endpoint confirmed healthy: not news
         self.stats.health_changes[(change.backend, change.new.value)] += 1
