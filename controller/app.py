@@ -175,11 +175,15 @@ class Controller:
                 await task
         self._tasks = []
         await self.publisher.deactivate(abandon=True)
-        await asyncio.to_thread(lambda: [w.join(2.0) for w in self.watchers])
+        await asyncio.to_thread(self._join_watchers)
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
         log.info("controller stopped", extra={"cluster": self.options.settings.cluster})
+
+    def _join_watchers(self) -> None:
+        for watcher in self.watchers:
+            watcher.join(2.0)
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.start()

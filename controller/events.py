@@ -70,7 +70,7 @@ class EventApi:
     def __init__(self, api_client: Any) -> None:
         from kubernetes import client
 
-        self._api = client.CoreV1Api(api_client)
+        self._api: Any = client.CoreV1Api(api_client)  # a raw dict body
 
     def create(self, body: dict[str, Any]) -> None:
         self._api.create_namespaced_event(

@@ -179,12 +179,13 @@ class LeaseApi:
     def __init__(self, api_client: Any, name: str, namespace: str) -> None:
         from kubernetes import client
 
-        self._api = client.CoordinationV1Api(api_client)
+        # Any: raw JSON in and out (_preload_content=False), not the typed models
+        self._api: Any = client.CoordinationV1Api(api_client)
         self.name = name
         self.namespace = namespace
 
     def read(self) -> LeaseRecord | None:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         try:
             resp = self._api.read_namespaced_lease(
@@ -197,7 +198,7 @@ class LeaseApi:
         return LeaseRecord.from_object(json.loads(resp.data))
 
     def write(self, record: LeaseRecord) -> LeaseRecord:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         body = record.to_object(self.name, self.namespace)
         try:

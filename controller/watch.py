@@ -204,7 +204,7 @@ class KindWatcher:
                 initial=t.backoff_initial_s, max=t.backoff_max_s, jitter=t.backoff_initial_s
             ),
             stop=lambda _state: self._stopped.is_set(),
-            sleep=self._stopped.wait,
+            sleep=self._sleep,
             before_sleep=self._failed,
             reraise=True,
         )
@@ -219,6 +219,9 @@ class KindWatcher:
                     extra={"kind": str(self.kind), "error": repr(exc)},
                 )
                 self._stopped.wait(t.backoff_max_s)
+
+    def _sleep(self, seconds: float) -> None:
+        self._stopped.wait(seconds)
 
     def _cycle(self) -> None:
         """List if needed, then watch until the stream ends; 410 clears the version."""
@@ -256,7 +259,7 @@ class KindWatcher:
         )
 
     def _list(self) -> str:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         try:
             response = self._request(self._timing.read_timeout_s)
@@ -269,7 +272,7 @@ class KindWatcher:
         return version
 
     def _watch(self) -> None:
-        from kubernetes.client.rest import ApiException
+        from kubernetes.client.exceptions import ApiException
 
         t = self._timing
         query: dict[str, Any] = {
@@ -332,11 +335,11 @@ def _list_function(api_client: Any, kind: WatchedKind) -> Callable[..., Any]:
     from kubernetes import client
 
     if kind == SERVICES:
-        return client.CoreV1Api(api_client).list_service_for_all_namespaces  # type: ignore[no-any-return]
+        return client.CoreV1Api(api_client).list_service_for_all_namespaces
     if kind == NODES:
-        return client.CoreV1Api(api_client).list_node  # type: ignore[no-any-return]
+        return client.CoreV1Api(api_client).list_node
     if kind == ENDPOINT_SLICES:
-        return client.DiscoveryV1Api(api_client).list_endpoint_slice_for_all_namespaces  # type: ignore[no-any-return]
+        return client.DiscoveryV1Api(api_client).list_endpoint_slice_for_all_namespaces
     custom = client.CustomObjectsApi(api_client)
 
     def list_custom(**kwargs: Any) -> Any:

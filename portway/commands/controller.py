@@ -147,7 +147,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 
 def api_client_from_args(args: argparse.Namespace) -> Any:
-    from kubernetes import client, config
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    config: Any = kube_config
 
     configuration = client.Configuration()
     if args.kubeconfig or args.context or not os.environ.get("KUBERNETES_SERVICE_HOST"):
