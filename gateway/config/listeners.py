@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic.dataclasses import dataclass
 
+from gateway.config.access import AccessPolicy
 from gateway.config.values import CONFIG, IPAddress, ListenerProtocol, Name, Port
 
 
@@ -51,3 +52,21 @@ class Listener:
     address: IPAddress = "127.0.0.1"
     tls: ListenerTls | None = None
     hostnames: tuple[str, ...] = ()
+    proxy_protocol: bool = False
+    """Every connection starts with a PROXY protocol (v1 or v2) header from the L4
+    balancer in front; its source address is the client's. Connections without
+    one are closed."""
+    access: AccessPolicy | None = None
+    """Who may connect at all, by the connection's client address (socket or PROXY
+    header): HTTP answers 403 `portway-error: access`, TCP/TLS closes."""
+    max_request_body_bytes: int | None = Field(default=None, ge=0)
+    """Largest request body accepted on this listener (413 beyond; a rule may set less)."""
+
+    @model_validator(mode="after")
+    def _proxy_protocol_not_before_tls(self) -> Listener:
+        if self.proxy_protocol and self.protocol is ListenerProtocol.HTTPS:
+            raise ValueError(
+                "proxyProtocol on an HTTPS listener is not supported yet "
+                "(HTTP, TCP and TLS passthrough listeners support it)"
+            )
+        return self

@@ -113,6 +113,7 @@ class Exchange:
         "attempts",
         "body",
         "body_done",
+        "body_limit",
         "body_sent",
         "bytes_in",
         "bytes_out",
@@ -121,6 +122,7 @@ class Exchange:
         "close_after",
         "conn",
         "connecting",
+        "content_length",
         "counted",
         "counted_only",
         "deadline",
@@ -191,6 +193,10 @@ class Exchange:
         self.upgrade = b""
         self.expect = False
         self.body: list[bytes] | None = None
+        self.body_limit = -1
+        """Request body bytes accepted (listener's, then the rule's limit); -1: no limit."""
+        self.content_length = -1
+        """The request's Content-Length, -1 when it has none (chunked or no body)."""
         self.replay: list[bytes] | None = None
         self.body_sent = False
         self.bytes_in = 0

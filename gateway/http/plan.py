@@ -65,6 +65,8 @@ class RulePlan:
     """How long the client connection may stay idle after a request of this rule."""
     backend_plans: tuple[tuple[str, RulePlan], ...] = ()
     """(backend name, plan) for each backendRef with filters of its own."""
+    max_body_bytes: int = -1
+    """The rule's request body limit (`maxRequestBodyBytes`), -1 when it sets none."""
 
     def for_backend(self, name: str) -> RulePlan:
         """The plan of a request sent to backend `name` (this one unless its ref has filters)."""
@@ -111,6 +113,7 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
         request_s=float(timeouts.request_s),
         per_try_s=float(per_try or 0.0),
         idle_s=float(timeouts.idle_s),
+        max_body_bytes=_body_limit(config),
     )
     backend_plans = []
     for ref in config.backend_refs if config is not None else ():
@@ -134,6 +137,11 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
     if backend_plans:
         plan = replace(plan, backend_plans=tuple(backend_plans))
     return plan
+
+
+def _body_limit(rule: Rule | None) -> int:
+    limit = rule.max_request_body_bytes if rule is not None else None
+    return -1 if limit is None else limit
 
 
 def edge_filters(rule: Rule | None, route: Route | None) -> list[RequestFilter]:

@@ -56,6 +56,8 @@ from gateway.http.exchange import (
     Exchange,
     Transport,
 )
+from gateway.http.filters.access import DENIED as ACCESS_DENIED
+from gateway.http.filters.access import AccessCheck
 from gateway.http.filters.base import LocalAnswer
 from gateway.http.plan import (
     RulePlan,
@@ -74,12 +76,14 @@ class HttpProxy(ResponseRelay):
     """One client connection; see the module docstring."""
 
     __slots__ = (
+        "denied",
         "facts",
         "fwd_host",
         "fwd_lines",
         "head_memo",
         "host_name",
         "host_raw",
+        "listener_access",
         "misdirected",
         "proto",
         "server_tls",
@@ -97,10 +101,17 @@ class HttpProxy(ResponseRelay):
         *,
         proto: bytes = b"http",
         tls: ServerTls | None = None,
+        access: AccessCheck | None = None,
+        max_body_bytes: int | None = None,
     ) -> None:
         super().__init__(ctx, listener)
+        self.body_limit = -1 if max_body_bytes is None else max_body_bytes
         self.proto = proto
         self.server_tls = tls
+        self.listener_access = access
+        """The listener's access rules, asked once per connection (client address)."""
+        self.denied = False
+        """Whether the listener's access rules refuse this connection: every request gets 403."""
         self.sni = ""
         """The server name the client asked for in its TLS handshake ("" without TLS or SNI)."""
         self.misdirected = False
@@ -126,9 +137,13 @@ class HttpProxy(ResponseRelay):
     def connection_made(self, transport: Transport) -> None:
         self.transport = transport
         self.send = transport.write
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if peer else ""
+        if not self.client_ip:  # else given by a PROXY protocol header (runtime.listener)
+            peer = transport.get_extra_info("peername")
+            self.client_ip = peer[0] if peer else ""
         self.trusted = hh.is_trusted(self.client_ip, _networks(self.ctx.settings.trusted_proxies))
+        access = self.listener_access
+        if access is not None and not access.allows(self.client_ip):
+            self.denied = self.misdirected = True
         tls = self.server_tls
         if tls is not None:
             ssl_object = transport.get_extra_info("ssl_object")
@@ -237,7 +252,7 @@ class HttpProxy(ResponseRelay):
             if self.sni:
                 tls = self.server_tls
                 assert tls is not None
-                self.misdirected = not tls.covers(self.sni, self.host_name)
+                self.misdirected = self.denied or not tls.covers(self.sni, self.host_name)
         path = ex.path.decode("latin-1")
         facts = self.facts  # one per connection, refilled: routing reads it synchronously
         if facts is None:
@@ -259,8 +274,11 @@ class HttpProxy(ResponseRelay):
                 ex.counted_only = True
             else:
                 ex.log = self._begin_log(ex, facts)
-        if self.misdirected:
-            self._error(ex, "misdirected_request")
+        if self.misdirected:  # or refused by the listener's access rules
+            if self.denied:
+                self._local(ex, ACCESS_DENIED)
+            else:
+                self._error(ex, "misdirected_request")
             return
         decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision
@@ -282,6 +300,12 @@ class HttpProxy(ResponseRelay):
         if endpoint is None:
             self._error(ex, decision.error or "no_healthy_upstream")
             return
+        limit = plan.max_body_bytes
+        if limit >= 0 and (ex.body_limit < 0 or limit < ex.body_limit):
+            ex.body_limit = limit
+            if ex.content_length > limit or ex.bytes_in > limit:
+                self._error(ex, "request_body_too_large")
+                return
         if plan.backend_plans:
             backend = decision.backend
             assert backend is not None

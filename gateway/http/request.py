@@ -98,6 +98,7 @@ class RequestReader:
 
     __slots__ = (
         "active",
+        "body_limit",
         "clen",
         "client_ip",
         "closing",
@@ -175,6 +176,8 @@ class RequestReader:
         self.refusal: hh.HeadError | None = None
         self.rare = True
         """Whether a header other than Host and plain ones set head state (`on_message_begin`)."""
+        self.body_limit = -1
+        """The listener's request body limit (`maxRequestBodyBytes`), -1 when none."""
         self.on_message_begin()
 
     def _start(self, ex: Exchange) -> None:
@@ -309,6 +312,13 @@ class RequestReader:
         chunked = self.te is not None
         has_body = chunked or (self.clen is not None and self.clen != b"0")
         ex = Exchange(method, path, query, version, host, headers, self.request_id, self.fwd)
+        if self.clen is not None:
+            ex.content_length = int(self.clen)  # llhttp accepted it: digits only
+        limit = self.body_limit
+        if limit >= 0:
+            if ex.content_length > limit:
+                raise hh.HeadError(413, "request_body_too_large")
+            ex.body_limit = limit
         ex.owner = self
         ex.traced = self.traced
         ex.keep_alive = keep_alive and not self.closing
@@ -335,6 +345,8 @@ class RequestReader:
         if ex is None or ex.done:
             return
         ex.bytes_in += len(body)
+        if ex.bytes_in > ex.body_limit >= 0:
+            raise hh.HeadError(413, "request_body_too_large")
         conn = ex.conn
         if conn is not None and ex is self.active and conn.transport is not None:
             ex.replay = None

@@ -23,6 +23,7 @@ import asyncio
 from typing import Any
 
 from gateway.context import GatewayContext, NullObserver, RequestLog
+from gateway.http.filters.access import AccessCheck, route_access
 from gateway.l4.client_hello import ClientHelloError, parse_sni
 
 CONNECT_TRIES = 3
@@ -33,12 +34,14 @@ _PENDING_LIMIT = 256 * 1024
 class _Side(asyncio.Protocol):
     """One socket of a proxied pair; forwards to `peer` with flow control."""
 
-    __slots__ = ("eof", "peer", "transport")
+    __slots__ = ("eof", "moved", "peer", "transport")
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.peer: _Side | None = None
         self.eof = False
+        self.moved = 0
+        """Chunks forwarded from this side (the idle check compares it between checks)."""
 
     def pause_writing(self) -> None:
         if self.peer is not None and self.peer.transport is not None:
@@ -51,6 +54,7 @@ class _Side(asyncio.Protocol):
     def forward(self, data: bytes) -> None:
         peer = self.peer
         if peer is not None and peer.transport is not None:
+            self.moved += 1
             peer.transport.write(data)
 
     def eof_received(self) -> bool:
@@ -89,24 +93,55 @@ class _UpstreamSide(_Side):
 class TcpProxy(_Side):
     """The client socket of a TCP (or, with `peek_sni`, TLS passthrough) listener."""
 
-    __slots__ = ("client_ip", "ctx", "hello", "listener", "log", "peek_sni", "pending", "task")
+    __slots__ = (
+        "access",
+        "client_ip",
+        "ctx",
+        "hello",
+        "idle_quiet",
+        "idle_s",
+        "idle_seen",
+        "idle_timer",
+        "listener",
+        "log",
+        "peek_sni",
+        "pending",
+        "task",
+    )
 
-    def __init__(self, ctx: GatewayContext, listener: str, *, peek_sni: bool = False) -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        listener: str,
+        *,
+        peek_sni: bool = False,
+        access: AccessCheck | None = None,
+    ) -> None:
         super().__init__()
         self.ctx = ctx
         self.listener = listener
         self.peek_sni = peek_sni
+        self.access = access
+        """The listener's access rules: a refused client is closed at once."""
         self.pending: list[bytes] = []
         self.hello = b""
         self.client_ip = ""
         self.task: asyncio.Task[None] | None = None
         self.log: RequestLog | None = None
+        self.idle_s = 0.0
+        self.idle_seen = -1
+        self.idle_quiet = 0
+        self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
         self.ctx.tunnels.add(self)
-        peer = transport.get_extra_info("peername")
-        self.client_ip = peer[0] if peer else ""
+        if not self.client_ip:  # else given by a PROXY protocol header (runtime.listener)
+            peer = transport.get_extra_info("peername")
+            self.client_ip = peer[0] if peer else ""
+        if self.access is not None and not self.access.allows(self.client_ip):
+            self._refuse("access")
+            return
         if not self.peek_sni:
             self._route("")
         else:
@@ -153,10 +188,13 @@ class TcpProxy(_Side):
             )
             self.log.route_name = getattr(decision.route, "name", "")
         if decision.endpoint is None:
-            self._end(decision.error or "no_route")
-            assert self.transport is not None
-            self.transport.abort()
+            self._refuse(decision.error or "no_route")
             return
+        rule = decision.rule
+        for check in route_access(rule.plan if rule is not None else None):  # type: ignore[arg-type]
+            if not check.allows(self.client_ip):
+                self._refuse("access")
+                return
         if self.transport is not None:
             self.transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._connect(table, decision))
@@ -181,10 +219,39 @@ class TcpProxy(_Side):
                     break
                 continue
             self._splice(upstream, endpoint)
+            self._watch_idle(rule.timeouts.idle_s if rule is not None else 300.0)
             return
         self._end("upstream_connect_failure")
         if self.transport is not None:
             self.transport.abort()
+
+    def _refuse(self, flags: str) -> None:
+        """Close a connection that will not be proxied (no route, access refused)."""
+        self._end(flags)
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _watch_idle(self, idle_s: float) -> None:
+        """Close both sides once no byte moved either way for `idle_s` (checked 4x as often)."""
+        self.idle_s = idle_s
+        if idle_s > 0:
+            loop = asyncio.get_running_loop()
+            self.idle_timer = loop.call_later(idle_s / 4, self._idle_check)
+
+    def _idle_check(self) -> None:
+        peer = self.peer
+        moved = self.moved + (peer.moved if peer is not None else 0)
+        if moved == self.idle_seen:
+            self.idle_quiet += 1
+        else:
+            self.idle_quiet = 0
+            self.idle_seen = moved
+        if self.idle_quiet >= 4:
+            if self.log is not None:
+                self.log.response_flags = "idle_timeout"
+            self.abort()
+            return
+        self.idle_timer = asyncio.get_running_loop().call_later(self.idle_s / 4, self._idle_check)
 
     def _splice(self, upstream: _UpstreamSide, endpoint: Any) -> None:
         if self.transport is None or self.transport.is_closing():
@@ -227,6 +294,9 @@ class TcpProxy(_Side):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.tunnels.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
         if self.task is not None and not self.task.done():
             self.task.cancel()
         self._end("")

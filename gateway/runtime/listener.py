@@ -18,12 +18,65 @@ from typing import Any
 
 from gateway.config.model import Listener, ListenerProtocol
 from gateway.context import GatewayContext
+from gateway.http.filters.access import access_check
 from gateway.http.proxy import HttpProxy
+from gateway.l4.proxy_protocol import ProxyProtocolError, parse_proxy_header
 from gateway.l4.tcp import TcpProxy
 from gateway.runtime.tls import ServerTls
 from gateway.upstream.pool import PoolSet
 
 BACKLOG = 4096
+PROXY_HEADER_TIMEOUT_S = 5.0
+
+
+class ProxyProtocolGate(asyncio.Protocol):
+    """The first protocol of a connection on a `proxyProtocol` listener.
+
+    Reads the PROXY header (`l4.proxy_protocol`), then hands the connection to
+    the listener's real protocol with the carried client address (set before
+    its `connection_made`) and the bytes that followed the header. A
+    connection that sends no valid header within `PROXY_HEADER_TIMEOUT_S` is
+    closed. Not offered on HTTPS listeners: the balancer may send the
+    ClientHello in the same segment as the header, and asyncio's TLS cannot
+    be handed bytes already read.
+    """
+
+    def __init__(self, inner: Callable[[], Any]) -> None:
+        self.inner = inner
+        self.buffer = b""
+        self.transport: asyncio.Transport | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(PROXY_HEADER_TIMEOUT_S, transport.abort)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.buffer += data
+        try:
+            parsed = parse_proxy_header(self.buffer)
+        except ProxyProtocolError:
+            self.transport.abort()
+            return
+        if parsed is None:
+            return
+        header, used = parsed
+        rest = self.buffer[used:]
+        self.buffer = b""
+        if self.timer is not None:
+            self.timer.cancel()
+        protocol = self.inner()
+        protocol.client_ip = header.source
+        self.transport.set_protocol(protocol)
+        protocol.connection_made(self.transport)
+        if rest and not self.transport.is_closing():
+            protocol.data_received(rest)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
 
 
 async def start_listener(
@@ -40,20 +93,27 @@ async def start_listener(
     name = listener.name
     kind = listener.protocol
     ssl_context = None
+    access = access_check(listener.access) if listener.access is not None else None
+    body = listener.max_request_body_bytes
     factory: Callable[[], Any]
     if kind is ListenerProtocol.HTTP:
-        factory = lambda: HttpProxy(ctx, name)  # noqa: E731
+        factory = lambda: HttpProxy(ctx, name, access=access, max_body_bytes=body)  # noqa: E731
     elif kind is ListenerProtocol.HTTPS:
         if listener.tls is None:
             raise ValueError(f"listener {name}: HTTPS needs a tls block")
         tls = ServerTls(name, listener.tls)
         ctx.server_tls[name] = tls
         ssl_context = tls.front
-        factory = lambda: HttpProxy(ctx, name, proto=b"https", tls=tls)  # noqa: E731
+        factory = lambda: HttpProxy(  # noqa: E731
+            ctx, name, proto=b"https", tls=tls, access=access, max_body_bytes=body
+        )
     elif kind is ListenerProtocol.TLS:
-        factory = lambda: TcpProxy(ctx, name, peek_sni=True)  # noqa: E731
+        factory = lambda: TcpProxy(ctx, name, peek_sni=True, access=access)  # noqa: E731
     else:
-        factory = lambda: TcpProxy(ctx, name)  # noqa: E731
+        factory = lambda: TcpProxy(ctx, name, access=access)  # noqa: E731
+    if listener.proxy_protocol:  # not on HTTPS listeners (config validation)
+        inner = factory
+        factory = lambda: ProxyProtocolGate(inner)  # noqa: E731
     if sock is not None:
         # HttpProxy is an asyncio protocol by duck typing only (see gateway.compiled)
         return await loop.create_server(

@@ -27,6 +27,7 @@ from gateway.http.filters.networks import NetworkSet, client_address, parse_addr
 
 if TYPE_CHECKING:
     from gateway.http.exchange import Exchange
+    from gateway.http.plan import RulePlan
     from gateway.routing.facts import RequestFacts
 
 MEMO_LIMIT: Final = 65_536
@@ -106,3 +107,10 @@ class AccessFilter:
             facts.client_ip, fwd.get(b"x-forwarded-for") if fwd is not None else None
         )
         return None if self.check.allows(address) else DENIED
+
+
+def route_access(plan: RulePlan | None) -> tuple[AccessCheck, ...]:
+    """The access checks in a rule's plan (`RulePlan.request_filters`): TCP routes ask them
+    once per connection, having no request to run the whole chain on."""
+    filters = plan.request_filters if plan is not None else ()
+    return tuple(f.check for f in filters if isinstance(f, AccessFilter))

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import trustme
 from cryptography import x509
+from pydantic import TypeAdapter, ValidationError
 
-from gateway.config.model import Certificate, ListenerTls
+from gateway.config.model import Certificate, GatewayConfig, ListenerTls
 from gateway.ops.metrics import MetricsSnapshot, RequestStats, render
 from gateway.runtime.tls import MOZILLA_INTERMEDIATE_CIPHERS, ServerTls
 from tests.gateway.conftest import GatewayFactory, Upstream
@@ -277,3 +278,10 @@ async def test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one(
         )
         # TLS 1.3: the refusal of a missing client certificate arrives after the handshake
         await get(reader, writer, A)
+
+
+def test_proxy_protocol_on_an_https_listener_is_refused_as_not_supported_yet() -> None:
+    raw = https_config(1, [{"certFile": "c.pem", "keyFile": "k.pem"}])
+    raw["listeners"][0]["proxyProtocol"] = True
+    with pytest.raises(ValidationError, match="not supported yet"):
+        TypeAdapter(GatewayConfig).validate_python(raw)
