@@ -50,6 +50,7 @@ from typing import Any
 from gateway import compiled
 from gateway.config.model import GatewayConfig, Listener
 from gateway.context import GatewayContext
+from gateway.http.filters.auth import refresh_jwks
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
@@ -220,7 +221,7 @@ class Worker:
                 tls.reload()
 
     async def watch_tls_files(self, interval_s: float = TLS_POLL_S) -> None:
-        """Reload a listener's certificates when one of its files changes.
+        """Reload a listener's certificates, or an auth filter's JWKS, when its file changes.
 
         Polled (`os.stat`: inode, size, mtime), not inotify: certificate
         rotation replaces files by rename or, in Kubernetes Secrets, by
@@ -237,6 +238,7 @@ class Worker:
                     seen[name] = stamp
                 if changed:
                     tls.reload()
+            refresh_jwks()  # JWKS files of auth filters, re-read when they change
             await asyncio.sleep(interval_s)
 
     async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
