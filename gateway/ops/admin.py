@@ -84,6 +84,15 @@ def merged_state(reports: list[dict[str, Any]]) -> tuple[EndpointState, dict[str
     return state, in_flight
 
 
+def merged_reasons(reports: list[dict[str, Any]]) -> dict[str, str]:
+    """Why each endpoint is out of rotation (health check, ejection), as workers said it."""
+    out: dict[str, str] = {}
+    for report in reports:
+        for key, why in report.get("endpoints", {}).get("reasons", {}).items():
+            out.setdefault(key, why)
+    return out
+
+
 def endpoint_levels(backend: Any) -> dict[str, int]:
     """Locality level index of each endpoint key in a compiled backend (0 = preferred)."""
     out: dict[str, int] = {}
@@ -197,7 +206,9 @@ class AdminApi:
         names = self._backend_names(table)
         start = bisect_right(names, request.query["after"]) if "after" in request.query else 0
         page = names[start : start + limit]
-        state, in_flight = merged_state(await self.source.reports())
+        reports = await self.source.reports()
+        state, in_flight = merged_state(reports)
+        reasons = merged_reasons(reports)
         all_backends = getattr(table, "backends", None) or {}
         backends: dict[str, Any] = {}
         for name in page:
@@ -214,6 +225,7 @@ class AdminApi:
                     "draining": ep.key in state.draining,
                     "available": ep.ready and state.available(ep.key),
                     "in_flight": in_flight.get(ep.key, 0),
+                    "reason": reasons.get(ep.key),
                 }
                 for ep in getattr(backend, "endpoints", ())
             ]

@@ -17,7 +17,9 @@ cluster,code}`, `portway_request_duration_seconds{route}`,
 `portway_backend_endpoints_available{backend,cluster}` (bounded cardinality,
 always), `portway_endpoint_health{cluster,endpoint}` (per endpoint: only when
 the scrape asks, `/metrics?endpoints=1`), `portway_active_connections`,
-`portway_build_info{hot_path}`, `portway_tls_certificate_expiry_seconds{listener,
+`portway_build_info{hot_path}`, `portway_outlier_ejections_total{backend,reason}`,
+`portway_endpoint_health_changes_total{backend,to}`, `portway_upstream_overflow_total
+{backend,limit}`, `portway_tls_certificate_expiry_seconds{listener,
 cert_file}` (seconds until a served certificate's notAfter; negative once expired).
 """
 
@@ -75,6 +77,8 @@ class MetricsSnapshot:
     reloads: ReloadStats = field(default_factory=ReloadStats)
     tls_expiry: dict[tuple[str, str], float] = field(default_factory=dict)
     """Seconds left per (listener, certificate file) at capture time."""
+    state_changes: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(kind, backend, label) → count; kinds and their metrics in `STATE_CHANGE_METRICS`."""
 
     @classmethod
     def capture(
@@ -87,6 +91,7 @@ class MetricsSnapshot:
         backend_endpoints: dict[tuple[str, str], tuple[int, int]] | None = None,
         active_connections: int = 0,
         tls_expiry: dict[tuple[str, str], float] | None = None,
+        state_changes: dict[tuple[str, str, str], int] | None = None,
     ) -> MetricsSnapshot:
         """Copy the live counters (so the copy can leave the event loop)."""
         return cls(
@@ -99,6 +104,7 @@ class MetricsSnapshot:
             active_connections=active_connections,
             reloads=reloads if reloads is not None else ReloadStats(),
             tls_expiry=dict(tls_expiry or {}),
+            state_changes=dict(state_changes or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -113,6 +119,7 @@ class MetricsSnapshot:
             "active_connections": self.active_connections,
             "reloads": [self.reloads.success, self.reloads.failure, self.reloads.last_success_s],
             "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
+            "state_changes": [[*key, n] for key, n in self.state_changes.items()],
         }
 
     @classmethod
@@ -128,6 +135,7 @@ class MetricsSnapshot:
             active_connections=int(raw.get("active_connections", 0)),
             reloads=ReloadStats(success, failure, last),
             tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
+            state_changes={(k, b, x): n for k, b, x, n in raw.get("state_changes", [])},
         )
 
 
@@ -160,11 +168,33 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
                 available = min(available, seen[0])
             out.backend_endpoints[bkey] = (available, total)
         out.active_connections += snap.active_connections
+        for skey, n in snap.state_changes.items():
+            out.state_changes[skey] = out.state_changes.get(skey, 0) + n
         for tkey, left in snap.tls_expiry.items():
             out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
         if out.reloads == ReloadStats() and snap.reloads != ReloadStats():
             out.reloads = snap.reloads
     return out
+
+
+STATE_CHANGE_METRICS: dict[str, tuple[str, str, str]] = {
+    # kind: (metric, help, second label); counted by `gateway.upstream.health_driver`
+    "ejection": (
+        "portway_outlier_ejections_total",
+        "Endpoints ejected by outlier detection, by backend and reason.",
+        "reason",
+    ),
+    "health": (
+        "portway_endpoint_health_changes_total",
+        "Active health check status changes, by backend and the status entered.",
+        "to",
+    ),
+    "overflow": (
+        "portway_upstream_overflow_total",
+        "Requests refused by a circuit breaker (503 overflow), by backend and limit.",
+        "limit",
+    ),
+}
 
 
 class SnapshotCollector(Collector):
@@ -265,6 +295,12 @@ class SnapshotCollector(Collector):
         for (listener, cert_file), left in sorted(snap.tls_expiry.items()):
             expiry.add_metric([listener, cert_file], left)
         yield expiry
+        for kind, (name, doc, label) in STATE_CHANGE_METRICS.items():
+            family = CounterMetricFamily(name, doc, labels=["backend", label])
+            for (k, backend, value), n in sorted(snap.state_changes.items()):
+                if k == kind:
+                    family.add_metric([backend, value], n)
+            yield family
         build = GaugeMetricFamily(
             "portway_build_info",
             "1, labelled with how the HTTP hot path runs: compiled (mypyc) or interpreted.",

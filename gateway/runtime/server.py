@@ -182,6 +182,7 @@ class Worker:
             backend_endpoints=backend_endpoints,
             active_connections=len(getattr(ctx, "connections", ())),
             tls_expiry=self._tls_expiry(now),
+            state_changes=self._state_changes(),
         )
         return {
             "pid": os.getpid(),
@@ -200,6 +201,20 @@ class Worker:
                 for status in tls.status
             ],
         }
+
+    def _state_changes(self) -> dict[tuple[str, str, str], int]:
+        """Ejections, health changes and overflows for `/metrics` (`STATE_CHANGE_METRICS`)."""
+        out: dict[tuple[str, str, str], int] = {}
+        if self.health is not None:
+            stats = self.health.stats
+            for (backend, reason), n in stats.ejections.items():
+                out[("ejection", backend, reason)] = n
+            for (backend, to), n in stats.health_changes.items():
+                out[("health", backend, to)] = n
+        if self.ctx is not None:
+            for (backend, limit), n in self.ctx.breakers.overflows.items():
+                out[("overflow", backend, limit)] = n
+        return out
 
     def _tls_expiry(self, now: float) -> dict[tuple[str, str], float]:
         if self.ctx is None:
