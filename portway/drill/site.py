@@ -26,7 +26,7 @@ import aiohttp
 
 from portway.drill.loader import LoadedScenario
 from portway.registry.files import FilesRegistry
-from portway.simcluster import SimNode, SimulatedCluster
+from portway.simcluster import SERVED_BY, SimNode, SimulatedCluster
 
 SimKey = tuple[str, str]  # (cluster, service)
 
@@ -95,6 +95,7 @@ class DrillSite:
 
     async def start(self) -> None:
         if self.external:
+            await self.wait_ready()
             await self._find_external_gateway()
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         if not self.external:
@@ -113,6 +114,7 @@ class DrillSite:
         if not self.external:
             self._start_gateway()
         await self.wait_ready()
+        await self.wait_serving()
 
     async def publish(self, sim: SimulatedCluster) -> None:
         """The cluster's controller publishes (or renews) the service's record."""
@@ -180,6 +182,28 @@ class DrillSite:
             f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
             f"{self._log_tail()}"
         )
+
+    async def wait_serving(self, timeout_s: float = 10.0, in_a_row: int = 20) -> None:
+        """Until `in_a_row` requests, each on a new connection (so every worker of the
+        gateway is likely asked), are answered by the drill's clusters: a gateway that
+        was ready before the clusters published has to see their records first."""
+        url = self.loaded.scenario.traffic.url
+        deadline = time.monotonic() + timeout_s
+        good = 0
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            while good < in_a_row:
+                if time.monotonic() > deadline:
+                    raise SiteError(f"{url} is not answered by the drill's clusters")
+                try:
+                    async with session.get(url) as resp:
+                        await resp.read()
+                        answered = resp.status < 500 and SERVED_BY in resp.headers
+                except aiohttp.ClientError:
+                    answered = False
+                good = good + 1 if answered else 0
+                if not answered:
+                    await asyncio.sleep(0.05)
 
     def _log_tail(self) -> str:
         try:
