@@ -46,6 +46,7 @@ from controller.watch import (
     WATCHED_KINDS,
     Connectivity,
     KindWatcher,
+    ObjectEvent,
     Reset,
     WatchItem,
     WatchTiming,
@@ -208,8 +209,8 @@ class Controller:
         if isinstance(item, Connectivity):
             self._connectivity(item)
             return
-        kind_label = item.kind.plural
-        self.metrics.watch_events.labels(kind=kind_label, type=getattr(item, "type", "RESET")).inc()
+        event_type = item.type if isinstance(item, ObjectEvent) else "RESET"
+        self.metrics.watch_events.labels(kind=item.kind.plural, type=event_type).inc()
         if self.cache.apply(item) and self.cache.synced:
             self._dirty.set()
         self.metrics.synced.set(1 if self.cache.synced else 0)

@@ -50,7 +50,8 @@ class ClusterSnapshot:
     slices: tuple[EndpointSliceInfo, ...]
 
 
-def _export_key(obj: dict[str, Any]) -> ObjectKey:
+def _key(obj: dict[str, Any]) -> ObjectKey:
+    """(namespace, name); a ServiceExport is nothing more than that."""
     meta = obj.get("metadata") or {}
     return (str(meta.get("namespace") or ""), str(meta.get("name") or ""))
 
@@ -59,7 +60,7 @@ _CONVERTERS: dict[WatchedKind, Callable[[dict[str, Any]], Any]] = {
     SERVICES: kube_objects.service_info,
     NODES: kube_objects.node_info,
     ENDPOINT_SLICES: kube_objects.endpoint_slice_info,
-    SERVICE_EXPORTS: _export_key,
+    SERVICE_EXPORTS: _key,
 }
 
 
@@ -129,7 +130,3 @@ class ClusterCache:
             tuple(self._objects.get(NODES, {}).values()),
             tuple(self._objects.get(ENDPOINT_SLICES, {}).values()),
         )
-
-
-def _key(obj: dict[str, Any]) -> ObjectKey:
-    return _export_key(obj)

@@ -139,3 +139,23 @@ async def test_absent_service_export_crd_is_tolerated(emulator, start_controller
     controller = await start_controller(MemoryRegistry(store))
     await eventually(lambda: record(store) is not None)
     assert controller.kube_up
+
+
+async def test_a_burst_of_changes_is_derived_a_few_times_not_once_per_event(
+    emulator, start_controller
+):
+    three_nodes(emulator)
+    emulator.put(SERVICES, service("shop", "web"))
+    store = MemoryStore()
+    controller = await start_controller(MemoryRegistry(store))
+    await eventually(lambda: len(ready_nodes(store)) == 3)
+
+    def derivations() -> float:
+        return controller.metrics.registry.get_sample_value("portway_controller_derivations_total")
+
+    before = derivations()
+    for i in range(40):
+        emulator.put(NODES, node(f"burst-{i}", f"127.0.2.{i + 1}"))
+    await eventually(lambda: len(ready_nodes(store)) == 43, message="burst published")
+    derived = derivations() - before
+    assert 1 <= derived <= 5, f"{derived} derivations for 40 node events"
