@@ -9,6 +9,10 @@ the backend, so an incremental table recounts only what it recompiled), and
 each call then looks up the currently unavailable keys (unhealthy, ejected,
 drained: few) in every backend. The walk reads only the immutable table and
 a copy of the unavailable keys, so the caller runs it in a thread.
+
+`backend_exposition` writes the two families as Prometheus text directly:
+20,000 (backend, cluster) pairs take prometheus_client's generic renderer
+about half a second, and a plain join a few tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -39,3 +43,32 @@ def backend_counts(backends: Mapping[str, Any], unavailable: Collection[str]) ->
         for cluster, (ready, total) in backend.cluster_counts().items():
             out[(name, cluster)] = (ready - down.get(cluster, 0), total)
     return out
+
+
+_FAMILIES = (
+    ("portway_backend_endpoints", "Endpoints of each backend in each cluster.", 1),
+    (
+        "portway_backend_endpoints_available",
+        "Endpoints that may take traffic (ready, healthy, not ejected or drained).",
+        0,
+    ),
+)
+
+
+def backend_exposition(counts: BackendCounts) -> bytes:
+    """`portway_backend_endpoints{backend,cluster}` and `..._available` as exposition text."""
+    items = sorted(counts.items())
+    labels = [f'{{backend="{_escape(b)}",cluster="{_escape(c)}"}} ' for (b, c), _ in items]
+    lines: list[str] = []
+    for name, help_text, column in _FAMILIES:
+        lines.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        lines += [
+            f"{name}{label}{pair[column]}\n" for label, (_, pair) in zip(labels, items, strict=True)
+        ]
+    return "".join(lines).encode()
+
+
+def _escape(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return value

@@ -39,6 +39,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from gateway import compiled
+from gateway.ops.backend_health import backend_exposition
 from gateway.ops.request_stats import DURATION_BUCKETS_S, NBUCKETS, RequestKey, RequestStats
 
 __all__ = [
@@ -258,22 +259,6 @@ class SnapshotCollector(Collector):
             value=snap.reloads.last_success_s,
         )
 
-        endpoints = GaugeMetricFamily(
-            "portway_backend_endpoints",
-            "Endpoints of each backend in each cluster.",
-            labels=["backend", "cluster"],
-        )
-        available = GaugeMetricFamily(
-            "portway_backend_endpoints_available",
-            "Endpoints that may take traffic (ready, healthy, not ejected or drained).",
-            labels=["backend", "cluster"],
-        )
-        for (backend, cluster), (up, total) in sorted(snap.backend_endpoints.items()):
-            endpoints.add_metric([backend, cluster], total)
-            available.add_metric([backend, cluster], up)
-        yield endpoints
-        yield available
-
         health = GaugeMetricFamily(
             "portway_endpoint_health",
             "1 when the endpoint may take traffic, 0 when unhealthy, ejected or drained.",
@@ -318,4 +303,4 @@ def render(snapshot: MetricsSnapshot) -> bytes:
     """The Prometheus text exposition of `snapshot`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot))
-    return generate_latest(registry)
+    return generate_latest(registry) + backend_exposition(snapshot.backend_endpoints)

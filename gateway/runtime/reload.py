@@ -125,6 +125,10 @@ class Reloader:
         self._changes: dict[ServiceKey, ServiceRecord | None] = {}
         self._changes_seen = False
         self._index_suspect = False
+        self.last_swap_full = False
+        """Whether the table last swapped was built whole (a full compile, or an
+        update of more than `executor_endpoints` endpoints): a sign for the worker to
+        move the new long-lived objects out of the cyclic collector's sight."""
         self.registry_synced = False
         """True once a table built from the registry's first sync is serving (/readyz)."""
         self.last_failure: ReloadFailure | None = None
@@ -274,6 +278,7 @@ class Reloader:
             self._table_version,
         )
         self.table = new
+        self.last_swap_full = involved > self.executor_endpoints
         self._on_swap(new, self.active)
         self.registry_synced = self.registry_synced or synced
 
@@ -312,6 +317,7 @@ class Reloader:
         loaded_at = previous.loaded_at if same_file and previous else now
         self.active = ActiveConfig(config, digest, str(self.path), loaded_at, version)
         self.table = table
+        self.last_swap_full = True
         if not same_file:
             self.stats.success += 1
             self.stats.last_success_s = now

@@ -157,6 +157,7 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._tracer_provider: Any = None
         self._follower = RegistryFollower(self.reloader)
+        self._counts_memo: tuple[tuple[Any, int], Any] = ((None, -1), None)
         self._started_with: GatewayConfig | None = None
 
     # ---- admin source ------------------------------------------------------
@@ -268,8 +269,14 @@ class Worker:
         ctx = self.ctx
         counts = None
         if ctx is not None and ctx.table is not None:
-            backends = getattr(ctx.table, "backends", None) or {}
-            counts = await asyncio.to_thread(backend_counts, backends, unavailable_keys(ctx.state))
+            (table, generation), memo = self._counts_memo
+            if table is ctx.table and generation == ctx.state.generation:
+                counts = memo
+            else:
+                backends = getattr(ctx.table, "backends", None) or {}
+                unavailable = unavailable_keys(ctx.state)
+                counts = await asyncio.to_thread(backend_counts, backends, unavailable)
+                self._counts_memo = ((ctx.table, ctx.state.generation), counts)
         return self.report(backend_endpoints=counts, per_endpoint=per_endpoint)
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:
@@ -344,6 +351,10 @@ class Worker:
             return
         ctx.table = table
         ctx.settings = active.config.gateway
+        if self.reloader.last_swap_full:
+            # a whole table is hundreds of thousands of long-lived objects: out of the
+            # cyclic collector's sight, so no full collection walks them while serving
+            gc.freeze()
         if ctx.config_version != active.version:
             self._warn_restart_only(active.config)
         ctx.config_version = active.version
