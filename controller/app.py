@@ -247,21 +247,22 @@ class Controller:
             await self.derive_and_publish()
 
     async def derive_and_publish(self) -> Derivation:
-        derivation = self.derive_now()
-        await self.publisher.set_desired(derivation.records())
-        await self.reporter.report(derivation.violations(), emit=self.leading)
-        return derivation
+        """Derive the whole cluster from the cache as it is now, then publish.
 
-    def derive_now(self) -> Derivation:
-        """Derive the whole cluster from the cache as it is now."""
-        started = time.perf_counter()
+        The snapshot is taken on the loop (the cache is only touched there);
+        the pure derivation runs in a worker thread, so a large cluster does
+        not stall the admin server or the registry's lease renewals.
+        """
         snap = self.cache.snapshot()
-        derivation = derive(
-            self.options.settings, snap.services, snap.nodes, snap.slices, self.clock()
+        started = time.perf_counter()
+        derivation = await asyncio.to_thread(
+            derive, self.options.settings, snap.services, snap.nodes, snap.slices, self.clock()
         )
         self.metrics.derive_seconds.observe(time.perf_counter() - started)
         self.metrics.derivations.inc()
         self.derivation = derivation
+        await self.publisher.set_desired(derivation.records())
+        await self.reporter.report(derivation.violations(), emit=self.leading)
         return derivation
 
     # -- leadership --------------------------------------------------------

@@ -219,21 +219,28 @@ class Publisher:
                 await watcher
 
     async def _watch_frees(self) -> None:
-        """Wake `run` when a key this publisher waits for disappears from the registry."""
-        revision: int | None = None
+        """Wake `run` when a key this publisher waits for disappears from the registry.
+
+        The registry is watched only while some key is blocked; a watch of the
+        whole prefix is not free on a large registry.
+        """
         while True:
+            if not self.blocked:
+                await asyncio.sleep(self.retry_s)
+                continue
             try:
-                if revision is None:
-                    revision = (await self.registry.snapshot()).revision
-                async for item in self.registry.watch(revision):
+                snap = await self.registry.snapshot()
+                if any(k not in snap.records for k in self.blocked):
+                    self._wake.set()
+                async for item in self.registry.watch(snap.revision):
                     if isinstance(item, Snapshot):
-                        revision = item.revision
-                        if any(k not in item.records for k in self.blocked):
-                            self._wake.set()
-                        continue
-                    revision = item.revision
-                    if item.kind is ChangeKind.DELETE and item.key in self.blocked:
+                        freed = any(k not in item.records for k in self.blocked)
+                    else:
+                        freed = item.kind is ChangeKind.DELETE and item.key in self.blocked
+                    if freed:
                         self._wake.set()
+                    if not self.blocked:
+                        break
             except RegistryError as exc:
                 log.debug("registry watch interrupted", extra={"error": str(exc)})
-            await asyncio.sleep(self.retry_s)
+                await asyncio.sleep(self.retry_s)
