@@ -17,6 +17,7 @@ heads (431). `HeadError` carries the status and the `portway-error` cause.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import ItemsView, Iterator, KeysView, Sequence
 from typing import Final
 
@@ -78,6 +79,7 @@ _STATUS_LINES: Final[dict[int, bytes]] = {}
 
 ERROR_STATUS: Final[dict[str, int]] = {
     "no_route": 404,
+    "expectation_failed": 417,
     "request_body_too_large": 413,
     "misdirected_request": 421,
     "no_healthy_upstream": 503,
@@ -118,6 +120,16 @@ def parser_error_status(message: str, transfer_encoding: bytes | None, version: 
     if "invalid http version" in message.lower():
         return HeadError(505, "unsupported_http_version")
     return HeadError(400, "bad_request")
+
+
+_HOST: Final = re.compile(rb"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?")
+"""RFC 9110 7.2 / RFC 3986 3.2.2: `uri-host [ ":" port ]`, no userinfo."""
+
+
+def check_host(value: bytes) -> None:
+    """A Host (or absolute-form authority) that is not `host[:port]` is a 400 (RFC 9112 3.2)."""
+    if _HOST.fullmatch(value) is None:
+        raise HeadError(400, "invalid_host")
 
 
 def check_version(version: str) -> None:

@@ -135,6 +135,7 @@ class RequestReader:
         "tunnel",
         "upgrade",
         "url",
+        "valid_host",
         "watch",
         "write_paused",
     )
@@ -178,6 +179,8 @@ class RequestReader:
         """Whether a header other than Host and plain ones set head state (`on_message_begin`)."""
         self.body_limit = -1
         """The listener's request body limit (`maxRequestBodyBytes`), -1 when none."""
+        self.valid_host = b""
+        """The last Host value checked on this connection (clients repeat theirs)."""
         self.on_message_begin()
 
     def _start(self, ex: Exchange) -> None:
@@ -265,7 +268,9 @@ class RequestReader:
                 fwd[lname] = old + b", " + value if old else value
                 self.fwd = fwd
         elif kind == _EXPECT:
-            self.expect = value.strip().lower() == b"100-continue"
+            if value.strip().lower() != b"100-continue":
+                raise hh.HeadError(417, "expectation_failed")  # RFC 9110 10.1.1 MAY
+            self.expect = True
         elif kind == _REQID:
             self.request_id = value
             self.headers.append((name, value))
@@ -286,14 +291,20 @@ class RequestReader:
             version = parser.get_http_version()
             if version != "1.1":
                 hh.check_version(version)
+                if self.te is not None:  # RFC 9112 6.1: faulty framing in HTTP/1.0
+                    raise hh.HeadError(400, "transfer_encoding_in_http_1_0")
         method: bytes = parser.get_method()
         if method == b"CONNECT":
             raise hh.HeadError(501, "connect_not_supported")
         url = self.url
+        if b"#" in url:  # a fragment is not part of any request-target form
+            raise hh.HeadError(400, "bad_request_target")
         if url[:1] == b"/":  # origin-form, nearly every request
             authority = b""
             path, _, query = url.partition(b"?")
         else:
+            if url == b"*" and method != b"OPTIONS":  # asterisk-form is OPTIONS only
+                raise hh.HeadError(400, "bad_request_target")
             authority, path, query = hh.split_target(url)
         if authority:
             host = authority
@@ -303,6 +314,9 @@ class RequestReader:
             raise hh.HeadError(400, "missing_or_repeated_host")
         else:
             host = b""
+        if host != self.valid_host:
+            hh.check_host(host)
+            self.valid_host = host
         headers = self.headers
         if self.conn_tokens:
             # a Connection header cannot make the framing disappear upstream
@@ -325,7 +339,7 @@ class RequestReader:
         ex.chunked = chunked
         ex.body_done = not has_body
         ex.upgrade = upgrade
-        ex.expect = self.expect and has_body
+        ex.expect = self.expect and has_body and version == "1.1"  # 1.0: MUST ignore
         if not ex.keep_alive:
             self.closing = True
         self.parsing = ex
