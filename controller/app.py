@@ -72,7 +72,9 @@ class ControllerOptions:
     identity: str
     """This replica's Lease holder identity (the pod name)."""
     lease_name: str = "portway-controller"
+    """The coordination.k8s.io Lease the replicas of this cluster's controller share."""
     lease_namespace: str = "portway-system"
+    """Its namespace (RBAC grants the Lease calls there only)."""
     election: ElectionSettings | None = None
     """Timing of the Lease election; None: client-go's defaults with `identity`."""
     ttl_s: float = DEFAULT_TTL_S
@@ -85,7 +87,9 @@ class ControllerOptions:
     admin_port: int | None = 9902
     """Port of /healthz, /readyz and /metrics; None: no admin server; 0: any free port."""
     watch_timing: WatchTiming = field(default_factory=WatchTiming)
+    """Watch timeouts and reconnect backoff."""
     publish_retry_s: float = 1.0
+    """How often blocked, failed or lost registry writes are tried again."""
 
 
 class Controller:
@@ -192,11 +196,6 @@ class Controller:
             await stop.wait()
         finally:
             await self.stop()
-
-    async def wait_synced(self, timeout_s: float) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not self.cache.synced:
-                await asyncio.sleep(0.01)
 
     # -- watch items -------------------------------------------------------
 
