@@ -22,6 +22,17 @@ are logged with their key and skipped; they never end a watch.
 
 When the backend cannot be reached, `watch` raises `RegistryUnavailable`;
 the caller keeps what it has and calls `watch(last_revision)` again later.
+
+Beside the records, every backend keeps a small *state store*: text values
+under keys outside `portway/v1/services/` (rollout statuses, the rollout
+driver's lease: `gateway.rollout.record`), shared by every gateway replica.
+A state value has a version the backend assigns on each write (etcd's
+mod_revision, Consul's ModifyIndex, a counter in the file, the memory
+store's counter) and is only ever written by compare-and-set:
+`write_state(key, value, version=V)` succeeds only if the key's version is
+still V (0: the key must be absent), else raises `VersionConflict` and the
+writer reads again. State values have no owner and no TTL, and are not
+watched: there are few of them and their readers poll (`list_state`).
 """
 
 from __future__ import annotations
@@ -31,7 +42,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
-from portway.model import ServiceKey, ServiceRecord
+from portway.model import KEY_PREFIX, ServiceKey, ServiceRecord
 
 
 class RegistryError(Exception):
@@ -50,6 +61,37 @@ class OwnershipError(RegistryError):
 
 class RegistryUnavailable(RegistryError):
     """The backend cannot be reached now; retry later, keep the last known state."""
+
+
+class VersionConflict(RegistryError):
+    """A compare-and-set on a state key lost: its version is not the one expected."""
+
+    def __init__(self, key: str, expected: int) -> None:
+        was = "absent" if expected == 0 else f"at version {expected}"
+        super().__init__(f"{key} is no longer {was}; read it again")
+        self.key = key
+        self.expected = expected
+
+
+STATE_ROOT = "portway/"
+
+
+def check_state_key(key: str) -> str:
+    """`key` if it may name a state value: under `portway/`, never a service record's."""
+    if not key.startswith(STATE_ROOT) or key.startswith(KEY_PREFIX) or key.endswith("/"):
+        raise ValueError(f"{key!r} is not a state key (portway/..., outside {KEY_PREFIX})")
+    if any(part in ("", ".", "..") for part in key.split("/")):
+        raise ValueError(f"{key!r} has an empty, '.' or '..' segment")
+    return key
+
+
+def check_state_prefix(prefix: str) -> str:
+    """`prefix` if the keys it selects are all state keys (none a service record's)."""
+    if not prefix.startswith(STATE_ROOT) or KEY_PREFIX.startswith(prefix):
+        raise ValueError(f"{prefix!r} is not a state prefix (portway/..., outside {KEY_PREFIX})")
+    if prefix.startswith(KEY_PREFIX):
+        raise ValueError(f"{prefix!r} selects service records, not state values")
+    return prefix
 
 
 def describe_error(exc: BaseException) -> str:
@@ -87,6 +129,14 @@ class Snapshot:
 
     records: Mapping[ServiceKey, ServiceRecord]
     revision: int
+
+
+@dataclass(frozen=True, slots=True)
+class StateEntry:
+    """A state value and the version it was read at (the `version=` of the next write)."""
+
+    value: str
+    version: int
 
 
 @dataclass(slots=True)
@@ -139,6 +189,23 @@ class Registry(Protocol):
 
     def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         """Changes after `from_revision`, or a `Snapshot` where that cannot be proven gapless."""
+        ...
+
+    async def read_state(self, key: str) -> StateEntry | None:
+        """The state value under `key`, or None when there is none."""
+        ...
+
+    async def list_state(self, prefix: str) -> dict[str, StateEntry]:
+        """Every state value whose key starts with `prefix`, by key."""
+        ...
+
+    async def write_state(self, key: str, value: str, *, version: int) -> None:
+        """Write `value` if the key is still at `version` (0: absent); else `VersionConflict`."""
+        ...
+
+    async def delete_state(self, key: str, *, version: int) -> None:
+        """Delete the key if it is still at `version` (0: absent, nothing to do); else
+        `VersionConflict`."""
         ...
 
     async def close(self) -> None:

@@ -20,6 +20,10 @@ With `mirror_catalog=True` published endpoints are also registered with the
 local agent as catalog services (`<namespace>-<service>`, one instance per
 node, tags `cluster=`, `zone=`, `region=`) for other Consul users; portway
 itself only reads KV.
+
+State values are KV entries under the root without a session; a state
+key's version is its ModifyIndex and writes use Consul's `?cas=` (0: create
+only).
 """
 
 from __future__ import annotations
@@ -49,6 +53,10 @@ from portway.registry.base import (
     RegistryError,
     RegistryUnavailable,
     Snapshot,
+    StateEntry,
+    VersionConflict,
+    check_state_key,
+    check_state_prefix,
     describe_error,
 )
 from portway.registry.decode import decode_record
@@ -205,6 +213,30 @@ class ConsulRegistry:
         """Write bytes under `key` (relative to the root) without a session."""
         await self._guard(self._consul().kv.put(self.root + key, data))
 
+    async def read_state(self, key: str) -> StateEntry | None:
+        _, entry = await self._guard(self._consul().kv.get(self.root + check_state_key(key)))
+        return None if entry is None else _state_entry(entry)
+
+    async def list_state(self, prefix: str) -> dict[str, StateEntry]:
+        _, entries = await self._guard(
+            self._consul().kv.get(self.root + check_state_prefix(prefix), recurse=True)
+        )
+        return {e["Key"][len(self.root) :]: _state_entry(e) for e in entries or []}
+
+    async def write_state(self, key: str, value: str, *, version: int) -> None:
+        full = self.root + check_state_key(key)
+        if not await self._guard(self._consul().kv.put(full, value, cas=version)):
+            raise VersionConflict(key, version)
+
+    async def delete_state(self, key: str, *, version: int) -> None:
+        full = self.root + check_state_key(key)
+        if version == 0:
+            if await self.read_state(key) is not None:
+                raise VersionConflict(key, version)
+            return
+        if not await self._guard(self._consul().kv.delete(full, cas=version)):
+            raise VersionConflict(key, version)
+
     async def _mirror(self, record: ServiceRecord) -> None:
         if not self.mirror_catalog:
             return
@@ -295,6 +327,13 @@ class ConsulRegistry:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _state_entry(entry: dict[str, Any]) -> StateEntry:
+    raw = entry.get("Value") or b""
+    return StateEntry(
+        raw.decode() if isinstance(raw, bytes) else str(raw), int(entry["ModifyIndex"])
+    )
 
 
 def _diff(

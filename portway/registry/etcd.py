@@ -19,6 +19,10 @@ after the snapshot's revision. A broken stream is resumed on the next
 endpoint from the last revision seen; only when no endpoint answers does the
 watch raise `RegistryUnavailable`, and the caller's next `watch(revision)`
 resumes where it stopped (etcd revisions survive restarts).
+
+State values are plain keys under the root with no lease; a state key's
+version is its mod_revision, and writes are transactions comparing it
+("create_revision == 0" for a key that must be absent).
 """
 
 from __future__ import annotations
@@ -43,6 +47,10 @@ from portway.registry.base import (
     RegistryError,
     RegistryUnavailable,
     Snapshot,
+    StateEntry,
+    VersionConflict,
+    check_state_key,
+    check_state_prefix,
     describe_error,
 )
 from portway.registry.decode import decode_change, decode_records
@@ -72,6 +80,13 @@ def prefix_end(prefix: bytes) -> bytes:
             return bytes(out)
         out.pop()
     return b"\0"
+
+
+def _version_compare(full_key: str, version: int) -> dict[str, Any]:
+    """The txn compare "the key is at `version`" (0: absent)."""
+    if version == 0:
+        return {"target": "CREATE", "key": full_key, "create_revision": "0"}
+    return {"target": "MOD", "key": full_key, "mod_revision": str(version)}
 
 
 class EtcdRegistry:
@@ -250,6 +265,43 @@ class EtcdRegistry:
     async def put_raw(self, key: str, data: bytes) -> None:
         """Write bytes under `key` (relative to the root) without a lease or checks."""
         await self._call("/v3/kv/put", {"key": _b64(self._full(key)), "value": _b64(data)})
+
+    async def read_state(self, key: str) -> StateEntry | None:
+        out = await self._call("/v3/kv/range", {"key": _b64(self._full(check_state_key(key)))})
+        kvs = out.get("kvs", [])
+        if not kvs:
+            return None
+        return StateEntry(_unb64(kvs[0].get("value", "")).decode(), int(kvs[0]["mod_revision"]))
+
+    async def list_state(self, prefix: str) -> dict[str, StateEntry]:
+        start = self._full(check_state_prefix(prefix)).encode()
+        out = await self._call(
+            "/v3/kv/range", {"key": _b64(start), "range_end": _b64(prefix_end(start))}
+        )
+        return {
+            self._rel(kv["key"]): StateEntry(
+                _unb64(kv.get("value", "")).decode(), int(kv["mod_revision"])
+            )
+            for kv in out.get("kvs", [])
+        }
+
+    async def write_state(self, key: str, value: str, *, version: int) -> None:
+        full = _b64(self._full(check_state_key(key)))
+        ok, _ = await self._txn(
+            [_version_compare(full, version)],
+            [{"request_put": {"key": full, "value": _b64(value)}}],
+        )
+        if not ok:
+            raise VersionConflict(key, version)
+
+    async def delete_state(self, key: str, *, version: int) -> None:
+        full = _b64(self._full(check_state_key(key)))
+        ok, _ = await self._txn(
+            [_version_compare(full, version)],
+            [{"request_delete_range": {"key": full}}],
+        )
+        if not ok:
+            raise VersionConflict(key, version)
 
     async def snapshot(self) -> Snapshot:
         out = await self._call(

@@ -15,6 +15,13 @@ reader's own revision counter. A snapshot is one such refresh; the first
 one reads every file once, later ones only what changed. Revisions are per reader instance: a watch
 resumes exactly from any revision this instance still has in its history,
 and from anything else gets a `Snapshot`.
+
+State values are files in the `state/` subdirectory (which record readers
+never look into), one per key (the key percent-encoded, `.json`), holding
+`{"version": N, "value": "..."}`; a compare-and-set runs under the same
+directory lock as record writes. A new version is the larger of the old one
+plus one and the wall clock in microseconds, so a key deleted and written
+again never repeats a version an earlier reader may hold.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import asyncio
 import collections
 import contextlib
 import fcntl
+import json
 import logging
 import os
 import socket
@@ -30,11 +38,22 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import watchfiles
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, ServiceKey, ServiceRecord
-from portway.registry.base import Change, ChangeKind, Lease, OwnershipError, Snapshot
+from portway.registry.base import (
+    Change,
+    ChangeKind,
+    Lease,
+    OwnershipError,
+    Snapshot,
+    StateEntry,
+    VersionConflict,
+    check_state_key,
+    check_state_prefix,
+)
 from portway.registry.record_dir import RecordDirectory
 from portway.registry.record_files import (
     RecordFile,
@@ -50,6 +69,7 @@ __all__ = ["FilesRegistry", "read_records"]
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".portway.lock"
+STATE_DIR = "state"
 HISTORY_LIMIT = 10_000
 RESYNC_S = 30.0
 
@@ -174,6 +194,57 @@ class FilesRegistry:
                     lease.lost = True
                     del self._leases[key]
                     log.warning("files lease lost", extra={"key": key.path(), "backend": "files"})
+
+    def _state_path(self, key: str) -> Path:
+        return self.directory / STATE_DIR / (quote(check_state_key(key), safe="") + ".json")
+
+    def _load_state(self, path: Path) -> StateEntry | None:
+        try:
+            raw = json.loads(path.read_bytes())
+            return StateEntry(str(raw["value"]), int(raw["version"]))
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.warning(
+                "unreadable state file skipped",
+                extra={"file": str(path), "error": str(exc), "backend": "files"},
+            )
+            return None
+
+    async def read_state(self, key: str) -> StateEntry | None:
+        return self._load_state(self._state_path(key))
+
+    async def list_state(self, prefix: str) -> dict[str, StateEntry]:
+        check_state_prefix(prefix)
+        out: dict[str, StateEntry] = {}
+        with contextlib.suppress(FileNotFoundError):
+            for name in sorted(os.listdir(self.directory / STATE_DIR)):
+                key = unquote(name.removesuffix(".json"))
+                if name.endswith(".json") and key.startswith(prefix):
+                    entry = self._load_state(self.directory / STATE_DIR / name)
+                    if entry is not None:
+                        out[key] = entry
+        return out
+
+    async def write_state(self, key: str, value: str, *, version: int) -> None:
+        self._compare_and_set(key, value, version)
+
+    async def delete_state(self, key: str, *, version: int) -> None:
+        self._compare_and_set(key, None, version)
+
+    def _compare_and_set(self, key: str, value: str | None, version: int) -> None:
+        path = self._state_path(key)
+        path.parent.mkdir(exist_ok=True)
+        with self._locked():
+            entry = self._load_state(path)
+            current = entry.version if entry is not None else 0
+            if current != version:
+                raise VersionConflict(key, version)
+            if value is None:
+                path.unlink(missing_ok=True)
+                return
+            new = max(current + 1, time.time_ns() // 1000)
+            write_atomic(path, json.dumps({"version": new, "value": value}).encode())
 
     async def _sync(self, names: set[str] | None = None) -> None:
         """Refresh the view (in a thread) and record what changed as numbered changes.

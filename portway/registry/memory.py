@@ -8,6 +8,9 @@ renewal is implicit); `abandon` starts the TTL clock on the event loop's
 timers. Values are kept as text and parsed on read, so `put_raw` can plant a
 bad record the way a foreign writer would. `compact(revision)` drops history
 so watchers resuming from older revisions get a `Snapshot`, as with etcd.
+State values (`read_state` ...) live beside the entries, versioned by their
+own counter, and are refused like everything else while the store is
+unavailable.
 """
 
 from __future__ import annotations
@@ -25,6 +28,10 @@ from portway.registry.base import (
     OwnershipError,
     RegistryUnavailable,
     Snapshot,
+    StateEntry,
+    VersionConflict,
+    check_state_key,
+    check_state_prefix,
 )
 from portway.registry.decode import decode_change, decode_records
 
@@ -52,6 +59,8 @@ class MemoryStore:
         self.entries: dict[str, _Entry] = {}
         self.history: list[_Event] = []
         self.available = True
+        self.state: dict[str, StateEntry] = {}
+        self.state_version = 0
         self._changed = asyncio.Event()
 
     def _emit(self, key: str, value: str | None) -> None:
@@ -92,6 +101,17 @@ class MemoryStore:
         entry = self.entries.get(key)
         if entry is not None and entry.owner == owner:
             entry.expiry = asyncio.get_running_loop().call_later(ttl_s, self.delete, key, owner)
+
+    def write_state(self, key: str, value: str | None, version: int) -> None:
+        """Compare-and-set `key` (None deletes it)."""
+        entry = self.state.get(key)
+        if (entry.version if entry is not None else 0) != version:
+            raise VersionConflict(key, version)
+        if value is None:
+            self.state.pop(key, None)
+            return
+        self.state_version += 1
+        self.state[key] = StateEntry(value, self.state_version)
 
     def compact(self, revision: int) -> None:
         self.compacted = max(self.compacted, revision)
@@ -166,6 +186,23 @@ class MemoryRegistry:
                     yield change
             await self.store.wait_beyond(revision)
             self._check()
+
+    async def read_state(self, key: str) -> StateEntry | None:
+        self._check()
+        return self.store.state.get(check_state_key(key))
+
+    async def list_state(self, prefix: str) -> dict[str, StateEntry]:
+        self._check()
+        check_state_prefix(prefix)
+        return {k: e for k, e in self.store.state.items() if k.startswith(prefix)}
+
+    async def write_state(self, key: str, value: str, *, version: int) -> None:
+        self._check()
+        self.store.write_state(check_state_key(key), value, version)
+
+    async def delete_state(self, key: str, *, version: int) -> None:
+        self._check()
+        self.store.write_state(check_state_key(key), None, version)
 
     async def close(self) -> None:
         for key in list(self._leases):

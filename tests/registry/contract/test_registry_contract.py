@@ -17,6 +17,7 @@ from portway.registry.base import (
     OwnershipError,
     Registry,
     Snapshot,
+    VersionConflict,
     apply,
 )
 
@@ -217,3 +218,80 @@ async def test_withdraw_deletes_and_close_releases_what_a_session_holds(
     assert (await reader_reg.snapshot()).records == {b.key: b}
     await writer.close()
     assert (await reader_reg.snapshot()).records == {}
+
+
+STATE_KEY = "portway/v1/rollouts/shop/0"
+
+
+async def test_a_state_value_is_created_once_and_read_back_with_its_version(
+    harness: Harness,
+) -> None:
+    one, two = harness.session(), harness.session()
+    assert await one.read_state(STATE_KEY) is None
+    await one.write_state(STATE_KEY, '{"phase": "progressing"}', version=0)
+    with pytest.raises(VersionConflict):
+        await two.write_state(STATE_KEY, '{"phase": "paused"}', version=0)
+    entry = await two.read_state(STATE_KEY)
+    assert entry is not None and entry.value == '{"phase": "progressing"}'
+    assert entry.version > 0
+
+
+async def test_a_state_write_from_a_stale_read_loses_and_the_fresh_one_wins(
+    harness: Harness,
+) -> None:
+    driver, operator = harness.session(), harness.session()
+    await driver.write_state(STATE_KEY, "step 1", version=0)
+    seen = await driver.read_state(STATE_KEY)
+    assert seen is not None
+    by_operator = await operator.read_state(STATE_KEY)
+    assert by_operator is not None
+    await operator.write_state(STATE_KEY, "paused", version=by_operator.version)
+    with pytest.raises(VersionConflict):
+        await driver.write_state(STATE_KEY, "step 2", version=seen.version)
+    again = await driver.read_state(STATE_KEY)
+    assert again is not None and again.value == "paused" and again.version != seen.version
+    await driver.write_state(STATE_KEY, "paused, still", version=again.version)
+    final = await operator.read_state(STATE_KEY)
+    assert final is not None and final.value == "paused, still"
+
+
+async def test_state_values_are_listed_by_prefix_deleted_by_version_and_outlive_sessions(
+    harness: Harness,
+) -> None:
+    writer = harness.session()
+    await writer.write_state("portway/v1/rollouts/shop/0", "a", version=0)
+    await writer.write_state("portway/v1/rollouts/shop/checkout", "b", version=0)
+    await writer.write_state("portway/v1/leases/rollout-driver", "c", version=0)
+    await writer.close()
+    reader = harness.session()
+    listed = await reader.list_state("portway/v1/rollouts/")
+    assert {k: e.value for k, e in listed.items()} == {
+        "portway/v1/rollouts/shop/0": "a",
+        "portway/v1/rollouts/shop/checkout": "b",
+    }
+    entry = listed["portway/v1/rollouts/shop/0"]
+    with pytest.raises(VersionConflict):
+        await reader.delete_state("portway/v1/rollouts/shop/0", version=entry.version + 1000)
+    await reader.delete_state("portway/v1/rollouts/shop/0", version=entry.version)
+    await reader.delete_state("portway/v1/rollouts/shop/0", version=0)  # absent: nothing to do
+    assert await reader.read_state("portway/v1/rollouts/shop/0") is None
+    assert list(await reader.list_state("portway/v1/rollouts/")) == [
+        "portway/v1/rollouts/shop/checkout"
+    ]
+
+
+async def test_state_values_are_not_records_and_records_are_not_state(harness: Harness) -> None:
+    writer, reader_reg = harness.session(), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    await writer.write_state(STATE_KEY, "progressing", version=0)
+    a = rec("a")
+    await writer.publish(a, ttl_s=10)
+    await reader.until({a.key: a})
+    assert (await reader_reg.snapshot()).records == {a.key: a}
+    assert all(isinstance(c, Change) and c.key == a.key for c in reader.items)
+    for prefix in ("portway/v1/services/", "portway/v1/", "portway/v1/services/shop/"):
+        with pytest.raises(ValueError):
+            await reader_reg.list_state(prefix)
+    with pytest.raises(ValueError):
+        await writer.write_state(a.key.path(), "{}", version=0)
+    await reader.stop()
