@@ -21,12 +21,23 @@ attributes; `/endpoints` answers one page of backends (`limit`, default
 page); `/metrics` reports endpoint availability per backend and cluster
 (per endpoint only with `?endpoints=1`, as Envoy makes per-host stats
 opt-in), counted and rendered in threads.
+
+`/readyz` is also 503 from the moment the gateway is asked to stop, in
+every mode, so a load balancer stops sending before the listeners close.
+Errors are JSON `{"error": ...}`: 404 for a path the API does not have, an
+endpoint key or a backend name the active table does not have (never a 200
+that acted on nothing; `/endpoints?backend=NAME` asks for one backend); 400
+for a malformed request (a parameter the route does not take, a value it
+cannot read), naming what was wrong.
 """
 
 from __future__ import annotations
 
 import asyncio
 import datetime
+import difflib
+import ipaddress
+import re
 from bisect import bisect_right
 from collections.abc import Mapping
 from typing import Any, Protocol
@@ -54,6 +65,11 @@ class AdminSource(Protocol):
     reloader: Reloader
     needs_registry: bool
     expected_workers: int
+
+    @property
+    def draining(self) -> bool:
+        """True from the moment the gateway was asked to stop (it drains, then exits)."""
+        ...
 
     async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
         """One report per worker: `{"pid", "metrics", "endpoints": {...}}`.
@@ -107,18 +123,72 @@ def _level_name(names: tuple[str, ...], index: int | None) -> str | None:
     return names[index] if index is not None and index < len(names) else None
 
 
+class BadRequest(Exception):
+    """A request the API cannot act on; the message says what is wrong (answered 400)."""
+
+
+_METHOD = re.compile(r"^[A-Za-z]+$")
+_FLAG_VALUES = frozenset({"", "0", "1", "true", "false"})
+QUERY_KEYS: dict[str, tuple[str, ...]] = {
+    "/healthz": (),
+    "/readyz": (),
+    "/config": (),
+    "/routes": (),
+    "/tls": (),
+    "/drain": ("endpoint", "undo"),
+    "/endpoints": ("limit", "after", "backend"),
+    "/explain": ("request", "from", "header", "listener"),
+    "/metrics": ("endpoints",),
+}
+"""The parameters each route of this module takes; anything else is a 400."""
+
+
+def check_query(path: str, query: Mapping[str, str]) -> None:
+    """`BadRequest` for a parameter `path` does not take (with the closest it does)."""
+    allowed = QUERY_KEYS.get(path)
+    if allowed is None:
+        return  # not a route of this module (the dashboard checks its own)
+    for key in query:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            takes = ", ".join(allowed) or "no parameters"
+            raise BadRequest(f"unknown parameter {key!r}{hint} ({path} takes: {takes})")
+
+
+def flag(query: Mapping[str, str], key: str) -> bool:
+    """A yes/no parameter: absent, 0 or false is no; 1 or true is yes; else `BadRequest`."""
+    value = query.get(key, "")
+    if value not in _FLAG_VALUES:
+        raise BadRequest(f"{key}={value!r}: write {key}=1 or {key}=0")
+    return value in ("1", "true")
+
+
 def parse_explain_query(query: Mapping[str, str]) -> RequestFacts:
-    """`request=GET https://host/path?q`, `from=IP`, `header=name:value` (repeatable)."""
-    request = query.get("request", "").strip()
-    method, _, url = request.partition(" ")
-    if not url:
-        method, url = "GET", method
-    parts = urlsplit(url if "//" in url else f"http://{url}")
-    host = (parts.hostname or "").lower()
+    """`request=GET https://host/path?q`, `from=IP`, `header=name:value` (repeatable).
+
+    Raises `BadRequest` for a request that is not `METHOD URL` with an absolute
+    http(s) URL, an address that is not one, or a header without a colon.
+    """
+    words = query.get("request", "").split()
+    if len(words) != 2 or not _METHOD.match(words[0]):
+        raise BadRequest("request is 'METHOD URL', e.g. request=GET%20http://shop.example/")
+    method, url = words
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadRequest(f"request URL {url!r} is not absolute (http:// or https:// and a host)")
+    client_ip = query.get("from", "127.0.0.1")
+    try:
+        ipaddress.ip_address(client_ip)
+    except ValueError:
+        raise BadRequest(f"from={client_ip!r} is not an IP address") from None
+    host = parts.hostname.lower()
     headers = {"host": host}
     getall = getattr(query, "getall", None)
     for raw in getall("header", []) if getall else []:
-        name, _, value = raw.partition(":")
+        name, colon, value = raw.partition(":")
+        if not colon or not name.strip():
+            raise BadRequest(f"header={raw!r}: write header=name:value")
         headers[name.strip().lower()] = value.strip()
     return RequestFacts(
         method=method.upper(),
@@ -126,9 +196,29 @@ def parse_explain_query(query: Mapping[str, str]) -> RequestFacts:
         path=parts.path or "/",
         query=parts.query,
         headers=headers,
-        client_ip=query.get("from", "127.0.0.1"),
+        client_ip=client_ip,
         listener=query.get("listener", ""),
     )
+
+
+def _error(status: int, message: str, **extra: Any) -> web.Response:
+    return web.json_response({"error": message, **extra}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
+    """Every error as JSON: unknown paths (404) and methods (405), bad requests (400)."""
+    try:
+        check_query(request.path, request.query)
+        return await handler(request)
+    except BadRequest as exc:
+        return _error(400, str(exc))
+    except web.HTTPNotFound:
+        paths = sorted({r.canonical for r in request.app.router.resources()})
+        return _error(404, f"no such admin path {request.path!r}", paths=paths)
+    except web.HTTPMethodNotAllowed as exc:
+        allowed = sorted(exc.allowed_methods)
+        return _error(405, f"{request.method} is not allowed on {request.path}", allowed=allowed)
 
 
 class AdminApi:
@@ -139,7 +229,7 @@ class AdminApi:
         self._names: tuple[Any, list[str]] = (None, [])
 
     def app(self) -> web.Application:
-        app = web.Application()
+        app = web.Application(middlewares=[json_errors])
         app.router.add_get("/healthz", self.healthz)
         app.router.add_get("/readyz", self.readyz)
         app.router.add_get("/config", self.config)
@@ -160,6 +250,7 @@ class AdminApi:
         # a single process answering is itself the serving worker: no report needed
         serving = 1 if expected <= 1 else len(await self.source.reports())
         checks = {
+            "not_draining": not self.source.draining,
             "config_loaded": reloader.active is not None,
             "registry_synced": reloader.registry_synced or not self.source.needs_registry,
             "workers_serving": serving >= self.source.expected_workers,
@@ -204,6 +295,11 @@ class AdminApi:
         if not 1 <= limit <= MAX_PAGE:
             return web.json_response({"error": f"limit must be 1..{MAX_PAGE}"}, status=400)
         names = self._backend_names(table)
+        only = request.query.get("backend")
+        if only is not None:
+            if only not in (getattr(table, "backends", None) or {}):
+                return _error(404, _unknown("backend", only, names))
+            names = [only]
         start = bisect_right(names, request.query["after"]) if "after" in request.query else 0
         page = names[start : start + limit]
         reports = await self.source.reports()
@@ -246,9 +342,9 @@ class AdminApi:
             return web.json_response(
                 {"error": "give request=METHOD%20URL (and optionally from=IP)"}, status=400
             )
+        facts = parse_explain_query(request.query)
         if table is None:
             return web.json_response({"error": "no config loaded"}, status=503)
-        facts = parse_explain_query(request.query)
         state, _ = merged_state(await self.source.reports())
         decision = table.explain(facts, state)
         return web.json_response(
@@ -265,7 +361,7 @@ class AdminApi:
         )
 
     async def metrics(self, request: web.Request) -> web.Response:
-        per_endpoint = request.query.get("endpoints", "") in ("1", "true")
+        per_endpoint = flag(request.query, "endpoints")
         reports = await (
             self.source.reports(per_endpoint=True) if per_endpoint else self.source.reports()
         )
@@ -291,10 +387,20 @@ class AdminApi:
     async def drain(self, request: web.Request) -> web.Response:
         key = request.query.get("endpoint", "")
         if not key:
-            return web.json_response({"error": "give endpoint=KEY"}, status=400)
-        draining = request.query.get("undo", "") not in ("1", "true")
+            return _error(400, "give endpoint=KEY (as /endpoints lists them)")
+        draining = not flag(request.query, "undo")
+        table = self.source.reloader.table
+        backends = (getattr(table, "backends", None) or {}).values()
+        if not any(backend.endpoint(key) is not None for backend in backends):
+            return _error(404, f"no endpoint {key!r} in the active routing table (see /endpoints)")
         await self.source.set_endpoint_draining(key, draining)
         return web.json_response({"endpoint": key, "draining": draining})
+
+
+def _unknown(kind: str, name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"no {kind} {name!r} in the active routing table{hint}"
 
 
 async def start_admin(source: AdminSource, address: str, port: int) -> web.AppRunner:

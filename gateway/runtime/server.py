@@ -420,6 +420,11 @@ class Worker:
     def request_stop(self) -> None:
         self._stop.set()
 
+    @property
+    def draining(self) -> bool:
+        """Asked to stop: draining or about to (the admin API's /readyz answers 503)."""
+        return self._stop.is_set()
+
     async def serve(self) -> None:
         """Run until asked to stop, then drain."""
         await self._stop.wait()

@@ -133,6 +133,11 @@ class Supervisor:
     def stop(self) -> None:
         self._stopping.set()
 
+    @property
+    def draining(self) -> bool:
+        """Asked to stop: the workers drain (the admin API's /readyz answers 503)."""
+        return self._stopping.is_set()
+
     async def _keep_alive(self, worker: WorkerProcess) -> None:
         """Wait for the worker to exit; restart it unless the gateway is stopping."""
         while True:

@@ -45,6 +45,7 @@ class LocalSource:
         self.reloader = reloader
         self.needs_registry = False
         self.expected_workers = 1
+        self.draining = False
         self.state = EndpointState()
         self.stats = RequestStats()
 
@@ -202,3 +203,84 @@ async def test_metrics_exposes_totals(admin: tuple[str, LocalSource]) -> None:
     key = (("backend", "api"), ("cluster", "a"), ("code", "200"), ("route", "shop"))
     assert samples[("portway_requests_total", key)] == 4
     assert samples[("portway_config_reloads_total", (("result", "success"),))] == 1
+
+
+async def test_draining_a_key_the_table_does_not_have_is_404_and_changes_nothing(
+    admin: tuple[str, LocalSource],
+) -> None:
+    base, source = admin
+    status, body = await _get(base + "/drain?endpoint=nonexistent", "POST")
+    assert status == 404
+    assert body == {
+        "error": "no endpoint 'nonexistent' in the active routing table (see /endpoints)"
+    }
+    assert source.state.draining == set()
+
+
+async def test_an_unknown_backend_or_path_is_404_in_json(admin: tuple[str, LocalSource]) -> None:
+    base, _ = admin
+    status, body = await _get(base + "/endpoints?backend=apj")
+    assert status == 404
+    assert body["error"] == "no backend 'apj' in the active routing table; did you mean 'api'?"
+    status, body = await _get(base + "/endpoints?backend=api")
+    assert status == 200 and list(body["backends"]) == ["api"]
+    status, body = await _get(base + "/endpiont")
+    assert status == 404 and body["error"] == "no such admin path '/endpiont'"
+    assert "/endpoints" in body["paths"]
+    status, body = await _get(base + "/drain?endpoint=a/127.0.0.1:30080")  # GET, not POST
+    assert status == 405 and body["allowed"] == ["POST"]
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "error"),
+    [
+        ("/drain", "POST", "give endpoint=KEY (as /endpoints lists them)"),
+        (
+            "/drain?endpoint=a/127.0.0.1:30080&undo=yes",
+            "POST",
+            "undo='yes': write undo=1 or undo=0",
+        ),
+        (
+            "/drain?endpont=a/127.0.0.1:30080",
+            "POST",
+            "unknown parameter 'endpont'; did you mean 'endpoint'? (/drain takes: endpoint, undo)",
+        ),
+        (
+            "/explain?request=FOO",
+            "GET",
+            "request is 'METHOD URL', e.g. request=GET%20http://shop.example/",
+        ),
+        (
+            "/explain?request=GET%20shop.example.com/",
+            "GET",
+            "request URL 'shop.example.com/' is not absolute (http:// or https:// and a host)",
+        ),
+        (
+            "/explain?request=GET%20http://shop.example.com/&from=nowhere",
+            "GET",
+            "from='nowhere' is not an IP address",
+        ),
+        (
+            "/explain?request=GET%20http://shop.example.com/&header=x-no-colon",
+            "GET",
+            "header='x-no-colon': write header=name:value",
+        ),
+        ("/metrics?endpoints=all", "GET", "endpoints='all': write endpoints=1 or endpoints=0"),
+        ("/readyz?verbose=1", "GET", "unknown parameter 'verbose' (/readyz takes: no parameters)"),
+    ],
+)
+async def test_malformed_requests_are_400_saying_what_is_wrong(
+    admin: tuple[str, LocalSource], path: str, method: str, error: str
+) -> None:
+    base, source = admin
+    status, body = await _get(base + path, method)
+    assert (status, body) == (400, {"error": error})
+    assert source.state.draining == set()
+
+
+async def test_readyz_is_503_while_draining(admin: tuple[str, LocalSource]) -> None:
+    base, source = admin
+    assert (await _get(base + "/readyz"))[0] == 200
+    source.draining = True
+    status, body = await _get(base + "/readyz")
+    assert status == 503 and body["not_draining"] is False and body["ready"] is False
