@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 import json
+import sys
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -230,10 +231,10 @@ class ServiceRecord:
         if hc is not None and not _is_int(hc):
             raise RecordError("healthCheckNodePort", "must be an integer or null")
         return cls(
-            cluster=_str(raw, "cluster", required=True),
+            cluster=sys.intern(_str(raw, "cluster", required=True)),
             namespace=_str(raw, "namespace", required=True),
             service=_str(raw, "service", required=True),
-            region=_str(raw, "region"),
+            region=sys.intern(_str(raw, "region")),
             zones=tuple(_str_list(raw, "zones")),
             ports=tuple(_port(p, f"ports[{i}]") for i, p in enumerate(_list(raw, "ports"))),
             nodes=tuple(_node(n, f"nodes[{i}]") for i, n in enumerate(_list(raw, "nodes"))),
@@ -381,10 +382,12 @@ def _node(raw: object, path: str) -> Node:
     ready = raw.get("ready", True)
     if not isinstance(ready, bool):
         raise RecordError(f"{path}.ready", "must be true or false")
+    # a node carries the NodePorts of every service of its cluster, so its strings
+    # recur in thousands of records: interned, each is held once
     return Node(
-        name=_str(raw, "name", required=True, path=path),
-        address=_str(raw, "address", required=True, path=path),
-        zone=_str(raw, "zone", path=path),
+        name=sys.intern(_str(raw, "name", required=True, path=path)),
+        address=sys.intern(_str(raw, "address", required=True, path=path)),
+        zone=sys.intern(_str(raw, "zone", path=path)),
         ready=ready,
         local_endpoints=_int(raw, "localEndpoints", 0, path),
     )
