@@ -80,6 +80,7 @@ _STATUS_LINES: Final[dict[int, bytes]] = {}
 ERROR_STATUS: Final[dict[str, int]] = {
     "no_route": 404,
     "expectation_failed": 417,
+    "request_body_timeout": 408,
     "request_body_too_large": 413,
     "misdirected_request": 421,
     "no_healthy_upstream": 503,

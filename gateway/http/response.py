@@ -31,6 +31,10 @@ _NO_BODY_STATUSES: Final = frozenset({204, 304})
 _STATUS_200: Final = hh.status_line(200)
 
 
+LINGER_S: Final = 2.0
+"""How long a connection answered mid-body is read and discarded before it is cut."""
+
+
 class ResponseRelay(TryRunner):
     """The response layer of `HttpProxy`: the sink its upstream connections report to."""
 
@@ -191,6 +195,19 @@ class ResponseRelay(TryRunner):
     def upstream_resume_writing(self) -> None:
         self._resume(UPSTREAM)
 
+    def _linger(self) -> None:
+        """Close after answering a client still sending its body (RFC 9112 9.6).
+
+        Closing outright would make the kernel answer the client's next bytes
+        with a reset, which can destroy the answer before the client reads it.
+        So: send FIN after the answer, keep reading (and discarding: `DONE`)
+        until the client closes too, and cut it after `LINGER_S` at most.
+        """
+        transport = self.transport
+        transport.write_eof()
+        transport.resume_reading()  # whatever paused it, what comes now is discarded
+        self.loop.call_later(LINGER_S, transport.abort)
+
     def _finish(self, ex: Exchange, *, close: bool, abort: bool = False) -> None:
         """End `ex` exactly once; then close, or start the next pipelined request."""
         if ex.done:
@@ -241,6 +258,8 @@ class ResponseRelay(TryRunner):
             self.queue = None
             if abort:
                 self.transport.abort()
+            elif not ex.body_done and self.transport.can_write_eof():
+                self._linger()
             else:
                 self.transport.close()
             return

@@ -143,7 +143,11 @@ class TryRunner(RequestReader):
             return
         whole = self.loop.time() >= ex.deadline - 1e-3
         self._drop_upstream(ex)
-        if whole:
+        if whole and not ex.body_done:
+            # the client is still sending its body (a slow POST): its fault, never the
+            # endpoint's, or a slow client could get healthy endpoints ejected
+            self._error(ex, "request_body_timeout")
+        elif whole:
             endpoint = ex.endpoint
             decision = ex.decision
             if endpoint is not None and decision is not None and decision.backend is not None:
