@@ -54,6 +54,7 @@ class ProbeSource:
         self.reloader = reloader
         self.needs_registry = False
         self.expected_workers = 1
+        self.draining = False
         self.report_calls = 0
 
     async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
