@@ -63,14 +63,19 @@ def service_name(i: int) -> str:
 def make_record(
     i: int, cluster: str, region: str, down: frozenset[int] = frozenset()
 ) -> ServiceRecord:
-    """Service i's record in `cluster`; service 0's nodes are the live loopback upstream."""
+    """Service i's record in `cluster`; service 0's nodes are the live loopback upstream.
+
+    Other services share their cluster's 25 node addresses (a NodePort is open on
+    every node) and differ by nodePort, as in a real cluster.
+    """
     if i == 0:
         addresses = [f"127.0.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
         node_port = HOT_PORTS[cluster]
     else:
+        # a NodePort listens on every node of the cluster: the same nodes in every record
         c = 1 if cluster == "east" else 2
-        addresses = [f"127.{c * 50 + n}.{i // 256}.{i % 256}" for n in range(NODES_PER_CLUSTER)]
-        node_port = 30000 + i % 2000
+        addresses = [f"127.{c}.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
+        node_port = 30000 + i % 2700
     return ServiceRecord(
         cluster=cluster,
         namespace=NAMESPACE,
