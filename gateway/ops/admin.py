@@ -11,7 +11,8 @@ Routes: GET `/healthz`, `/readyz` (503 until the first config load and
 until a table built from the first registry sync serves), `/config`,
 `/routes`, `/endpoints[?limit=N&after=BACKEND]`,
 `/explain?request=GET%20https://host/path&from=IP[&header=name:value]`,
-`/metrics[?endpoints=1]`; POST `/drain?endpoint=KEY[&undo=1]`. With several
+`/metrics[?endpoints=1]`, `/dashboard` (the live page and its event stream:
+`gateway.ops.dashboard`); POST `/drain?endpoint=KEY[&undo=1]`. With several
 workers, `/readyz` also waits until every worker answers (its listeners are open).
 
 At fleet size (10,000 services × 50 endpoints) nothing here walks the fleet
@@ -49,6 +50,7 @@ from pydantic import TypeAdapter
 
 from gateway import compiled
 from gateway.config.model import Route
+from gateway.ops.dashboard import DashboardSite
 from gateway.ops.metrics import MetricsSnapshot, merge, render
 from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import EndpointState
@@ -239,6 +241,7 @@ class AdminApi:
         app.router.add_get("/metrics", self.metrics)
         app.router.add_get("/tls", self.tls)
         app.router.add_post("/drain", self.drain)
+        DashboardSite(self.source).register(app)
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:
