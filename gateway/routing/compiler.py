@@ -19,6 +19,12 @@ Records are sorted by key first. Each backend is compiled once:
   `allowedRegions` gets its own variant of each backend, filtered to the
   intersection.
 
+Each compiled backend sits in a slot of the table (`BackendLayout`), and
+rules name backends by slot, so `gateway.routing.update.update_table` can
+replace the backends a registry change touches and share everything else;
+this whole compile is what config changes go through, and the oracle the
+incremental update is tested against.
+
 The endpoint loop is the only per-endpoint work (10,000 services × 50
 endpoints must compile in under a second); hash rings, Maglev tables and
 locality plans are built lazily on first use.
