@@ -27,10 +27,14 @@ from typing import Any
 
 import aiohttp
 
+from portway.drill.report import DrillReport, render_html
+from portway.drill.scripted import scripted_report
+from portway.drill.timeline import FaultWindow
+from portway.drill.verdict import Verdict
 from portway.port_holder import port_taken
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SimNode, SimulatedCluster
-from portway.traffic import Summary, TrafficGenerator, summarize
+from portway.traffic import Sample, Summary, TrafficGenerator, summarize
 
 GATEWAY_ADDRESS, GATEWAY_PORT, ADMIN_PORT = "127.0.0.1", 18080, 19901
 GATEWAY_URL = f"http://{GATEWAY_ADDRESS}:{GATEWAY_PORT}/"
@@ -68,6 +72,8 @@ class DemoReport:
     failover_s: float | None = None
     recovery_s: float | None = None
     explain: list[str] = field(default_factory=list)
+    drill: DrillReport | None = None
+    html_report: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -79,6 +85,7 @@ class DemoReport:
             "failover_s": self.failover_s,
             "recovery_s": self.recovery_s,
             "explain": self.explain,
+            "html_report": self.html_report,
             "phases": [
                 {
                     "name": p.name,
@@ -253,6 +260,15 @@ async def traffic(url: str, **kw: Any) -> AsyncIterator[TrafficGenerator]:
         await gen.stop()
 
 
+def demo_slow_start_s() -> float:
+    """How long a level takes to get its whole share once its endpoints are (back) in
+    rotation: the demo backends' locality.slowStart."""
+    from gateway.config.loader import demo_config_text, load_config_text
+
+    config = load_config_text(demo_config_text())
+    return max(b.locality.slow_start_s for b in config.backends)
+
+
 def _web_share(summary: Summary) -> dict[str, float]:
     """Share per cluster of the non-canary traffic."""
     web = {k: v for k, v in summary.share.items() if k != "canary"}
@@ -269,7 +285,13 @@ async def run_phases(demo: Demo) -> DemoReport:
         report.phases.append(PhaseResult(name, action, summary, expectation, met))
         demo.log(f"{name}: {describe_summary(summary)}")
 
+    samples: list[Sample] = []
+    windows: list[tuple[str, str, float, float, frozenset[str], bool]] = []
+    started_at, t_start = time.time(), time.monotonic()
+    # the gateway counts endpoints it has just learned in over slowStart, at startup too
+    await asyncio.sleep(demo_slow_start_s())
     async with traffic(GATEWAY_URL, concurrency=4) as gen:
+        samples = gen.samples
         t0 = time.monotonic()
         await asyncio.sleep(phase_s)
         s = summarize(gen.since(t0))
@@ -292,6 +314,16 @@ async def run_phases(demo: Demo) -> DemoReport:
         await asyncio.sleep(phase_s)
         s = summarize(gen.since(t1))
         web = _web_share(s)
+        windows.append(
+            (
+                "kill-endpoints",
+                "alpha-2 dies",
+                t0,
+                time.monotonic(),
+                frozenset({"alpha/alpha-2"}),
+                True,
+            )
+        )
         add(
             "node lost",
             "alpha-2 dies; alpha's controller publishes it NotReady",
@@ -325,6 +357,8 @@ async def run_phases(demo: Demo) -> DemoReport:
         )
 
         t_back = time.monotonic()
+        lost = frozenset({"alpha/alpha-1", "alpha/alpha-2", "canary/alpha-1"})
+        windows.append(("kill-endpoints", "alpha lost", t_loss, t_back, lost, True))
         for name in ("alpha", "alpha-canary"):
             await demo.clusters[name].start()
             await demo.publish(name)
@@ -333,14 +367,15 @@ async def run_phases(demo: Demo) -> DemoReport:
                 report.recovery_s = time.monotonic() - t_back
                 break
             await asyncio.sleep(0.01)
-        await asyncio.sleep(phase_s)
+        # a returning level regains its share over the backend's slowStart
+        await asyncio.sleep(phase_s + demo_slow_start_s())
         s = summarize(gen.since(t_back))
         tail = summarize(gen.since(time.monotonic() - phase_s / 2))
         add(
             "cluster back",
             "alpha's nodes return and its controller publishes again",
             s,
-            "no failures; traffic returns to alpha within 2 s",
+            "no failures; traffic returns to alpha within 2 s, all of it after slow start",
             s.failed == 0
             and report.recovery_s is not None
             and report.recovery_s <= 2.0
@@ -351,6 +386,8 @@ async def run_phases(demo: Demo) -> DemoReport:
         t0 = time.monotonic()
         await asyncio.sleep(phase_s / 2)
         s = summarize(gen.since(t0))
+        samples = [*samples, *gen.samples]
+        windows.append(("header", "x-canary: always", t0, time.monotonic(), frozenset(), False))
         add(
             "canary override",
             "requests carry x-canary: always",
@@ -358,16 +395,54 @@ async def run_phases(demo: Demo) -> DemoReport:
             "every request goes to the canary",
             s.failed == 0 and s.share.get("canary", 0) == 1.0,
         )
+    report.drill = scripted_report(
+        name="demo",
+        description="portway demo: alpha (local zone) and beta on loopback, files registry",
+        admin_url=ADMIN_URL,
+        started_at=started_at,
+        t0=t_start,
+        end=time.monotonic(),
+        samples=samples,
+        windows=[
+            FaultWindow(kind, what, start - t_start, end - t_start, target, moves)
+            for kind, what, start, end, target, moves in windows
+        ],
+        verdicts=[
+            Verdict(p.name, p.expectation, describe_summary(p.summary), p.met)
+            for p in report.phases
+        ],
+    )
     return report
 
 
-async def run_demo(*, phase_s: float = 2.0, log: Callable[[str], None] = print) -> DemoReport:
-    """Run the whole demo in a temporary directory; always cleans up after itself."""
+async def run_demo(
+    *,
+    phase_s: float = 2.0,
+    log: Callable[[str], None] = print,
+    html_path: Path | None = None,
+    keep: bool = False,
+    on_report: Callable[[DemoReport], None] | None = None,
+) -> DemoReport:
+    """Run the whole demo in a temporary directory; always cleans up after itself.
+
+    The drill report's HTML page is written to `html_path` when given;
+    `on_report` sees the report as soon as the phases are over; with `keep`
+    the clusters, their controllers and the gateway then stay up until the
+    task is cancelled (Ctrl-C), for exploring.
+    """
     with tempfile.TemporaryDirectory(prefix="portway-demo-") as tmp:
         demo = Demo(Path(tmp), phase_s=phase_s, log=log)
         try:
             await demo.start()
-            return await run_phases(demo)
+            report = await run_phases(demo)
+            if html_path is not None and report.drill is not None:
+                html_path.write_text(render_html(report.drill), encoding="utf-8")
+                report.html_report = str(html_path.resolve())
+            if on_report is not None:
+                on_report(report)
+            if keep:
+                await asyncio.Event().wait()
+            return report
         finally:
             await demo.stop()
             if os.environ.get("PORTWAY_DEMO_KEEP_LOG"):

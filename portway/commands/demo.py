@@ -6,6 +6,14 @@ import argparse
 import asyncio
 import json
 import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from portway.demo import DemoReport
 
 HELP = "run a failover demo: simulated clusters on loopback, files registry, a real gateway"
 
@@ -19,29 +27,66 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="how long traffic runs in each phase (default 2)",
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument(
+        "--html",
+        type=Path,
+        default=Path(tempfile.gettempdir()) / "portway-demo-report.html",
+        metavar="PATH",
+        help="where to write the drill report page (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="leave the clusters and the gateway running after the report, until Ctrl-C",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from portway.demo import DemoError, run_demo
 
     console = Console(stderr=args.json)
+
+    def on_report(report: DemoReport) -> None:
+        if args.json:
+            json.dump(report.to_dict(), sys.stdout, indent=2)
+            print(flush=True)
+        else:
+            print_report(console, report)
+        if args.keep:
+            from portway.demo import ADMIN_URL, GATEWAY_URL
+
+            console.print(
+                f"left running: gateway {GATEWAY_URL}, admin API {ADMIN_URL} "
+                "(/endpoints, /explain, /metrics); Ctrl-C stops it",
+                highlight=False,
+            )
+
     try:
         with console.status(
             "running the demo: simulated clusters alpha and beta, gateway on :18080"
         ):
             report = asyncio.run(
-                run_demo(phase_s=args.phase_seconds, log=lambda m: console.log(m, highlight=False))
+                run_demo(
+                    phase_s=args.phase_seconds,
+                    log=lambda m: console.log(m, highlight=False),
+                    html_path=args.html,
+                    keep=args.keep,
+                    on_report=on_report,
+                )
             )
     except DemoError as exc:
         print(f"portway demo: {exc}", file=sys.stderr)
         return 1
-    if args.json:
-        json.dump(report.to_dict(), sys.stdout, indent=2)
-        print()
-        return 0 if report.ok else 1
+    return 0 if report.ok else 1
+
+
+def print_report(console: Console, report: DemoReport) -> None:
+    from rich.table import Table
+
+    from portway.demo import ADMIN_URL
+
     console.print("\n[bold]How the gateway routes GET http://127.0.0.1:18080/[/bold]")
     for step in report.explain:
         console.print(f"  {step}", highlight=False)
@@ -69,4 +114,6 @@ def run(args: argparse.Namespace) -> int:
     console.print(
         "[green]demo ok[/green]" if report.ok else "[red]demo: expectations not met[/red]"
     )
-    return 0 if report.ok else 1
+    if report.html_report:
+        console.print(f"drill report (HTML): {report.html_report}", highlight=False)
+    console.print(f"admin API: {ADMIN_URL} (/endpoints, /explain, /metrics)", highlight=False)

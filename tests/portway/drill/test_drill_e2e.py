@@ -1,7 +1,7 @@
 """Every shipped drill, run for real: a gateway process, simulated clusters, faults, a verdict.
 
-Each runs `portway drill` as a user would, on a shortened timeline
-(`--duration`), and must pass its own expectations; a few facts of each
+Each runs `portway drill` as a user would (the shipped drills are short:
+8-10 s of traffic) and must pass its own expectations; a few facts of each
 report are checked besides, so a drill that judged nothing could not pass.
 """
 
@@ -19,22 +19,12 @@ ROOT = Path(__file__).resolve().parents[3]
 DRILLS = ROOT / "config" / "drills"
 
 
-def drill(name: str, duration_s: float, *extra: str) -> tuple[int, dict[str, Any], str]:
+def drill(name: str, *extra: str) -> tuple[int, dict[str, Any], str]:
     res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "portway",
-            "drill",
-            str(DRILLS / f"{name}.yaml"),
-            "--json",
-            "--duration",
-            str(duration_s),
-            *extra,
-        ],
+        [sys.executable, "-m", "portway", "drill", str(DRILLS / f"{name}.yaml"), "--json", *extra],
         capture_output=True,
         text=True,
-        timeout=duration_s + 40,
+        timeout=50,
         cwd=ROOT,
     )
     try:
@@ -54,9 +44,9 @@ def test_zone_loss_moves_traffic_to_the_other_zones_without_a_failed_request(
     tmp_path: Path,
 ) -> None:
     html = tmp_path / "zone-loss.html"
-    code, body, _ = drill("zone-loss", 6.0, "--html", str(html))
+    code, body, _ = drill("zone-loss", "--html", str(html))
     assert code == 0, failed_expectations(body)
-    assert body["totals"]["failed"] == 0 and body["totals"]["requests"] > 800
+    assert body["totals"]["failed"] == 0 and body["totals"]["requests"] > 1500
     assert set(body["windows"]["during"]["share"]) == {"prod-b", "prod-c"}
     assert all(f["failback_s"] is not None and f["failback_s"] < 2 for f in body["faults"])
     page = html.read_text()
@@ -66,15 +56,15 @@ def test_zone_loss_moves_traffic_to_the_other_zones_without_a_failed_request(
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_local_first_failover_spills_to_the_next_zone_and_comes_back() -> None:
-    code, body, _ = drill("local-first-failover", 6.0)
+    code, body, _ = drill("local-first-failover")
     assert code == 0, failed_expectations(body)
-    assert 0.35 <= body["windows"]["during"]["share"]["prod-a"] <= 0.65
+    assert 0.35 <= body["windows"]["during"]["share"]["prod-a"] <= 0.75  # incl. slow start
 
 
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_canary_is_stepped_up_and_rolled_back_by_rewriting_weights() -> None:
-    code, body, _ = drill("canary-rollback", 6.0)
+    code, body, _ = drill("canary-rollback")
     assert code == 0, failed_expectations(body)
     shares = {e["name"]: e["measured"] for e in body["expectations"] if "share" in e["name"]}
     assert len(shares) == 4
@@ -84,7 +74,7 @@ def test_canary_is_stepped_up_and_rolled_back_by_rewriting_weights() -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_hybrid_residency_never_crosses_the_allowed_regions() -> None:
-    code, body, _ = drill("hybrid-data-residency", 6.0)
+    code, body, _ = drill("hybrid-data-residency")
     assert code == 0, failed_expectations(body)
     assert body["requests_outside_allowed_regions"] == 0
     assert "eks-us-east-1" not in body["totals"]["share"]
@@ -94,7 +84,7 @@ def test_hybrid_residency_never_crosses_the_allowed_regions() -> None:
 @pytest.mark.e2e
 @pytest.mark.timeout(60)
 def test_black_holed_cluster_is_survived_by_timeouts_and_retries() -> None:
-    code, body, _ = drill("black-holed-cluster", 12.0)
+    code, body, _ = drill("black-holed-cluster")
     assert code == 0, failed_expectations(body)
     assert body["windows"]["during"]["share"].get("prod-a", 0) == 0
     assert body["windows"]["during"]["p99_ms"] > body["windows"]["before"]["p99_ms"]
@@ -108,7 +98,7 @@ def test_black_holed_cluster_is_survived_by_timeouts_and_retries() -> None:
     "with no records, so every route answers 503 for the outage (found by this drill)",
 )
 def test_registry_outage_is_invisible_to_users() -> None:
-    code, body, _ = drill("registry-outage", 5.0)
+    code, body, _ = drill("registry-outage")
     assert code == 0, failed_expectations(body)
 
 
@@ -127,7 +117,6 @@ def test_a_drill_against_a_gateway_already_running(tmp_path: Path) -> None:
     try:
         code, body, _ = drill(
             "zone-loss",
-            5.0,
             "--gateway-admin",
             "http://127.0.0.1:19110",
             "--registry",

@@ -110,9 +110,9 @@ def test_a_weight_shift_names_a_route_of_the_gateway_config() -> None:
 
 def test_scaling_a_drill_moves_its_timeline_and_share_stretches() -> None:
     loaded = load_scenario(ROOT / "config" / "drills" / "canary-rollback.yaml")
-    short = scaled(loaded.scenario, 6.0)
-    assert short.traffic.duration_s == 6.0
+    short = scaled(loaded.scenario, 4.0)
+    assert short.traffic.duration_s == 4.0
     shift = next(f for f in short.faults if f.kind is FaultKind.SHIFT_WEIGHTS)
-    assert (shift.at_s, shift.until_s) == (1.0, 2.5)
+    assert (shift.at_s, shift.until_s) == (0.75, 1.75)
     timed = [b for b in short.expect.shares if b.from_s is not None]
-    assert timed[0].from_s == pytest.approx(1.25)
+    assert (timed[0].from_s, timed[0].to_s) == (1.0, 1.75)
