@@ -53,7 +53,13 @@ class ResilienceStats:
 
 
 async def run_probe(spec: ProbeSpec, timeout_s: float) -> tuple[bool, str]:
-    """One probe over the network: (passed, reason)."""
+    """One probe over the network: (passed, reason).
+
+    HTTP probes read the head and then exactly the body its framing says
+    (Content-Length, chunked, or up to the close), at most `MAX_PROBE_BODY`
+    bytes: a server that keeps the connection open despite `Connection:
+    close` must not turn a healthy answer into a timeout.
+    """
     writer: asyncio.StreamWriter | None = None
     try:
         async with asyncio.timeout(timeout_s):
@@ -64,26 +70,43 @@ async def run_probe(spec: ProbeSpec, timeout_s: float) -> tuple[bool, str]:
                 f"GET {spec.path} HTTP/1.1\r\nHost: {spec.host or spec.address}\r\n"
                 "User-Agent: portway-health\r\nConnection: close\r\n\r\n".encode("latin-1")
             )
-            data = await reader.read(MAX_PROBE_BODY)
-            while len(data) < MAX_PROBE_BODY:
-                more = await reader.read(MAX_PROBE_BODY - len(data))
-                if not more:
-                    break
-                data += more
+            head = await reader.readuntil(b"\r\n\r\n")
+            status, body = _status(head), b""
+            if status is None:
+                return False, "not an HTTP answer"
+            fields = head.lower()
+            length = _content_length(fields)
+            if length is not None:
+                body = await reader.readexactly(min(length, MAX_PROBE_BODY))
+            elif b"transfer-encoding: chunked" in fields:
+                body = _dechunk(await _read_chunked(reader))
+            else:
+                body = await reader.read(MAX_PROBE_BODY)
     except TimeoutError:
         return False, f"timeout after {timeout_s:g}s"
+    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+        return False, "answer cut short"
     except OSError as exc:
         return False, exc.strerror or type(exc).__name__
     finally:
         if writer is not None:
             writer.close()
-    head, _, body = data.partition(b"\r\n\r\n")
+    return judge_http(spec, status, body)
+
+
+def _status(head: bytes) -> int | None:
     parts = head.split(b" ", 2)
-    if len(parts) < 2 or not parts[1].isdigit():
-        return False, "not an HTTP answer"
-    if b"chunked" in head.lower():
-        body = _dechunk(body)
-    return judge_http(spec, int(parts[1]), body)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+        return None
+    return int(parts[1])
+
+
+def _content_length(fields: bytes) -> int | None:
+    for line in fields.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip() == b"content-length" and value.strip().isdigit():
+            return int(value.strip())
+    return None
 
 
 def _dechunk(body: bytes) -> bytes:
@@ -99,6 +122,16 @@ def _dechunk(body: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2 :]
     return out
+
+
+async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+    data = b""
+    while b"\r\n0\r\n" not in b"\r\n" + data and len(data) < MAX_PROBE_BODY:
+        more = await reader.read(MAX_PROBE_BODY - len(data))
+        if not more:
+            break
+        data += more
+    return data
 
 
 class HealthDriver:
@@ -189,10 +222,19 @@ class HealthDriver:
     async def _probe(self, target: Target) -> None:
         loop = asyncio.get_running_loop()
         passed, detail = await run_probe(target.spec, target.settings.timeout_s)
-        change = self.checker.result(target.key, passed, detail, loop.time())
-        if change is None:
-            return
+        now = loop.time()
+        change = self.checker.result(target.key, passed, detail, now)
         state = self.ctx.state
+        if change is None:
+            if passed and target.key in state.ejected:  # Envoy: a passing check unejects
+                state.uneject(target.key)
+                state.start_ramp(target.key, now)
+                self.reasons.pop(target.key, None)
+                log.info(
+                    "endpoint back from ejection",
+                    extra={"endpoint": target.key, "reason": "health check passed"},
+                )
+            return
         unhealthy = change.new is Health.UNHEALTHY
         state.set_unhealthy(change.key, unhealthy)
         if unhealthy:
@@ -201,7 +243,7 @@ class HealthDriver:
             self.reasons.pop(change.key, None)
             state.uneject(change.key)
             if change.old is Health.UNHEALTHY:
-                state.start_ramp(change.key, loop.time())
+                state.start_ramp(change.key, now)
         if change.old is Health.UNKNOWN and not unhealthy:
             return  # a new endpoint confirmed healthy: not news
         self.stats.health_changes[(change.backend, change.new.value)] += 1
