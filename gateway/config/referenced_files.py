@@ -41,6 +41,7 @@ class FileKind(enum.Enum):
     CA_BUNDLE = "PEM CA certificates"
     JWKS = "a JSON Web Key Set"
     KEY_LIST = "API keys, one per line"
+    GEOIP_DATABASE = "a MaxMind-format (.mmdb) database"
 
 
 FILE_FIELDS: Final[dict[str, FileKind]] = {
@@ -50,6 +51,8 @@ FILE_FIELDS: Final[dict[str, FileKind]] = {
     "backends[].tlsValidation.caFile": FileKind.CA_BUNDLE,
     "routes[].auth.apiKey.keysFile": FileKind.KEY_LIST,
     "routes[].auth.jwt.jwksFile": FileKind.JWKS,
+    "routes[].access.geoipDatabase": FileKind.GEOIP_DATABASE,
+    "listeners[].access.geoipDatabase": FileKind.GEOIP_DATABASE,
 }
 
 CERTIFICATE_PAIRS: Final = ("listeners[].tls.certificates[]", "certFile", "keyFile")
@@ -117,7 +120,14 @@ def file_problem(name: str, kind: FileKind) -> str | None:
     return f"{name!r} is not {kind.value}: {problem}" if problem else None
 
 
+MMDB_METADATA_MARKER: Final = b"\xab\xcd\xefMaxMind.com"
+
+
 def _content_problem(content: bytes, kind: FileKind) -> str | None:
+    if kind is FileKind.GEOIP_DATABASE:
+        if MMDB_METADATA_MARKER not in content[-128 * 1024 :]:
+            return "no MaxMind metadata section (the file is not an .mmdb database)"
+        return None
     text = content.decode("utf-8", "replace")
     if kind is FileKind.CERTIFICATE or kind is FileKind.CA_BUNDLE:
         if "-----BEGIN CERTIFICATE-----" not in text:

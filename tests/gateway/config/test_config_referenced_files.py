@@ -106,6 +106,17 @@ def test_jwks_and_key_list_contents_are_checked(tmp_path: Path) -> None:
     )
 
 
+def test_a_geoip_database_must_be_an_mmdb_file(tmp_path: Path) -> None:
+    fake = tmp_path / "countries.mmdb"
+    fake.write_bytes(b"not a database")
+    assert file_problem(str(fake), FileKind.GEOIP_DATABASE) == (
+        f"'{fake}' is not a MaxMind-format (.mmdb) database: no MaxMind metadata section "
+        "(the file is not an .mmdb database)"
+    )
+    fake.write_bytes(b"\x00" * 64 + b"\xab\xcd\xefMaxMind.com" + b"\x00" * 16)
+    assert file_problem(str(fake), FileKind.GEOIP_DATABASE) is None
+
+
 def _file_fields(node: dict[str, object], path: str, out: set[str]) -> None:
     defs = config_schema()["$defs"]
     if "$ref" in node:
@@ -117,7 +128,7 @@ def _file_fields(node: dict[str, object], path: str, out: set[str]) -> None:
             _file_fields(branch["items"], path + "[]", out)
         for key, child in branch.get("properties", {}).items():
             child_path = f"{path}.{key}" if path else key
-            if key.endswith("File") or key in {"jwks", "geoDatabase", "caBundle"}:
+            if key.endswith(("File", "Database")) or key in {"jwks", "caBundle"}:
                 out.add(child_path)
             _file_fields(child, child_path, out)
 
