@@ -133,7 +133,7 @@ class ServerTls:
         self.exact, self.wildcard = name_index(tls)
         self.contexts, self.status = self._build()
         self.front = _context(tls, tls.certificates[0].cert_file, tls.certificates[0].key_file)
-        self.front.sni_callback = self._choose  # type: ignore[assignment]
+        self.front.sni_callback = self._choose
         self.reloads = 0
         self.reload_failures = 0
         self._names: weakref.WeakKeyDictionary[ssl.SSLObject, str] = weakref.WeakKeyDictionary()

@@ -112,5 +112,8 @@ class AccessFilter:
 def route_access(plan: RulePlan | None) -> tuple[AccessCheck, ...]:
     """The access checks in a rule's plan (`RulePlan.request_filters`): TCP routes ask them
     once per connection, having no request to run the whole chain on."""
-    filters = plan.request_filters if plan is not None else ()
-    return tuple(f.check for f in filters if isinstance(f, AccessFilter))
+    checks: list[AccessCheck] = []
+    for found in plan.request_filters if plan is not None else ():
+        if isinstance(found, AccessFilter):
+            checks.append(found.check)
+    return tuple(checks)

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes
 
 import jwt
+from jwt.types import Options
 
 from gateway.config.access import ApiKey, ApiKeyAuth, Auth, JwtAuth
 from gateway.http.filters.base import FilterStage, LocalAnswer
@@ -146,7 +147,7 @@ class JwtVerifier:
         self.algorithms = frozenset(config.algorithms)
         self.audiences = list(config.audiences) or None
         required = ["exp", "iss"] + (["aud"] if config.audiences else [])
-        self.options: dict[str, Any] = {"require": required, "verify_aud": bool(config.audiences)}
+        self.options: Options = {"require": required, "verify_aud": bool(config.audiences)}
 
     def verify(self, token: str) -> dict[str, Any] | None:
         try:
