@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ class FileKind(enum.Enum):
     PRIVATE_KEY = "a PEM private key"
     CA_BUNDLE = "PEM CA certificates"
     JWKS = "a JSON Web Key Set"
-    KEY_LIST = "API keys, one per line"
+    KEY_LIST = "API key hashes, one per line"
     GEOIP_DATABASE = "a MaxMind-format (.mmdb) database"
 
 
@@ -149,9 +150,23 @@ def _content_problem(content: bytes, kind: FileKind) -> str | None:
         if not isinstance(document, dict) or not isinstance(document.get("keys"), list):
             return "a JWKS is a JSON object with a 'keys' list"
         return None
-    if not any(line.strip() for line in text.splitlines()):
-        return "the file holds no keys"
-    return None
+    return _key_list_problem(text)
+
+
+_SHA256_HEX = re.compile(r"^[0-9A-Fa-f]{64}$")
+
+
+def _key_list_problem(text: str) -> str | None:
+    """Lines `ID SHA256HEX` or `SHA256HEX`, `#` comments (as the auth filter reads them)."""
+    count = 0
+    for number, line in enumerate(text.splitlines(), start=1):
+        words = line.split("#", 1)[0].split()
+        if not words:
+            continue
+        if len(words) > 2 or not _SHA256_HEX.match(words[-1]):
+            return f"line {number} is not 'ID SHA256HEX' or 'SHA256HEX'"
+        count += 1
+    return None if count else "the file holds no keys"
 
 
 def _pair_problem(cert: str, key: str) -> str | None:

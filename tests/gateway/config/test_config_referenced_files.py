@@ -100,9 +100,15 @@ def test_jwks_and_key_list_contents_are_checked(tmp_path: Path) -> None:
     jwks.write_text(json.dumps({"keys": []}))
     assert file_problem(str(jwks), FileKind.JWKS) is None
     keys = tmp_path / "keys.txt"
-    keys.write_text("\n\n")
+    keys.write_text("# only a comment\n\n")
     assert file_problem(str(keys), FileKind.KEY_LIST) == (
-        f"'{keys}' is not API keys, one per line: the file holds no keys"
+        f"'{keys}' is not API key hashes, one per line: the file holds no keys"
+    )
+    keys.write_text("# billing\nbilling " + "ab" * 32 + "\n" + "cd" * 32 + "\n")
+    assert file_problem(str(keys), FileKind.KEY_LIST) is None
+    keys.write_text("billing s3cr3t-in-clear\n")
+    assert file_problem(str(keys), FileKind.KEY_LIST) == (
+        f"'{keys}' is not API key hashes, one per line: line 1 is not 'ID SHA256HEX' or 'SHA256HEX'"
     )
 
 
