@@ -191,3 +191,51 @@ async def test_expect_100_continue_is_not_answered_for_a_refused_request(
     assert head.startswith(b"HTTP/1.1 403 ")
     writer.close()
     assert raw_upstream.received == b""
+
+
+@pytest.mark.e2e
+async def test_a_real_gateway_process_enforces_access_auth_and_rate_limit_from_its_file(
+    tmp_path: Path, raw_upstream: RawUpstream
+) -> None:
+    """The issue's scenario: a config with access, an API key and 1 request per 10 s."""
+    from tests.gateway.runtime.test_server_e2e import Gateway, free_port
+
+    port, admin = free_port(), free_port()
+    digest = hashlib.sha256(API_KEY.encode()).hexdigest()
+    text = f"""\
+version: 1
+listeners:
+  - {{name: web, protocol: HTTP, address: 127.0.0.1, port: {port}}}
+routes:
+  - name: api
+    access: {{default: deny, rules: [{{action: allow, cidrs: [127.0.0.0/8]}}]}}
+    auth: {{apiKey: {{keys: [{{id: ops, sha256: {digest}}}]}}}}
+    rules:
+      - backendRefs: [{{name: app}}]
+        rateLimit: {{requests: 1, per: 10s, key: identity}}
+  - name: closed
+    hostnames: [closed.test]
+    access: {{default: deny}}
+    rules:
+      - backendRefs: [{{name: app}}]
+backends:
+  - name: app
+    endpoints: [{{address: 127.0.0.1, port: {raw_upstream.port}}}]
+admin: {{address: 127.0.0.1, port: {admin}}}
+"""
+    gateway = Gateway(tmp_path, text).start(admin)
+    try:
+        await gateway.wait_ready(port)
+        no_key = [status(await raw_exchange(port, get())) for _ in range(5)]
+        assert no_key == [401] * 5
+        closed = await raw_exchange(
+            port, get("/", "X-Api-Key: " + API_KEY).replace(b"Host: a", b"Host: closed.test")
+        )
+        assert status(closed) == 403
+        keyed = [
+            status(await raw_exchange(port, get("/", "X-Api-Key: " + API_KEY))) for _ in range(3)
+        ]
+        assert keyed == [200, 429, 429]
+        assert raw_upstream.received.count(b"GET / HTTP/1.1") == 1
+    finally:
+        gateway.stop()
