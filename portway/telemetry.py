@@ -6,6 +6,10 @@ Two things live here, both configured once at process start:
   per line with `ts` (ISO 8601, UTC), `level`, `logger`, `msg`, the exception
   text if any, and every field passed through `extra=` (so a log line such as a
   rejected config reload carries its issues as data, not only as prose).
+  Field values are rendered for people (`for_people`): floats to 4 significant
+  digits (large ones, such as timestamps, to milliseconds), an exception as
+  its message, an enum as its value, paths and other objects as text; never a
+  16-digit float or a `ConnectionKey(...)` repr.
 * Traces: `setup_tracing` builds an OpenTelemetry `TracerProvider` when an
   OTLP endpoint is configured (or an exporter is handed in, as tests do with
   the SDK's in-memory exporter) and returns None otherwise, so callers can
@@ -15,8 +19,10 @@ Two things live here, both configured once at process start:
 from __future__ import annotations
 
 import datetime
+import enum
 import json
 import logging
+import math
 import sys
 from typing import IO, Any
 
@@ -45,10 +51,36 @@ class JsonFormatter(logging.Formatter):
         }
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
-                out[key] = value
+                out[key] = for_people(value)
         if record.exc_info:
             out["exc"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str, separators=(",", ":"))
+
+
+SIGNIFICANT_DIGITS = 4
+
+
+def for_people(value: Any) -> Any:
+    """A log field's value as a person should read it (module docstring); JSON-ready."""
+    if isinstance(value, bool) or value is None or isinstance(value, int | str):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if abs(value) >= 10**SIGNIFICANT_DIGITS:  # timestamps, byte counts: keep the whole part
+            return round(value, 3)
+        return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+    if isinstance(value, BaseException):
+        text = str(value).strip()
+        return text or type(value).__name__
+    if isinstance(value, enum.Enum):
+        return for_people(value.value)
+    if isinstance(value, dict):
+        return {str(k): for_people(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = sorted(value, key=str) if isinstance(value, set | frozenset) else value
+        return [for_people(v) for v in items]
+    return str(value)
 
 
 QUIET_LOGGERS = ("watchfiles", "watchfiles.main")

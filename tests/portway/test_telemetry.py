@@ -92,3 +92,36 @@ def test_otlp_endpoint_builds_a_provider() -> None:
     )
     assert isinstance(provider, TracerProvider)
     provider.shutdown()
+
+
+def test_log_fields_are_rendered_for_people() -> None:
+    import enum
+    from pathlib import Path
+
+    from portway.telemetry import for_people
+
+    class Kind(enum.Enum):
+        FILES = "files"
+
+    class ConnectionKey:
+        def __repr__(self) -> str:
+            return "ConnectionKey(host='etcd', port=2379, is_ssl=False, ssl=True, proxy=None)"
+
+        def __str__(self) -> str:
+            return "etcd:2379"
+
+    assert for_people(0.1234567891234) == 0.1235
+    assert for_people(12.3456789) == 12.35
+    assert for_people(1764500000.1234567) == 1764500000.123  # a timestamp keeps its seconds
+    assert for_people(OSError(111, "Connection refused")) == "[Errno 111] Connection refused"
+    assert for_people(TimeoutError()) == "TimeoutError"
+    assert for_people(Kind.FILES) == "files"
+    assert for_people(Path("/tmp/x")) == "/tmp/x"
+    assert for_people(ConnectionKey()) == "etcd:2379"
+    assert for_people({"share": {"alpha": 0.7000000000000001}, "keys": ("a", 1.0)}) == {
+        "share": {"alpha": 0.7},
+        "keys": ["a", 1.0],
+    }
+    record = logging.LogRecord("t", logging.INFO, "f", 1, "done", None, None)
+    record.drain_s = 0.10012345
+    assert json.loads(JsonFormatter().format(record))["drain_s"] == 0.1001
