@@ -393,32 +393,46 @@ async function loadEndpoints(extraPage) {
 
 // ---- rollouts (only when the admin API serves /rollouts) -----------------------------
 
-function rolloutList(body) {
-  if (Array.isArray(body)) return body;
-  if (Array.isArray(body.rollouts)) return body.rollouts;
-  if (body.rollouts && typeof body.rollouts === "object") return Object.entries(body.rollouts).map(([name, r]) => ({ name, ...r }));
-  return [];
-}
+// GET /rollouts (gateway.rollout.api): {"driving", "driver", "registry": {...}, "rollouts": [view]},
+// each view with name, route, canary, stable, phase, step, steps [{percent, pause_s}], weight,
+// weights, applied_weight, since, reason, limits, window. Fields missing are left out.
 
-function pick(obj, names) {
-  for (const n of names) if (obj[n] !== undefined && obj[n] !== null) return obj[n];
-  return undefined;
+function fmtSeconds(s) {
+  if (typeof s !== "number") return "–";
+  return s >= 60 ? `${(s / 60).toFixed(s % 60 ? 1 : 0)} min` : `${s.toFixed(s >= 10 ? 0 : 1)} s`;
 }
 
 function renderRollout(r) {
-  const title = pick(r, ["name", "route", "backend", "key"]) ?? "rollout";
-  const state = pick(r, ["state", "phase", "status"]);
-  const weight = pick(r, ["canaryWeight", "canary_weight", "weight", "currentWeight", "current_weight"]);
-  const step = pick(r, ["step", "stepIndex", "step_index", "currentStep", "current_step"]);
-  const steps = pick(r, ["steps", "totalSteps", "total_steps", "stepCount", "step_count"]);
-  const stepsCount = Array.isArray(steps) ? steps.length : steps;
-  const fields = Object.entries(r).filter(([, v]) => v === null || typeof v !== "object");
-  return el("div", { class: "rollout", "data-rollout": String(title) },
-    el("h3", {}, String(title), state !== undefined ? el("span", { class: "muted", text: `  ${typeof state === "object" ? JSON.stringify(state) : state}` }) : null),
-    typeof weight === "number" ? el("div", {}, el("div", { class: "progress", title: `canary weight ${weight}%` },
-      el("span", { style: `width:${Math.max(0, Math.min(100, weight))}%` })),
-      el("span", { class: "muted", text: `canary ${weight}%${step !== undefined ? `, step ${step}${stepsCount !== undefined ? ` of ${stepsCount}` : ""}` : ""}` })) : null,
-    el("table", {}, el("tbody", {}, fields.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { class: "mono", text: v === null ? "–" : String(v) }))))));
+  const steps = Array.isArray(r.steps) ? r.steps : [];
+  const weight = typeof r.weight === "number" ? r.weight : null;
+  const phase = String(r.phase ?? "");
+  const stepsRow = steps.length ? el("div", { class: "steps" }, steps.map((s, i) =>
+    el("span", { class: i === r.step ? "step current" : i < r.step ? "step done" : "step",
+      title: `step ${i + 1}: ${s.percent}% for ${fmtSeconds(s.pause_s)}`, text: `${s.percent}%` }))) : null;
+  const weights = r.weights && typeof r.weights === "object"
+    ? el("div", { class: "bar", title: "traffic split of the rule" }, Object.entries(r.weights).filter(([, w]) => w > 0).map(([b, w]) =>
+      el("span", { style: `width:${w}%;background:${colour(b)}`, title: `${b} ${w.toFixed(1)}%` })))
+    : null;
+  const win = r.window;
+  const limits = r.limits || {};
+  const measured = win ? el("table", {}, el("tbody", {},
+    el("tr", {}, el("th", { text: "requests this step" }), el("td", { class: "num", text: fmtCount(win.requests) }),
+      el("td", { class: "muted", text: limits.min_requests !== undefined ? `at least ${limits.min_requests}` : "" })),
+    el("tr", {}, el("th", { text: "error rate" }), el("td", { class: "num", text: `${win.error_rate} %` }),
+      el("td", { class: "muted", text: limits.max_error_rate !== undefined ? `at most ${limits.max_error_rate} %` : "" })),
+    el("tr", {}, el("th", { text: "p99" }), el("td", { class: "num", text: typeof win.p99_s === "number" ? fmtMs(win.p99_s * 1000) : String(win.p99_s ?? "–") }),
+      el("td", { class: "muted", text: typeof limits.max_p99_s === "number" ? `at most ${fmtMs(limits.max_p99_s * 1000)}` : "" })))) : null;
+  return el("div", { class: "rollout", "data-rollout": String(r.name ?? "") },
+    el("h3", {}, String(r.name ?? "rollout"),
+      el("span", { class: `phase ${phase}`, text: phase }),
+      r.canary ? el("span", { class: "muted", text: ` canary ${r.canary}${Array.isArray(r.stable) ? ` / stable ${r.stable.map((s) => s.backend).join(", ")}` : ""}` }) : null),
+    weight !== null ? el("div", { class: "rollout-weight" },
+      el("div", { class: "progress", title: `canary ${weight}%` }, el("span", { style: `width:${Math.max(0, Math.min(100, weight))}%` })),
+      el("span", { class: "canary-weight", text: `${weight}% to the canary` }),
+      typeof r.applied_weight === "number" && r.applied_weight !== weight ? el("span", { class: "muted", text: ` (this gateway applies ${r.applied_weight}%)` }) : null) : null,
+    stepsRow, weights,
+    r.reason ? el("p", { class: "reason", text: r.reason }) : null,
+    measured);
 }
 
 async function loadRollouts(path) {
@@ -429,8 +443,14 @@ async function loadRollouts(path) {
     replace("rollout-list", el("p", { class: "bad", text: `cannot read ${path}: ${err.message}` }));
     return;
   }
-  const list = rolloutList(body);
-  replace("rollout-list", list.length ? list.map(renderRollout) : [el("p", { class: "empty", text: "no rollout in progress" })]);
+  const list = Array.isArray(body.rollouts) ? body.rollouts : [];
+  const registry = body.registry || {};
+  const driver = body.driving !== undefined
+    ? el("p", { class: registry.up === false ? "bad" : "muted",
+      text: `${body.driving ? "this gateway drives the rollouts" : `driven by ${body.driver || "no replica yet"}`}`
+        + `${registry.up === false ? `; rollout state unreachable: ${registry.error || "registry down"}` : ""}` })
+    : null;
+  replace("rollout-list", driver, list.length ? list.map(renderRollout) : [el("p", { class: "empty", text: "no rollout configured" })]);
 }
 
 function onHello(hello) {
