@@ -22,21 +22,28 @@ HELP = "diagnose one Service: endpoints, eligible nodes, NodePorts, policies, re
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("service", metavar="NAMESPACE/SERVICE")
+    parser.add_argument("service", metavar="NAMESPACE/SERVICE", help="the Service to diagnose")
     parser.add_argument("--kubeconfig", help="kubeconfig file (default: in-cluster, then ~/.kube)")
     parser.add_argument("--context", help="kubeconfig context")
     parser.add_argument(
         "--cluster",
         help="cluster name the controller publishes as (default: the only registry record's)",
     )
-    parser.add_argument("--region", default="", help="region, as given to the controller")
+    parser.add_argument(
+        "--region",
+        default="",
+        help="region, as given to the controller (default: nodes' region label)",
+    )
     parser.add_argument(
         "--address-preference",
         default="ExternalIP,InternalIP",
-        help="node address types in order of preference, as given to the controller",
+        help="node address types in order of preference, as given to the controller "
+        "(default ExternalIP,InternalIP)",
     )
     parser.add_argument(
-        "--node-port-range", default="30000-32767", help="the apiserver's NodePort range"
+        "--node-port-range",
+        default="30000-32767",
+        help="the apiserver's NodePort range (default 30000-32767)",
     )
     parser.add_argument(
         "--tier-range",
@@ -51,9 +58,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", help="files registry directory")
     parser.add_argument("--etcd", action="append", default=[], metavar="URL", help="etcd URL")
     parser.add_argument("--consul", metavar="ADDR", help="Consul agent address")
-    parser.add_argument("--root", default="", help="key root before portway/v1/services/")
+    parser.add_argument(
+        "--root", default="", help="key root before portway/v1/services/ (default none)"
+    )
     parser.add_argument("--gateway-admin", help="a gateway's admin API URL, e.g. http://h:9901")
-    parser.add_argument("--timeout", type=float, default=3.0, help="per-probe timeout, seconds")
+    parser.add_argument(
+        "--timeout", type=float, default=3.0, help="per-probe timeout, seconds (default 3)"
+    )
     parser.add_argument("--json", action="store_true", help="machine-readable output")
 
 
