@@ -1,0 +1,129 @@
+"""What active health checking of 10,000 endpoints costs one worker's CPU.
+
+    PORTWAY_PURE=1 python benchmarks/health.py [--endpoints 10000] [--interval 5]
+        [--seconds 10] [--protocol http|tcp]
+
+Two numbers. (1) The state machine alone (`gateway.upstream.health`): the
+schedule and verdicts of every probe over a simulated minute, with a 50 ms
+tick as the driver runs it: microseconds of CPU per probe. (2) The asyncio
+driver (`gateway.upstream.health_driver`) probing for real: N endpoints (each
+its own cluster key, all at one loopback probe server run in a child process
+so its CPU is not counted) probed every `interval` on uvloop, as the gateway
+runs; the share of one core the worker process spends, measured with
+`time.process_time` over `seconds` after one interval of warm-up (probes
+spread over the first interval).
+
+Measured here (2 cores, shared, PORTWAY_PURE=1): 1.7 us per probe for the
+state machine; 10,000 endpoints every 5 s (~2,000 probes/s): HTTP 21 % of
+one core (109 us per probe), TCP 16 % (80 us): the cost is the connection,
+not the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing
+import socket
+import time
+from random import Random
+
+from gateway.config.model import HealthCheck
+from gateway.context import GatewayContext
+from gateway.upstream.health import HealthChecker, ProbeKind, ProbeSpec
+from gateway.upstream.health_driver import HealthDriver
+from tests.gateway.routing.routing_builders import table
+
+
+def core_cost(n: int, interval_s: float) -> float:
+    """CPU microseconds per probe of the pure state machine over a simulated minute."""
+    check = HealthCheck(interval_s=interval_s)
+    spec = ProbeSpec(ProbeKind.HTTP, "127.0.0.1", 1)
+    checker = HealthChecker(Random(1))
+    checker.sync([(f"c{i}/127.0.0.1:1", "b", spec, check) for i in range(n)], 0.0)
+    probes = 0
+    started = time.process_time()
+    now = 0.0
+    while now < 60.0:
+        now += 0.05
+        for target in checker.due(now):
+            checker.result(target.key, True, "status 200", now)
+            probes += 1
+    return (time.process_time() - started) / max(1, probes) * 1e6
+
+
+def serve(port: int) -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
+            await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        finally:
+            writer.close()
+
+    async def main() -> None:
+        server = await asyncio.start_server(answer, "127.0.0.1", port, backlog=4096)
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+async def driver_cost(n: int, interval_s: float, seconds: float, protocol: str) -> None:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = multiprocessing.Process(target=serve, args=(port,), daemon=True)
+    server.start()
+    await asyncio.sleep(0.5)
+    doc = {
+        "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "b"}]}]}],
+        "backends": [
+            {
+                "name": "b",
+                "endpoints": [
+                    {"address": "127.0.0.1", "port": port, "cluster": f"c{i}"} for i in range(n)
+                ],
+                "healthCheck": {"protocol": protocol, "interval": interval_s, "timeout": 2.0},
+            }
+        ],
+    }
+    ctx = GatewayContext(table=table(doc), settings=table(doc).gateway)
+    driver = HealthDriver(ctx, rng=Random(1))
+    driver.start()
+    await asyncio.sleep(interval_s)  # first probes spread over one interval
+    probes_before = sum(t.passes + t.failures for t in driver.checker.targets.values())
+    cpu, wall = time.process_time(), time.monotonic()
+    await asyncio.sleep(seconds)
+    cpu, wall = time.process_time() - cpu, time.monotonic() - wall
+    probes = sum(t.passes + t.failures for t in driver.checker.targets.values()) - probes_before
+    unhealthy = len(ctx.state.unhealthy)
+    await driver.stop()
+    server.terminate()
+    print(
+        f"driver: {n} endpoints, {protocol} every {interval_s:g}s: {probes / wall:.0f} probes/s, "
+        f"{100 * cpu / wall:.1f}% of one core ({cpu / max(1, probes) * 1e6:.0f} us CPU per probe), "
+        f"{unhealthy} marked unhealthy"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--endpoints", type=int, default=10_000, help="endpoints (default 10000)")
+    parser.add_argument("--interval", type=float, default=5.0, help="seconds (default 5)")
+    parser.add_argument("--seconds", type=float, default=10.0, help="measured (default 10)")
+    parser.add_argument("--protocol", choices=["http", "tcp"], default="http")
+    args = parser.parse_args()
+    us = core_cost(args.endpoints, args.interval)
+    print(f"state machine: {args.endpoints} endpoints every {args.interval:g}s: {us:.1f} us/probe")
+    import uvloop  # the loop `portway gateway` runs on
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        runner.run(driver_cost(args.endpoints, args.interval, args.seconds, args.protocol))
+
+
+if __name__ == "__main__":
+    main()
