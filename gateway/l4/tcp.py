@@ -25,6 +25,7 @@ from typing import Any
 from gateway.context import GatewayContext, NullObserver, RequestLog
 from gateway.http.filters.access import AccessCheck, route_access
 from gateway.l4.client_hello import ClientHelloError, parse_sni
+from gateway.upstream.outlier import Outcome
 
 CONNECT_TRIES = 3
 HELLO_TIMEOUT_S = 10.0
@@ -213,11 +214,20 @@ class TcpProxy(_Side):
                 )
             except (OSError, TimeoutError):
                 self.ctx.observer.upstream_connect_failed(endpoint.cluster, endpoint.key)
+                if decision.backend is not None:  # L4 feeds outlier detection as HTTP does
+                    self.ctx.outliers.failure(
+                        decision.backend,
+                        endpoint.key,
+                        Outcome.GATEWAY_FAILURE,
+                        self.ctx.state,
+                        loop.time(),
+                    )
                 tried.add(endpoint.key)
                 endpoint = table.retry_pick(decision, tried, self.ctx.state)
                 if endpoint is None:
                     break
                 continue
+            self.ctx.outliers.success(endpoint.key)
             self._splice(upstream, endpoint)
             self._watch_idle(rule.timeouts.idle_s if rule is not None else 300.0)
             return

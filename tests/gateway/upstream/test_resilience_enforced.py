@@ -13,7 +13,7 @@ from aiohttp import web
 
 from gateway.upstream.health import ProbeKind, ProbeSpec
 from gateway.upstream.health_driver import HealthDriver, run_probe
-from tests.gateway.conftest import GatewayFactory, Upstream, simple_config
+from tests.gateway.conftest import GatewayFactory, Upstream, free_port, simple_config
 
 
 class Switchable:
@@ -131,3 +131,41 @@ async def test_outlier_detection_ejects_a_node_answering_502_unless_disabled(
         assert list(gw.ctx.state.ejected) == [f"c0/127.0.0.1:{switchable.port}"]
     else:
         assert len(bad) == 15 and not gw.ctx.state.ejected
+
+
+async def test_tcp_connect_failures_eject_a_dead_endpoint_for_l4_routes(
+    make_gateway: GatewayFactory,
+) -> None:
+    async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(await reader.read(100))
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    live = server.sockets[0].getsockname()[1]
+    dead = free_port()
+    gw = await make_gateway(
+        {
+            "listeners": [{"name": "l4", "protocol": "TCP", "port": 1}],
+            "routes": [
+                {"name": "t", "listeners": ["l4"], "rules": [{"backendRefs": [{"name": "tcp"}]}]}
+            ],
+            "backends": [
+                {
+                    "name": "tcp",
+                    "loadBalancer": {"policy": "round_robin"},
+                    "endpoints": [
+                        {"address": "127.0.0.1", "port": dead, "cluster": "down"},
+                        {"address": "127.0.0.1", "port": live, "cluster": "up"},
+                    ],
+                }
+            ],
+        }
+    )
+    for _ in range(8):
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        writer.write(b"ping")
+        assert await asyncio.wait_for(reader.read(4), 3) == b"ping"
+        writer.close()
+    server.close()
+    assert f"down/127.0.0.1:{dead}" in gw.ctx.state.ejected
