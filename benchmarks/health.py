@@ -28,11 +28,13 @@ import socket
 import time
 from random import Random
 
-from gateway.config.model import HealthCheck
+from pydantic import TypeAdapter
+
+from gateway.config.model import GatewayConfig, HealthCheck
 from gateway.context import GatewayContext
+from gateway.routing.compiler import compile_table
 from gateway.upstream.health import HealthChecker, ProbeKind, ProbeSpec
 from gateway.upstream.health_driver import HealthDriver
-from tests.gateway.routing.routing_builders import table
 
 
 def core_cost(n: int, interval_s: float) -> float:
@@ -91,7 +93,8 @@ async def driver_cost(n: int, interval_s: float, seconds: float, protocol: str) 
             }
         ],
     }
-    ctx = GatewayContext(table=table(doc), settings=table(doc).gateway)
+    config = TypeAdapter(GatewayConfig).validate_python(doc)
+    ctx = GatewayContext(table=compile_table(config, ()), settings=config.gateway)
     driver = HealthDriver(ctx, rng=Random(1))
     driver.start()
     await asyncio.sleep(interval_s)  # first probes spread over one interval

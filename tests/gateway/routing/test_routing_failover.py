@@ -142,3 +142,24 @@ def test_residency_routes_never_leave_allowed_regions_whatever_fails(
         d2 = t.route_http(facts(), state)
         if d2.endpoint is not None:
             assert d2.endpoint.region in ("eu-west-1", "eu-central-1")
+
+
+def test_explain_says_which_backends_and_levels_were_skipped_and_why() -> None:
+    t = table(doc([("onprem", 1), ("cloud", 1)]), [ON, CLOUD])
+    state = EndpointState()
+    for e in t.backends["onprem"].endpoints:
+        state.eject(e.key, 1e9)
+    steps = []
+    for _ in range(20):  # until the draw lands on the empty backend
+        steps = t.explain(facts(), state).steps or []
+        if any(s.startswith("failover:") for s in steps):
+            break
+    text = "\n".join(steps)
+    assert "failover: backend onprem has no usable endpoint" in text
+    assert "→ cloud" in text
+    state2 = EndpointState()
+    state2.set_unhealthy("onprem/10.0.0.1:30080", True)
+    state2.set_unhealthy("onprem/10.0.0.2:30080", True)
+    one = table(doc([("onprem", 1)]), [ON])
+    text = "\n".join(one.explain(facts(), state2).steps or [])
+    assert "onprem/10.0.0.1:30080 out: failed active health checks" in text
