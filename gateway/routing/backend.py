@@ -32,7 +32,13 @@ from gateway.routing.facts import RequestFacts
 from gateway.routing.hashing import HASH_SPACE, stable_hash
 from gateway.routing.locality import PriorityLoad, priority_load
 from gateway.routing.maglev import MaglevPicker, MaglevTable
-from gateway.routing.picker import LeastRequestPicker, Picker, RandomPicker, RoundRobinPicker
+from gateway.routing.picker import (
+    LeastRequestPicker,
+    Picker,
+    RampPicker,
+    RandomPicker,
+    RoundRobinPicker,
+)
 from gateway.routing.ring_hash import HashRing, RingHashPicker
 
 _HASHED: Final = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
@@ -220,7 +226,24 @@ class CompiledBackend:
             self._picker(i, level, None if load.panic else {e.key for e in level}, rng)
             for i, level in enumerate(chosen)
         )
+        if state.returning:
+            pickers = self._ramped(pickers, chosen, state)
         return LocalityPlan(state, load, chosen, pickers, tuple(e for u in usable for e in u))
+
+    def _ramped(
+        self,
+        pickers: tuple[Picker, ...],
+        levels: tuple[tuple[Endpoint, ...], ...],
+        state: EndpointState,
+    ) -> tuple[Picker, ...]:
+        """Pickers of levels holding a ramping endpoint, wrapped in a `RampPicker`."""
+        slow = self.locality.slow_start_s
+        out: list[Picker] = []
+        for picker, level in zip(pickers, levels, strict=True):
+            ramps = {e.key: state.ramp(e.key, slow) for e in level if e.key in state.returning}
+            ramps = {k: r for k, r in ramps.items() if r < 1.0}
+            out.append(RampPicker(picker, ramps) if ramps and len(level) > 1 else picker)
+        return tuple(out)
 
     def _picker(
         self, index: int, level: tuple[Endpoint, ...], allowed: Container[str] | None, rng: Random

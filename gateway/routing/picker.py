@@ -131,3 +131,25 @@ class LeastRequestPicker:
             if best is None or load < best_load:
                 best, best_load = ep, load
         return best
+
+
+class RampPicker:
+    """Slow start inside a level: an endpoint still ramping (`EndpointState.ramp`) keeps a
+    pick with probability `ramp`, else one more draw is taken (Envoy's slow start
+    scales weights the same way). Only plans built while something ramps use it."""
+
+    __slots__ = ("inner", "ramps")
+
+    def __init__(self, inner: Picker, ramps: dict[str, float]) -> None:
+        self.inner = inner
+        self.ramps = ramps
+
+    def pick(self, state: EndpointState, rng: Random, hash_: int) -> Endpoint | None:
+        ep = self.inner.pick(state, rng, hash_)
+        if ep is not None:
+            ramp = self.ramps.get(ep.key)
+            if ramp is not None and rng.random() >= ramp:
+                again = self.inner.pick(state, rng, hash_)
+                if again is not None:
+                    return again
+        return ep

@@ -163,3 +163,16 @@ def test_explain_says_which_backends_and_levels_were_skipped_and_why() -> None:
     one = table(doc([("onprem", 1)]), [ON])
     text = "\n".join(one.explain(facts(), state2).steps or [])
     assert "onprem/10.0.0.1:30080 out: failed active health checks" in text
+
+
+def test_a_returning_endpoint_ramps_up_inside_its_level() -> None:
+    t = table(doc([("onprem", 1)]), [ON])
+    state = EndpointState()
+    back = "onprem/10.0.0.1:30080"
+    state.start_ramp(back, 10.0)
+    shares = []
+    for now in (10.0, 11.0, 12.5):
+        state.advance(now, now - 2.0)
+        picks = Counter(t.route_http(facts(), state).endpoint.key for _ in range(4000))  # type: ignore[union-attr]
+        shares.append(picks[back] / 4000)
+    assert shares[0] < 0.32 < shares[1] < 0.45 < shares[2]
