@@ -148,6 +148,8 @@ function renderHeader(snap) {
   setText("workers", String(snap.workers));
   const reloads = c.reloads || {};
   setText("reloads", `${reloads.success ?? 0} ok / ${reloads.failure ?? 0} rejected`);
+  // the server stretches its tick when sampling is costly (fleet size): say so
+  if (!snap.baseline) setText("interval", `${snap.interval_s.toFixed(snap.interval_s < 10 ? 1 : 0)} s`);
 }
 
 function renderTotals(snap) {

@@ -42,7 +42,6 @@ from gateway.ops.dashboard.events import (
     rotation_happenings,
 )
 from gateway.ops.dashboard.traffic import TrafficCounters, TrafficRates, traffic_rates
-from gateway.ops.metrics import MetricsSnapshot, merge
 
 if TYPE_CHECKING:
     from gateway.ops.admin import AdminSource
@@ -92,12 +91,24 @@ class Reading:
 
 
 def read_reports(reports: Sequence[Mapping[str, Any]]) -> Reading:
-    """Merge the workers' reports into one reading (pure; runs in a thread)."""
-    merged = merge(MetricsSnapshot.from_json(r.get("metrics", {})) for r in reports)
+    """Add up the workers' reports into one reading (pure; runs in a thread).
+
+    Availability per (backend, cluster) is the lowest any worker reports (an
+    endpoint out of rotation in one worker gets none of its traffic), as
+    `metrics.merge` does for `/metrics`.
+    """
+    availability: dict[tuple[str, str], tuple[int, int]] = {}
+    connections = 0
+    for report in reports:
+        metrics = report.get("metrics", {})
+        connections += int(metrics.get("active_connections", 0))
+        for backend, cluster, up, total in metrics.get("backend_endpoints", ()):
+            seen = availability.get((backend, cluster))
+            availability[(backend, cluster)] = (up if seen is None else min(up, seen[0]), total)
     return Reading(
-        counters=TrafficCounters.from_snapshot(merged),
-        availability=merged.backend_endpoints,
-        active_connections=merged.active_connections,
+        counters=TrafficCounters.fold(r.get("metrics", {}) for r in reports),
+        availability=availability,
+        active_connections=connections,
         rotation=out_of_rotation(reports),
         workers=len(reports),
     )

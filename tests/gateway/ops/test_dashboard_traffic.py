@@ -7,7 +7,6 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from gateway.ops.dashboard.traffic import (
-    Tally,
     TrafficCounters,
     increase,
     quantile_s,
@@ -30,10 +29,12 @@ def counters(
     routes: dict[str, tuple[int, int]] | None = None,
     durations: dict[str, tuple[float, ...]] | None = None,
 ) -> TrafficCounters:
+    durations = durations or {}
+    overall = [0.0] * NBUCKETS
+    for h in durations.values():
+        overall = [a + b for a, b in zip(overall, h, strict=True)]
     return TrafficCounters(
-        by_backend={k: Tally(*v) for k, v in backends.items()},
-        by_route={k: Tally(*v) for k, v in (routes or {}).items()},
-        durations=durations or {},
+        by_backend=backends, by_route=routes or {}, durations=durations, overall=tuple(overall)
     )
 
 
@@ -56,9 +57,10 @@ def test_counters_fold_a_metrics_snapshot_per_backend_cluster_and_route() -> Non
     stats.record("shop", "api", "west", 503, 0.2)
     stats.record("admin", "api", "east", 404, 0.002)
     folded = TrafficCounters.from_snapshot(MetricsSnapshot.capture(stats))
-    assert folded.by_backend == {("api", "east"): Tally(4, 0), ("api", "west"): Tally(1, 1)}
-    assert folded.by_route == {"shop": Tally(4, 1), "admin": Tally(1, 0)}
-    assert folded.durations["shop"] == hist(b2=3, b8=1)  # the sum of seconds is left out
+    assert folded.by_backend == {("api", "east"): (4, 0), ("api", "west"): (1, 1)}
+    assert folded.by_route == {"shop": (4, 1), "admin": (1, 0)}
+    assert folded.durations["shop"][:NBUCKETS] == list(hist(b2=3, b8=1))
+    assert folded.overall == hist(b2=4, b8=1)
 
 
 def test_rates_over_the_interval_split_and_error_share() -> None:
