@@ -6,7 +6,9 @@
 # printed in Gbit/s with each target's ratio to direct and to HAProxy. Proxies
 # are pinned to CPU $PROXY_CPU, the iperf3 client and server to CPU $LOAD_CPU.
 # portway runs its real TCP proxy (gateway.l4.tcp) with the compiled routing
-# table, one worker, as benchmarks/gateway_launcher.py serves it.
+# table, one worker, as benchmarks/gateway_launcher.py serves it (zero-copy relaying
+# with splice(2), gateway.l4.splice); `copy` is the same with PORTWAY_SPLICE=0
+# (asyncio transports, bytes through Python).
 #
 #   benchmarks/tcp.sh                     # defaults: 5 s runs, 3 rounds
 #   DURATION=3 ROUNDS=1 benchmarks/tcp.sh # one short run
@@ -16,10 +18,10 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$ROOT/.venv/bin/python}"
 DURATION="${DURATION:-5}"
 ROUNDS="${ROUNDS:-3}"
-TARGETS="${TARGETS:-direct haproxy portway}"
+TARGETS="${TARGETS:-direct haproxy portway copy}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
-UP=18200 HAP=18201 PW=18202
+UP=18200 HAP=18201 PW=18202 PWS=18203
 
 missing=()
 for bin in haproxy iperf3; do command -v "$bin" >/dev/null || missing+=("$bin"); done
@@ -48,9 +50,11 @@ backend be
   server s1 127.0.0.1:$UP
 HAP
 
-cat >"$WORK/portway.yaml" <<YAML
+for pair in "portway.yaml $PW" "copy.yaml $PWS"; do
+set -- $pair
+cat >"$WORK/$1" <<YAML
 listeners:
-  - {name: tcp, protocol: TCP, port: $PW}
+  - {name: tcp, protocol: TCP, port: $2}
 backends:
   - name: iperf
     endpoints: [{address: 127.0.0.1, port: $UP}]
@@ -60,15 +64,17 @@ routes:
     rules:
       - backendRefs: [{name: iperf}]
 YAML
+done
 
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
 taskset -c "$LOAD_CPU" iperf3 -s -p "$UP" >/dev/null 2>&1 & PIDS+=($!)
 taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" "$WORK/portway.yaml" >"$WORK/pw.out" & PIDS+=($!)
-for p in $UP $HAP $PW; do wait_port "$p"; done
+PORTWAY_SPLICE=0 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" "$WORK/copy.yaml" >"$WORK/pws.out" & PIDS+=($!)
+for p in $UP $HAP $PW $PWS; do wait_port "$p"; done
 sleep 0.5  # iperf3 -s takes one client at a time: let the port probes finish
-declare -A PORT=([direct]=$UP [haproxy]=$HAP [portway]=$PW)
+declare -A PORT=([direct]=$UP [haproxy]=$HAP [portway]=$PW [copy]=$PWS)
 
 median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A GBPS

@@ -11,22 +11,30 @@ buffer is above the high-water mark (asyncio `pause_writing`/`resume_writing`),
 so a fast sender never piles bytes in memory. Half-close is forwarded
 (`write_eof`); the pair closes when both directions ended.
 
-Why not splice(2): asyncio transports own their sockets and read into
-Python bytes; zero-copy would mean taking the file descriptors away from the
-loop (`add_reader` + `os.splice` through a pipe), giving up uvloop's
-transports and TLS. Not done here; the copy costs one memcpy per chunk.
+Zero-copy: once both sockets are connected (and anything read before, the
+TLS ClientHello, is written), the pair is handed to `l4.splice.SplicedPair`,
+which takes the sockets out of their transports and moves bytes with
+splice(2) through a pipe per direction, never into Python (Linux; measured
+about 1.4x the copy path's bulk throughput here, benchmarks/tcp.sh).
+`PORTWAY_SPLICE=0` keeps the copy path: transports and `data_received`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
 from typing import Any
 
 from gateway.context import GatewayContext, NullObserver, RequestLog
 from gateway.http.filters.access import AccessCheck, route_access
 from gateway.l4.client_hello import ClientHelloError, parse_sni
+from gateway.l4.splice import SplicedPair
+from gateway.l4.splice import available as splice_available
 from gateway.upstream.outlier import Outcome
 
+SPLICE = splice_available() and os.environ.get("PORTWAY_SPLICE", "1") != "0"
+"""Relay connected pairs with splice(2) (`l4.splice`); `PORTWAY_SPLICE=0` keeps the copy path."""
 CONNECT_TRIES = 3
 HELLO_TIMEOUT_S = 10.0
 _PENDING_LIMIT = 256 * 1024
@@ -107,6 +115,7 @@ class TcpProxy(_Side):
         "log",
         "peek_sni",
         "pending",
+        "spliced",
         "task",
     )
 
@@ -132,6 +141,7 @@ class TcpProxy(_Side):
         self.idle_s = 0.0
         self.idle_seen = -1
         self.idle_quiet = 0
+        self.spliced: SplicedPair | None = None
         self.idle_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -251,6 +261,8 @@ class TcpProxy(_Side):
     def _idle_check(self) -> None:
         peer = self.peer
         moved = self.moved + (peer.moved if peer is not None else 0)
+        if self.spliced is not None:
+            moved += self.spliced.moved
         if moved == self.idle_seen:
             self.idle_quiet += 1
         else:
@@ -277,9 +289,39 @@ class TcpProxy(_Side):
         if self.log is not None:
             self.log.upstream_host = f"{endpoint.address}:{endpoint.port}"
             self.log.upstream_cluster = endpoint.cluster
+        if SPLICE and not self.eof and self._hand_to_splice(upstream):
+            return
         if self.eof and upstream.transport.can_write_eof():
             upstream.transport.write_eof()
         self.transport.resume_reading()
+
+    def _hand_to_splice(self, upstream: _UpstreamSide) -> bool:
+        """Move both sockets out of their transports into a `SplicedPair` (zero-copy)."""
+        client_t, upstream_t = self.transport, upstream.transport
+        assert client_t is not None and upstream_t is not None
+        if client_t.get_write_buffer_size() or upstream_t.get_write_buffer_size():
+            return False
+        client_fd = client_t.get_extra_info("socket").fileno()
+        upstream_fd = upstream_t.get_extra_info("socket").fileno()
+        client = socket.socket(fileno=os.dup(client_fd))
+        upstream_sock = socket.socket(fileno=os.dup(upstream_fd))
+        client.setblocking(False)
+        upstream_sock.setblocking(False)
+        self.peer = upstream.peer = None
+        self.spliced = SplicedPair(
+            asyncio.get_running_loop(), client, upstream_sock, self._spliced_closed
+        )
+        client_t.abort()
+        upstream_t.abort()
+        self.spliced.start()
+        return True
+
+    def _spliced_closed(self) -> None:
+        self.ctx.tunnels.discard(self)
+        if self.idle_timer is not None:
+            self.idle_timer.cancel()
+            self.idle_timer = None
+        self._end("")
 
     def _end(self, flags: str) -> None:
         log = self.log
@@ -296,6 +338,9 @@ class TcpProxy(_Side):
 
     def abort(self) -> None:
         """Cut both sides now (a drain past its deadline)."""
+        if self.spliced is not None:
+            self.spliced.abort()
+            return
         peer = self.peer
         if peer is not None and peer.transport is not None:
             peer.transport.abort()
@@ -303,6 +348,8 @@ class TcpProxy(_Side):
             self.transport.abort()
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.spliced is not None:
+            return  # the sockets live on in the SplicedPair
         self.ctx.tunnels.discard(self)
         if self.idle_timer is not None:
             self.idle_timer.cancel()
