@@ -17,6 +17,7 @@ const view = {
   events: new Map(),
   configVersion: undefined,
   tableVersion: undefined,
+  rotation: undefined,
   routeStats: new Map(),
   backendsNext: null,
   cursors: [null],
@@ -248,8 +249,11 @@ function onSnapshot(snap) {
     view.configVersion = c.version;
     loadRoutes();
   }
-  if (c.table_version !== view.tableVersion) {
+  const rotation = `${snap.out_of_rotation.count}:${snap.out_of_rotation.endpoints.map((e) => e.key).join(",")}`;
+  if (c.table_version !== view.tableVersion || rotation !== view.rotation) {
+    // what /endpoints says changed: a new table, or endpoints left or joined rotation
     view.tableVersion = c.table_version;
+    view.rotation = rotation;
     loadEndpoints();
   }
 }
@@ -447,7 +451,7 @@ async function loadRollouts(path) {
   }
   const list = Array.isArray(body.rollouts) ? body.rollouts : [];
   const registry = body.registry || {};
-  const driver = body.driving !== undefined
+  const driver = body.driving !== undefined && list.length
     ? el("p", { class: registry.up === false ? "bad" : "muted",
       text: `${body.driving ? "this gateway drives the rollouts" : `driven by ${body.driver || "no replica yet"}`}`
         + `${registry.up === false ? `; rollout state unreachable: ${registry.error || "registry down"}` : ""}` })
