@@ -26,6 +26,8 @@ def _flags() -> Iterator[tuple[str, argparse.Action]]:
     root = build_parser()
     (verbs,) = [a for a in root._actions if isinstance(a, argparse._SubParsersAction)]
     for verb in VERBS:
+        if verb not in verbs.choices:  # a verb whose module is not installed
+            continue
         for name, parser in _parsers(verbs.choices[verb], verb):
             for action in parser._actions:
                 if action.help == argparse.SUPPRESS or isinstance(
