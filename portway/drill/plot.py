@@ -59,14 +59,15 @@ def line_chart(
         f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}">',
         f'<text x="{LEFT}" y="16" class="title">{escape(title)}</text>',
     ]
-    for start, end, text in markers:
+    for row, (start, end, text) in enumerate(markers):
         x0, x1 = px(start), px(end)
         out.append(
             f'<rect x="{x0:.1f}" y="{TOP}" width="{max(x1 - x0, 1.5):.1f}" height="{plot_h}" '
             'class="fault"><title>' + escape(text) + "</title></rect>"
         )
+        label_y = TOP + 12 + 12 * (row % 4)  # stacked: faults often start together
         out.append(
-            f'<text x="{x0 + 3:.1f}" y="{TOP + 12}" class="fault-label">{escape(text)}</text>'
+            f'<text x="{x0 + 3:.1f}" y="{label_y}" class="fault-label">{escape(text)}</text>'
         )
     for i in range(5):
         y = y_max * i / 4
@@ -90,7 +91,7 @@ def line_chart(
         f'transform="rotate(-90 12 {TOP + plot_h / 2:.0f})" text-anchor="middle">'
         f"{escape(y_unit)}</text>"
     )
-    legend_x = LEFT + 260
+    legend_x = LEFT + 340
     for index, (name, points) in enumerate(series.items()):
         color = color_for(index, name)
         if points:
