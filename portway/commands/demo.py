@@ -58,8 +58,8 @@ def run(args: argparse.Namespace) -> int:
             from portway.demo import ADMIN_URL, GATEWAY_URL
 
             console.print(
-                f"left running: gateway {GATEWAY_URL}, admin API {ADMIN_URL} "
-                "(/endpoints, /explain, /metrics); Ctrl-C stops it",
+                f"left running: gateway {GATEWAY_URL}, dashboard {ADMIN_URL}/dashboard, "
+                f"admin API {ADMIN_URL}; Ctrl-C stops it",
                 highlight=False,
             )
 
@@ -116,4 +116,8 @@ def print_report(console: Console, report: DemoReport) -> None:
     )
     if report.html_report:
         console.print(f"drill report (HTML): {report.html_report}", highlight=False)
-    console.print(f"admin API: {ADMIN_URL} (/endpoints, /explain, /metrics)", highlight=False)
+    console.print(
+        f"dashboard: {ADMIN_URL}/dashboard (while the gateway runs: portway demo --keep); "
+        f"admin API: {ADMIN_URL} (/endpoints, /explain, /metrics)",
+        highlight=False,
+    )
