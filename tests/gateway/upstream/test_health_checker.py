@@ -145,3 +145,10 @@ def test_status_changes_only_after_threshold_runs(
                 assert passed and len(run) >= healthy
         else:
             assert before is after
+
+
+def test_expected_statuses_decide_what_passes() -> None:
+    check = HealthCheck(use_health_check_node_port=False, expected_statuses=(204, 301))
+    spec = probe_spec(Endpoint("127.0.0.5", 30080, "c1"), check)
+    assert judge_http(spec, 204, b"")[0] and judge_http(spec, 301, b"")[0]
+    assert not judge_http(spec, 200, b"")[0]
