@@ -23,7 +23,7 @@ from aiohttp import web
 
 from gateway.ops.backend_health import backend_counts, unavailable_keys
 from gateway.ops.dashboard import DashboardSite
-from gateway.ops.dashboard.stream import sampling_pause_s
+from gateway.ops.dashboard.stream import read_reports, sampling_pause_s, snapshot_between
 from gateway.ops.dashboard.web import ASSETS
 from gateway.ops.metrics import MetricsSnapshot, RequestStats
 from gateway.routing.endpoints import EndpointState
@@ -160,6 +160,37 @@ async def stream(served: Served) -> AsyncIterator[Stream]:
         assert response.status == 200
         assert response.headers["Content-Type"] == "text/event-stream"
         yield Stream(response)
+
+
+def test_workers_reports_add_up_as_one_gateway() -> None:
+    """Counters summed, availability the lowest any worker reports, out of rotation anywhere."""
+    one, two = RequestStats(), RequestStats()
+    for _ in range(3):
+        one.record("shop", "api", "a", 200, 0.002)
+    two.record("shop", "api", "a", 502, 0.004)
+    two.record("shop", "api", "b", 200, 0.002)
+    reports = [
+        {
+            "metrics": MetricsSnapshot.capture(
+                one, backend_endpoints={("api", "a"): (2, 2)}, active_connections=4
+            ).to_json(),
+            "endpoints": {"ejected": ["a/10.0.0.1:1"]},
+        },
+        {
+            "metrics": MetricsSnapshot.capture(
+                two, backend_endpoints={("api", "a"): (1, 2)}, active_connections=1
+            ).to_json(),
+            "endpoints": {},
+        },
+    ]
+    reading = read_reports(reports)
+    assert reading.workers == 2 and reading.active_connections == 5
+    assert reading.counters.by_backend == {("api", "a"): (4, 1), ("api", "b"): (1, 0)}
+    assert reading.availability == {("api", "a"): (1, 2)}
+    assert reading.rotation == {"a/10.0.0.1:1": "ejected"}
+    assert sum(reading.counters.overall) == 5
+    first = snapshot_between(None, reading, 0.0)
+    assert first["baseline"] is True and first["totals"]["requests"] == 5
 
 
 def test_sampling_takes_a_tick_unless_it_is_slow_then_at_most_its_budget() -> None:
