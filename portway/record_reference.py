@@ -19,7 +19,8 @@ from ruamel.yaml import YAML
 
 from portway.model import DEFAULT_TTL_S, KEY_PREFIX, Node, ServicePort, ServiceRecord, TrafficPolicy
 from portway.record_format import NODE_FIELDS, PORT_FIELDS, RECORD_FIELDS, RecordField
-from portway.registry.record_files import OWNER_FIELD, TTL_FIELD
+from portway.registry.decode import OWNER_FIELD
+from portway.registry.record_files import TTL_FIELD
 
 REFERENCE_FILE = Path(__file__).resolve().parents[1] / "docs" / "registry-record.md"
 REGENERATE_COMMAND = ".venv/bin/python -m portway.record_reference"
@@ -39,6 +40,16 @@ EXAMPLE = ServiceRecord(
     health_check_node_port=32000,
 )
 
+BACKEND_FIELDS = (
+    RecordField(
+        OWNER_FIELD,
+        "string",
+        '""',
+        "The publisher identity holding the key (a controller's: `portway-controller/<cluster>`). "
+        "A writer of another identity is refused while the record is alive; a new session of "
+        "the same identity (a restarted controller, a new leader) takes the key over in place.",
+    ),
+)
 FILES_ONLY_FIELDS = (
     RecordField(
         TTL_FIELD,
@@ -46,12 +57,6 @@ FILES_ONLY_FIELDS = (
         "none",
         "The record expires this long after its last renewal (the later of `publishedAt` "
         "and the file's modification time); without it the record never expires.",
-    ),
-    RecordField(
-        OWNER_FIELD,
-        "string",
-        '""',
-        "The writer holding the key; another writer is refused while the record is alive.",
     ),
 )
 
@@ -118,6 +123,14 @@ A hand-written record for two on-prem hosts, as a files registry holds it
 ## A node (`nodes[]`)
 
 {_table(NODE_FIELDS)}
+
+## Keys the registry backends own
+
+Every backend stores this key beside the record (in etcd and Consul inside
+the value, in a files registry in the file); readers take it out before the
+record is checked.
+
+{_table(BACKEND_FIELDS)}
 
 ## Keys of the files registry only
 

@@ -15,10 +15,18 @@ without history, a files directory rescanned) it yields a whole `Snapshot`
 instead, and the reader replaces its state. Folding the stream onto the state
 at `from_revision` always gives the registry's state: no gap, no duplicate.
 
-A record has one writer. A second writer (another registry instance, session
-or lease) publishing the same key gets `OwnershipError` while the first
-owner's lease is alive; it never interleaves. Records that fail validation
-are logged with their key and skipped; they never end a watch.
+A record has one owner: the publisher identity of the registry instance
+that wrote it (`owner=`, stored beside the record; without one, an identity
+unique to the instance). A writer of another identity publishing the same key
+gets `OwnershipError` while the owner's lease is alive; it never interleaves.
+A new session of the *same* identity (a restarted controller, the replica
+that took over the Lease) adopts the key in place: one atomic write that
+moves the key under its own lease, which then alone decides the record's
+TTL. A watcher sees a PUT and never a DELETE, so a restart does not make the
+cluster drop out of any routing table; the old lease lapses holding nothing,
+and the old session can no longer renew or withdraw the key. Records that
+fail validation are logged with their key and skipped; they never end a
+watch.
 
 When the backend cannot be reached, `watch` raises `RegistryUnavailable`;
 the caller keeps what it has and calls `watch(last_revision)` again later.
@@ -162,18 +170,23 @@ class Registry(Protocol):
     """The shared registry; see the module docstring for the promise."""
 
     backend: str
+    owner: str
+    """The publisher identity records written here are held by (see the module docstring)."""
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = ...) -> Lease:
         """Write `record` under a lease this instance keeps alive.
 
         Publishing a key this instance already holds replaces the value under
-        the same lease. `ttl_s=None` means no expiry (static records). Raises
-        `OwnershipError` if another writer holds the key.
+        the same lease; a key held by another session of the same `owner` is
+        adopted (moved under a new lease of this instance, never deleted).
+        `ttl_s=None` means no expiry (static records). Raises `OwnershipError`
+        if a writer of another identity holds the key.
         """
         ...
 
     async def withdraw(self, key: ServiceKey) -> None:
-        """Delete the key this instance holds and stop renewing it (no-op if not held)."""
+        """Delete the key this instance holds and stop renewing it (no-op if not held,
+        or if another session adopted it meanwhile)."""
         ...
 
     async def abandon(self, key: ServiceKey) -> None:

@@ -3,7 +3,13 @@
 Theory of operation: each published key is held by its own Consul session
 (`Behavior: delete`, `LockDelay: 0`, `TTL` = the record's TTL, at least
 `min_ttl_s`, 10 s on a real agent) and written with `?acquire=<session>`, so
-a second writer's acquire fails while the session lives (`OwnershipError`).
+a second writer's acquire fails while the session lives. The stored value
+names the instance's `owner` beside the record: when the acquire fails and
+the value read names this owner (an earlier session of it: the process
+before a restart, the previous leader), the key is adopted by one
+transaction, "unlock with the old session, lock with mine", which never
+deletes it (a session expiring deletes only the keys it still holds);
+otherwise `OwnershipError`.
 A renew task keeps the session alive every `min(5 s, ttl/3)`; when the
 writer stops renewing, Consul invalidates the session and deletes the key:
 "cluster gone". Withdrawing destroys the session, which deletes the key.
@@ -29,12 +35,14 @@ only).
 from __future__ import annotations
 
 import asyncio
+import base64
 import collections
 import contextlib
 import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -59,11 +67,13 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
-from portway.registry.decode import decode_record
+from portway.registry.decode import decode_record, stored_owner, stored_value
 
 log = logging.getLogger(__name__)
 
 REMEMBERED_STATES = 32
+CLAIM_ATTEMPTS = 4
+"""Acquire-or-adopt rounds before a key that keeps changing under us counts as held."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, consul.ConsulException)
 
 
@@ -77,6 +87,7 @@ class ConsulRegistry:
         address: str = "127.0.0.1:8500",
         *,
         root: str = "",
+        owner: str = "",
         token: str | None = None,
         min_ttl_s: float = 10.0,
         wait_s: float = 30.0,
@@ -87,6 +98,7 @@ class ConsulRegistry:
         self._scheme = parts.scheme
         self._token = token
         self.root = root
+        self.owner = owner or f"consul-session-{uuid.uuid4().hex}"
         self._prefix = root + KEY_PREFIX
         self.min_ttl_s = min_ttl_s
         self.wait_s = wait_s
@@ -121,7 +133,7 @@ class ConsulRegistry:
 
     async def _create_session(self, key: ServiceKey, ttl_s: float | None) -> str:
         body: dict[str, Any] = {
-            "Name": f"portway {key.path()}",
+            "Name": f"portway {self.owner} {key.path()}",
             "Behavior": "delete",
             "LockDelay": "0s",
         }
@@ -149,7 +161,7 @@ class ConsulRegistry:
         return bool(ok)
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
-        key, value = record.key, record.to_json()
+        key, value = record.key, stored_value(record, self.owner)
         lease = self._leases.get(key)
         if lease is not None and not lease.lost:
             if await self._acquire(key, value, lease.lease_id):
@@ -157,15 +169,50 @@ class ConsulRegistry:
                 return lease
             self._forget(key)
         sid = await self._create_session(key, ttl_s)
-        if not await self._acquire(key, value, sid):
+        try:
+            await self._claim(key, value, sid)
+        except BaseException:
             await self._destroy(sid)
-            raise OwnershipError(key)
+            raise
         lease = Lease(key, ttl_s or 0.0, sid, time.monotonic())
         self._leases[key] = lease
         if ttl_s is not None:
             self._renewers[key] = asyncio.create_task(self._renew_forever(lease))
         await self._mirror(record)
         return lease
+
+    async def _claim(self, key: ServiceKey, value: str, sid: str) -> None:
+        """Acquire the key with `sid` if it is free or this owner's; else OwnershipError."""
+        holder = ""
+        for _ in range(CLAIM_ATTEMPTS):
+            if await self._acquire(key, value, sid):
+                return
+            _, entry = await self._guard(self._consul().kv.get(self.root + key.path()))
+            if entry is None:
+                continue
+            holder = stored_owner(entry.get("Value") or b"")
+            if holder != self.owner:
+                raise OwnershipError(key, holder)
+            held_by = entry.get("Session")
+            if held_by and await self._adopt(key, value, held_by, sid):
+                return
+        raise OwnershipError(key, holder)
+
+    async def _adopt(self, key: ServiceKey, value: str, old: str, sid: str) -> bool:
+        """Move the key from session `old` to `sid` in one transaction (False: rolled back,
+        `old` no longer holds it)."""
+        full = self.root + key.path()
+        data = base64.b64encode(value.encode()).decode()
+        ops = [
+            {"KV": {"Verb": "unlock", "Key": full, "Value": data, "Session": old}},
+            {"KV": {"Verb": "lock", "Key": full, "Value": data, "Session": sid}},
+        ]
+        status: int = await self._guard(
+            self._consul().http.put(_status_code, "/v1/txn", data=json.dumps(ops))
+        )
+        if status not in (200, 409):
+            raise RegistryUnavailable(f"consul txn answered {status}")
+        return status == 200
 
     def _forget(self, key: ServiceKey) -> Lease | None:
         task = self._renewers.pop(key, None)
@@ -327,6 +374,11 @@ class ConsulRegistry:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+def _status_code(response: Any) -> int:
+    """The HTTP status of a py-consul response (a txn answers 409 when rolled back)."""
+    return int(response.code)
 
 
 def _state_entry(entry: dict[str, Any]) -> StateEntry:

@@ -5,11 +5,17 @@ that does not parse, or whose content disagrees with its key, is logged once
 with the key and the field at fault and left out; it never ends a snapshot or
 a watch. A bad value arriving in a watch reads as a delete of that key, so a
 gateway stops routing to a record that was replaced by garbage.
+
+The stored form is the record's JSON plus one key the backends own,
+`owner`: the publisher identity holding the key (see `Registry.publish`).
+Readers take it out before the record is parsed; writers compare it before
+they adopt a key an earlier session of theirs wrote.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 
@@ -17,6 +23,8 @@ from portway.model import RecordError, ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind
 
 log = logging.getLogger(__name__)
+
+OWNER_FIELD = "owner"
 
 BadRecordHook = Callable[[str, str], None]
 _hooks: list[BadRecordHook] = []
@@ -58,11 +66,39 @@ def report_bad(backend: str, key: str, error: str) -> None:
         hook(backend, key)
 
 
+def stored_value(record: ServiceRecord, owner: str) -> str:
+    """What a backend stores under the record's key: its JSON and the owner holding it."""
+    body = record.to_dict()
+    body[OWNER_FIELD] = owner
+    return json.dumps(body, sort_keys=True, separators=(",", ":"))
+
+
+def stored_owner(value: str | bytes) -> str:
+    """The owner a stored value names; "" when it names none or is not a record's JSON."""
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return ""
+    owner = raw.get(OWNER_FIELD) if isinstance(raw, dict) else None
+    return owner if isinstance(owner, str) else ""
+
+
+def parse_stored(value: str | bytes) -> ServiceRecord:
+    """The record in a stored value (its `owner` taken out); RecordError naming the field."""
+    try:
+        raw = json.loads(value)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError("", f"not JSON: {exc}") from None
+    if isinstance(raw, dict) and not isinstance(raw.pop(OWNER_FIELD, ""), str):
+        raise RecordError(OWNER_FIELD, "must be a string")
+    return ServiceRecord.from_dict(raw, outer_keys=(OWNER_FIELD,))
+
+
 def decode_record(key: str, value: str | bytes, *, backend: str) -> ServiceRecord | None:
     """The record stored under `key`, or None (logged) if it cannot be used."""
     try:
         skey = ServiceKey.parse(key)
-        record = ServiceRecord.from_json(value)
+        record = parse_stored(value)
     except RecordError as exc:
         report_bad(backend, key, str(exc))
         return None

@@ -9,11 +9,19 @@ already ship, with base64 keys and int64s as strings. Measured on loopback
 through aetcd's gRPC: not a difference a 50 ms feed debounce can see.
 
 Theory of operation: every published key gets its own lease of `ttl_s`,
-kept alive every `min(5 s, ttl/3)`. Creating a key is a txn "create_revision
-== 0 then put with my lease", updating it "lease == mine then put", deleting
-it "lease == mine then delete": a second writer is refused, never
-interleaved. Requests go to the first endpoint that answers and stick to it
-until it fails. A watch streams events from `from_revision + 1`; if that
+kept alive every `min(5 s, ttl/3)`. The stored value names the instance's
+`owner` beside the record. Creating a key is a txn "create_revision == 0
+then put with my lease, else read it"; if what was read names this owner
+(an earlier session of it: the process before a restart, the previous
+leader), the key is adopted by "mod_revision == what I read then put with
+my lease", which moves it off the old lease in one revision: watchers see a
+PUT, and the old lease expires or is revoked holding nothing. Updating a
+held key is "lease == mine then put", deleting it "lease == mine then
+delete": a writer of another owner is refused, never interleaved, and a
+session whose key was adopted can no longer touch it.
+
+Requests go to the first endpoint that answers and stick to it until it
+fails. A watch streams events from `from_revision + 1`; if that
 revision was compacted, it re-lists and yields a `Snapshot`, then carries on
 after the snapshot's revision. A broken stream is resumed on the next
 endpoint from the last revision seen; only when no endpoint answers does the
@@ -34,6 +42,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -53,9 +62,12 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
-from portway.registry.decode import decode_change, decode_records
+from portway.registry.decode import decode_change, decode_records, stored_owner, stored_value
 
 log = logging.getLogger(__name__)
+
+CLAIM_ATTEMPTS = 4
+"""Create-or-adopt rounds before a key that keeps changing under us counts as held."""
 
 
 class EtcdError(RegistryError):
@@ -99,6 +111,7 @@ class EtcdRegistry:
         endpoints: Sequence[str],
         *,
         root: str = "",
+        owner: str = "",
         request_timeout_s: float = 3.0,
         failover_s: float = 2.0,
     ) -> None:
@@ -106,6 +119,7 @@ class EtcdRegistry:
             raise ValueError("at least one etcd endpoint is needed")
         self.endpoints = [e.rstrip("/") for e in endpoints]
         self.root = root
+        self.owner = owner or f"etcd-session-{uuid.uuid4().hex}"
         self._prefix = (root + KEY_PREFIX).encode()
         self._timeout = aiohttp.ClientTimeout(total=request_timeout_s)
         self._failover_s = failover_s
@@ -183,7 +197,7 @@ class EtcdRegistry:
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
         key, full = record.key, _b64(self._full(record.key))
-        value = _b64(record.to_json())
+        value = _b64(stored_value(record, self.owner))
         lease = self._leases.get(key)
         if lease is not None and not lease.lost:
             lease_id = lease.lease_id if ttl_s is not None else "0"
@@ -194,17 +208,13 @@ class EtcdRegistry:
             if ok:
                 return lease
             self._forget(key)
-            if await self._exists(full):
-                raise OwnershipError(key)
         lease_id = await self._grant(ttl_s) if ttl_s is not None else "0"
-        ok, _ = await self._txn(
-            [{"target": "CREATE", "key": full, "create_revision": "0"}],
-            [{"request_put": {"key": full, "value": value, "lease": lease_id}}],
-        )
-        if not ok:
+        try:
+            await self._claim(key, full, value, lease_id)
+        except BaseException:
             if ttl_s is not None:
                 await self._revoke(lease_id)
-            raise OwnershipError(key)
+            raise
         lease = Lease(key, ttl_s or 0.0, lease_id, time.monotonic())
         self._leases[key] = lease
         if ttl_s is not None:
@@ -213,9 +223,37 @@ class EtcdRegistry:
             )
         return lease
 
-    async def _exists(self, full: str) -> bool:
-        out = await self._call("/v3/kv/range", {"key": full, "count_only": True})
-        return int(out.get("count", 0)) > 0
+    async def _claim(self, key: ServiceKey, full: str, value: str, lease_id: str) -> None:
+        """Put the key under `lease_id` if it is absent or this owner's; else OwnershipError.
+
+        Each round is one txn that writes if the key is as last seen (absent,
+        then at the mod_revision read) and otherwise reads it, so a key that
+        changes between the read and the write is judged again, never
+        overwritten blind.
+        """
+        compare: dict[str, Any] = {"target": "CREATE", "key": full, "create_revision": "0"}
+        holder = ""
+        for _ in range(CLAIM_ATTEMPTS):
+            out = await self._call(
+                "/v3/kv/txn",
+                {
+                    "compare": [compare],
+                    "success": [{"request_put": {"key": full, "value": value, "lease": lease_id}}],
+                    "failure": [{"request_range": {"key": full}}],
+                },
+            )
+            if out.get("succeeded"):
+                return
+            responses = out.get("responses") or [{}]
+            kvs = responses[0].get("response_range", {}).get("kvs", [])
+            if not kvs:
+                compare = {"target": "CREATE", "key": full, "create_revision": "0"}
+                continue
+            holder = stored_owner(_unb64(kvs[0].get("value", "")))
+            if holder != self.owner:
+                raise OwnershipError(key, holder)
+            compare = {"target": "MOD", "key": full, "mod_revision": kvs[0]["mod_revision"]}
+        raise OwnershipError(key, holder)
 
     def _forget(self, key: ServiceKey) -> Lease | None:
         task = self._keepalives.pop(key, None)

@@ -3,18 +3,24 @@
 Theory of operation: each record is one file (see `record_files` for the
 format, TTL and owner fields). Writers take a directory-wide `flock` around
 check-then-write so two writers never both believe they own a key; a key is
-free when no live file claims it (absent, or expired). A writer renews its
-leases by touching its files every `renew_s`. Readers keep a `RecordDirectory` (an
-incremental view: a file is read again only when its stat signature
-changed) and refresh it off the event loop, in a thread: the files
-watchfiles names (inotify), or a stat of the whole directory when polling
-every `poll_interval_s` (inotify unavailable or `force_polling`) and every
-`RESYNC_S` as a safety net; records whose TTL passes are re-decided at
-their deadline. The keys whose live record changed are numbered with the
-reader's own revision counter. A snapshot is one such refresh; the first
-one reads every file once, later ones only what changed. Revisions are per reader instance: a watch
-resumes exactly from any revision this instance still has in its history,
-and from anything else gets a `Snapshot`.
+free when no live file claims it (absent, or expired), and a key whose live
+file names this instance's `owner` is adopted by writing the file again
+(`os.replace`: readers see the new content, never an absence). A session's
+lease on a key is the file it wrote, known by its inode: renewing touches
+the file (every third of the shortest TTL) only while the inode is still
+the one written, so once another session of the owner replaced the file,
+the old session neither renews nor withdraws it.
+
+Readers keep a `RecordDirectory` (an incremental view: a file is read again
+only when its stat signature changed) and refresh it off the event loop, in
+a thread: the files watchfiles names (inotify), or a stat of the whole
+directory when polling every `poll_interval_s` (inotify unavailable or
+`force_polling`) and every `RESYNC_S` as a safety net; records whose TTL
+passes are re-decided at their deadline. The keys whose live record changed
+are numbered with the reader's own revision counter. A snapshot is one such
+refresh; the first one reads every file once, later ones only what changed.
+Revisions are per reader instance: a watch resumes exactly from any revision
+this instance still has in its history, and from anything else gets a `Snapshot`.
 
 State values are files in the `state/` subdirectory (which record readers
 never look into), one per key (the key percent-encoded, `.json`), holding
@@ -58,7 +64,6 @@ from portway.registry.record_dir import RecordDirectory
 from portway.registry.record_files import (
     RecordFile,
     file_name,
-    load_record_file,
     read_records,
     record_file_bytes,
     write_atomic,
@@ -83,6 +88,7 @@ class FilesRegistry:
         self,
         directory: str | os.PathLike[str],
         *,
+        owner: str = "",
         force_polling: bool = False,
         poll_interval_s: float = 0.5,
         clock: Callable[[], float] = time.time,
@@ -90,10 +96,12 @@ class FilesRegistry:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         self.session = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.owner = owner or self.session
         self._force_polling = force_polling
         self._poll_interval_s = poll_interval_s
         self._clock = clock
         self._leases: dict[ServiceKey, Lease] = {}
+        self._inodes: dict[ServiceKey, int] = {}
         self._renewer: asyncio.Task[None] | None = None
         self.view = RecordDirectory(self.directory)
         self._writer_view = RecordDirectory(self.directory)
@@ -127,11 +135,11 @@ class FilesRegistry:
         key = record.key
         with self._locked():
             holder = self._holder(key)
-            if holder is not None and holder.owner != self.session:
+            if holder is not None and holder.owner != self.owner:
                 raise OwnershipError(key, holder.owner or f"hand-written {holder.path.name}")
-            write_atomic(
-                self.directory / file_name(key), record_file_bytes(record, ttl_s, self.session)
-            )
+            path = self.directory / file_name(key)
+            write_atomic(path, record_file_bytes(record, ttl_s, self.owner))
+            self._inodes[key] = os.stat(path).st_ino
         lease = self._leases.get(key)
         if lease is None or lease.lost:
             lease = Lease(key, ttl_s or 0.0, self.session)
@@ -147,17 +155,22 @@ class FilesRegistry:
             return
         with self._locked():
             path = self.directory / file_name(key)
-            try:
-                mine = load_record_file(path).owner == self.session
-            except (OSError, ValueError):
-                return
-            if mine:
+            if self._written(key, path):
                 path.unlink(missing_ok=True)
+        self._inodes.pop(key, None)
 
     async def abandon(self, key: ServiceKey) -> None:
         lease = self._leases.pop(key, None)
+        self._inodes.pop(key, None)
         if lease is not None:
             lease.renewing = False
+
+    def _written(self, key: ServiceKey, path: Path) -> bool:
+        """Whether `path` is still the file this session wrote for `key` (call it locked)."""
+        try:
+            return os.stat(path).st_ino == self._inodes.get(key)
+        except OSError:
+            return False
 
     async def _renew_forever(self) -> None:
         """Touch held files every third of the shortest TTL, until `close`.
@@ -179,20 +192,21 @@ class FilesRegistry:
                 self._renew_wake.clear()
 
     def renew(self) -> None:
-        """Touch every held file; a lease whose file another writer took is marked lost."""
+        """Touch every held file; a lease whose file was replaced or removed is marked lost."""
         with self._locked():
             for key, lease in list(self._leases.items()):
                 if not lease.ttl_s:
                     continue
                 path = self.directory / file_name(key)
                 try:
-                    if load_record_file(path).owner != self.session:
+                    if not self._written(key, path):
                         raise FileNotFoundError(path)
                     os.utime(path)
                     lease.last_renewal = time.monotonic()
-                except (OSError, ValueError):
+                except OSError:
                     lease.lost = True
                     del self._leases[key]
+                    self._inodes.pop(key, None)
                     log.warning("files lease lost", extra={"key": key.path(), "backend": "files"})
 
     def _state_path(self, key: str) -> Path:

@@ -3,7 +3,9 @@
 `MemoryStore` is the shared "server" (revisions, history, stored JSON text);
 each `MemoryRegistry(store)` is one client session, so two of them on one
 store behave like two controllers on one etcd: the second writer of a key is
-refused while the first one's lease lives. A held lease never lapses (the
+refused while the first one's lease lives, unless both were opened with the
+same `owner`, in which case the second adopts the key (a PUT, no DELETE) and
+the first one's lease no longer reaches it. A held lease never lapses (the
 renewal is implicit); `abandon` starts the TTL clock on the event loop's
 timers. Values are kept as text and parsed on read, so `put_raw` can plant a
 bad record the way a foreign writer would. `compact(revision)` drops history
@@ -40,6 +42,9 @@ from portway.registry.decode import decode_change, decode_records
 class _Entry:
     value: str
     owner: str
+    """The publisher identity holding the key; a session of another one is refused."""
+    session: str
+    """The session whose lease the key lives by (it alone may withdraw or lapse it)."""
     expiry: asyncio.TimerHandle | None = None
 
 
@@ -73,34 +78,41 @@ class MemoryStore:
         while self.revision <= revision and self.available:
             await self._changed.wait()
 
-    def put(self, key: str, value: str, owner: str) -> None:
+    def put(self, key: str, value: str, owner: str, session: str) -> None:
+        """Write as `session` of `owner`: refused if another owner holds the key, else the
+        key lives by this session's lease from now on (adopted, if another session held it)."""
         entry = self.entries.get(key)
         if entry is not None and entry.owner != owner:
             raise OwnershipError(ServiceKey.parse(key), entry.owner)
         if entry is not None and entry.expiry is not None:
             entry.expiry.cancel()
-        self.entries[key] = _Entry(value, owner)
+        self.entries[key] = _Entry(value, owner, session)
         self._emit(key, value)
 
     def put_raw(self, key: str, value: str) -> None:
         """Write bytes no portway writer would (tests of bad-record handling)."""
-        self.entries[key] = _Entry(value, "foreign")
+        self.entries[key] = _Entry(value, "foreign", "foreign")
         self._emit(key, value)
 
-    def delete(self, key: str, owner: str) -> None:
+    def holds(self, key: str, session: str) -> bool:
+        """Whether the key lives by `session`'s lease."""
         entry = self.entries.get(key)
-        if entry is None or entry.owner != owner:
+        return entry is not None and entry.session == session
+
+    def delete(self, key: str, session: str) -> None:
+        entry = self.entries.get(key)
+        if entry is None or entry.session != session:
             return
         if entry.expiry is not None:
             entry.expiry.cancel()
         del self.entries[key]
         self._emit(key, None)
 
-    def lapse(self, key: str, owner: str, ttl_s: float) -> None:
-        """The owner stopped renewing: the entry expires `ttl_s` from now."""
+    def lapse(self, key: str, session: str, ttl_s: float) -> None:
+        """The session stopped renewing: the entry expires `ttl_s` from now."""
         entry = self.entries.get(key)
-        if entry is not None and entry.owner == owner:
-            entry.expiry = asyncio.get_running_loop().call_later(ttl_s, self.delete, key, owner)
+        if entry is not None and entry.session == session:
+            entry.expiry = asyncio.get_running_loop().call_later(ttl_s, self.delete, key, session)
 
     def write_state(self, key: str, value: str | None, version: int) -> None:
         """Compare-and-set `key` (None deletes it)."""
@@ -136,9 +148,10 @@ class MemoryRegistry:
 
     backend = "memory"
 
-    def __init__(self, store: MemoryStore | None = None) -> None:
+    def __init__(self, store: MemoryStore | None = None, *, owner: str = "") -> None:
         self.store = store if store is not None else MemoryStore()
         self.session = f"memory-session-{next(_sessions)}"
+        self.owner = owner or self.session
         self._leases: dict[ServiceKey, Lease] = {}
 
     def _check(self) -> None:
@@ -147,7 +160,7 @@ class MemoryRegistry:
 
     async def publish(self, record: ServiceRecord, ttl_s: float | None = DEFAULT_TTL_S) -> Lease:
         self._check()
-        self.store.put(record.key.path(), record.to_json(), self.session)
+        self.store.put(record.key.path(), record.to_json(), self.owner, self.session)
         lease = self._leases.get(record.key)
         if lease is None:
             lease = Lease(record.key, ttl_s or 0.0, self.session)

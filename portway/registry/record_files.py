@@ -9,8 +9,9 @@ backend owns:
   (a writer renews by touching the file, so renewals do not rewrite content
   or wake readers with no-op changes). A record without `ttlSeconds`, as
   people write them by hand, never expires.
-- `owner`: the writer that holds the key; another writer is refused while
-  the record is alive.
+- `owner`: the publisher identity that holds the key (as in every
+  backend's stored form); a writer of another identity is refused while the
+  record is alive.
 
 Writes are atomic: a temporary file in the same directory, fsync, then
 `os.replace`, so a reader sees the old file or the new one, never half.
@@ -33,13 +34,12 @@ from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
-from portway.registry.decode import report_bad
+from portway.registry.decode import OWNER_FIELD, report_bad
 
 log = logging.getLogger(__name__)
 
 RECORD_SUFFIXES = (".json", ".yaml", ".yml")
 TTL_FIELD = "ttlSeconds"
-OWNER_FIELD = "owner"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,6 +6,8 @@ on them:
 
 - KV with base64 values, `cas` (0 = create only), `acquire`/`release` with a
   session (acquire fails while another session holds the key), `recurse`;
+- transactions (`/v1/txn`) of KV `lock`/`unlock`/`set`/`check-session`
+  operations, applied all at one index or not at all (409 and `Errors`);
 - blocking queries: `?index=N&wait=Ds` returns as soon as the KV index moves
   past N, or after the wait with the same index; `X-Consul-Index` is the
   index of the last KV write (coarser than Consul's per-prefix index, which
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import dataclasses
 import json
 import re
 import threading
@@ -116,6 +119,7 @@ class ConsulEmulator:
         app.router.add_route("GET", "/v1/kv/{key:.*}", self._kv_get)
         app.router.add_route("PUT", "/v1/kv/{key:.*}", self._kv_put)
         app.router.add_route("DELETE", "/v1/kv/{key:.*}", self._kv_delete)
+        app.router.add_route("PUT", "/v1/txn", self._txn)
         app.router.add_route("PUT", "/v1/session/create", self._session_create)
         app.router.add_route("PUT", "/v1/session/renew/{id}", self._session_renew)
         app.router.add_route("PUT", "/v1/session/destroy/{id}", self._session_destroy)
@@ -215,6 +219,42 @@ class ConsulEmulator:
         if doomed:
             await self._bump()
         return web.json_response(True)
+
+    async def _txn(self, request: web.Request) -> web.Response:
+        body = json.loads(await request.read())
+        ops = [{k.lower(): v for k, v in op["KV"].items()} for op in body]
+        kv = {k: dataclasses.replace(e) for k, e in self.state.kv.items()}
+        index = self.state.index + 1
+        for i, op in enumerate(ops):
+            verb, key, sid = op["verb"], op["key"], op.get("session")
+            entry = kv.get(key)
+            value = base64.b64decode(op.get("value") or "")
+            if verb in ("lock", "unlock", "check-session") and sid not in self.state.sessions:
+                return self._txn_failed(i, f"invalid session {sid!r}")
+            if verb == "check-session" and (entry is None or entry.session != sid):
+                return self._txn_failed(i, f"key {key!r} is not locked by {sid!r}")
+            if verb == "lock" and entry is not None and entry.session not in (None, sid):
+                return self._txn_failed(i, f"key {key!r} is locked by another session")
+            if verb == "unlock" and (entry is None or entry.session != sid):
+                return self._txn_failed(i, f"key {key!r} is not locked by {sid!r}")
+            if verb not in ("lock", "unlock", "set", "check-session"):
+                raise web.HTTPBadRequest(text=f"verb {verb!r} is not emulated")
+            if verb == "check-session":
+                continue
+            if entry is None:
+                entry = kv[key] = _Entry(value, index, index)
+            entry.value, entry.modify_index = value, index
+            if verb == "lock" and entry.session != sid:
+                entry.session, entry.lock_index = sid, entry.lock_index + 1
+            if verb == "unlock":
+                entry.session = None
+        self.state.kv = kv
+        await self._bump()
+        return web.json_response({"Results": [{"KV": None} for _ in ops], "Errors": None})
+
+    def _txn_failed(self, op_index: int, what: str) -> web.Response:
+        body = {"Results": None, "Errors": [{"OpIndex": op_index, "What": what}]}
+        return web.json_response(body, status=409)
 
     async def _session_create(self, request: web.Request) -> web.Response:
         raw = await request.read()

@@ -49,14 +49,18 @@ async def _build(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> H
         async def put_memory(key: str, data: bytes) -> None:
             store.put_raw(key, data.decode())
 
-        return Harness(name, lambda: MemoryRegistry(store), put_memory, exact_history=True)
+        return Harness(
+            name, lambda owner: MemoryRegistry(store, owner=owner), put_memory, exact_history=True
+        )
     if name == "files":
         directory = tmp_path / "registry"
 
         async def put_file(key: str, data: bytes) -> None:
             (directory / (key.replace("/", "_") + ".json")).write_bytes(data)
 
-        return Harness(name, lambda: FilesRegistry(directory), put_file, exact_history=False)
+        return Harness(
+            name, lambda owner: FilesRegistry(directory, owner=owner), put_file, exact_history=False
+        )
     if name == "etcd":
         from portway.registry.etcd import EtcdRegistry
 
@@ -70,7 +74,10 @@ async def _build(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> H
                 await reg.close()
 
         return Harness(
-            name, lambda: EtcdRegistry(endpoints, root=root), put_etcd, exact_history=True
+            name,
+            lambda owner: EtcdRegistry(endpoints, root=root, owner=owner),
+            put_etcd,
+            exact_history=True,
         )
     if name in ("consul-emulator", "consul-real"):
         from portway.registry.consul import ConsulRegistry
@@ -82,8 +89,9 @@ async def _build(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> H
         else:
             addr = request.getfixturevalue("consul_emulator_addr")
 
-        def make_consul() -> Any:
-            return ConsulRegistry(addr, root=root, min_ttl_s=10.0 if name == "consul-real" else 1.0)
+        def make_consul(owner: str = "") -> Any:
+            floor_s = 10.0 if name == "consul-real" else 1.0
+            return ConsulRegistry(addr, root=root, owner=owner, min_ttl_s=floor_s)
 
         async def put_consul(key: str, data: bytes) -> None:
             reg = make_consul()

@@ -11,13 +11,14 @@ from portway.registry.base import Registry
 @dataclass
 class Harness:
     name: str
-    make: Callable[[], Registry]
+    make: Callable[[str], Registry]
+    """A new session; its argument is the publisher identity (`owner=`, "" for none)."""
     put_raw: Callable[[str, bytes], Awaitable[None]]
     exact_history: bool
     ttl_floor_s: float = 0.0
     sessions: list[Registry] = field(default_factory=list)
 
-    def session(self) -> Registry:
-        reg = self.make()
+    def session(self, owner: str = "") -> Registry:
+        reg = self.make(owner)
         self.sessions.append(reg)
         return reg

@@ -142,6 +142,102 @@ async def test_second_writer_of_a_key_is_refused_until_the_first_lets_go(
         await first.publish(mine, ttl_s=10)
 
 
+OWNER = "portway-controller/a"
+
+
+def no_absence(reader: Reader, key: ServiceKey) -> None:
+    """The key was never gone from the reader's view: no DELETE, no snapshot without it."""
+    for item in reader.items:
+        if isinstance(item, Snapshot):
+            assert key in item.records, f"a snapshot without {key.path()}"
+        else:
+            assert item.kind is ChangeKind.PUT, f"{item.kind} of {item.key.path()}"
+
+
+async def test_a_new_session_of_the_owner_adopts_its_key_without_a_delete(
+    harness: Harness,
+) -> None:
+    """A restarted controller: the old session died with its lease alive; the new one
+    publishes at once, and no watcher ever sees the record gone, then or when the old
+    lease runs out."""
+    ttl = max(2.0, harness.ttl_floor_s)
+    old, reader_reg = harness.session(OWNER), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    before, after = rec("a"), rec("a", address="10.0.0.2")
+    await old.publish(before, ttl_s=ttl)
+    await reader.until({before.key: before})
+    await old.abandon(before.key)
+    await harness.session(OWNER).publish(after, ttl_s=ttl)
+    await reader.until({after.key: after})
+    await asyncio.sleep(ttl * 1.6)  # the old lease has run out meanwhile
+    assert (await reader_reg.snapshot()).records == {after.key: after}
+    assert reader.state == {after.key: after}
+    await reader.stop()
+    no_absence(reader, after.key)
+    if harness.exact_history:
+        assert [(c.kind, c.record) for c in reader.changes()] == [
+            (ChangeKind.PUT, before),
+            (ChangeKind.PUT, after),
+        ]
+
+
+async def test_a_session_of_another_owner_is_refused_the_key_an_owner_holds(
+    harness: Harness,
+) -> None:
+    holder = harness.session(OWNER)
+    mine, theirs = rec("a"), rec("a", address="10.0.0.2")
+    await holder.publish(mine, ttl_s=10)
+    for other in (harness.session("portway-controller/b"), harness.session()):
+        with pytest.raises(OwnershipError) as refused:
+            await other.publish(theirs, ttl_s=10)
+        assert refused.value.owner == OWNER
+    await holder.abandon(mine.key)  # crashed: refused all the same while the lease lives
+    with pytest.raises(OwnershipError):
+        await harness.session("portway-controller/b").publish(theirs, ttl_s=10)
+    assert (await harness.session().snapshot()).records == {mine.key: mine}
+
+
+async def test_an_adopted_record_lives_by_the_new_lease_alone(harness: Harness) -> None:
+    """The old lease was long, the adopting one short: once the adopter stops renewing,
+    the record expires after the short TTL."""
+    short = max(2.0, harness.ttl_floor_s)
+    long = 6 * short
+    old, new, reader_reg = harness.session(OWNER), harness.session(OWNER), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    first, adopted = rec("a"), rec("a", node_port=30090)
+    await old.publish(first, ttl_s=long)
+    await old.abandon(first.key)
+    await new.publish(adopted, ttl_s=short)
+    await reader.until({adopted.key: adopted})
+    await new.abandon(adopted.key)
+    abandoned_at = time.monotonic()
+    await reader.until({}, timeout_s=3 * short + 5)
+    waited = time.monotonic() - abandoned_at
+    assert short * 0.5 <= waited < long * 0.75, f"expired {waited:.2f}s after abandon"
+    await reader.stop()
+
+
+async def test_the_session_a_key_was_adopted_from_can_no_longer_withdraw_it(
+    harness: Harness,
+) -> None:
+    """A replica that lost the Lease but still runs: its withdraw, close and renewals
+    leave the record its successor adopted alone."""
+    ttl = max(2.0, harness.ttl_floor_s)
+    old, new, reader_reg = harness.session(OWNER), harness.session(OWNER), harness.session()
+    reader = Reader(reader_reg, await reader_reg.snapshot())
+    first, adopted = rec("a"), rec("a", address="10.0.0.2")
+    await old.publish(first, ttl_s=ttl)
+    await new.publish(adopted, ttl_s=ttl)
+    await reader.until({adopted.key: adopted})
+    await old.withdraw(first.key)
+    await old.close()
+    assert (await reader_reg.snapshot()).records == {adopted.key: adopted}
+    await asyncio.sleep(ttl * 1.6)
+    assert (await reader_reg.snapshot()).records == {adopted.key: adopted}
+    await reader.stop()
+    no_absence(reader, adopted.key)
+
+
 async def test_abandoned_record_expires_and_renewed_one_stays(harness: Harness) -> None:
     ttl = max(2.0, harness.ttl_floor_s)
     writer, reader_reg = harness.session(), harness.session()
