@@ -15,17 +15,30 @@ from gateway.config.values import CONFIG, Duration, Name, Percent
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class RolloutStep:
+    """Send `percent` of the rule's traffic to the canary, judged over at least `pause`."""
+
     percent: Percent
     pause_s: Duration = Field(default=60.0, alias="pause")
+    """How long the step is held and measured before the next one."""
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class Rollout:
-    """Progressive canary: walk the steps while the canary's error rate stays under the limit."""
+    """Progressive canary: walk the steps while the canary's measurements stay in bounds.
+
+    Run by `gateway.rollout`: the state lives in the registry, one gateway
+    replica drives it, every replica applies its weight.
+    """
 
     steps: tuple[RolloutStep, ...] = Field(min_length=1)
     max_error_rate: Percent = 1.0
+    """Percent of the canary's requests in a step that may be answered 5xx."""
+    max_p99_s: Duration | None = Field(default=None, alias="maxP99")
+    """The canary's p99 latency limit over a step; unset: latency is not judged."""
+    min_requests: int = Field(default=10, ge=1)
+    """Canary requests a step needs before it is judged; a quieter step is held longer."""
     rollback_on_failure: bool = True
+    """On a failed step: back to 0% (true) or pause at the current weight (false)."""
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)

@@ -23,6 +23,9 @@ page); `/metrics` reports endpoint availability per backend and cluster
 (per endpoint only with `?endpoints=1`, as Envoy makes per-host stats
 opt-in), counted and rendered in threads.
 
+Progressive rollouts (`gateway.rollout.api`): GET `/rollouts[/NAME]`, POST
+`/rollouts/NAME/pause|resume|promote|abort`.
+
 `/readyz` is also 503 from the moment the gateway is asked to stop, in
 every mode, so a load balancer stops sending before the listeners close.
 Errors are JSON `{"error": ...}`: 404 for a path the API does not have, an
@@ -52,6 +55,8 @@ from gateway import compiled
 from gateway.config.model import Route
 from gateway.ops.dashboard import DashboardSite
 from gateway.ops.metrics import MetricsSnapshot, merge, render
+from gateway.rollout.api import RolloutApi
+from gateway.rollout.runner import RolloutRunner
 from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import EndpointState
 from gateway.runtime.reload import Reloader
@@ -65,6 +70,7 @@ class AdminSource(Protocol):
     """What the admin API reads; implemented by the worker runtime and the supervisor."""
 
     reloader: Reloader
+    rollouts: RolloutRunner
     needs_registry: bool
     expected_workers: int
 
@@ -242,6 +248,7 @@ class AdminApi:
         app.router.add_get("/tls", self.tls)
         app.router.add_post("/drain", self.drain)
         DashboardSite(self.source).register(app)
+        RolloutApi(self.source).add_routes(app)
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:

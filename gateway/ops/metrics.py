@@ -10,6 +10,7 @@ can collect one per worker over a pipe and `merge` them into totals) and
 
 Metric names (DESIGN.md conventions): `portway_requests_total{route,backend,
 cluster,code}`, `portway_request_duration_seconds{route}`,
+`portway_backend_request_duration_seconds{backend}`,
 `portway_upstream_connect_failures_total{cluster,endpoint}`,
 `portway_upstream_pool_connections{state}`, `portway_config_reloads_total
 {result}`, `portway_config_last_reload_success_timestamp_seconds`,
@@ -69,6 +70,7 @@ class MetricsSnapshot:
 
     requests: dict[RequestKey, int] = field(default_factory=dict)
     durations: dict[str, list[float]] = field(default_factory=dict)
+    backend_durations: dict[str, list[float]] = field(default_factory=dict)
     connect_failures: dict[tuple[str, str], int] = field(default_factory=dict)
     pool_connections: dict[str, int] = field(default_factory=dict)
     endpoint_health: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -98,6 +100,7 @@ class MetricsSnapshot:
         return cls(
             requests=dict(stats.requests),
             durations={route: list(hist) for route, hist in stats.durations.items()},
+            backend_durations={b: list(hist) for b, hist in stats.backend_durations.items()},
             connect_failures=dict(stats.connect_failures),
             pool_connections=dict(pool_connections or {}),
             endpoint_health=dict(endpoint_health or {}),
@@ -113,6 +116,7 @@ class MetricsSnapshot:
         return {
             "requests": [[*key, n] for key, n in self.requests.items()],
             "durations": self.durations,
+            "backend_durations": self.backend_durations,
             "connect_failures": [[*key, n] for key, n in self.connect_failures.items()],
             "pool_connections": self.pool_connections,
             "endpoint_health": [[*key, v] for key, v in self.endpoint_health.items()],
@@ -129,6 +133,7 @@ class MetricsSnapshot:
         return cls(
             requests={(r, b, c, int(code)): n for r, b, c, code, n in raw.get("requests", [])},
             durations={k: list(v) for k, v in raw.get("durations", {}).items()},
+            backend_durations={k: list(v) for k, v in raw.get("backend_durations", {}).items()},
             connect_failures={(c, e): n for c, e, n in raw.get("connect_failures", [])},
             pool_connections=dict(raw.get("pool_connections", {})),
             endpoint_health={(c, e): v for c, e, v in raw.get("endpoint_health", [])},
@@ -150,13 +155,8 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
     for snap in snapshots:
         for key, n in snap.requests.items():
             out.requests[key] = out.requests.get(key, 0) + n
-        for route, hist in snap.durations.items():
-            acc = out.durations.get(route)
-            if acc is None:
-                out.durations[route] = list(hist)
-            else:
-                for i, v in enumerate(hist):
-                    acc[i] += v
+        _add_histograms(out.durations, snap.durations)
+        _add_histograms(out.backend_durations, snap.backend_durations)
         for ckey, n in snap.connect_failures.items():
             out.connect_failures[ckey] = out.connect_failures.get(ckey, 0) + n
         for state, n in snap.pool_connections.items():
@@ -198,6 +198,16 @@ STATE_CHANGE_METRICS: dict[str, tuple[str, str, str]] = {
 }
 
 
+def _add_histograms(into: dict[str, list[float]], more: dict[str, list[float]]) -> None:
+    for name, hist in more.items():
+        acc = into.get(name)
+        if acc is None:
+            into[name] = list(hist)
+        else:
+            for i, v in enumerate(hist):
+                acc[i] += v
+
+
 class SnapshotCollector(Collector):
     """A prometheus_client collector rendering one `MetricsSnapshot`."""
 
@@ -221,13 +231,16 @@ class SnapshotCollector(Collector):
             labels=["route"],
         )
         for route, hist in sorted(snap.durations.items()):
-            cumulative = 0.0
-            buckets: list[tuple[str, float]] = []
-            for bound, count in zip((*DURATION_BUCKETS_S, float("inf")), hist, strict=False):
-                cumulative += count
-                buckets.append((_bound_label(bound), cumulative))
-            durations.add_metric([route], buckets, hist[NBUCKETS])
+            durations.add_metric([route], _cumulative(hist), hist[NBUCKETS])
         yield durations
+        by_backend = HistogramMetricFamily(
+            "portway_backend_request_duration_seconds",
+            "Request duration from request head to response end, by backend.",
+            labels=["backend"],
+        )
+        for backend, hist in sorted(snap.backend_durations.items()):
+            by_backend.add_metric([backend], _cumulative(hist), hist[NBUCKETS])
+        yield by_backend
 
         failures = CounterMetricFamily(
             "portway_upstream_connect_failures_total",
@@ -293,6 +306,15 @@ class SnapshotCollector(Collector):
         )
         build.add_metric([compiled.state.partition(":")[0]], 1)
         yield build
+
+
+def _cumulative(hist: list[float]) -> list[tuple[str, float]]:
+    cumulative = 0.0
+    buckets: list[tuple[str, float]] = []
+    for bound, count in zip((*DURATION_BUCKETS_S, float("inf")), hist, strict=False):
+        cumulative += count
+        buckets.append((_bound_label(bound), cumulative))
+    return buckets
 
 
 def _bound_label(bound: float) -> str:

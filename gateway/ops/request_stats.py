@@ -32,17 +32,20 @@ RequestKey = tuple[str, str, str, int]
 
 
 class RequestStats:
-    """Per-worker request counters, cheap to update (two dict lookups, a short scan).
+    """Per-worker request counters, cheap to update (three dict lookups, a short scan).
 
-    `durations[route]` is a list of `len(DURATION_BUCKETS_S) + 2` numbers:
-    non-cumulative bucket counts (last one +Inf) followed by the sum of seconds.
+    `durations[route]` and `backend_durations[backend]` are lists of
+    `len(DURATION_BUCKETS_S) + 2` numbers: non-cumulative bucket counts (last one
+    +Inf) followed by the sum of seconds. The per-backend histogram is what a
+    progressive rollout judges a canary's p99 on (`gateway.rollout.window`).
     """
 
-    __slots__ = ("connect_failures", "durations", "requests")
+    __slots__ = ("backend_durations", "connect_failures", "durations", "requests")
 
     def __init__(self) -> None:
         self.requests: dict[RequestKey, int] = {}
         self.durations: dict[str, list[float]] = {}
+        self.backend_durations: dict[str, list[float]] = {}
         self.connect_failures: dict[tuple[str, str], int] = {}
 
     def record(self, route: str, backend: str, cluster: str, code: int, duration_s: float) -> None:
@@ -53,6 +56,9 @@ class RequestStats:
         hist = self.durations.get(route)
         if hist is None:
             hist = self.durations[route] = [0.0] * (NBUCKETS + 1)
+        per_backend = self.backend_durations.get(backend)
+        if per_backend is None:
+            per_backend = self.backend_durations[backend] = [0.0] * (NBUCKETS + 1)
         slot = 0
         for bound in DURATION_BUCKETS_S:  # bisect_left, as a native loop (most hit early)
             if duration_s <= bound:
@@ -60,6 +66,8 @@ class RequestStats:
             slot += 1
         hist[slot] += 1
         hist[NBUCKETS] += duration_s
+        per_backend[slot] += 1
+        per_backend[NBUCKETS] += duration_s
 
     def connect_failed(self, cluster: str, endpoint: str) -> None:
         key = (cluster, endpoint)

@@ -28,6 +28,13 @@ inline; 20,000 endpoints stall it ~38 ms inline but at most ~8 ms from a
 thread (the GIL switch interval), for ~20% more wall time. The result is handed to
 `on_swap(table, active)`, which assigns `ctx.table` (one attribute store:
 requests already routing hold their own reference to the old table).
+
+A third input is the progressive rollouts' stored statuses (`on_rollouts`,
+from `gateway.rollout.runner`). A full compile takes the file's config with
+each rollout rule's canary at its rollout's weight
+(`gateway.rollout.targets.with_weights`), so a table is a pure function of
+config, records and rollout statuses; statuses that change a weight mark a
+full compile (routes hold the split), others change nothing.
 """
 
 from __future__ import annotations
@@ -45,6 +52,8 @@ from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.loader import ConfigReport, check_config_file
 from gateway.config.model import GatewayConfig, LbPolicy
 from gateway.ops.metrics import ReloadStats
+from gateway.rollout.machine import RolloutStatus
+from gateway.rollout.targets import rollout_targets, weights_for, with_weights
 from gateway.routing.compiler import RecordIndex, compile_indexed, index_records
 from gateway.routing.update import apply_record_changes, update_table
 from portway.model import ServiceKey, ServiceRecord
@@ -137,6 +146,9 @@ class Reloader:
         self._table_version = 0
         self._config_pending = False
         self._records_pending = False
+        self._rollouts: Mapping[str, RolloutStatus] = {}
+        self._rollout_weights: dict[str, float] = {}
+        self._rollouts_pending = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -172,6 +184,22 @@ class Reloader:
         )
         changes.update((k, r) for k, r in records.items() if current.get(k) is not r)
         self.on_changes(changes, status)
+
+    def on_rollouts(self, states: Mapping[str, RolloutStatus]) -> None:
+        """The rollout runner's callback: every stored rollout status, by rollout name."""
+        self._rollouts = dict(states)
+        if self.active is None:
+            return
+        weights = weights_for(rollout_targets(self.active.config), self._rollouts)
+        if weights != self._rollout_weights:
+            self._rollouts_pending = True
+            self._idle.clear()
+            self._wake.set()
+
+    @property
+    def rollout_weights(self) -> Mapping[str, float]:
+        """Each rollout's canary weight in the table in force, by rollout name."""
+        return self._rollout_weights
 
     # ---- work ----------------------------------------------------------------
 
@@ -209,16 +237,25 @@ class Reloader:
         """Wait until no work is pending (tests, admin)."""
         await self._idle.wait()
 
+    async def apply_pending(self) -> None:
+        """Do the pending work now; for startup, before `run` pumps."""
+        self._wake.clear()
+        await self._step()
+        self._idle.set()
+
     async def _step(self) -> None:
         config_pending, self._config_pending = self._config_pending, False
         records_pending, self._records_pending = self._records_pending, False
+        rollouts_pending, self._rollouts_pending = self._rollouts_pending, False
         if config_pending:
             report = await asyncio.to_thread(check_config_file, self.path)
             if report.config is None:
                 self._reject(report)
             elif self.active is not None and report.digest == self.active.version:
                 self.last_failure = None
-                if records_pending:
+                if rollouts_pending:
+                    await self._install(self.active.config, self.active.version)
+                elif records_pending:
                     await self._update()
             else:
                 try:
@@ -230,6 +267,8 @@ class Reloader:
                     "config reloaded",
                     extra={"version": report.digest, "source": str(self.path)},
                 )
+        elif rollouts_pending and self.active is not None:
+            await self._install(self.active.config, self.active.version)
         elif records_pending and self.active is not None:
             await self._update()
 
@@ -289,17 +328,19 @@ class Reloader:
         tag = f"{digest}.{version}"
         started = time.perf_counter()
         compile_fn = self._compile
+        weights = weights_for(rollout_targets(config), self._rollouts)
+        weighted = with_weights(config, weights)
 
         def build() -> Any:
             if compile_fn is not None:
                 table = compile_fn(
-                    config, list(self._records.values()), version=tag, seed=self._seed
+                    weighted, list(self._records.values()), version=tag, seed=self._seed
                 )
             else:
                 self._index = index_records(self._records.values())
                 planner = {} if self._plan_rule is None else {"plan_rule": self._plan_rule}
                 table = compile_indexed(
-                    config, self._index, version=tag, seed=self._seed, **planner
+                    weighted, self._index, version=tag, seed=self._seed, **planner
                 )
             warm = getattr(table, "warm", None)
             if warm is not None:
@@ -317,6 +358,7 @@ class Reloader:
         loaded_at = previous.loaded_at if same_file and previous else now
         self.active = ActiveConfig(config, digest, str(self.path), loaded_at, version)
         self.table = table
+        self._rollout_weights = weights
         self.last_swap_full = True
         if not same_file:
             self.stats.success += 1

@@ -57,6 +57,9 @@ from gateway.ops.admin import start_admin
 from gateway.ops.backend_health import backend_counts, unavailable_keys
 from gateway.ops.metrics import MetricsSnapshot
 from gateway.ops.observer import GatewayObserver
+from gateway.rollout.metrics import RolloutCollector
+from gateway.rollout.runner import RolloutRunner
+from gateway.rollout.window import Counters
 from gateway.runtime.reload import ActiveConfig, Reloader
 from portway.telemetry import setup_tracing
 
@@ -157,6 +160,10 @@ class Worker:
         self._tasks: list[asyncio.Task[Any]] = []
         self._tracer_provider: Any = None
         self._follower = RegistryFollower(self.reloader)
+        self.rollouts = RolloutRunner(
+            self.reloader, measure=self._rollout_counters if serve_admin else None
+        )
+        """Follows the rollouts' stored weights; drives them when this process is alone."""
         self._counts_memo: tuple[tuple[Any, int], Any] = ((None, -1), None)
         self._started_with: GatewayConfig | None = None
 
@@ -279,6 +286,11 @@ class Worker:
                 self._counts_memo = ((ctx.table, ctx.state.generation), counts)
         return self.report(backend_endpoints=counts, per_endpoint=per_endpoint)
 
+    async def _rollout_counters(self) -> Counters:
+        """This process's request counters, judged by the rollout driver."""
+        stats = self.observer.stats
+        return Counters(stats.requests, stats.backend_durations)
+
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:
         if self.ctx is not None:
             self.ctx.state.set_draining(key, draining)
@@ -298,6 +310,8 @@ class Worker:
     async def start(self) -> None:
         """Load, compile, listen; raises `ConfigError` when the first config is bad."""
         active = await self.reloader.load_initial()
+        await self.rollouts.start()  # the first table serves the stored rollout weights
+        await self.reloader.apply_pending()
         config = active.config
         self.needs_registry = needs_registry(config)
         self.reloader.debounce_s = config.registry.debounce_s
@@ -327,10 +341,12 @@ class Worker:
         self._started_with = config
         await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1
         self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
+        self._tasks.append(asyncio.create_task(self.rollouts.run(), name="rollouts"))
         self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
         self._tasks.append(asyncio.create_task(self.watch_tls_files(), name="tls-watch"))
         await self._follower.start(config)
         if self.serve_admin:
+            RolloutCollector.install(self.rollouts)
             port = self.options.admin_port or config.admin.port
             self._admin = await start_admin(self, config.admin.address, port)
         frozen = freeze_startup_heap()
@@ -461,6 +477,7 @@ class Worker:
         if self.health is not None:
             await self.health.stop()
         await self._follower.close()
+        await self.rollouts.close()
         if self.ctx is not None and self.ctx.pools is not None:
             self.ctx.pools.close()
         if self.observer.access_log is not None:

@@ -19,6 +19,10 @@ import sys
 from typing import Any
 
 from gateway.ops.admin import start_admin
+from gateway.ops.metrics import MetricsSnapshot, merge
+from gateway.rollout.metrics import RolloutCollector
+from gateway.rollout.runner import RolloutRunner
+from gateway.rollout.window import Counters
 from gateway.runtime.reload import ActiveConfig, Reloader
 from gateway.runtime.server import RegistryFollower, ServerOptions, install_signals, needs_registry
 
@@ -112,6 +116,7 @@ class Supervisor:
         self.expected_workers = options.workers
         self._stopping = asyncio.Event()
         self._follower = RegistryFollower(self.reloader)
+        self.rollouts = RolloutRunner(self.reloader, measure=self._rollout_counters)
 
     def _swapped(self, table: Any, active: ActiveConfig) -> None:
         return None
@@ -120,6 +125,11 @@ class Supervisor:
         message = {"op": "report", "endpoints": per_endpoint}
         answers = await asyncio.gather(*(w.ask(message) for w in self.workers))
         return [a for a in answers if a is not None]
+
+    async def _rollout_counters(self) -> Counters:
+        """The workers' request counters summed, judged by the rollout driver."""
+        total = merge(MetricsSnapshot.from_json(r["metrics"]) for r in await self.reports())
+        return Counters(total.requests, total.backend_durations)
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:
         message = {"op": "drain_endpoint", "key": key, "draining": draining}
@@ -157,6 +167,10 @@ class Supervisor:
 
     async def run(self) -> int:
         active = await self.reloader.load_initial()
+        await self.rollouts.start()
+        await self.reloader.apply_pending()
+        RolloutCollector.install(self.rollouts)
+        rollouts = asyncio.create_task(self.rollouts.run(), name="rollouts")
         self.needs_registry = needs_registry(active.config)
         install_signals(self.stop, self.reload)
         pump = asyncio.create_task(self.reloader.run())
@@ -186,5 +200,7 @@ class Supervisor:
         pump.cancel()
         watcher.cancel()
         await self._follower.close()
+        rollouts.cancel()
+        await self.rollouts.close()
         await admin.cleanup()
         return 0
