@@ -37,6 +37,7 @@ from gateway.config.model import (
     Rule,
     StaticEndpoint,
     StringMatchType,
+    Timeouts,
 )
 from gateway.config.source import SourceMap
 from portway.model import KEY_PREFIX
@@ -44,6 +45,7 @@ from portway.model import KEY_PREFIX
 L4_PROTOCOLS = frozenset({ListenerProtocol.TCP, ListenerProtocol.TLS})
 HASH_POLICIES = frozenset({LbPolicy.RING_HASH, LbPolicy.MAGLEV})
 REGISTRY_PREFIX = Registry().prefix
+L4_DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(slots=True)
@@ -155,6 +157,12 @@ def _check_listeners(report: _Report, listeners: Sequence[Listener]) -> None:
                 at_key=True,
             )
         _check_hostnames(report, (*path, "hostnames"), listener.hostnames)
+        if listener.protocol is ListenerProtocol.TCP and listener.hostnames:
+            report.add(
+                (*path, "hostnames"),
+                "a TCP listener cannot tell hostnames apart (use protocol TLS to route on SNI)",
+                at_key=True,
+            )
         if listener.tls is not None:
             for cert_index, cert in enumerate(listener.tls.certificates):
                 cert_path = (*path, "tls", "certificates", cert_index, "hostnames")
@@ -287,6 +295,13 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
             "a TCP route cannot match hostnames (use a TLS listener to route on SNI)",
             at_key=True,
         )
+    if route.auth is not None:
+        report.add(
+            (*path, "auth"),
+            "`auth` is read only by HTTP routes: a TCP/TLS connection carries no credentials "
+            "the gateway can see (use `access` to limit who connects)",
+            at_key=True,
+        )
     for index, rule in enumerate(route.rules):
         rule_path = (*path, "rules", index)
         for match_index, match in enumerate(rule.matches):
@@ -302,11 +317,36 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
             report.add(
                 (*rule_path, "filters"), "TCP/TLS routes cannot use HTTP filters", at_key=True
             )
-        if rule.canary is not None and (rule.canary.header or rule.canary.cookie):
+        if rule.canary is not None and (
+            rule.canary.header or rule.canary.cookie or rule.canary.sticky
+        ):
             report.add(
                 (*rule_path, "canary"),
-                "a TCP/TLS canary can split by percent only; header and cookie overrides need HTTP",
+                "a TCP/TLS canary can split by percent only; header and cookie overrides and "
+                "sticky cookies need HTTP",
             )
+        _check_layer4_rule_fields(report, rule_path, rule)
+
+
+def _check_layer4_rule_fields(report: _Report, path: Path, rule: Rule) -> None:
+    """Rule fields a connection has no use for: the TCP proxy would ignore them."""
+    http_only = {"retry": rule.retry, "rateLimit": rule.rate_limit}
+    for key, value in http_only.items():
+        if value is not None:
+            report.add(
+                (*path, key),
+                f"`{key}` is read only by HTTP routes; a TCP/TLS route tries another endpoint "
+                "on a failed connect by itself and has no requests to count",
+                at_key=True,
+            )
+    timeouts = rule.timeouts
+    if timeouts.request_s != L4_DEFAULT_TIMEOUTS.request_s or timeouts.backend_request_s:
+        report.add(
+            (*path, "timeouts"),
+            "a TCP/TLS route reads `timeouts.connect` and `timeouts.idle` only; `request` and "
+            "`backendRequest` bound HTTP requests",
+            at_key=True,
+        )
 
 
 def _check_rule(
