@@ -27,7 +27,8 @@ def test_unknown_key_points_at_the_key_and_suggests_the_alias() -> None:
     )
     assert found == [
         "cfg.yaml:5:5: listeners[0].adress: unknown key 'adress'; did you mean 'address'? "
-        "(allowed keys: name, protocol, port, address, tls, hostnames)"
+        "(allowed keys: name, protocol, port, address, tls, hostnames, proxyProtocol, access, "
+        "maxRequestBodyBytes)"
     ]
 
 

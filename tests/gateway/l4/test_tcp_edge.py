@@ -10,7 +10,11 @@ import contextlib
 import socket
 import struct
 import time
+from pathlib import Path
 from typing import Any
+
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
 from gateway.l4.proxy_protocol import V2_SIGNATURE
 from tests.gateway.conftest import GatewayFactory, RawUpstream, raw_exchange, simple_config
@@ -168,3 +172,20 @@ async def test_proxy_protocol_on_a_tcp_listener(make_gateway: GatewayFactory) ->
     assert seen == [b"payload"]  # the header is consumed, never forwarded
     writer.close()
     server.close()
+
+
+async def test_listener_country_rules_use_the_maxmind_database(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream, tmp_path: Path
+) -> None:
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoIP2-Country")
+    writer.insert_network(IPSet(["127.0.0.0/8"]), {"country": {"iso_code": "ZZ"}})
+    writer.to_db_file(str(tmp_path / "loopback.mmdb"))
+    raw = simple_config([raw_upstream.port])
+    raw["listeners"][0]["access"] = {
+        "geoipDatabase": str(tmp_path / "loopback.mmdb"),
+        "rules": [{"action": "deny", "countries": ["ZZ"]}],
+    }
+    gw = await make_gateway(raw)
+    out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    assert out.startswith(b"HTTP/1.1 403 ") and b"portway-error: access" in out
+    assert raw_upstream.received == b""

@@ -197,6 +197,7 @@ async def test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one(
             [{"certFile": cert_file, "keyFile": key_file}],
             clientAuth="required",
             clientCaFile=str(ca_file),
+            clientSubjectHeader="X-Mtls-Subject",
         )
     )
     with_cert = client_context(ca)
@@ -204,9 +205,9 @@ async def test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one(
     reader, writer = await asyncio.open_connection(
         "127.0.0.1", gw.port, ssl=with_cert, server_hostname=A
     )
-    status, body = await get(reader, writer, A, b"X-Client-Cert-Subject: CN=admin\r\n")
+    status, body = await get(reader, writer, A, b"X-Mtls-Subject: CN=admin\r\n")
     assert status == 200
-    subjects = [v for k, v in json.loads(body)["headers"] if k.lower() == "x-client-cert-subject"]
+    subjects = [v for k, v in json.loads(body)["headers"] if k.lower() == "x-mtls-subject"]
     assert len(subjects) == 1
     assert subjects[0].startswith("CN=billing,")
     writer.close()

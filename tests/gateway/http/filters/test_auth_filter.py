@@ -190,3 +190,13 @@ def test_wrong_or_missing_api_key_is_refused(tmp_path: Path) -> None:
         assert (b"www-authenticate", b'ApiKey realm="portway", header="x-api-key"') in (
             answer.headers
         )
+
+
+def test_identity_goes_up_in_the_configured_header_and_a_forged_one_is_dropped(
+    tmp_path: Path,
+) -> None:
+    keys = ApiKeyAuth(keys=(ApiKey(id="ops", sha256=hashlib.sha256(b"k").hexdigest()),))
+    auth = auth_filter(Auth(api_key=keys, identity_header="X-User"))
+    ex = request((b"X-Api-Key", b"k"), (b"x-user", b"root"), (b"X-Portway-Identity", b"kept"))
+    assert auth.on_request(ex, FACTS, 0.0) is None
+    assert ex.headers == [(b"X-Portway-Identity", b"kept"), (b"X-User", b"ops")]
