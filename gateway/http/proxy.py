@@ -456,6 +456,8 @@ class HttpProxy(ResponseRelay):
     def _local(self, ex: Exchange, answer: LocalAnswer) -> None:
         """Send the answer a request filter made instead of forwarding."""
         ex.status = answer.status
+        if answer.cause:  # the access log says why: access, auth, rate_limited, ...
+            ex.flags = answer.cause
         close = self._must_close(ex)
         data = hh.local_response(
             answer.status,
