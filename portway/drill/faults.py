@@ -18,6 +18,10 @@ so a drill never leaves a fault behind). What each kind does, for real:
 - registry-outage: the registry path the gateway reads vanishes (it is a
   link to the directory the controllers write, and the link is removed);
   the controllers keep publishing. Recovery: the link is back.
+- rotate-certificate: the listener's certificates (made by the drill's CA)
+  are replaced by new ones, files swapped atomically; the gateway polls its
+  certificate files. A probe makes fresh TLS handshakes until one presents
+  the new certificate: `took_effect_at`. Not undone.
 - shift-weights: the gateway's config file is rewritten with the rule's new
   backend weights and/or canary percent (the gateway reloads it on change).
   Recovery: the original text is written back (a weight shift back, which is
@@ -26,12 +30,16 @@ so a drill never leaves a fault behind). What each kind does, for real:
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from dataclasses import dataclass, field
 from io import StringIO
 from typing import Any
 
 from ruamel.yaml import YAML
 
+from portway.drill.certs import install, serial_of
 from portway.drill.scenario import Fault, FaultKind
 from portway.drill.site import DrillSite, SiteError
 from portway.registry.record_files import write_atomic
@@ -48,7 +56,9 @@ class Injection:
     served_by: frozenset[str] = frozenset()
     injected_at: float | None = None
     recovered_at: float | None = None
+    took_effect_at: float | None = None
     _saved_config: str | None = None
+    _probe: asyncio.Task[None] | None = None
 
     @property
     def kind(self) -> FaultKind:
@@ -56,7 +66,7 @@ class Injection:
 
     def describe(self) -> str:
         f = self.fault
-        target = f.cluster or f.route or ""
+        target = f.cluster or f.route or f.listener or ""
         if f.nodes:
             target += f" nodes {', '.join(f.nodes)}"
         if f.service:
@@ -98,8 +108,52 @@ class Injection:
             text = self.site.config_path.read_text(encoding="utf-8")
             self._saved_config = text
             write_atomic(self.site.config_path, shifted_config(text, self.fault).encode())
+        elif kind is FaultKind.ROTATE_CERTIFICATE:
+            await self._rotate()
         else:
             raise SiteError(f"{kind.value} is not supported yet")
+
+    async def _rotate(self) -> None:
+        ca = self.site.ca
+        if ca is None:
+            raise SiteError("rotate-certificate needs the drill to make the certificates")
+        files = self.site.certificates(self.fault.listener or "")
+        serials = set()
+        for cert_file, key_file, names in files:
+            issued = ca.issue(names)
+            install(issued, cert_file, key_file)
+            serials.add(issued.serial)
+        listener = next(
+            lst
+            for lst in self.site.loaded.gateway_config.listeners
+            if lst.name == self.fault.listener
+        )
+        sni = files[0][2][0] if files else None
+        self._probe = asyncio.create_task(
+            self._watch(listener.address, listener.port, sni, serials)
+        )
+
+    async def _watch(self, address: str, port: int, sni: str | None, serials: set[int]) -> None:
+        """Fresh handshakes every 20 ms until one presents a new certificate."""
+        ctx = self.site.ssl_context
+        while True:
+            with contextlib.suppress(OSError, asyncio.TimeoutError):
+                async with asyncio.timeout(1.0):
+                    _, writer = await asyncio.open_connection(
+                        address, port, ssl=ctx, server_hostname=sni
+                    )
+                der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
+                writer.close()
+                if der and serial_of(der) in serials:
+                    self.took_effect_at = time.monotonic()
+                    return
+            await asyncio.sleep(0.02)
+
+    async def stop_probe(self) -> None:
+        if self._probe is not None and not self._probe.done():
+            self._probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._probe
 
     async def recover(self) -> None:
         kind = self.fault.kind

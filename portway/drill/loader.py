@@ -13,24 +13,28 @@ drive yet is an error saying "not supported yet", never silently ignored.
 from __future__ import annotations
 
 import functools
+import io
 import os
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
 
 from gateway.config.errors import ConfigError, ConfigIssue, format_path
 from gateway.config.errors import Path as DataPath
-from gateway.config.loader import check_config_file, check_config_text
+from gateway.config.loader import ConfigReport, check_config_file, check_config_text
 from gateway.config.model import GatewayConfig
 from gateway.config.source import SourceMap, SourceSyntaxError, parse_source
 from gateway.config.validation import did_you_mean
 from portway.drill.scenario import FaultKind, Scenario
 
 SUPPORTED_REGISTRIES = ("files",)
-NOT_SUPPORTED_KINDS = frozenset({FaultKind.ROTATE_CERTIFICATE})
+NOT_SUPPORTED_KINDS: frozenset[FaultKind] = frozenset()
 CLUSTER_KINDS = frozenset(
     {FaultKind.KILL_ENDPOINTS, FaultKind.STOP_CONTROLLER, FaultKind.BLACK_HOLE, FaultKind.SLOW}
 )
@@ -47,14 +51,23 @@ _FIELDS_OF_KIND: dict[FaultKind, frozenset[str]] = {
 _COMMON_FAULT_FIELDS = frozenset({"kind", "at", "until"})
 
 
+CertificateFiles = tuple[str, str, tuple[str, ...]]  # cert file, key file, names
+DrillCertificates = dict[str, tuple[CertificateFiles, ...]]  # by listener
+
+
 @dataclass(frozen=True, slots=True)
 class LoadedScenario:
-    """A scenario ready to run: where it came from and the gateway config it starts."""
+    """A scenario ready to run: where it came from and the gateway config it starts.
+
+    `certificates` are the HTTPS listeners' certificates the drill makes (by
+    listener: relative cert and key paths, and the names to issue them for).
+    """
 
     scenario: Scenario
     path: Path
     gateway_config_path: Path
     gateway_config: GatewayConfig
+    certificates: DrillCertificates
 
 
 class ScenarioError(ConfigError):
@@ -91,14 +104,65 @@ def load_scenario_text(text: str, filename: str) -> LoadedScenario:
         raise ScenarioError(_shape_issues(exc, data, parsed.positions, filename)) from None
     issues = list(_semantic_issues(scenario, data, parsed.positions, filename))
     config_path = (Path(filename).parent / scenario.gateway.config).resolve()
-    report = check_config_file(config_path)
+    report, certificates = check_gateway_config(config_path)
     issues.extend(report.errors)
     if report.config is not None:
-        issues.extend(_gateway_issues(scenario, report.config, parsed.positions, filename))
+        issues.extend(
+            _gateway_issues(scenario, report.config, certificates, parsed.positions, filename)
+        )
         issues.extend(_shifted_config_issues(scenario, config_path, parsed.positions, filename))
     if issues or report.config is None:
         raise ScenarioError(issues)
-    return LoadedScenario(scenario, Path(filename), config_path, report.config)
+    return LoadedScenario(scenario, Path(filename), config_path, report.config, certificates)
+
+
+def drill_certificates(data: Any) -> DrillCertificates:
+    """HTTPS listeners whose certificate paths are all relative: the drill makes those."""
+    made: DrillCertificates = {}
+    for lst in (data or {}).get("listeners") or ():
+        certs = ((lst.get("tls") or {}).get("certificates")) or ()
+        paths = [(str(c.get("certFile", "")), str(c.get("keyFile", ""))) for c in certs]
+        if not certs or any(os.path.isabs(p) or not p for pair in paths for p in pair):
+            continue
+        address = str(lst.get("address", "127.0.0.1"))
+        made[str(lst.get("name"))] = tuple(
+            (cert, key, tuple(dict.fromkeys((*(c.get("hostnames") or ()), address))))
+            for (cert, key), c in zip(paths, certs, strict=True)
+        )
+    return made
+
+
+def check_gateway_config(
+    path: Path,
+) -> tuple[ConfigReport, dict[str, tuple[CertificateFiles, ...]]]:
+    """`portway check` on the drill's gateway config. Certificates the drill will make do not
+    exist yet: the check runs on the text with throwaway ones in their place (same lines)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = YAML(typ="rt").load(text)
+    except (OSError, YAMLError):
+        return check_config_file(path), {}
+    made = drill_certificates(data) if isinstance(data, dict) else {}
+    if not made:
+        return check_config_file(path), {}
+    from portway.drill.certs import DrillCa, install
+
+    ca = DrillCa()
+    with tempfile.TemporaryDirectory(prefix="portway-drill-check-") as tmp:
+        for lst in data["listeners"]:
+            for index, cert in enumerate((lst.get("tls") or {}).get("certificates") or ()):
+                if str(lst.get("name")) not in made:
+                    continue
+                names = made[str(lst["name"])][index][2]
+                cert_file, key_file = Path(tmp, cert["certFile"]), Path(tmp, cert["keyFile"])
+                install(ca.issue(names), cert_file, key_file)
+                cert["certFile"], cert["keyFile"] = str(cert_file), str(key_file)
+        yaml = YAML(typ="rt")
+        yaml.width = 1 << 16
+        out = io.StringIO()
+        yaml.dump(data, out)
+        report = check_config_text(out.getvalue(), str(path))
+    return report, made
 
 
 def _at(filename: str, positions: SourceMap, path: DataPath, message: str) -> ConfigIssue:
@@ -219,6 +283,11 @@ def _semantic_issues(
                 yield at((*path, "service"), f"cluster {cluster.name} has no {fault.service!r}")
             for name in set(fault.nodes) - {n.name for n in cluster.nodes}:
                 yield at((*path, "nodes"), f"cluster {cluster.name} has no node {name!r}")
+        if fault.kind is FaultKind.ROTATE_CERTIFICATE:
+            if not fault.listener:
+                yield at(path, "rotate-certificate needs a listener")
+            if fault.until_s is not None:
+                yield at((*path, "until"), "a rotation is not undone; leave out 'until'")
         if fault.kind is FaultKind.SLOW and not fault.delay_s:
             yield at(path, "slow needs a delay")
         shift = fault.weights or fault.canary_percent is not None
@@ -236,6 +305,9 @@ def _expectation_issues(scenario: Scenario, labels: set[str], at: Any) -> Iterat
         yield at(("expect", "maxFailoverSeconds"), "no fault here takes a cluster's endpoints away")
     if expect.max_failback_s is not None and not any(f.until_s is not None for f in movers):
         yield at(("expect", "maxFailbackSeconds"), "no fault here ends ('until') to fail back from")
+    rotations = [f for f in faults if f.kind is FaultKind.ROTATE_CERTIFICATE]
+    if expect.max_rotation_s is not None and not rotations:
+        yield at(("expect", "maxCertificateRotationSeconds"), "no fault here rotates a certificate")
     if expect.max_p99_in_fault_ms is not None and not faults:
         yield at(("expect", "maxP99InFaultMs"), "the drill has no fault")
     ends = [f.until_s for f in faults]
@@ -256,7 +328,11 @@ def _expectation_issues(scenario: Scenario, labels: set[str], at: Any) -> Iterat
 
 
 def _gateway_issues(
-    scenario: Scenario, config: GatewayConfig, positions: SourceMap, filename: str
+    scenario: Scenario,
+    config: GatewayConfig,
+    certificates: DrillCertificates,
+    positions: SourceMap,
+    filename: str,
 ) -> Iterator[ConfigIssue]:
     def at(path: DataPath, message: str) -> ConfigIssue:
         return _at(filename, positions, path, message)
@@ -269,8 +345,18 @@ def _gateway_issues(
             "(the drill runs the gateway in its own working directory)",
         )
     routes = {r.name: r for r in config.routes}
+    listeners = {lst.name: lst for lst in config.listeners}
     for fi, fault in enumerate(scenario.faults):
         path: DataPath = ("faults", fi)
+        if fault.kind is FaultKind.ROTATE_CERTIFICATE and fault.listener:
+            listener = listeners.get(fault.listener)
+            if listener is None or listener.tls is None:
+                yield at((*path, "listener"), f"no HTTPS listener {fault.listener!r} in the config")
+            elif fault.listener not in certificates:
+                yield at(
+                    (*path, "listener"),
+                    "its certificate paths must be relative: the drill makes and rotates them",
+                )
         if fault.kind is not FaultKind.SHIFT_WEIGHTS or not fault.route:
             continue
         route = routes.get(fault.route)

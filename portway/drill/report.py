@@ -72,6 +72,7 @@ class DrillReport:
                     "end_s": None if f.window.end_s is None else round(f.window.end_s, 3),
                     "failover_s": _round(f.failover_s),
                     "failback_s": _round(f.failback_s),
+                    "took_effect_s": _round(f.window.took_effect_s),
                 }
                 for f in m.faults
             ],
@@ -163,7 +164,8 @@ def render_html(report: DrillReport) -> str:
         f"<tr><td>{escape(f.window.description)}</td><td>{f.window.start_s:.1f} s</td>"
         f"<td>{'-' if f.window.end_s is None else f'{f.window.end_s:.1f} s'}</td>"
         f"<td>{_secs(f.failover_s, f.window.moves_traffic)}</td>"
-        f"<td>{_secs(f.failback_s, f.window.moves_traffic)}</td></tr>"
+        f"<td>{_secs(f.failback_s, f.window.moves_traffic)}</td>"
+        f"<td>{_secs(f.window.took_effect_s, f.window.kind == 'rotate-certificate')}</td></tr>"
         for f in m.faults
     )
     return f"""<!doctype html>
@@ -193,7 +195,8 @@ started {_iso(report.started_at)}, {report.duration_s:g} s of traffic, gateway a
 <th>p50 / p99 ms</th></tr>
 {windows}</table>
 <h2>Faults</h2>
-<table><tr><th>fault</th><th>on</th><th>off</th><th>failover</th><th>failback</th></tr>
+<table><tr><th>fault</th><th>on</th><th>off</th><th>failover</th><th>failback</th>
+<th>took effect</th></tr>
 {faults}</table>
 <p class="sub">failover: from a fault's start to the last request that failed, reached the
 faulted target or took over {m.slow_s * 1000:.0f} ms; failback: from its end to the first

@@ -59,9 +59,10 @@ async def run_drill(
         try:
             await site.start()
             injections = [bind(f, site) for f in scenario.faults]
-            samples, t0, started_at = await _play(scenario, injections, on_tick)
+            samples, t0, started_at = await _play(scenario, injections, on_tick, site)
         finally:
             for injection in injections:
+                await injection.stop_probe()
                 if injection.injected_at is not None and injection.recovered_at is None:
                     with contextlib.suppress(Exception):
                         await injection.recover()
@@ -75,6 +76,9 @@ async def run_drill(
             end_s=None if i.recovered_at is None else min(i.recovered_at - t0, duration),
             served_by=i.served_by,
             moves_traffic=i.kind in FAILOVER_KINDS,
+            took_effect_s=None
+            if i.took_effect_at is None or i.injected_at is None
+            else i.took_effect_at - i.injected_at,
         )
         for i in injections
         if i.injected_at is not None
@@ -105,6 +109,7 @@ async def _play(
     scenario: Scenario,
     injections: list[Injection],
     on_tick: Callable[[Tick], None] | None,
+    site: DrillSite,
 ) -> tuple[list[Sample], float, float]:
     traffic = scenario.traffic
     gen = TrafficGenerator(
@@ -115,6 +120,7 @@ async def _play(
         paths=traffic.paths,
         rate_per_s=traffic.rate,
         sticky_share=traffic.sticky_share,
+        ssl_context=site.ssl_context,
     )
     events: list[tuple[float, int, Injection]] = []
     for injection in injections:

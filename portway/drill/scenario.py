@@ -142,6 +142,8 @@ class Expectations:
     went to the faulted target, or was slower than `slowRequest` (default:
     5 x the p99 before the first fault, at least 50 ms). `maxFailbackSeconds`:
     from a fault's end to the first request its target serves again.
+    `maxCertificateRotationSeconds`: from a rotation to the first new TLS
+    handshake that presents the new certificate.
     """
 
     max_failed_requests: int | None = Field(default=None, ge=0)
@@ -150,6 +152,7 @@ class Expectations:
     max_p99_in_fault_ms: float | None = Field(default=None, gt=0, alias="maxP99InFaultMs")
     max_p99_after_fault_ms: float | None = Field(default=None, gt=0, alias="maxP99AfterFaultMs")
     allowed_regions: tuple[str, ...] = ()
+    max_rotation_s: Duration | None = Field(default=None, alias="maxCertificateRotationSeconds")
     shares: tuple[ShareBound, ...] = ()
     slow_request_s: Duration | None = Field(default=None, alias="slowRequest")
 

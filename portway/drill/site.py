@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from typing import Any
 
 import aiohttp
 
+from portway.drill.certs import DrillCa, install
 from portway.drill.loader import LoadedScenario
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SERVED_BY, SimNode, SimulatedCluster
@@ -85,6 +87,9 @@ class DrillSite:
                 )
         self.controllers: dict[str, FilesRegistry] = {}
         self.gateway: subprocess.Popen[bytes] | None = None
+        # HTTPS listeners with relative certificate paths get a drill CA's certificates
+        self.ca: DrillCa | None = None
+        self.ssl_context: ssl.SSLContext | None = None
 
     def targets(self, cluster: str, service: str | None = None) -> list[SimulatedCluster]:
         return [
@@ -136,10 +141,27 @@ class DrillSite:
         """The path the started gateway reads its registry from (a link)."""
         return self._registry_path
 
+    def certificates(self, listener: str) -> list[tuple[Path, Path, tuple[str, ...]]]:
+        """(cert file, key file, names) of a listener's drill-made certificates."""
+        return [
+            (self.workdir / cert, self.workdir / key, names)
+            for cert, key, names in self.loaded.certificates.get(listener, ())
+        ]
+
+    def _make_certificates(self) -> None:
+        if not self.loaded.certificates:
+            return
+        self.ca = DrillCa()
+        self.ssl_context = self.ca.client_context()
+        for listener in self.loaded.certificates:
+            for cert_file, key_file, names in self.certificates(listener):
+                install(self.ca.issue(names), cert_file, key_file)
+
     def _start_gateway(self) -> None:
         self.config_path.write_text(
             self.loaded.gateway_config_path.read_text(encoding="utf-8"), encoding="utf-8"
         )
+        self._make_certificates()
         self.log(f"gateway: portway gateway --config {self.config_path} (cwd {self.workdir})")
         self.gateway = subprocess.Popen(
             [sys.executable, "-m", "portway", "gateway", "--config", "gateway.yaml"],
@@ -197,7 +219,7 @@ class DrillSite:
         url = self.loaded.scenario.traffic.url
         deadline = time.monotonic() + timeout_s
         good = 0
-        connector = aiohttp.TCPConnector(force_close=True)
+        connector = aiohttp.TCPConnector(force_close=True, ssl=self.ssl_context or True)
         async with aiohttp.ClientSession(connector=connector) as session:
             while good < in_a_row:
                 if time.monotonic() > deadline:

@@ -27,6 +27,7 @@ class FaultWindow:
     end_s: float | None
     served_by: frozenset[str]
     moves_traffic: bool
+    took_effect_s: float | None = None  # a certificate rotation: first handshake with the new
 
 
 @dataclass(frozen=True, slots=True)

@@ -159,6 +159,19 @@ def judge(expect: Expectations, m: Measures) -> list[Verdict]:
                     fb is not None and fb <= expect.max_failback_s,
                 )
             )
+    if expect.max_rotation_s is not None:
+        for f in m.faults:
+            if f.window.kind != "rotate-certificate":
+                continue
+            took = f.window.took_effect_s
+            out.append(
+                Verdict(
+                    f"certificate served: {f.window.description}",
+                    f"<= {expect.max_rotation_s:g} s",
+                    "not seen" if took is None else f"{took:.2f} s",
+                    took is not None and took <= expect.max_rotation_s,
+                )
+            )
     for limit, window in (
         (expect.max_p99_in_fault_ms, Window.DURING),
         (expect.max_p99_after_fault_ms, Window.AFTER),

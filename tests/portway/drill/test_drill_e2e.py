@@ -128,3 +128,13 @@ def test_a_drill_against_a_gateway_already_running(tmp_path: Path) -> None:
     assert code == 0, failed_expectations(body)
     assert body["admin_url"] == "http://127.0.0.1:19110"
     assert set(body["windows"]["during"]["share"]) == {"prod-b", "prod-c"}
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_a_certificate_renewed_under_traffic_fails_no_request() -> None:
+    code, body, _ = drill("certificate-rotation")
+    assert code == 0, failed_expectations(body)
+    rotation = body["faults"][0]
+    assert rotation["kind"] == "rotate-certificate" and rotation["took_effect_s"] < 2
+    assert body["totals"]["failed"] == 0 and body["totals"]["requests"] > 500

@@ -32,7 +32,7 @@ def issues_of(text: str) -> list[str]:
     return [str(issue) for issue in caught.value.issues]
 
 
-def test_the_shipped_drills_are_the_five_of_the_issue_and_registry_outage() -> None:
+def test_the_shipped_drills_are_the_five_of_the_issue_and_two_more() -> None:
     assert {p.stem for p in DRILLS} == {
         "local-first-failover",
         "zone-loss",
@@ -40,6 +40,7 @@ def test_the_shipped_drills_are_the_five_of_the_issue_and_registry_outage() -> N
         "canary-rollback",
         "hybrid-data-residency",
         "registry-outage",
+        "certificate-rotation",
     }
 
 
@@ -77,14 +78,24 @@ def test_a_field_the_fault_kind_does_not_use_is_an_error() -> None:
     assert any("faults[0].delay: not used by stop-controller" in i for i in issues_of(text))
 
 
-def test_unimplemented_faults_and_registries_are_not_supported_yet() -> None:
-    text = (
-        BASE
-        + "registry: {type: etcd}\nfaults:\n  - {kind: rotate-certificate, listener: h, at: 1s}\n"
-    )
+def test_registries_other_than_files_are_not_supported_yet() -> None:
+    text = BASE + "registry: {type: etcd}\n"
     found = issues_of(text)
     assert any("registry.type" in i and "not supported yet" in i for i in found), found
-    assert any("faults[0].kind" in i and "not supported yet" in i for i in found), found
+
+
+def test_a_rotation_needs_an_https_listener_whose_certificates_the_drill_makes() -> None:
+    fault = "  - {kind: rotate-certificate, listener: http, at: 1s, until: 2s}\n"
+    found = issues_of(BASE + "faults:\n" + fault)
+    assert any("faults[0].listener: no HTTPS listener 'http'" in i for i in found), found
+    assert any("faults[0].until: a rotation is not undone" in i for i in found), found
+
+
+def test_drill_made_certificates_are_checked_with_throwaway_ones_in_place() -> None:
+    loaded = load_scenario(ROOT / "config" / "drills" / "certificate-rotation.yaml")
+    assert loaded.certificates == {
+        "https": (("tls/shop.crt", "tls/shop.key", ("shop.drill.test", "127.0.0.1")),)
+    }
 
 
 def test_faults_must_lie_inside_the_drill() -> None:
