@@ -26,26 +26,26 @@ from gateway.config.model import (
     GatewayConfig,
     HashSource,
     HeaderMatch,
-    LbPolicy,
     Listener,
     ListenerProtocol,
     PathMatchType,
     QueryParamMatch,
-    Registry,
     Route,
     RouteMatch,
     Rule,
     StaticEndpoint,
     StringMatchType,
-    Timeouts,
 )
 from gateway.config.source import SourceMap
-from portway.model import KEY_PREFIX
+from gateway.config.unread_fields import (
+    HASH_POLICIES,
+    check_balancer,
+    check_layer4_route,
+    check_registry,
+    check_tcp_listener,
+)
 
 L4_PROTOCOLS = frozenset({ListenerProtocol.TCP, ListenerProtocol.TLS})
-HASH_POLICIES = frozenset({LbPolicy.RING_HASH, LbPolicy.MAGLEV})
-REGISTRY_PREFIX = Registry().prefix
-L4_DEFAULT_TIMEOUTS = Timeouts()
 
 
 @dataclass(slots=True)
@@ -76,7 +76,7 @@ def check_semantics(
     _check_unique(report, "routes", [item.name for item in config.routes])
     _check_unique(report, "backends", [item.name for item in config.backends])
     _check_listeners(report, config.listeners)
-    _check_registry(report, config.registry)
+    check_registry(report.add, config.registry)
     for index, backend in enumerate(config.backends):
         _check_backend(report, ("backends", index), backend)
     listeners = {listener.name: listener for listener in config.listeners}
@@ -90,38 +90,6 @@ def check_semantics(
     if not config.listeners and config.routes:
         report.add(("listeners",), "no listeners: the gateway accepts no traffic", warn=True)
     return report.issues
-
-
-def _check_registry(report: _Report, registry: Registry) -> None:
-    """Settings one registry type reads and another would silently ignore."""
-    path: Path = ("registry",)
-    if registry.type != "files" and registry.path is not None:
-        report.add(
-            (*path, "path"),
-            f"`path` is read only by the files registry, not {registry.type}; "
-            "remove it or set `type: files`",
-            at_key=True,
-        )
-    if registry.type == "files" and registry.endpoints:
-        report.add(
-            (*path, "endpoints"),
-            "`endpoints` are read only by the etcd and consul registries; the files registry "
-            "reads `path`",
-            at_key=True,
-        )
-    if registry.type == "consul" and len(registry.endpoints) > 1:
-        report.add(
-            (*path, "endpoints"),
-            f"the consul registry talks to one agent address; got {len(registry.endpoints)}",
-        )
-    if registry.type == "files" and registry.prefix != REGISTRY_PREFIX:
-        report.add(
-            (*path, "prefix"),
-            "`prefix` is read only by the etcd and consul registries",
-            at_key=True,
-        )
-    elif not registry.prefix.endswith(KEY_PREFIX):
-        report.add((*path, "prefix"), f"a registry prefix ends with {KEY_PREFIX!r}")
 
 
 def _check_unique(report: _Report, section: str, names: Sequence[str]) -> None:
@@ -157,12 +125,7 @@ def _check_listeners(report: _Report, listeners: Sequence[Listener]) -> None:
                 at_key=True,
             )
         _check_hostnames(report, (*path, "hostnames"), listener.hostnames)
-        if listener.protocol is ListenerProtocol.TCP and listener.hostnames:
-            report.add(
-                (*path, "hostnames"),
-                "a TCP listener cannot tell hostnames apart (use protocol TLS to route on SNI)",
-                at_key=True,
-            )
+        check_tcp_listener(report.add, path, listener)
         if listener.tls is not None:
             for cert_index, cert in enumerate(listener.tls.certificates):
                 cert_path = (*path, "tls", "certificates", cert_index, "hostnames")
@@ -209,13 +172,7 @@ def _check_backend(report: _Report, path: Path, backend: Backend) -> None:
         source = balancer.hash_on.source
         if source in (HashSource.HEADER, HashSource.COOKIE) and not balancer.hash_on.name:
             report.add(hash_path, f"hashing on a {source.value} needs `name`: which {source.value}")
-    elif balancer.policy not in HASH_POLICIES and balancer.hash_on is not None:
-        report.add(
-            hash_path,
-            f"`hashOn` is used only by ring_hash and maglev, not {balancer.policy.value}",
-            at_key=True,
-            warn=True,
-        )
+    check_balancer(report.add, path, backend)
     if backend.allowed_regions:
         _check_residency(
             report, (*path, "allowedRegions"), backend, set(backend.allowed_regions), "backend"
@@ -295,13 +252,6 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
             "a TCP route cannot match hostnames (use a TLS listener to route on SNI)",
             at_key=True,
         )
-    if route.auth is not None:
-        report.add(
-            (*path, "auth"),
-            "`auth` is read only by HTTP routes: a TCP/TLS connection carries no credentials "
-            "the gateway can see (use `access` to limit who connects)",
-            at_key=True,
-        )
     for index, rule in enumerate(route.rules):
         rule_path = (*path, "rules", index)
         for match_index, match in enumerate(rule.matches):
@@ -317,36 +267,12 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
             report.add(
                 (*rule_path, "filters"), "TCP/TLS routes cannot use HTTP filters", at_key=True
             )
-        if rule.canary is not None and (
-            rule.canary.header or rule.canary.cookie or rule.canary.sticky
-        ):
+        if rule.canary is not None and (rule.canary.header or rule.canary.cookie):
             report.add(
                 (*rule_path, "canary"),
-                "a TCP/TLS canary can split by percent only; header and cookie overrides and "
-                "sticky cookies need HTTP",
+                "a TCP/TLS canary can split by percent only; header and cookie overrides need HTTP",
             )
-        _check_layer4_rule_fields(report, rule_path, rule)
-
-
-def _check_layer4_rule_fields(report: _Report, path: Path, rule: Rule) -> None:
-    """Rule fields a connection has no use for: the TCP proxy would ignore them."""
-    http_only = {"retry": rule.retry, "rateLimit": rule.rate_limit}
-    for key, value in http_only.items():
-        if value is not None:
-            report.add(
-                (*path, key),
-                f"`{key}` is read only by HTTP routes; a TCP/TLS route tries another endpoint "
-                "on a failed connect by itself and has no requests to count",
-                at_key=True,
-            )
-    timeouts = rule.timeouts
-    if timeouts.request_s != L4_DEFAULT_TIMEOUTS.request_s or timeouts.backend_request_s:
-        report.add(
-            (*path, "timeouts"),
-            "a TCP/TLS route reads `timeouts.connect` and `timeouts.idle` only; `request` and "
-            "`backendRequest` bound HTTP requests",
-            at_key=True,
-        )
+    check_layer4_route(report.add, path, route)
 
 
 def _check_rule(

@@ -54,7 +54,7 @@ def messages(extra: str, base: str = BASE) -> list[str]:
         ),
         (
             "canary: {backend: pg2, percent: 10, sticky: true}\n",
-            "routes[0].rules[0].canary: a TCP/TLS canary can split by percent only",
+            "routes[0].rules[0].canary.sticky: a TCP/TLS canary cannot be sticky",
         ),
     ],
 )
@@ -86,3 +86,49 @@ def test_hostnames_on_a_tcp_listener_are_an_error() -> None:
         "gw.yaml:3:43: listeners[0].hostnames: a TCP listener cannot tell hostnames apart "
         "(use protocol TLS to route on SNI)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("backend", "expected"),
+    [
+        (
+            "loadBalancer: {policy: round_robin, ringSize: 4096}",
+            "backends[0].loadBalancer.ringSize: `ringSize` is read only by ring_hash, not "
+            "round_robin; remove it or change `policy`",
+        ),
+        (
+            "loadBalancer: {policy: ring_hash, choiceCount: 4}",
+            "backends[0].loadBalancer.choiceCount: `choiceCount` is read only by least_request",
+        ),
+        (
+            "loadBalancer: {maglevTableSize: 1009}",
+            "backends[0].loadBalancer.maglevTableSize: `maglevTableSize` is read only by maglev",
+        ),
+        (
+            "loadBalancer: {policy: random, hashOn: {source: client_ip}}",
+            "backends[0].loadBalancer.hashOn: `hashOn` is read only by maglev and ring_hash",
+        ),
+        (
+            "locality: {prefer: region, priorities: [{zones: [a]}]}",
+            "backends[0].locality.prefer: `prefer` is not read when `priorities` are given",
+        ),
+    ],
+)
+def test_balancer_and_locality_fields_the_policy_does_not_read_are_errors(
+    backend: str, expected: str
+) -> None:
+    text = BASE.replace(
+        "    endpoints: [{address: 127.0.0.1, port: 15432}]\n",
+        f"    endpoints: [{{address: 127.0.0.1, port: 15432}}]\n    {backend}\n",
+    )
+    found = messages("", text)
+    assert len(found) == 1 and expected in found[0], found
+
+
+def test_a_field_read_by_the_chosen_policy_passes() -> None:
+    text = BASE.replace(
+        "    endpoints: [{address: 127.0.0.1, port: 15432}]\n",
+        "    endpoints: [{address: 127.0.0.1, port: 15432}]\n"
+        "    loadBalancer: {policy: ring_hash, ringSize: 4096, hashOn: {source: client_ip}}\n",
+    )
+    assert messages("", text) == []
