@@ -111,7 +111,7 @@ class Injection:
         elif kind is FaultKind.ROTATE_CERTIFICATE:
             await self._rotate()
         else:
-            raise SiteError(f"{kind.value} is not supported yet")
+            raise AssertionError(f"no injector for {kind.value}")
 
     async def _rotate(self) -> None:
         ca = self.site.ca

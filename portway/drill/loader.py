@@ -34,7 +34,6 @@ from gateway.config.validation import did_you_mean
 from portway.drill.scenario import FaultKind, Scenario
 
 SUPPORTED_REGISTRIES = ("files",)
-NOT_SUPPORTED_KINDS: frozenset[FaultKind] = frozenset()
 CLUSTER_KINDS = frozenset(
     {FaultKind.KILL_ENDPOINTS, FaultKind.STOP_CONTROLLER, FaultKind.BLACK_HOLE, FaultKind.SLOW}
 )
@@ -265,8 +264,6 @@ def _semantic_issues(
     clusters = {c.name: c for c in scenario.clusters}
     for fi, fault in enumerate(scenario.faults):
         path: DataPath = ("faults", fi)
-        if fault.kind in NOT_SUPPORTED_KINDS:
-            yield at((*path, "kind"), f"fault kind {fault.kind.value!r} is not supported yet")
         if fault.at_s >= duration:
             yield at((*path, "at"), f"starts at {fault.at_s:g} s, after the drill ends")
         if fault.until_s is not None and not fault.at_s < fault.until_s <= duration:

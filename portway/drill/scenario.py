@@ -6,9 +6,9 @@ here and for cross references in `portway.drill.loader`, which also adds
 file:line:column to every problem. Times on the timeline (`at`, `until`) are
 seconds from the start of traffic.
 
-Every field is enforced by the drill runner; a fault kind or registry type
-the runner cannot inject yet is refused by the loader as "not supported yet"
-rather than accepted and ignored.
+Every field is enforced by the drill runner; a registry type the runner
+cannot drive yet (anything but files) is refused by the loader as "not
+supported yet" rather than accepted and ignored.
 """
 
 from __future__ import annotations
