@@ -1,6 +1,6 @@
 """The HTTP proxy's own Python cost per request, without sockets or a load generator.
 
-    python benchmarks/proxy_cost.py [--requests N] [--repeats R] [--profile]
+    python benchmarks/proxy_cost.py [--requests N] [--repeats R] [--profile] [--filter NAME]
 
 `benchmarks/http.sh` measures the whole process on a shared machine, where a
 few percent is lost in the noise. This drives one `HttpProxy` and one pooled
@@ -12,6 +12,10 @@ prints the best process-CPU microseconds per request over R runs of N (the
 minimum filters out other processes), and with `--profile` the functions by
 own time (cProfile inflates every figure; use it for shares and call counts).
 Compare two trees by running it in each, interleaved.
+
+`--filter NAME` puts one filter of `FILTERS` on the rule instead of the
+request header set (`none` for no filter at all), so a filter's own cost is
+its figure minus `none`'s, measured in the same run.
 """
 
 from __future__ import annotations
@@ -38,20 +42,38 @@ from gateway.upstream.pool import PoolSet, UpstreamConnection
 
 CONFIG = """
 listeners:
-  - {name: web, protocol: HTTP, port: 18103}
+  - {{name: web, protocol: HTTP, port: 18103}}
 backends:
   - name: app
-    endpoints: [{address: 127.0.0.1, port: 18100}]
+    endpoints: [{{address: 127.0.0.1, port: 18100}}]
 routes:
   - name: bench
     rules:
-      - matches: [{path: {type: PathPrefix, value: /}}]
-        backendRefs: [{name: app}]
-        filters:
-          requestHeaders: {set: [{name: X-Bench, value: "1"}]}
-"""
+      - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
+        backendRefs: [{{name: app}}]
+{filters}"""
+
+FILTERS = {
+    "none": "",
+    "request-header-set": "requestHeaders: {set: [{name: X-Bench, value: '1'}]}",
+    "response-header-set": "responseHeaders: {set: [{name: X-Bench, value: '1'}]}",
+    "cors": "cors: {allowOrigins: ['https://app.example.com']}",
+    "mirror-0": "mirrors: [{backend: app, percent: 0}]",
+    "rewrite-prefix": "urlRewrite: {replacePrefixMatch: /v2}",
+}
+"""Filters `--filter` can put on the rule (the request carries no Origin, so CORS
+only looks; the mirror at 0 % never copies; the rewrite matches PathPrefix /api)."""
+
+
+def config_text(name: str) -> str:
+    body = FILTERS[name]
+    filters = f"        filters:\n          {body}\n" if body else ""
+    prefix = "/api" if name == "rewrite-prefix" else "/"
+    return CONFIG.format(prefix=prefix, filters=filters)
+
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18103\r\n\r\n"
+REWRITE_REQUEST = b"GET /api/x HTTP/1.1\r\nHost: 127.0.0.1:18103\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 14:00:00 GMT\r\n"
     b"Content-Type: application/octet-stream\r\nContent-Length: 2\r\n"
@@ -89,13 +111,15 @@ class MemoryTransport:
     abort = close
 
 
-async def measure(requests: int, repeats: int, profile: bool) -> None:
-    config = load_config_text(CONFIG)
+async def measure(requests: int, repeats: int, profile: bool, filter_name: str) -> None:
+    config = load_config_text(config_text(filter_name))
+    request = REWRITE_REQUEST if filter_name == "rewrite-prefix" else REQUEST
     table = compile_http_table(config, [], version="bench", seed=1)
     ctx = GatewayContext(table=table, settings=config.gateway)
     ctx.observer = GatewayObserver()
     ctx.pools = PoolSet(asyncio.get_running_loop())
-    decision = table.route_http(RequestFacts("GET", "127.0.0.1", "/", listener="web"), ctx.state)
+    path = "/api/x" if filter_name == "rewrite-prefix" else "/"
+    decision = table.route_http(RequestFacts("GET", "127.0.0.1", path, listener="web"), ctx.state)
     pool = ctx.pools.pool(decision.endpoint, decision.backend)
     upstream = UpstreamConnection(pool)
     upstream.connection_made(MemoryTransport())  # type: ignore[arg-type]
@@ -107,14 +131,14 @@ async def measure(requests: int, repeats: int, profile: bool) -> None:
 
     def run(n: int) -> None:
         for _ in range(n):
-            proxy.data_received(REQUEST)
+            proxy.data_received(request)
             upstream.data_received(RESPONSE)
 
     run(1000)
     if client.writes != 1000 or pool.idle != [upstream]:
         raise SystemExit("warm-up did not answer every request on the pooled connection")
     best = min(_timed(run, requests) for _ in range(repeats))
-    print(f"{best * 1e6:.3f} us/request (best of {repeats} x {requests})")
+    print(f"{best * 1e6:.3f} us/request (best of {repeats} x {requests}, filter {filter_name})")
     if profile:
         prof = cProfile.Profile()
         prof.runcall(run, requests)
@@ -139,13 +163,14 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=20_000)
     parser.add_argument("--repeats", type=int, default=25)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--filter", choices=sorted(FILTERS), default="request-header-set")
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(measure(args.requests, args.repeats, args.profile))
+        asyncio.run(measure(args.requests, args.repeats, args.profile, args.filter))
     else:
-        uvloop.run(measure(args.requests, args.repeats, args.profile))
+        uvloop.run(measure(args.requests, args.repeats, args.profile, args.filter))
 
 
 if __name__ == "__main__":
