@@ -74,7 +74,7 @@ def _example_yaml() -> str:
     yaml = YAML(typ="safe", pure=True)
     yaml.default_flow_style = None
     yaml.width = 120
-    yaml.sort_base_mapping_type_on_output = False  # type: ignore[attr-defined]
+    yaml.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
     yaml.dump(body, buffer)
     return buffer.getvalue()
 
