@@ -79,10 +79,14 @@ class AdminSource(Protocol):
         """True from the moment the gateway was asked to stop (it drains, then exits)."""
         ...
 
-    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+    async def reports(
+        self, *, per_endpoint: bool = False, availability: bool = True
+    ) -> list[dict[str, Any]]:
         """One report per worker: `{"pid", "metrics", "endpoints": {...}}`.
 
-        `per_endpoint` asks for one health value per endpoint in the metrics.
+        `per_endpoint` asks for one health value per endpoint in the metrics;
+        `availability=False` for no per-(backend, cluster) counts (not needed
+        by a caller that reads only the endpoint state).
         """
         ...
 
@@ -312,7 +316,7 @@ class AdminApi:
             names = [only]
         start = bisect_right(names, request.query["after"]) if "after" in request.query else 0
         page = names[start : start + limit]
-        reports = await self.source.reports()
+        reports = await self.source.reports(availability=False)
         state, in_flight = merged_state(reports)
         reasons = merged_reasons(reports)
         all_backends = getattr(table, "backends", None) or {}
@@ -339,11 +343,16 @@ class AdminApi:
         return web.json_response({"backends": backends, "next": page[-1] if more else None})
 
     def _backend_names(self, table: Any) -> list[str]:
-        """The table's backend names, sorted once per table (a cursor is a name)."""
-        cached_table, names = self._names
-        if cached_table is not table:
+        """The table's backend names, sorted once per config (a cursor is a name).
+
+        Tables updated from the registry share their config's layout, and so
+        this list; only a config change sorts again.
+        """
+        layout = getattr(table, "layout", table)
+        cached, names = self._names
+        if cached is not layout:
             names = sorted(getattr(table, "backends", None) or ())
-            self._names = (table, names)
+            self._names = (layout, names)
         return names
 
     async def explain(self, request: web.Request) -> web.Response:
@@ -355,7 +364,7 @@ class AdminApi:
         facts = parse_explain_query(request.query)
         if table is None:
             return web.json_response({"error": "no config loaded"}, status=503)
-        state, _ = merged_state(await self.source.reports())
+        state, _ = merged_state(await self.source.reports(availability=False))
         decision = table.explain(facts, state)
         return web.json_response(
             {

@@ -31,6 +31,42 @@ def unavailable_keys(state: EndpointState) -> frozenset[str]:
     return frozenset((*state.unhealthy, *state.ejected, *state.draining))
 
 
+class BackendCounter:
+    """`backend_counts` that recounts only backends replaced since its last call.
+
+    An incremental table shares every untouched `CompiledBackend` with the one
+    before it, so with the same unavailable keys a backend object seen last time
+    has the same counts: a new table costs one identity check per backend.
+    """
+
+    def __init__(self) -> None:
+        self._unavailable: frozenset[str] | None = None
+        self._seen: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
+
+    def count(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> BackendCounts:
+        if unavailable != self._unavailable:
+            self._seen = {}
+            self._unavailable = unavailable
+        seen = self._seen
+        fresh: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
+        out: BackendCounts = {}
+        for name, backend in backends.items():
+            known = seen.get(name)
+            if known is None or known[0] is not backend:
+                rows = [
+                    (cluster, available, total)
+                    for (_, cluster), (available, total) in backend_counts(
+                        {name: backend}, unavailable
+                    ).items()
+                ]
+                known = (backend, rows)
+            fresh[name] = known
+            for cluster, available, total in known[1]:
+                out[(name, cluster)] = (available, total)
+        self._seen = fresh
+        return out
+
+
 def backend_counts(backends: Mapping[str, Any], unavailable: Collection[str]) -> BackendCounts:
     """Available and total endpoints per (backend, cluster); see the module docstring."""
     out: BackendCounts = {}

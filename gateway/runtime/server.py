@@ -54,7 +54,7 @@ from gateway.http.filters.auth import refresh_jwks
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
-from gateway.ops.backend_health import backend_counts, unavailable_keys
+from gateway.ops.backend_health import BackendCounter, unavailable_keys
 from gateway.ops.metrics import MetricsSnapshot
 from gateway.ops.observer import GatewayObserver
 from gateway.rollout.metrics import RolloutCollector
@@ -165,6 +165,7 @@ class Worker:
         )
         """Follows the rollouts' stored weights; drives them when this process is alone."""
         self._counts_memo: tuple[tuple[Any, int], Any] = ((None, -1), None)
+        self._counter = BackendCounter()
         self._started_with: GatewayConfig | None = None
 
     # ---- admin source ------------------------------------------------------
@@ -264,25 +265,32 @@ class Worker:
             refresh_jwks()  # JWKS files of auth filters, re-read when they change
             await asyncio.sleep(interval_s)
 
-    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
-        return [await self.full_report(per_endpoint=per_endpoint)]
+    async def reports(
+        self, *, per_endpoint: bool = False, availability: bool = True
+    ) -> list[dict[str, Any]]:
+        return [await self.full_report(per_endpoint=per_endpoint, availability=availability)]
 
-    async def full_report(self, *, per_endpoint: bool = False) -> dict[str, Any]:
+    async def full_report(
+        self, *, per_endpoint: bool = False, availability: bool = True
+    ) -> dict[str, Any]:
         """`report` with availability per (backend, cluster), counted in a thread.
 
         The count reads the immutable table and a copy of the few unavailable
-        keys, so the event loop keeps serving while it runs (10,000 backends).
+        keys, so the event loop keeps serving while it runs (10,000 backends);
+        backends shared with the table counted last time are not recounted.
+        `availability=False` leaves it out (the admin's /endpoints and /explain
+        read only the endpoint state).
         """
         ctx = self.ctx
         counts = None
-        if ctx is not None and ctx.table is not None:
+        if availability and ctx is not None and ctx.table is not None:
             (table, generation), memo = self._counts_memo
             if table is ctx.table and generation == ctx.state.generation:
                 counts = memo
             else:
                 backends = getattr(ctx.table, "backends", None) or {}
                 unavailable = unavailable_keys(ctx.state)
-                counts = await asyncio.to_thread(backend_counts, backends, unavailable)
+                counts = await asyncio.to_thread(self._counter.count, backends, unavailable)
                 self._counts_memo = ((ctx.table, ctx.state.generation), counts)
         return self.report(backend_endpoints=counts, per_endpoint=per_endpoint)
 
@@ -495,7 +503,10 @@ class Worker:
             while line := await reader.readline():
                 message = json.loads(line)
                 if message.get("op") == "report":
-                    report = await self.full_report(per_endpoint=bool(message.get("endpoints")))
+                    report = await self.full_report(
+                        per_endpoint=bool(message.get("endpoints")),
+                        availability=bool(message.get("availability", True)),
+                    )
                     answer = {**report, "id": message.get("id")}
                     writer.write(json.dumps(answer).encode() + b"\n")
                     await writer.drain()

@@ -121,8 +121,10 @@ class Supervisor:
     def _swapped(self, table: Any, active: ActiveConfig) -> None:
         return None
 
-    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
-        message = {"op": "report", "endpoints": per_endpoint}
+    async def reports(
+        self, *, per_endpoint: bool = False, availability: bool = True
+    ) -> list[dict[str, Any]]:
+        message = {"op": "report", "endpoints": per_endpoint, "availability": availability}
         answers = await asyncio.gather(*(w.ask(message) for w in self.workers))
         return [a for a in answers if a is not None]
 

@@ -49,7 +49,7 @@ class LocalSource:
         self.state = EndpointState()
         self.stats = RequestStats()
 
-    async def reports(self) -> list[dict[str, Any]]:
+    async def reports(self, **_options: bool) -> list[dict[str, Any]]:
         snap = MetricsSnapshot.capture(self.stats)
         return [
             {

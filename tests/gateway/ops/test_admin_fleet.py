@@ -13,7 +13,7 @@ from pydantic import TypeAdapter
 
 from gateway.config.model import GatewayConfig
 from gateway.ops.admin import start_admin
-from gateway.ops.backend_health import backend_counts, unavailable_keys
+from gateway.ops.backend_health import BackendCounter, backend_counts, unavailable_keys
 from gateway.ops.metrics import MetricsSnapshot, RequestStats, merge, render
 from gateway.routing.compiler import compile_table
 from gateway.routing.endpoints import EndpointState
@@ -57,7 +57,7 @@ class ProbeSource:
         self.draining = False
         self.report_calls = 0
 
-    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+    async def reports(self, **_options: bool) -> list[dict[str, Any]]:
         self.report_calls += 1
         snap = MetricsSnapshot.capture(RequestStats())
         return [{"metrics": snap.to_json(), "endpoints": {}}]
@@ -148,3 +148,48 @@ def test_availability_is_counted_per_backend_and_cluster() -> None:
     assert samples[("portway_backend_endpoints_available", "web", "a")] == 0
     assert samples[("portway_backend_endpoints", "web", "b")] == 2
     assert not list(families["portway_endpoint_health"].samples), "per endpoint: opt-in only"
+
+
+def test_a_counter_recounts_only_backends_an_update_replaced() -> None:
+    doc = {
+        "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+        "backends": [
+            {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}},
+            {"name": "api", "service": {"namespace": "shop", "name": "api", "port": "http"}},
+        ],
+    }
+    from gateway.routing.compiler import index_records
+    from gateway.routing.update import apply_record_changes, update_table
+
+    web, api = record("a", ["10.0.0.1"]), record("a", ["10.0.0.2"])
+    api = ServiceRecord(
+        cluster="a", namespace="shop", service="api", ports=api.ports, nodes=api.nodes
+    )
+    index = index_records([web, api])
+    first = compile_table(TypeAdapter(GatewayConfig).validate_python(doc), [web, api])
+    counter = BackendCounter()
+    assert counter.count(first.backends, frozenset()) == {
+        ("web", "a"): (1, 1),
+        ("api", "a"): (1, 1),
+    }
+    moved = record("a", ["10.0.0.3", "10.0.0.4"])
+    second = update_table(
+        first, index, apply_record_changes(index, {moved.key: moved}), version="2"
+    )
+    unavailable = WalkCounting({"a/10.9.9.9:30080"})
+    counter.count(first.backends, unavailable)
+    walks = unavailable.walks
+    counts = counter.count(second.backends, unavailable)
+    assert counts == {("web", "a"): (2, 2), ("api", "a"): (1, 1)}
+    assert unavailable.walks - walks == 1, "only the replaced backend was recounted"
+
+
+class WalkCounting(frozenset[str]):
+    """Unavailable keys that count how often a count walks them (once per backend counted)."""
+
+    walks = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).walks += 1
+        return super().__iter__()

@@ -58,7 +58,7 @@ class WorkerSource:
         self.stats = RequestStats()
         self.reasons: dict[str, str] = {}
 
-    async def reports(self, *, per_endpoint: bool = False) -> list[dict[str, Any]]:
+    async def reports(self, **_options: bool) -> list[dict[str, Any]]:
         counts = backend_counts(self.reloader.table.backends, unavailable_keys(self.state))
         snap = MetricsSnapshot.capture(self.stats, backend_endpoints=counts)
         return [
