@@ -79,3 +79,39 @@ def test_ls_names_each_bad_record_with_its_reason_and_exits_1(
         "localEndpoints)",
         f"1 records in {reg} at revision 1, 1 bad (skipped)",
     ]
+
+
+def test_ls_on_etcd_names_a_bad_record_by_key_with_its_reason(
+    etcd_endpoints: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    import asyncio
+    import json
+    import uuid
+
+    from portway.registry.etcd import EtcdRegistry
+
+    root = f"ls-{uuid.uuid4().hex[:6]}/"
+    record = {
+        "v": 1,
+        "cluster": "b",
+        "namespace": "shop",
+        "service": "web",
+        "zoen": "a",
+    }
+    key = "portway/v1/services/shop/web/b"
+
+    async def put() -> None:
+        registry = EtcdRegistry(etcd_endpoints, root=root)
+        try:
+            await registry.put_raw(key, json.dumps(record).encode())
+        finally:
+            await registry.close()
+
+    asyncio.run(put())
+    common = ["registry", "--backend", "etcd", "--endpoints", ",".join(etcd_endpoints)]
+    assert main([*common, "--root", root, "ls"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(
+        f"portway registry: bad record {key}: zoen: unknown key 'zoen'; did you mean 'zones'?"
+    )
+    assert err[1].startswith("0 records at revision ") and err[1].endswith(", 1 bad (skipped)")
