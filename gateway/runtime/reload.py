@@ -135,6 +135,7 @@ class Reloader:
         self._changes_seen = False
         self._index_suspect = False
         self.last_swap_full = False
+        self._hashed: tuple[GatewayConfig | None, bool] = (None, False)
         """Whether the table last swapped was built whole (a full compile, or an
         update of more than `executor_endpoints` endpoints): a sign for the worker to
         move the new long-lived objects out of the cyclic collector's sight."""
@@ -304,7 +305,10 @@ class Reloader:
             return updated
 
         involved = count_endpoints(r for r in changes.values() if r is not None)
-        if involved > self.executor_endpoints or _has_hashed(self.active.config):
+        config = self.active.config
+        if self._hashed[0] is not config:
+            self._hashed = (config, _has_hashed(config))  # a walk of every backend: once
+        if involved > self.executor_endpoints or self._hashed[1]:
             new = await asyncio.to_thread(build)
         else:
             new = build()
