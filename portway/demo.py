@@ -192,7 +192,7 @@ class Demo:
             while time.monotonic() < deadline:
                 assert self.gateway is not None
                 if self.gateway.poll() is not None:
-                    raise DemoError(f"the demo gateway exited at startup: {self._last_log()}")
+                    raise DemoError(f"the demo gateway exited at startup: {self.last_log()}")
                 with contextlib.suppress(aiohttp.ClientError):
                     async with session.get(f"{ADMIN_URL}/readyz") as resp:
                         if resp.status == 200 and await self._serves(session):
@@ -200,7 +200,7 @@ class Demo:
                 await asyncio.sleep(0.1)
         raise DemoError(f"the demo gateway was not ready within {timeout_s:g} s")
 
-    def _last_log(self) -> str:
+    def last_log(self) -> str:
         """The gateway's last log message, for the one line the user reads."""
         try:
             lines = (self.workdir / "gateway.log").read_text(errors="replace").splitlines()
@@ -443,6 +443,12 @@ async def run_demo(
             if keep:
                 await asyncio.Event().wait()
             return report
+        except (aiohttp.ClientError, OSError) as exc:
+            # the gateway or a simulated node went away mid-demo: one line, not a traceback
+            reason = str(exc).strip() or type(exc).__name__
+            raise DemoError(
+                f"the demo stopped: {reason}; the gateway said: {demo.last_log()}"
+            ) from None
         finally:
             await demo.stop()
             if os.environ.get("PORTWAY_DEMO_KEEP_LOG"):

@@ -67,3 +67,21 @@ def test_progress_is_rendered_for_people() -> None:
     assert describe_summary(summary) == (
         "1366 requests, 0 failed; served by alpha 89%, canary 11%; p50 0.6 ms, p99 2.5 ms"
     )
+
+
+def test_losing_the_gateway_mid_demo_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import aiohttp
+
+    async def gateway_gone(self: Demo) -> None:
+        raise aiohttp.ClientConnectionError("Cannot connect to host 127.0.0.1:19901")
+
+    monkeypatch.setattr(Demo, "check_ports", lambda self: None)
+    monkeypatch.setattr(Demo, "start", gateway_gone)
+    assert main(["demo", "--phase-seconds", "0.1"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "portway demo: the demo stopped: Cannot connect to host 127.0.0.1:19901; "
+        "the gateway said: no log written\n"
+    )
