@@ -36,6 +36,7 @@ from gateway.config.model import (
     StaticEndpoint,
     StringMatchType,
 )
+from gateway.config.rollout_checks import check_rollout
 from gateway.config.source import SourceMap
 from gateway.config.unread_fields import (
     HASH_POLICIES,
@@ -320,6 +321,7 @@ def _check_rule(
     for index, match in enumerate(rule.matches):
         _check_match(report, (*path, "matches", index), match)
     used |= check_filters(report.add, _unknown, path, rule, backends)
+    check_rollout(report.add, path, rule)
     filters = rule.filters
     if filters.redirect is not None and filters.url_rewrite is not None:
         report.add(

@@ -27,7 +27,6 @@ from gateway.config.source import SourceMap
 
 NOT_SUPPORTED: Final[tuple[str, ...]] = (
     "gateway.cluster",
-    "routes[].rules[].canary.rollout",
 )
 
 MESSAGE: Final = "not supported yet: the gateway does not enforce this field; remove it"

@@ -53,6 +53,7 @@ FILTER_UNITS = "gateway/http/filters/test_filter_units.py"
 CORS_PREFLIGHT = f"{FILTER_UNITS}::test_cors_preflight_is_answered_with_the_policy"
 REGISTRY_E2E = f"{SERVER_E2E}::test_registry_records_drive_routing_and_readiness"
 ROUTES_ETCD = "registry/test_registry_routes_command.py::test_routes_list_reads_the_etcd_registry_the_config_names"
+ROLLOUT = "gateway/rollout/test_rollout_runner.py"
 
 COVERAGE: dict[str, str] = {
     "version": "gateway/config/test_config_coverage.py::test_version_other_than_1_is_refused",
@@ -103,6 +104,12 @@ COVERAGE: dict[str, str] = {
     "routes[].rules[].canary.cookie.value": f"{SPLIT}::test_canary_cookie_override_forces_canary",
     "routes[].rules[].canary.sticky": "gateway/http/test_http_sticky_and_affinity.py::test_sticky_canary_sets_its_cookie_and_keeps_the_client_on_its_side",
     "routes[].rules[].canary.stickyCookie": "gateway/http/test_http_sticky_and_affinity.py::test_sticky_canary_sets_its_cookie_and_keeps_the_client_on_its_side",
+    "routes[].rules[].canary.rollout.steps[].percent": f"{ROLLOUT}::test_a_healthy_canary_walks_the_steps_after_each_pause_and_is_promoted",
+    "routes[].rules[].canary.rollout.steps[].pause": f"{ROLLOUT}::test_a_healthy_canary_walks_the_steps_after_each_pause_and_is_promoted",
+    "routes[].rules[].canary.rollout.maxErrorRate": f"{ROLLOUT}::test_errors_over_max_error_rate_roll_back_at_once_and_a_higher_limit_passes_them",
+    "routes[].rules[].canary.rollout.maxP99": f"{ROLLOUT}::test_a_canary_slower_than_max_p99_is_rolled_back",
+    "routes[].rules[].canary.rollout.minRequests": f"{ROLLOUT}::test_a_step_with_fewer_than_min_requests_is_held_past_its_pause",
+    "routes[].rules[].canary.rollout.rollbackOnFailure": f"{ROLLOUT}::test_rollback_on_failure_off_pauses_at_the_failing_weight",
     "routes[].rules[].filters.requestHeaders.set[].name": HEADER_FILTERS,
     "routes[].rules[].filters.requestHeaders.set[].value": HEADER_FILTERS,
     "routes[].rules[].filters.requestHeaders.add[].name": HEADER_FILTERS,
