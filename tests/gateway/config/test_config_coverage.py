@@ -50,6 +50,8 @@ RATE_LIMIT = "gateway/http/filters/test_rate_limit.py"
 AUTH = "gateway/http/filters/test_auth_filter.py"
 EDGE_E2E = "gateway/http/filters/test_edge_filters_e2e.py"
 FILTER_UNITS = "gateway/http/filters/test_filter_units.py"
+TCP_EDGE = "gateway/l4/test_tcp_edge.py"
+BODY_LIMITS = "gateway/http/test_http_body_limits.py"
 CORS_PREFLIGHT = f"{FILTER_UNITS}::test_cors_preflight_is_answered_with_the_policy"
 REGISTRY_E2E = f"{SERVER_E2E}::test_registry_records_drive_routing_and_readiness"
 ROUTES_ETCD = "registry/test_registry_routes_command.py::test_routes_list_reads_the_etcd_registry_the_config_names"
@@ -79,6 +81,14 @@ COVERAGE: dict[str, str] = {
     "listeners[].tls.alpn": f"{HTTP_FIELDS}::test_alpn_offers_the_configured_protocols",
     "listeners[].tls.clientAuth": "gateway/runtime/test_tls_lifecycle.py::test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one",
     "listeners[].tls.clientCaFile": "gateway/runtime/test_tls_lifecycle.py::test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one",
+    "listeners[].tls.clientSubjectHeader": "gateway/runtime/test_tls_lifecycle.py::test_mtls_passes_the_verified_subject_upstream_and_drops_a_forged_one",
+    "listeners[].proxyProtocol": f"{TCP_EDGE}::test_proxy_protocol_on_a_tcp_listener",
+    "listeners[].access.rules[].action": f"{TCP_EDGE}::test_refused_by_listener_or_route_access_is_closed_and_nothing_is_connected",
+    "listeners[].access.rules[].cidrs": f"{TCP_EDGE}::test_refused_by_listener_or_route_access_is_closed_and_nothing_is_connected",
+    "listeners[].access.default": f"{TCP_EDGE}::test_refused_by_listener_or_route_access_is_closed_and_nothing_is_connected",
+    "listeners[].access.rules[].countries": f"{TCP_EDGE}::test_listener_country_rules_use_the_maxmind_database",
+    "listeners[].access.geoipDatabase": f"{TCP_EDGE}::test_listener_country_rules_use_the_maxmind_database",
+    "listeners[].maxRequestBodyBytes": f"{BODY_LIMITS}::test_listener_limit_refuses_a_larger_content_length_before_forwarding",
     # routes
     "routes[].name": TELEMETRY_E2E,
     "routes[].listeners": "gateway/routing/test_routing_match.py::test_route_attaches_only_to_named_listeners",
@@ -173,6 +183,9 @@ COVERAGE: dict[str, str] = {
     "routes[].access.rules[].countries": "gateway/http/filters/test_access_rules.py::test_countries_come_from_the_maxmind_database",
     "routes[].access.geoipDatabase": "gateway/http/filters/test_access_rules.py::test_countries_come_from_the_maxmind_database",
     "routes[].auth.apiKey.header": f"{AUTH}::test_wrong_or_missing_api_key_is_refused",
+    "routes[].auth.apiKey.keysFile": f"{AUTH}::test_api_key_from_header_or_query_is_checked_by_hash_and_stripped",
+    "routes[].auth.identityHeader": f"{AUTH}::test_identity_goes_up_in_the_configured_header_and_a_forged_one_is_dropped",
+    "routes[].rules[].maxRequestBodyBytes": f"{BODY_LIMITS}::test_rule_limit_refuses_a_larger_content_length_before_forwarding",
     "routes[].auth.apiKey.queryParam": f"{AUTH}::test_api_key_from_header_or_query_is_checked_by_hash_and_stripped",
     "routes[].auth.apiKey.keys[].id": f"{AUTH}::test_api_key_from_header_or_query_is_checked_by_hash_and_stripped",
     "routes[].auth.apiKey.keys[].sha256": f"{AUTH}::test_api_key_from_header_or_query_is_checked_by_hash_and_stripped",
