@@ -94,3 +94,31 @@ def test_static_endpoint_weight_sets_its_share() -> None:
     state = EndpointState()
     picks = Counter(t.route_http(facts(), state).endpoint.port for _ in range(400))  # type: ignore[union-attr]
     assert picks == {9000: 300, 9001: 100}
+
+
+def test_static_endpoint_region_and_zone_place_it_in_the_locality_levels() -> None:
+    backend = {
+        "endpoints": [
+            {"address": "127.0.0.1", "port": 9003, "region": "us-west-2", "zone": "us-west-2a"},
+            {"address": "127.0.0.1", "port": 9002, "region": "us-east-1", "zone": "us-east-1b"},
+            {"address": "127.0.0.1", "port": 9001, "region": "us-east-1", "zone": "us-east-1a"},
+        ]
+    }
+    levels = table(_doc(backend)).backends["b"].levels
+    assert [[e.port for e in level] for level in levels] == [[9001], [9002], [9003]]
+
+
+def test_static_endpoint_cluster_names_its_key_and_its_priority() -> None:
+    backend = {
+        "endpoints": [
+            {"address": "127.0.0.1", "port": 9000, "cluster": "fra-dc1"},
+            {"address": "127.0.0.1", "port": 9001, "cluster": "ams-dc1"},
+        ],
+        "locality": {"priorities": [{"clusters": ["ams-dc1"]}]},
+    }
+    b = table(_doc(backend)).backends["b"]
+    assert sorted(e.key for e in b.endpoints) == [
+        "ams-dc1/127.0.0.1:9001",
+        "fra-dc1/127.0.0.1:9000",
+    ]
+    assert [[e.cluster for e in level] for level in b.levels] == [["ams-dc1"], ["fra-dc1"]]
