@@ -385,15 +385,40 @@ def _port(raw: object, path: str) -> ServicePort:
     )
 
 
+_NODES: dict[tuple[tuple[str, type, Any], ...], Node] = {}
+_NODES_LIMIT = 1 << 16
+
+
 def _node(raw: object, path: str) -> Node:
+    """A node as decoded before when its fields are exactly the same, else a new one.
+
+    A node carries the NodePorts of every service of its cluster, so the same
+    node object recurs in thousands of records: decoded and checked once, and
+    held once (a `Node` is frozen). The memo key keeps each value's type, so
+    `ready: 1` never passes for `ready: true`.
+    """
     if not isinstance(raw, dict):
         raise RecordError(path, "must be an object")
+    try:
+        memo_key = tuple((k, type(v), v) for k, v in raw.items())
+        known = _NODES.get(memo_key)
+    except TypeError:  # an unhashable value: not a valid node anyway
+        memo_key, known = None, None
+    if known is not None:
+        return known
+    node = _decode_node(raw, path)
+    if memo_key is not None:
+        if len(_NODES) >= _NODES_LIMIT:
+            _NODES.clear()
+        _NODES[memo_key] = node
+    return node
+
+
+def _decode_node(raw: dict[str, Any], path: str) -> Node:
     _refuse_unknown(raw, NODE_FIELDS, path)
     ready = raw.get("ready", True)
     if not isinstance(ready, bool):
         raise RecordError(f"{path}.ready", "must be true or false")
-    # a node carries the NodePorts of every service of its cluster, so its strings
-    # recur in thousands of records: interned, each is held once
     return Node(
         name=sys.intern(_str(raw, "name", required=True, path=path)),
         address=sys.intern(_str(raw, "address", required=True, path=path)),
