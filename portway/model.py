@@ -385,7 +385,7 @@ def _port(raw: object, path: str) -> ServicePort:
     )
 
 
-_NODES: dict[tuple[tuple[str, type, Any], ...], Node] = {}
+_NODES: dict[tuple[tuple[tuple[str, Any], ...], tuple[type, ...]], Node] = {}
 _NODES_LIMIT = 1 << 16
 
 
@@ -400,7 +400,7 @@ def _node(raw: object, path: str) -> Node:
     if not isinstance(raw, dict):
         raise RecordError(path, "must be an object")
     try:
-        memo_key = tuple((k, type(v), v) for k, v in raw.items())
+        memo_key = (tuple(raw.items()), tuple(map(type, raw.values())))
         known = _NODES.get(memo_key)
     except TypeError:  # an unhashable value: not a valid node anyway
         memo_key, known = None, None
