@@ -100,12 +100,12 @@ def compile_indexed(
     plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
     """`compile_table` over records already indexed (`index_records`, `apply_record_changes`)."""
-    with _collector_paused():
+    with collector_paused():
         return _compile(config, by_service, version, seed, plan_rule)
 
 
 @contextmanager
-def _collector_paused() -> Iterator[None]:
+def collector_paused() -> Iterator[None]:
     """Pause the cyclic GC while compiling (restoring its previous state after).
 
     A compile allocates hundreds of thousands of long-lived objects and no

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.compiler import (
     RecordIndex,
+    collector_paused,
     compile_backend,
     compile_variant,
     registry_endpoints,
@@ -77,6 +78,13 @@ def update_table(
     returned, so no request pays for them. Services no backend reads cost a
     dict lookup.
     """
+    with collector_paused():  # the first sync updates every slot: a full compile's allocations
+        return _update(table, index, services, version)
+
+
+def _update(
+    table: RoutingTable, index: RecordIndex, services: Iterable[ServiceName], version: str
+) -> RoutingTable:
     layout = table.layout
     gw = table.gateway
     slots: list[CompiledBackend] | None = None
