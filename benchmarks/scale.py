@@ -15,7 +15,7 @@ under load (wrk -t1 -c32 on CPU 0 when installed, else an aiohttp loop):
 
 A change is a record write (atomic file replace, or an etcd put); its
 change-to-table latency is the time until the admin API's `/endpoints`
-page of that backend shows the flipped node (polled every 5 ms). During
+page of that backend shows the flipped node (polled every 10 ms). During
 every phase `/readyz` and `/metrics` are fetched once a second (their
 answer times are reported). Printed per phase: rps, p50/p99/max latency,
 change-to-table p50/p99/max and how many changes were seen, probe times,
@@ -322,7 +322,7 @@ class Churn:
             if any(e["key"] == key and e["ready"] == target.ready for e in eps):
                 result.changes.append(time.perf_counter() - t0)
                 return
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.01)
 
     async def run(self, rate_hz: float, count: int, result: PhaseResult) -> None:
         tasks = []
