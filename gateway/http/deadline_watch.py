@@ -29,7 +29,7 @@ class DeadlineWatch:
     instead exchanges waiting for a response head sit in `waiting`, which a
     single timer sweeps every `TICK_S`; deadlines fire up to `TICK_S` late,
     far below any configured timeout's precision. Expiry calls
-    `ex.owner._timed_out(ex)`.
+    `ex.owner.timed_out(ex)`.
 
     Client connections sit in `connections` from accept to close, and every
     `IDLE_SWEEP_S` the same timer closes those whose `idle_at` has passed
@@ -90,7 +90,9 @@ class DeadlineWatch:
             expired = [ex for ex in self.waiting if ex.try_deadline <= now]
             for ex in expired:
                 self.waiting.discard(ex)
-                ex.owner._timed_out(ex)
+                owner = ex.owner
+                if owner is not None:
+                    owner.timed_out(ex)
         if self.connections and now >= self.next_sweep - 1e-3:
             self.next_sweep = now + self.IDLE_SWEEP_S
             for conn in [c for c in self.connections if 0.0 < c.idle_at <= now]:

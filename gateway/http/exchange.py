@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import os
 import random
-from typing import TYPE_CHECKING, Any, Final
+from typing import Final, Protocol
 
+from gateway.context import RequestLog
 from gateway.http.plan import RulePlan
+from gateway.outcome import ResponseFlag
 from gateway.routing.decision import Decision
 from gateway.routing.endpoints import Endpoint
 from gateway.routing.route import CompiledRule
 from gateway.routing.table import RoutingTable
-
-if TYPE_CHECKING:
-    from gateway.upstream.connection import UpstreamConnection
+from gateway.upstream.connection import UpstreamConnection
 
 BODY_BUFFER_LIMIT: Final = 64 * 1024
 """Request body bytes held before an upstream is bound (and kept for a replay)."""
@@ -34,15 +34,23 @@ DONE: Final = 16
 request waits, the upstream's write buffer is full, the early body buffer is
 full, an upgrade waits for the 101, the connection is finished."""
 
-Transport = Any
-"""An asyncio transport as the proxy holds it. uvloop's transports are not
-`asyncio.Transport` subclasses, and mypyc checks a declared class at run time,
-so the compiled proxy declares transports as `Any`."""
+
+class Cancellable(Protocol):
+    """A pending callback or task of the loop (`TimerHandle`, `Task`): only cancelled.
+
+    A Protocol, not `asyncio.TimerHandle`: uvloop's handles are another class,
+    and mypyc checks a declared class at run time (a Protocol it does not).
+    """
+
+    def cancel(self) -> object: ...
 
 
-def unconnected(data: bytes) -> None:
-    """What a protocol's bound `send` is until `connection_made` binds `transport.write`."""
-    raise RuntimeError("write before connection_made")
+class ExchangeOwner(Protocol):
+    """The client connection an exchange belongs to, as the deadline watch calls it."""
+
+    def timed_out(self, ex: Exchange) -> None:
+        """`ex`'s try deadline (`try_deadline`) has passed without a response head."""
+        ...
 
 
 REQUEST_ID_PREFIX: Final = f"{os.getpid():x}-{random.getrandbits(24):06x}-".encode("ascii")
@@ -87,15 +95,20 @@ class Exchange:
     headers, trusted peers only), `keep_alive`, `chunked` (client body is
     chunked), `upgrade` (the Upgrade value when the parser accepted one),
     `expect` (100-continue with a body), `traced` (client sent traceparent),
-    `owner` (the proxy, for `DeadlineWatch` callbacks).
+    `origin` (the Origin header, b"" without one: CORS reads it),
+    `content_length` (-1 without one), `body_limit` (the listener's, then
+    the rule's body limit, -1 for none), `owner` (the connection, for
+    `DeadlineWatch` callbacks).
     Body flow (R, then T): `body` (bytes held until an upstream is bound),
     `body_done`, `bytes_in`, `body_sent` (some body reached an upstream),
     `replay` (the whole small body kept for a retry).
     Routing and plan (S): `table` (the table the request started on),
     `decision`, `rule`, `plan` (the rule's, or its backendRef's), `started`,
     `deadline` (whole-request deadline), `scheme` (b"http"/b"https", set
-    when the rule has request filters), `counted`, `counted_only`, `log`
-    and `token` (telemetry, when detailed).
+    when the rule has request filters), `counted` (in the pools' active
+    requests), `counted_only` (the observer only counts it), `log` (the
+    `RequestLog`, when telemetry is detailed) and `token` (the observer's
+    opaque handle for it: an OTel span, or None).
     Request filters (F): `response_lines` (header lines for the client's
     response, e.g. CORS), `status` when a filter answers.
     Upstream head (S): `line` (request line), `head` (header block),
@@ -104,7 +117,9 @@ class Exchange:
     Tries (T): `endpoint`, `conn`, `connecting` (the connect Task),
     `attempts`, `retries`, `retrying`, `reused`, `stale_retried`, `tried`
     (endpoint keys), `try_deadline`, `timer` (a retry backoff's handle),
-    `flags` (Envoy response flags: UF, UR, UO, DC, ...).
+    `flags` (the `outcome.ResponseFlag` of the last failure: UF, UR, UO, ...;
+    S and F set it for answers made at the gateway, the connection DC when
+    the client leaves).
     Response (P): `responded`, `status`, `out` (head held for the first body
     write), `chunked_out`, `close_after`, `bytes_out`. End (X): `done`.
     """
@@ -140,6 +155,7 @@ class Exchange:
         "line",
         "log",
         "method",
+        "origin",
         "out",
         "owner",
         "path",
@@ -192,6 +208,7 @@ class Exchange:
         self.body_done = True
         self.upgrade = b""
         self.expect = False
+        self.origin = b""
         self.body: list[bytes] | None = None
         self.body_limit = -1
         """Request body bytes accepted (listener's, then the rule's limit); -1: no limit."""
@@ -204,7 +221,7 @@ class Exchange:
         self.chunked_out = False
         self.close_after = False
         self.conn: UpstreamConnection | None = None
-        self.connecting: Any = None
+        self.connecting: Cancellable | None = None
         self.counted = False
         self.counted_only = False
         self.traced = False
@@ -221,14 +238,14 @@ class Exchange:
         self.responded = False
         self.status = 0
         self.fixed_host = b""
-        self.flags = ""
+        self.flags = ResponseFlag.NONE
         self.head = b""
-        self.log: Any = None
-        self.token: Any = None
-        self.timer: Any = None
+        self.log: RequestLog | None = None
+        self.token: object = None
+        self.timer: Cancellable | None = None
         self.try_deadline = 0.0
         self.out = b""
-        self.owner: Any = None
+        self.owner: ExchangeOwner | None = None
         self.tried: set[str] | None = None
         self.attempts = 0
         self.retries = 0

@@ -54,7 +54,6 @@ from gateway.http.exchange import (
     REQUEST_IDS,
     TUNNEL_WAIT,
     Exchange,
-    Transport,
 )
 from gateway.http.filters.access import DENIED as ACCESS_DENIED
 from gateway.http.filters.access import AccessCheck
@@ -68,8 +67,10 @@ from gateway.http.plan import (
 )
 from gateway.http.response import ResponseRelay
 from gateway.ops.observer import GatewayObserver
+from gateway.outcome import ResponseFlag, flag_of
 from gateway.routing.decision import RequestFacts
 from gateway.runtime.tls import ServerTls, header_safe, peer_subject
+from gateway.transport import Transport
 
 
 class HttpProxy(ResponseRelay):
@@ -215,7 +216,7 @@ class HttpProxy(ResponseRelay):
             self.tunnel.close()
         ex = self.active
         if ex is not None and not ex.done:
-            ex.flags = ex.flags or "DC"
+            ex.flags = ex.flags or ResponseFlag.DC
             self._finish(ex, close=True)
         self.queue = None
 
@@ -443,6 +444,8 @@ class HttpProxy(ResponseRelay):
     def _error(self, ex: Exchange, cause: str) -> None:
         status = hh.ERROR_STATUS.get(cause, 502)
         ex.status = status
+        if not ex.flags:
+            ex.flags = flag_of(cause)
         close = self._must_close(ex)
         data = hh.error_response(
             status,
@@ -457,7 +460,7 @@ class HttpProxy(ResponseRelay):
         """Send the answer a request filter made instead of forwarding."""
         ex.status = answer.status
         if answer.cause:  # the access log says why: access, auth, rate_limited, ...
-            ex.flags = answer.cause
+            ex.flags = flag_of(answer.cause)
         close = self._must_close(ex)
         data = hh.local_response(
             answer.status,

@@ -30,13 +30,12 @@ from gateway.http.exchange import (
     DONE,
     PIPELINE,
     Exchange,
-    Transport,
-    unconnected,
 )
+from gateway.transport import UNCONNECTED, Transport, unconnected
 
 if TYPE_CHECKING:
     from gateway.ops.observer import GatewayObserver
-    from gateway.upstream.pool import UpstreamConnection
+    from gateway.upstream.connection import UpstreamConnection
 
 _HOST: Final = 0
 _CL: Final = 1
@@ -156,7 +155,7 @@ class RequestReader:
         carries a traceparent), else `begin`/`end` with a `RequestLog`."""
         self.counter: GatewayObserver | None = None
         """The observer when it only counts (metrics, no access log): called natively."""
-        self.transport: Transport = None
+        self.transport: Transport = UNCONNECTED
         self.parser = httptools.HttpRequestParser(self)
         self.feed: Callable[[bytes], None] = self.parser.feed_data
         """Bound methods called per request are looked up once, here and in
@@ -333,7 +332,6 @@ class RequestReader:
             if ex.content_length > limit:
                 raise hh.HeadError(413, "request_body_too_large")
             ex.body_limit = limit
-        ex.owner = self
         ex.traced = self.traced
         ex.keep_alive = keep_alive and not self.closing
         ex.chunked = chunked

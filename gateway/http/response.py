@@ -12,12 +12,13 @@ upgraded (101) connection, finishes the exchange exactly once (telemetry
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
 from gateway.context import RequestLog
 from gateway.http import head as hh
 from gateway.http.exchange import DONE, PIPELINE, TUNNEL_WAIT, UPSTREAM, Exchange
 from gateway.http.tries import TryRunner
+from gateway.outcome import FLAG_TEXT, ErrorKind, ResponseFlag
 from gateway.routing.decision import RequestFacts
 from gateway.upstream.failure import StatusFailure, UpstreamFailure
 from gateway.upstream.outlier import status_outcome
@@ -63,7 +64,9 @@ class ResponseRelay(TryRunner):
             )
         retry = rule.retry
         if status >= 500 and not ex.upgrade and retry is not None:
-            cause = "gateway_status" if status in _GATEWAY_STATUSES else "server_status"
+            cause = (
+                ErrorKind.GATEWAY_STATUS if status in _GATEWAY_STATUSES else ErrorKind.SERVER_STATUS
+            )
             if RETRY_CLASSES[cause].intersection(retry.on) and retry_allowed(
                 ex,
                 cause,
@@ -184,7 +187,7 @@ class ResponseRelay(TryRunner):
             ex.conn = None
             self._uncount(ex)
         if ex.responded:
-            ex.flags = "UR"
+            ex.flags = ResponseFlag.UR
             self._finish(ex, close=True, abort=True)  # truncated response: the client must know
         else:
             self._failed(ex, failure)
@@ -299,9 +302,10 @@ class ResponseRelay(TryRunner):
         return log
 
     def _end_log(self, ex: Exchange) -> None:
-        log: RequestLog = ex.log
+        log = ex.log
+        assert log is not None
         log.response_code = ex.status
-        log.response_flags = ex.flags
+        log.response_flags = FLAG_TEXT[ex.flags]
         log.bytes_received = ex.bytes_in
         log.bytes_sent = ex.bytes_out
         log.duration = self.loop.time() - ex.started
@@ -309,8 +313,8 @@ class ResponseRelay(TryRunner):
         log.x_request_id = ex.request_id.decode("latin-1")
         decision = ex.decision
         if decision is not None:
-            route: Any = decision.route
-            backend: Any = decision.backend
+            route = decision.route
+            backend = decision.backend
             log.route_name = route.name if route is not None else ""
             log.backend_name = backend.name if backend is not None else ""
         endpoint = ex.endpoint

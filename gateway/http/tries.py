@@ -12,21 +12,20 @@ answered with the error otherwise.
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Final
 
 from gateway.http import head as hh
 from gateway.http.exchange import BODY_BUFFER_LIMIT, BUFFER, Exchange
 from gateway.http.request import RequestReader
+from gateway.outcome import ErrorKind, ResponseFlag, flag_of
 from gateway.routing.endpoints import Endpoint
 from gateway.upstream.failure import CircuitOpen, UpstreamFailure, UpstreamTimeout
 from gateway.upstream.outlier import Outcome
-from gateway.upstream.pool import PoolSet, UpstreamConnection
+from gateway.upstream.pool import EndpointPool, PoolSet, UpstreamConnection
 from gateway.upstream.retry_policy import retry_allowed, retry_delay_s
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SAME_ENDPOINT_OK: Final = frozenset({"upstream_reset", "gateway_status", "server_status"})
-_FLAGS: Final = {"upstream_connect_failure": "UF", "overflow": "UO"}
-"""Envoy's response flags by cause; any other failure before the head is "UR"."""
 _ENDPOINT_FAULTS: Final = frozenset(
     {"upstream_connect_failure", "upstream_reset", "upstream_timeout", "upstream_protocol_error"}
 )
@@ -51,8 +50,8 @@ class TryRunner(RequestReader):
         if first and not self.ctx.breakers.enter_request(
             backend.name, backend.circuit_breaker.max_requests
         ):
-            ex.flags = "UO"
-            self._error(ex, "overflow")  # `_finish` leaves: every first try entered
+            ex.flags = ResponseFlag.UO
+            self._error(ex, ErrorKind.OVERFLOW)  # `_finish` leaves: every first try entered
             return
         pool = pools.pools.get(endpoint.key)
         if pool is None or pool.backend is not backend:
@@ -63,6 +62,7 @@ class TryRunner(RequestReader):
         per_try = plan.per_try_s
         if per_try:
             at = min(at, self.loop.time() + per_try)
+        ex.owner = self
         watch = self.watch  # DeadlineWatch.add, inlined
         ex.try_deadline = at
         watch.waiting.add(ex)
@@ -78,7 +78,7 @@ class TryRunner(RequestReader):
         ex.reused = False
         ex.connecting = self.loop.create_task(self._connect(ex, pool))
 
-    async def _connect(self, ex: Exchange, pool: Any) -> None:
+    async def _connect(self, ex: Exchange, pool: EndpointPool) -> None:
         rule = ex.rule
         assert rule is not None
         try:
@@ -138,7 +138,8 @@ class TryRunner(RequestReader):
         if self.paused & BUFFER:
             self._resume(BUFFER)
 
-    def _timed_out(self, ex: Exchange) -> None:
+    def timed_out(self, ex: Exchange) -> None:
+        """`ExchangeOwner.timed_out`: the try deadline passed before a response head."""
         if ex.done or ex.responded or ex is not self.active:
             return
         whole = self.loop.time() >= ex.deadline - 1e-3
@@ -190,7 +191,7 @@ class TryRunner(RequestReader):
         current, table, decision, rule = ex.endpoint, ex.table, ex.decision, ex.rule
         assert current is not None and table is not None
         assert decision is not None and rule is not None
-        ex.flags = _FLAGS.get(failure.cause, "UR")
+        ex.flags = flag_of(failure.cause) or ResponseFlag.UR
         if (
             failure.cause == "upstream_reset"
             and ex.reused
@@ -246,9 +247,11 @@ class TryRunner(RequestReader):
                 else:
                     ex.timer = self.loop.call_later(delay, self._retry_now, ex, endpoint)
                 return
+        if ex.retries:
+            ex.flags = ResponseFlag.URX  # retried, and the last try's failure is the answer
         self._error(ex, failure.cause)
 
-    def _retry_now(self, ex: Exchange, endpoint: Any) -> None:
+    def _retry_now(self, ex: Exchange, endpoint: Endpoint) -> None:
         ex.timer = None
         if ex.done or ex is not self.active:
             return

@@ -28,6 +28,7 @@ from typing import Any
 
 from gateway.context import GatewayContext, NullObserver, RequestLog
 from gateway.http.filters.access import AccessCheck, route_access
+from gateway.http.plan import RulePlan
 from gateway.l4.client_hello import ClientHelloError, parse_sni
 from gateway.l4.splice import SplicedPair
 from gateway.l4.splice import available as splice_available
@@ -201,8 +202,9 @@ class TcpProxy(_Side):
         if decision.endpoint is None:
             self._refuse(decision.error or "no_route")
             return
-        rule = decision.rule
-        for check in route_access(rule.plan if rule is not None else None):  # type: ignore[arg-type]
+        plan = decision.rule.plan if decision.rule is not None else None
+        checks = route_access(plan.request_filters) if isinstance(plan, RulePlan) else ()
+        for check in checks:
             if not check.allows(self.client_ip):
                 self._refuse("access")
                 return

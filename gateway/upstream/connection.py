@@ -8,8 +8,10 @@ control calls `upstream_pause_writing`/`upstream_resume_writing` (which pause
 and resume reading from the client: backpressure from upstream to client).
 Hop-by-hop response headers are dropped as they arrive; the others are kept
 as ready `Name: value\r\n` lines (`head_lines`), so the proxy joins the
-response head without touching each header again. Its pool
-(`gateway.upstream.pool.EndpointPool`) takes it back after a complete response.
+response head without touching each header again. Its pool takes it back
+after a complete response; the connection knows the pool only as a
+`ConnectionPool` (the two calls it makes), so this module does not import
+`gateway.upstream.pool`, which imports it.
 
 Failures are reported as the types of `gateway.upstream.failure`.
 """
@@ -17,20 +19,37 @@ Failures are reported as the types of `gateway.upstream.failure`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import Final, Protocol
 
 import httptools
 
-from gateway.http.exchange import Transport, unconnected
 from gateway.http.head import HOP_BY_HOP, connection_tokens
+from gateway.transport import Transport, unconnected
 from gateway.upstream.failure import (
     UpstreamFailure,
     UpstreamProtocolError,
     UpstreamReset,
 )
 
-if TYPE_CHECKING:
-    from gateway.upstream.pool import EndpointPool
+
+class ConnectionPool(Protocol):
+    """What a connection asks of the pool it belongs to (`upstream.pool.EndpointPool`).
+
+    `EndpointPool` names it as a base so that compiled code calls it natively.
+    """
+
+    __slots__ = ()
+
+    host_header: bytes
+    """The upstream Host value when the client's is not preserved."""
+
+    def release(self, conn: UpstreamConnection) -> None:
+        """Take `conn` back after a response read to its end (idle, or closed if not wanted)."""
+        ...
+
+    def forget(self, conn: UpstreamConnection) -> None:
+        """`conn` closed (its `connection_lost`, once): free its slot."""
+        ...
 
 
 class ResponseSink(Protocol):
@@ -96,7 +115,7 @@ class UpstreamConnection:
         "upgraded",
     )
 
-    def __init__(self, pool: EndpointPool) -> None:
+    def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.transport: Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
@@ -237,16 +256,9 @@ class UpstreamConnection:
         if sink is None or not self.keep_alive or self.closed:
             self._complete()
             return
-        # `_complete` inlined for the common case (one callback fewer per request)
         self.sink = None
         self.got_head = False
-        pool = self.pool
-        idle = pool.idle
-        if not pool.waiters and len(idle) < pool.max_idle:  # EndpointPool.release, inlined
-            self.idle_since = pool.loop.time()
-            idle.append(self)
-        else:
-            pool.release(self)
+        self.pool.release(self)
         sink.on_response_complete()
 
     # --- used by the proxy ------------------------------------------------

@@ -11,36 +11,38 @@ path (`gateway.compiled`): they are raised on failures only, and class-level
 
 from __future__ import annotations
 
+from gateway.outcome import ErrorKind
+
 
 class UpstreamFailure(Exception):
     """Base of upstream failures; `cause` is the `portway-error` token."""
 
-    cause = "upstream_failure"
+    cause: ErrorKind = ErrorKind.UPSTREAM_FAILURE
 
 
 class ConnectFailure(UpstreamFailure):
-    cause = "upstream_connect_failure"
+    cause = ErrorKind.UPSTREAM_CONNECT_FAILURE
 
 
 class UpstreamReset(UpstreamFailure):
-    cause = "upstream_reset"
+    cause = ErrorKind.UPSTREAM_RESET
 
 
 class UpstreamTimeout(UpstreamFailure):
-    cause = "upstream_timeout"
+    cause = ErrorKind.UPSTREAM_TIMEOUT
 
 
 class UpstreamProtocolError(UpstreamFailure):
-    cause = "upstream_protocol_error"
+    cause = ErrorKind.UPSTREAM_PROTOCOL_ERROR
 
 
 class CircuitOpen(UpstreamFailure):
-    cause = "overflow"
+    cause = ErrorKind.OVERFLOW
 
 
 class StatusFailure(UpstreamFailure):
     """An upstream 5xx answer treated as a failed try (retry.on: gateway-error / 5xx)."""
 
-    def __init__(self, cause: str, status: int) -> None:
+    def __init__(self, cause: ErrorKind, status: int) -> None:
         super().__init__(f"upstream answered {status}")
         self.cause = cause

@@ -24,7 +24,7 @@ from typing import Any
 
 from gateway.config.backends import UpstreamTlsValidation
 from gateway.routing.endpoints import Endpoint
-from gateway.upstream.connection import ResponseSink, UpstreamConnection
+from gateway.upstream.connection import ConnectionPool, ResponseSink, UpstreamConnection
 from gateway.upstream.failure import (
     CircuitOpen,
     ConnectFailure,
@@ -51,7 +51,7 @@ __all__ = [
 log = logging.getLogger("portway.gateway.upstream.pool")
 
 
-class EndpointPool:
+class EndpointPool(ConnectionPool):
     """Connections to one endpoint; see module docstring for the limits."""
 
     __slots__ = (

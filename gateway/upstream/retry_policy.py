@@ -34,18 +34,22 @@ import random
 from typing import Any, Final
 
 from gateway.http.head import IDEMPOTENT_METHODS
+from gateway.outcome import ErrorKind
 
-NEVER_SENT = frozenset({"upstream_connect_failure", "overflow"})
+NEVER_SENT = frozenset({ErrorKind.UPSTREAM_CONNECT_FAILURE, ErrorKind.OVERFLOW})
 
 RETRY_CLASSES: dict[str, frozenset[str]] = {
-    "upstream_connect_failure": frozenset({"connect-failure", "gateway-error", "5xx", "reset"}),
-    "upstream_reset": frozenset({"reset", "gateway-error", "5xx"}),
-    "upstream_timeout": frozenset({"reset", "gateway-error", "5xx"}),
-    "upstream_protocol_error": frozenset({"reset", "gateway-error", "5xx"}),
-    "overflow": frozenset({"connect-failure", "gateway-error"}),
-    "gateway_status": frozenset({"gateway-error", "5xx"}),
-    "server_status": frozenset({"5xx"}),
+    ErrorKind.UPSTREAM_CONNECT_FAILURE: frozenset(
+        {"connect-failure", "gateway-error", "5xx", "reset"}
+    ),
+    ErrorKind.UPSTREAM_RESET: frozenset({"reset", "gateway-error", "5xx"}),
+    ErrorKind.UPSTREAM_TIMEOUT: frozenset({"reset", "gateway-error", "5xx"}),
+    ErrorKind.UPSTREAM_PROTOCOL_ERROR: frozenset({"reset", "gateway-error", "5xx"}),
+    ErrorKind.OVERFLOW: frozenset({"connect-failure", "gateway-error"}),
+    ErrorKind.GATEWAY_STATUS: frozenset({"gateway-error", "5xx"}),
+    ErrorKind.SERVER_STATUS: frozenset({"5xx"}),
 }
+"""The rule's `retry.on` classes (Envoy's names) that cover each `outcome.RETRY_CAUSES` cause."""
 
 
 WINDOW_S: Final = 1.0

@@ -17,17 +17,16 @@ nothing forwarded. TCP and TLS-passthrough listeners ask the same
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Final
 
 from gateway.config.access import AccessPolicy
 from gateway.config.values import AccessAction
-from gateway.http.filters.base import FilterStage, LocalAnswer
+from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer, RequestFilter
 from gateway.http.filters.geo import CountryDatabase, country_database
 from gateway.http.filters.networks import NetworkSet, client_address, parse_address
 
 if TYPE_CHECKING:
-    from gateway.http.exchange import Exchange
-    from gateway.http.plan import RulePlan
     from gateway.routing.facts import RequestFacts
 
 MEMO_LIMIT: Final = 65_536
@@ -101,7 +100,7 @@ class AccessFilter:
     def __init__(self, check: AccessCheck) -> None:
         self.check = check
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer | None:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
         fwd = ex.fwd
         address = client_address(
             facts.client_ip, fwd.get(b"x-forwarded-for") if fwd is not None else None
@@ -109,11 +108,11 @@ class AccessFilter:
         return None if self.check.allows(address) else DENIED
 
 
-def route_access(plan: RulePlan | None) -> tuple[AccessCheck, ...]:
-    """The access checks in a rule's plan (`RulePlan.request_filters`): TCP routes ask them
-    once per connection, having no request to run the whole chain on."""
+def route_access(request_filters: Iterable[RequestFilter]) -> tuple[AccessCheck, ...]:
+    """The access checks among a rule's request filters (`RulePlan.request_filters`): TCP
+    routes ask them once per connection, having no request to run the whole chain on."""
     checks: list[AccessCheck] = []
-    for found in plan.request_filters if plan is not None else ():
+    for found in request_filters:
         if isinstance(found, AccessFilter):
             checks.append(found.check)
     return tuple(checks)

@@ -40,10 +40,9 @@ import jwt
 from jwt.types import Options
 
 from gateway.config.access import ApiKey, ApiKeyAuth, Auth, JwtAuth
-from gateway.http.filters.base import FilterStage, LocalAnswer
+from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 
 if TYPE_CHECKING:
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
 
 log = logging.getLogger("portway.gateway.http.filters.auth")
@@ -229,7 +228,7 @@ class AuthFilter:
         self.challenge = _answer(challenges)
         self.invalid = _answer(invalid)
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer | None:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
         bearer: bytes | None = None
         key: bytes | None = None
         kept = []

@@ -13,7 +13,7 @@ compiled: `gateway.http.plan.build_plan` (the hook `compile_table` calls for
 each rule, see `gateway.routing.route.RulePlanner`) builds the rule's filters
 and folds the constant ones into bytes. So per request:
 
-- a `RequestFilter` is called with the `Exchange`, the routing facts and the
+- a `RequestFilter` is called with the `Exchange` (as an `ExchangeView`), the routing facts and the
   loop clock; it returns None to let the request go on, or a `LocalAnswer`
   the proxy sends instead of forwarding (its headers, `Content-Length`, the
   request id and `Connection: close` are framed by the proxy, which also
@@ -35,10 +35,73 @@ from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
+    from gateway.routing.table import RoutingTable
 
 HeaderLines = tuple[tuple[bytes, bytes], ...]
+
+
+class ExchangeView(Protocol):
+    """What a filter sees of the request being served (`http.exchange.Exchange`).
+
+    Read-only but for `response_lines`, `query` and `headers`. A Protocol rather than the class so
+    that the filters do not import the exchange, which holds the rule's plan,
+    which holds the filters.
+    """
+
+    response_lines: bytes
+    """Header lines for the client's response (`Name: value\\r\\n` each)."""
+    query: bytes
+    """The query as forwarded (auth removes an API key passed in it)."""
+    headers: list[tuple[bytes, bytes]]
+    """The forwarded request headers, as received, in arrival order (auth removes
+    the credentials it consumed)."""
+
+    @property
+    def method(self) -> bytes: ...
+    @property
+    def host(self) -> bytes:
+        """The Host (or absolute-form authority) as received, port included."""
+        ...
+
+    @property
+    def path(self) -> bytes: ...
+    @property
+    def origin(self) -> bytes:
+        """The Origin header, b"" without one (captured while the head was parsed)."""
+        ...
+
+    @property
+    def fwd(self) -> dict[bytes, bytes] | None:
+        """Forwarding headers believed (trusted peers only), lowercased names."""
+        ...
+
+    @property
+    def scheme(self) -> bytes: ...
+    @property
+    def started(self) -> float: ...
+    @property
+    def table(self) -> RoutingTable | None: ...
+    @property
+    def line(self) -> bytes:
+        """The upstream request line (forward filters only)."""
+        ...
+
+    @property
+    def head(self) -> bytes:
+        """The upstream header block without Host (forward filters only)."""
+        ...
+
+    @property
+    def fixed_host(self) -> bytes: ...
+    @property
+    def body(self) -> list[bytes] | None: ...
+    @property
+    def body_done(self) -> bool: ...
+    @property
+    def chunked(self) -> bool: ...
+    @property
+    def upgrade(self) -> bytes: ...
 
 
 class FilterStage(enum.IntEnum):
@@ -82,9 +145,12 @@ class LocalAnswer:
 class RequestFilter(Protocol):
     """A filter that looks at each request before it is forwarded and may answer it."""
 
-    stage: FilterStage
+    @property
+    def stage(self) -> FilterStage:
+        """Where it runs in the chain (a class constant of each filter)."""
+        ...
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer | None:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
         """None to go on; a `LocalAnswer` to answer now (nothing is forwarded).
 
         `facts` are the routing facts (method, host without port, path, query,
@@ -98,8 +164,11 @@ class RequestFilter(Protocol):
 class ForwardFilter(Protocol):
     """A filter that sees the request as forwarded (head built) and must not hold it up."""
 
-    stage: FilterStage
+    @property
+    def stage(self) -> FilterStage:
+        """Where it runs in the chain (a class constant of each filter)."""
+        ...
 
-    def on_forward(self, ex: Exchange, facts: RequestFacts, ctx: GatewayContext) -> None:
+    def on_forward(self, ex: ExchangeView, facts: RequestFacts, ctx: GatewayContext) -> None:
         """Act on the outgoing request (`ex.line`, `ex.head`, `ex.body`); never raise."""
         ...

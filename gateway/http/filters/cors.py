@@ -21,10 +21,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from gateway.config.model import Cors
-from gateway.http.filters.base import FilterStage, LocalAnswer
+from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 
 if TYPE_CHECKING:
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
 
 PREFLIGHT_STATUS: Final = 200
@@ -94,7 +93,7 @@ class CorsFilter:
             out.append((b"Access-Control-Allow-Credentials", b"true"))
         return out
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer | None:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
         origin = method = asked = None
         for name, value in ex.headers:
             size = len(name)

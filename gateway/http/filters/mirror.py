@@ -28,11 +28,10 @@ from typing import TYPE_CHECKING, Final
 import httptools
 
 from gateway.http import head as hh
-from gateway.http.filters.base import FilterStage
+from gateway.http.filters.base import ExchangeView, FilterStage
 
 if TYPE_CHECKING:
     from gateway.context import GatewayContext
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
 
 MAX_MIRRORS_IN_FLIGHT: Final = 128
@@ -108,7 +107,7 @@ class MirrorFilter:
         self.rng = rng or random.Random()
         self.limit = limit
 
-    def on_forward(self, ex: Exchange, facts: RequestFacts, ctx: GatewayContext) -> None:
+    def on_forward(self, ex: ExchangeView, facts: RequestFacts, ctx: GatewayContext) -> None:
         if self.percent < 100.0 and self.rng.random() * 100.0 >= self.percent:
             return
         limit = self.limit
@@ -140,7 +139,7 @@ class MirrorFilter:
                 transport, _ = await loop.create_connection(
                     lambda: _DiscardResponse(done), address, port
                 )
-                transport.write(data)  # type: ignore[attr-defined]
+                transport.write(data)
                 answered = await done
         except (OSError, TimeoutError):
             pass
@@ -159,7 +158,7 @@ def _authority(address: str, port: int) -> bytes:
     return f"{host}:{port}".encode("ascii")
 
 
-def copy_of(ex: Exchange, host: bytes) -> bytes:
+def copy_of(ex: ExchangeView, host: bytes) -> bytes:
     """The bytes of a copy of `ex` as forwarded: its head with `Connection: close`, its body."""
     out = [ex.line, b"Host: ", host, b"\r\n", ex.head[:-2], b"Connection: close\r\n\r\n"]
     for piece in ex.body or ():

@@ -33,11 +33,10 @@ import weakref
 from typing import TYPE_CHECKING, Final
 
 from gateway.config.resilience import RateLimit
-from gateway.http.filters.base import FilterStage, LocalAnswer
+from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 from gateway.http.filters.networks import client_address
 
 if TYPE_CHECKING:
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
 
 
@@ -112,7 +111,7 @@ class RateLimitFilter:
         self.identity = identity_header.lower().encode()
         self.policy = b"%d;w=%s" % (limit.requests, _seconds(limit.per_s))
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer | None:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
         key = self._key(ex, facts)
         wait_s = self.store.take(key, now)
         if not wait_s:
@@ -130,7 +129,7 @@ class RateLimitFilter:
         )
         return LocalAnswer(429, headers, b"portway: rate limited\n", "rate_limited")
 
-    def _key(self, ex: Exchange, facts: RequestFacts) -> str:
+    def _key(self, ex: ExchangeView, facts: RequestFacts) -> str:
         kind = self.key
         if kind == "client_ip":
             fwd = ex.fwd

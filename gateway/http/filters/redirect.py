@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Final
 
 from gateway.config.model import RequestRedirect
-from gateway.http.filters.base import FilterStage, LocalAnswer
+from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 from gateway.routing.redirect import redirect_location
 
 if TYPE_CHECKING:
-    from gateway.http.exchange import Exchange
     from gateway.routing.facts import RequestFacts
 
 
@@ -37,7 +36,7 @@ class RedirectFilter:
         self.redirect = redirect
         self.prefixes = prefixes
 
-    def on_request(self, ex: Exchange, facts: RequestFacts, now: float) -> LocalAnswer:
+    def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer:
         location = redirect_location(
             self.redirect,
             self.prefixes,
