@@ -14,7 +14,7 @@ agreeing with the status resets the opposite run.
 
 Spread: a target's first probe is at a uniformly random point of its first
 interval, and every later one is `interval` (or `unhealthyInterval` while
-not HEALTHY, default min(interval, 1 s)) away, moved by up to
+not HEALTHY or after a failed probe, default min(interval, 1 s)) away, moved by up to
 `jitterPercent`, so probes of thousands of endpoints never synchronise.
 Only a status change is returned (`Transition`): the driver logs and counts
 those, never a probe. Clock and randomness are injected (`now`, `rng`).
@@ -142,10 +142,17 @@ def judge_http(spec: ProbeSpec, status: int, body: bytes) -> tuple[bool, str]:
     return False, f"status {status} not in {list(spec.expected)}"
 
 
-def next_interval_s(settings: HealthCheck, status: Health, rng: Random) -> float:
-    """The gap to a target's next probe: faster while not healthy, jittered."""
+def next_interval_s(
+    settings: HealthCheck, status: Health, rng: Random, failing: bool = False
+) -> float:
+    """The gap to a target's next probe: faster while not healthy or failing, jittered.
+
+    `failing` (the last probe failed) takes the fast interval too: a healthy
+    endpoint that failed once is confirmed dead in `unhealthyInterval`, not in
+    another full interval while users' requests find out instead.
+    """
     interval = settings.interval_s
-    if status is not Health.HEALTHY:
+    if status is not Health.HEALTHY or failing:
         fast = settings.unhealthy_interval_s
         interval = fast if fast is not None else min(interval, UNHEALTHY_INTERVAL_CAP_S)
     jitter = settings.jitter_percent / 100.0
@@ -164,20 +171,31 @@ class HealthChecker:
         self._seq = 0
 
     def sync(self, wanted: Iterable[tuple[str, str, ProbeSpec, HealthCheck]], now: float) -> None:
-        """Make the targets these (key, backend, spec, settings); status of kept ones stays."""
-        seen: set[str] = set()
-        for key, backend, spec, settings in wanted:
-            if key in seen:
-                continue
-            seen.add(key)
+        """Make the targets exactly these (key, backend, spec, settings); kept ones keep status."""
+        wanted = list(wanted)
+        keep = {key for key, _, _, _ in wanted}
+        self.update(wanted, [k for k in self.targets if k not in keep], now)
+
+    def update(
+        self,
+        add: Iterable[tuple[str, str, ProbeSpec, HealthCheck]],
+        remove: Iterable[str],
+        now: float,
+    ) -> None:
+        """Add or refresh targets (status of known ones stays), then drop `remove`.
+
+        The driver calls this per changed backend, so a registry change that
+        touches one backend of thousands costs that backend's endpoints only.
+        """
+        for key in remove:
+            self.targets.pop(key, None)
+        for key, backend, spec, settings in add:
             target = self.targets.get(key)
             if target is None:
                 target = self.targets[key] = Target(key, backend, spec, settings)
                 self._schedule(target, now + self.rng.uniform(0.0, settings.interval_s))
             else:
                 target.backend, target.spec, target.settings = backend, spec, settings
-        for key in [k for k in self.targets if k not in seen]:
-            del self.targets[key]
 
     def _schedule(self, target: Target, at: float) -> None:
         target.due_at = at
@@ -229,7 +247,8 @@ class HealthChecker:
             if threshold is None or run >= getattr(target.settings, threshold):
                 target.status = new
                 changed = Transition(key, target.backend, old, new, detail)
-        self._schedule(target, now + next_interval_s(target.settings, target.status, self.rng))
+        gap = next_interval_s(target.settings, target.status, self.rng, target.failures > 0)
+        self._schedule(target, now + gap)
         return changed
 
     def unhealthy(self) -> list[str]:

@@ -4,16 +4,25 @@
 `HealthChecker` for the probes now due and starts each as a task (a TCP
 connect, or one HTTP/1.1 GET read to its end, all bounded by the check's
 timeout), (2) runs the `OutlierDetector`'s sweep, and (3) applies what
-changed to the worker's `EndpointState`: a health transition sets or clears
-`unhealthy` (a recovered endpoint is also let back from an outlier
-ejection, as Envoy's `successful_active_health_check_uneject_host`), and
-every change is counted in `ResilienceStats` and logged once, as JSON,
-with its reason. A probe is never logged. When the routing table changes,
+changed to the worker's `EndpointState`:
+
+- a health transition sets or clears `unhealthy`;
+- a passing probe of a healthy endpoint lets it back from an outlier
+  ejection (Envoy's `successful_active_health_check_uneject_host`: the
+  probe is fresher evidence than the ejection timer);
+- an ejection that ran out is let back only once a probe passes
+  (`OutlierDetector.readmit`): the backend's health check when it has one,
+  else one TCP connect; so users' requests never serve as the probe of a
+  node that went dark;
+- an endpoint back in rotation (recovered, let back from ejection, or new
+  in a table after the first, as when a cluster's record reappears) starts
+  its slow-start ramp (`EndpointState.start_ramp`); each tick moves the
+  ramp clock.
+
+Every change is counted in `ResilienceStats` and logged once, as JSON, with
+its reason; a probe is never logged. When the routing table changes,
 `sync_table` re-derives the probe targets from the backends' `healthCheck`
-blocks; endpoints that left the table forget their state. An endpoint back
-in rotation (recovered, let back from ejection, or new in a table after the
-first, as when a cluster's record reappears) starts its slow-start ramp
-(`EndpointState.start_ramp`); each tick moves the ramp clock.
+blocks; endpoints that left the table forget their state.
 
 All decisions are in the two state machines (`health`, `outlier`); this
 module only moves bytes and time.
@@ -35,6 +44,8 @@ from gateway.upstream.health import probe_spec as make_spec
 log = logging.getLogger("portway.gateway.upstream.health")
 
 TICK_S: Final = 0.05
+READMISSION_TIMEOUT_S: Final = 0.5
+"""How long a readmission connect may take (NodePorts answer a SYN in well under this)."""
 MAX_PROBE_BODY: Final = 65536
 
 
@@ -139,6 +150,7 @@ class HealthDriver:
 
     def __init__(self, ctx: GatewayContext, *, rng: Random | None = None) -> None:
         self.ctx = ctx
+        ctx.outliers.probe_readmission = True
         self.checker = HealthChecker(rng or Random())
         self.stats = ResilienceStats()
         self.reasons: dict[str, str] = {}
@@ -146,7 +158,11 @@ class HealthDriver:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._table: Any = None
-        self._keys: set[str] | None = None
+        self._backends: dict[str, tuple[Any, frozenset[str]]] = {}
+        """Backend name → (the compiled backend followed, its endpoint keys)."""
+        self._previous_keys: dict[str, frozenset[str]] = {}
+        self._holders: dict[str, int] = {}
+        """Endpoint key → how many followed backends hold it."""
         self._slow_start_s = 0.0
 
     def start(self) -> None:
@@ -162,31 +178,63 @@ class HealthDriver:
                     await task
 
     def sync_table(self, now: float) -> None:
-        """Probe targets from the current table's backends' `healthCheck` blocks."""
+        """Follow a new routing table: probe targets, ramps and forgetting, per changed backend.
+
+        Incremental tables share every backend a change did not touch, so
+        only backends that are new objects are walked (a registry change of
+        one service among 10,000 costs that service's endpoints). A changed
+        backend that had endpoints before ramps its new ones in (a cluster
+        coming back); a backend's first endpoints are not ramped (at startup
+        there is nothing else to send their traffic to). Keys are counted per
+        backend holding them, so one shared by two backends stays probed
+        until neither has it.
+        """
         table = self.ctx.table
         self._table = table
-        backends = list(getattr(table, "backends", {}).values()) if table is not None else []
-        wanted = []
-        keys: set[str] = set()
-        for backend in backends:
-            keys.update(e.key for e in backend.endpoints)
-            check = backend.health_check
-            if check is None:
-                continue
-            for e in backend.endpoints:
-                wanted.append((e.key, backend.name, make_spec(e, check), check))
-        self.checker.sync(wanted, now)
+        backends = dict(getattr(table, "backends", {})) if table is not None else {}
         state = self.ctx.state
-        if self._keys is not None:  # endpoints new since the last table: a cluster came back
-            for key in keys - self._keys:
-                state.start_ramp(key, now)
-        self._keys = keys
-        self._slow_start_s = max((b.locality.slow_start_s for b in backends), default=0.0)
-        for key in list(state.unhealthy):
-            if key not in self.checker.targets:
-                state.set_unhealthy(key, False)
-                self.reasons.pop(key, None)
-        self.ctx.outliers.forget(keys)
+        added: list[tuple[str, str, ProbeSpec, Any]] = []
+        gone: list[str] = []
+        for name, (old, old_keys) in list(self._backends.items()):
+            if backends.get(name) is not old:
+                del self._backends[name]
+                gone += self._release(old_keys)
+        for name, backend in backends.items():
+            if name in self._backends:
+                continue
+            keys = frozenset(e.key for e in backend.endpoints)
+            self._backends[name] = (backend, keys)
+            for key in keys:
+                self._holders[key] = self._holders.get(key, 0) + 1
+            before = self._previous_keys.get(name)
+            if before:
+                for key in keys - before:
+                    state.start_ramp(key, now)
+            self._previous_keys[name] = keys
+            self._slow_start_s = max(self._slow_start_s, backend.locality.slow_start_s)
+            check = backend.health_check
+            if check is not None:
+                added += [(e.key, name, make_spec(e, check), check) for e in backend.endpoints]
+        for name in [n for n in self._previous_keys if n not in backends]:
+            del self._previous_keys[name]
+        gone = [key for key in gone if key not in self._holders]
+        self.checker.update(added, gone, now)
+        for key in gone:
+            state.set_unhealthy(key, False)
+            self.reasons.pop(key, None)
+        self.ctx.outliers.forget_keys(gone)
+
+    def _release(self, keys: frozenset[str]) -> list[str]:
+        """Drop one holder of each key; the keys no backend holds any more."""
+        out = []
+        for key in keys:
+            n = self._holders.get(key, 1) - 1
+            if n > 0:
+                self._holders[key] = n
+            else:
+                self._holders.pop(key, None)
+                out.append(key)
+        return out
 
     def step(self, now: float) -> None:
         """One tick: start due probes, sweep outliers, apply and report changes."""
@@ -199,6 +247,10 @@ class HealthDriver:
             task.add_done_callback(self._probes.discard)
         backends = getattr(ctx.table, "backends", {}).values() if ctx.table is not None else ()
         ctx.outliers.tick(backends, ctx.state, now)
+        for key in ctx.outliers.take_checks():
+            task = asyncio.get_running_loop().create_task(self._readmission_probe(key))
+            self._probes.add(task)
+            task.add_done_callback(self._probes.discard)
         for change in ctx.outliers.drain_changes():
             if change.ejected:
                 self.stats.ejections[(change.backend, change.reason)] += 1
@@ -216,8 +268,25 @@ class HealthDriver:
                 if self.reasons.get(change.key, "").startswith("ejected"):
                     self.reasons.pop(change.key, None)
                 ctx.state.start_ramp(change.key, now)
-                log.info("endpoint back from ejection", extra={"endpoint": change.key})
+                log.info(
+                    "endpoint back from ejection",
+                    extra={"endpoint": change.key, "reason": change.reason},
+                )
         ctx.state.advance(now, now - self._slow_start_s)
+
+    async def _readmission_probe(self, key: str) -> None:
+        """One connect to an endpoint whose ejection ran out, before users' requests go."""
+        name, _ = self.ctx.outliers.ejected_by.get(key, ("", None))
+        held = self._backends.get(name)
+        endpoint = held[0].endpoint(key) if held is not None else None
+        passed = True
+        target = self.checker.targets.get(key)
+        if target is not None:  # the backend's own check: an HTTP black hole fails it too
+            passed, _ = await run_probe(target.spec, target.settings.timeout_s)
+        elif endpoint is not None:
+            spec = ProbeSpec(ProbeKind.TCP, endpoint.address, endpoint.port)
+            passed, _ = await run_probe(spec, READMISSION_TIMEOUT_S)
+        self.ctx.outliers.readmit(key, passed, self.ctx.state, asyncio.get_running_loop().time())
 
     async def _probe(self, target: Target) -> None:
         loop = asyncio.get_running_loop()

@@ -14,10 +14,17 @@ back in, and forgets one past ejection of each endpoint that is in rotation
 (so the multiplier decays, as in Envoy).
 
 An ejection lasts `baseEjectionTime` × the number of times the endpoint was
-ejected (capped at `maxEjectionTime`). Two guards keep detection from
-emptying a backend: at most `maxEjectionPercent` of its endpoints are
-ejected at once (at least one ejection is always allowed), and the last
-endpoint of a backend that may take traffic is never ejected.
+ejected (capped at `maxEjectionTime`). With `probe_readmission` (the
+runtime's choice) an ejection that ran out does not readmit the endpoint:
+the key is handed to the driver (`take_checks`), which opens one connection
+to it first and reports back (`readmit`): a pass lets it back, a failure
+ejects it again for the next, longer, time. So a black-holed node is never
+re-tried with users' requests, only with a connect the users do not wait on.
+
+Two guards keep detection from emptying a backend: at most
+`maxEjectionPercent` of its endpoints are ejected at once (at least one
+ejection is always allowed), and the last endpoint of a backend that may
+take traffic is never ejected.
 
 The hot path pays one dict lookup and two integer stores per success; the
 record of an endpoint is made on its first outcome and reused. Ejections
@@ -121,12 +128,26 @@ def may_eject(backend: CompiledBackend, key: str, state: EndpointState, max_perc
 class OutlierDetector:
     """The detector of one worker, over every backend of its routing table."""
 
-    __slots__ = ("changes", "next_sweep", "records")
+    __slots__ = (
+        "changes",
+        "checking",
+        "checks",
+        "ejected_by",
+        "next_sweep",
+        "probe_readmission",
+        "records",
+    )
 
-    def __init__(self) -> None:
+    def __init__(self, *, probe_readmission: bool = False) -> None:
         self.records: dict[str, EndpointRecord] = {}
         self.changes: list[Change] = []
         self.next_sweep = 0.0
+        self.probe_readmission = probe_readmission
+        self.checks: list[str] = []
+        """Keys whose ejection ran out, waiting for the driver's readmission probe."""
+        self.checking: set[str] = set()
+        self.ejected_by: dict[str, tuple[str, OutlierDetection]] = {}
+        """Key → (backend name, its settings) of the ejection in force."""
 
     def success(self, key: str) -> None:
         """The hot path's report of an answer below 500."""
@@ -183,6 +204,7 @@ class OutlierDetector:
         record.run_5xx = record.run_gateway = 0
         until = now + ejection_time_s(settings, record.ejections)
         state.eject(key, until)
+        self.ejected_by[key] = (backend.name, settings)
         self.changes.append(Change(key, backend.name, True, reason.value, until))
         return True
 
@@ -191,9 +213,13 @@ class OutlierDetector:
         if now >= self.next_sweep:
             self._sweep(backends, state, now)
         for key, until in list(state.ejected.items()):
-            if now >= until:
-                state.uneject(key)
-                self.changes.append(Change(key, "", False, "ejection_expired"))
+            if now < until or key in self.checking:
+                continue
+            if self.probe_readmission:
+                self.checking.add(key)
+                self.checks.append(key)
+            else:
+                self._return(key, state, "ejection_expired")
 
     def _sweep(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
         interval = DEFAULT.interval_s
@@ -229,13 +255,41 @@ class OutlierDetector:
                 record = self.records[key]
                 self._eject(backend, key, record, settings, state, now, Reason.SUCCESS_RATE)
 
+    def _return(self, key: str, state: EndpointState, reason: str) -> None:
+        state.uneject(key)
+        backend, _ = self.ejected_by.pop(key, ("", DEFAULT))
+        self.changes.append(Change(key, backend, False, reason))
+
+    def take_checks(self) -> list[str]:
+        """Keys to probe before readmission (`probe_readmission`); each is answered by `readmit`."""
+        checks, self.checks = self.checks, []
+        return checks
+
+    def readmit(self, key: str, passed: bool, state: EndpointState, now: float) -> None:
+        """The readmission probe of `key`: back in rotation, or ejected again for longer."""
+        self.checking.discard(key)
+        if key not in state.ejected:
+            return  # let back meanwhile (a passing health check) or gone from the table
+        if passed:
+            self._return(key, state, "readmission_probe_passed")
+            return
+        backend, settings = self.ejected_by.get(key, ("", DEFAULT))
+        record = self.records.get(key)
+        if record is None:
+            record = self.records[key] = EndpointRecord()
+        record.ejections += 1
+        until = now + ejection_time_s(settings, record.ejections)
+        state.eject(key, until)
+        self.changes.append(Change(key, backend, True, "readmission_probe_failed", until))
+
     def drain_changes(self) -> list[Change]:
         """The ejections and returns since the last call (the driver logs each once)."""
         changes, self.changes = self.changes, []
         return changes
 
-    def forget(self, keep: Iterable[str]) -> None:
-        """Drop records of endpoints that left the table (after a compile)."""
-        kept = set(keep)
-        for key in [k for k in self.records if k not in kept]:
-            del self.records[key]
+    def forget_keys(self, keys: Iterable[str]) -> None:
+        """Drop what is known of endpoints that left the table."""
+        for key in keys:
+            self.records.pop(key, None)
+            self.ejected_by.pop(key, None)
+            self.checking.discard(key)

@@ -152,3 +152,12 @@ def test_expected_statuses_decide_what_passes() -> None:
     spec = probe_spec(Endpoint("127.0.0.5", 30080, "c1"), check)
     assert judge_http(spec, 204, b"")[0] and judge_http(spec, 301, b"")[0]
     assert not judge_http(spec, 200, b"")[0]
+
+
+def test_a_failed_probe_of_a_healthy_endpoint_brings_the_next_probe_forward() -> None:
+    hc = checker()
+    hc.result("k0", True, "ok", 0.0)
+    assert hc.targets["k0"].due_at == 2.0  # healthy: every interval
+    hc.result("k0", False, "timeout", 2.0)
+    assert hc.targets["k0"].status is Health.HEALTHY
+    assert hc.targets["k0"].due_at == 3.0  # one failure: confirm within the fast interval

@@ -159,3 +159,32 @@ def test_never_beyond_max_percent_and_always_one_left(
         det.tick([b], state, now)
         assert len(state.ejected) <= allowed
         assert any(state.available(e.key) for e in b.endpoints)
+
+
+def test_an_expired_ejection_waits_for_the_readmission_probe() -> None:
+    b, state = backend(4), EndpointState()
+    det = OutlierDetector(probe_readmission=True)
+    key = b.endpoints[0].key
+    for _ in range(3):
+        det.failure(b, key, Outcome.GATEWAY_FAILURE, state, 0.0)
+    det.drain_changes()
+    det.tick([b], state, 2.0)
+    assert key in state.ejected and det.take_checks() == [key]
+    det.tick([b], state, 2.1)
+    assert det.take_checks() == []  # asked once, until answered
+    det.readmit(key, False, state, 2.2)
+    assert state.ejected[key] == 2.2 + 4.0  # ejected again, for the next, longer time
+    (change,) = det.drain_changes()
+    assert change.ejected and change.reason == "readmission_probe_failed"
+    det.tick([b], state, 6.2)
+    assert det.take_checks() == [key]
+    det.readmit(key, True, state, 6.3)
+    assert key not in state.ejected
+    assert det.drain_changes()[0].reason == "readmission_probe_passed"
+
+
+def test_forgotten_keys_lose_their_records() -> None:
+    b, det = backend(4), OutlierDetector()
+    det.success(b.endpoints[0].key)
+    det.forget_keys([b.endpoints[0].key])
+    assert det.records == {}

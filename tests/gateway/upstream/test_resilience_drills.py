@@ -390,6 +390,11 @@ async def run_drill(
         "scenario": scenario.name,
         "requests": len(samples),
         "failed": sum(s.status != 200 for s in samples),
+        "failures": sorted(
+            (round(s.started - t0, 3), s.status, round(s.latency, 3))
+            for s in samples
+            if s.status != 200
+        )[:5],
         "out_of_rotation_s": round(seen[0], 3) if seen else None,
         "last_request_at_faulty_s": round(last_received - t0, 3),
         "p99_steady_ms": round(p99(steady) * 1000, 1),

@@ -6,6 +6,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from random import Random
+from typing import Any
 
 import aiohttp
 import pytest
@@ -169,3 +170,51 @@ async def test_tcp_connect_failures_eject_a_dead_endpoint_for_l4_routes(
         writer.close()
     server.close()
     assert f"down/127.0.0.1:{dead}" in gw.ctx.state.ejected
+
+
+async def test_an_ejected_node_is_readmitted_only_after_a_connect_succeeds(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    dead = free_port()
+    cfg = simple_config([dead, upstream.port], rule={"retry": {"attempts": 2}})
+    cfg["backends"][0]["outlierDetection"] = {"baseEjectionTime": "200ms"}
+    gw = await make_gateway(cfg)
+    driver = HealthDriver(gw.ctx, rng=Random(1))
+    driver.start()
+    key = f"c0/127.0.0.1:{dead}"
+    try:
+        await served_by(gw.url("/x"), 10)
+        assert key in gw.ctx.state.ejected
+        await asyncio.sleep(0.8)  # several ejections ran out: each probe was refused
+        assert key in gw.ctx.state.ejected
+        assert driver.stats.ejections[("app", "readmission_probe_failed")] >= 1
+        revived = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", dead)
+        for _ in range(100):
+            if key not in gw.ctx.state.ejected:
+                break
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(0.15)  # the next tick reports the return and starts the ramp
+        assert key not in gw.ctx.state.ejected and key in gw.ctx.state.returning
+        revived.close()
+    finally:
+        await driver.stop()
+
+
+def test_new_endpoints_of_a_serving_backend_ramp_but_a_first_table_does_not() -> None:
+    from pydantic import TypeAdapter
+
+    from gateway.config.model import GatewayConfig
+    from gateway.context import GatewayContext
+    from gateway.routing.compiler import compile_table
+
+    def compiled(ports: list[int]) -> Any:
+        return compile_table(TypeAdapter(GatewayConfig).validate_python(simple_config(ports)), ())
+
+    first = compiled([30001, 30002])
+    ctx = GatewayContext(table=first, settings=first.gateway)
+    driver = HealthDriver(ctx, rng=Random(1))
+    driver.sync_table(0.0)
+    assert ctx.state.returning == {}
+    ctx.table = compiled([30001, 30002, 30003])
+    driver.sync_table(1.0)
+    assert list(ctx.state.returning) == ["c2/127.0.0.1:30003"]
