@@ -67,7 +67,7 @@ COVERAGE: dict[str, str] = {
     "gateway.maxHeaderBytes": f"{HTTP_FIELDS}::test_max_header_bytes_answers_431",
     "gateway.maxHeaders": "gateway/http/test_http_strict.py::test_limits_come_from_gateway_settings",
     "gateway.firstRequestTimeout": "gateway/http/test_http_idle.py::test_connection_that_never_sends_a_request_is_closed_after_first_request_timeout",
-    "gateway.via": f"{HTTP_PROXY}::test_get_is_forwarded_with_forwarding_headers_and_request_id",
+    "gateway.via": f"{HTTP_FIELDS}::test_via_names_the_gateway_in_the_via_header",
     # listeners
     "listeners[].name": "gateway/routing/test_routing_match.py::test_route_attaches_only_to_named_listeners",
     "listeners[].protocol": "gateway/l4/test_tcp_proxy.py::test_tls_passthrough_routes_on_sni_without_terminating",
@@ -107,7 +107,7 @@ COVERAGE: dict[str, str] = {
     "routes[].rules[].matches[].queryParams[].type": "gateway/routing/test_routing_match.py::test_method_then_header_count_then_query_count_break_path_ties",
     "routes[].rules[].matches[].method": f"{ROUTING_FIELDS}::test_a_method_match_routes_only_that_method",
     "routes[].rules[].canary.backend": f"{SPLIT}::test_canary_percent_takes_its_share",
-    "routes[].rules[].canary.percent": f"{SPLIT}::test_canary_percent_takes_its_share",
+    "routes[].rules[].canary.percent": f"{ROUTING_FIELDS}::test_canary_percent_is_the_share_it_takes",
     "routes[].rules[].canary.header.name": f"{SPLIT}::test_canary_header_override_forces_canary_even_at_zero_percent",
     "routes[].rules[].canary.header.value": f"{SPLIT}::test_canary_header_override_forces_canary_even_at_zero_percent",
     "routes[].rules[].canary.cookie.name": f"{SPLIT}::test_canary_cookie_override_forces_canary",
@@ -256,14 +256,14 @@ COVERAGE: dict[str, str] = {
     # registry, admin, telemetry
     "registry.type": REGISTRY_E2E,
     "registry.path": REGISTRY_E2E,
-    "registry.debounce": REGISTRY_E2E,
+    "registry.debounce": "gateway/runtime/test_registry_debounce.py::test_a_long_debounce_holds_a_new_record_back",
     "registry.endpoints": ROUTES_ETCD,
     "registry.prefix": ROUTES_ETCD,
     "admin.address": "gateway/runtime/test_bind_addresses.py::test_listener_and_admin_bind_the_configured_addresses",
     "admin.port": "gateway/runtime/test_bind_addresses.py::test_listener_and_admin_bind_the_configured_addresses",
     "telemetry.accessLog": TELEMETRY_E2E,
     "telemetry.otlpEndpoint": TELEMETRY_E2E,
-    "telemetry.serviceName": TELEMETRY_E2E,
+    "telemetry.serviceName": "gateway/runtime/test_trace_sampling.py::test_ratio_one_traces_every_request_and_zero_none",
     "telemetry.traceSampleRatio": "gateway/runtime/test_trace_sampling.py::test_ratio_one_traces_every_request_and_zero_none",
 }
 

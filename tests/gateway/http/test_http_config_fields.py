@@ -205,3 +205,13 @@ async def test_response_headers_add_appends_to_the_upstream_s_answer(
     gw = await make_gateway(simple_config([upstream.port], rule=rule))
     async with aiohttp.ClientSession() as session, session.get(gw.url("/echo")) as resp:
         assert resp.headers.getall("X-Served-By") == ["edge"]
+
+
+async def test_via_names_the_gateway_in_the_via_header(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    gw = await make_gateway(simple_config([upstream.port], gateway={"via": "edge-fra"}))
+    async with aiohttp.ClientSession() as session, session.get(gw.url("/echo")) as resp:
+        body = json.loads(await resp.text())
+        assert resp.headers["Via"] == "1.1 edge-fra"
+    assert [v for k, v in body["headers"] if k.lower() == "via"] == ["1.1 edge-fra"]

@@ -122,3 +122,13 @@ def test_static_endpoint_cluster_names_its_key_and_its_priority() -> None:
         "fra-dc1/127.0.0.1:9000",
     ]
     assert [[e.cluster for e in level] for level in b.levels] == [["ams-dc1"], ["fra-dc1"]]
+
+
+def test_canary_percent_is_the_share_it_takes() -> None:
+    for percent in (3, 35, 80):
+        doc = _doc(_static(1, {}), {"canary": {"backend": "c", "percent": percent}})
+        doc["backends"].append({"name": "c", **_static(1, {})})
+        t = table(doc)
+        state = EndpointState()
+        seen = Counter(t.route_http(facts(), state).backend.name for _ in range(20000))  # type: ignore[union-attr]
+        assert abs(seen["c"] / 20000 - percent / 100) < 0.015, (percent, seen)

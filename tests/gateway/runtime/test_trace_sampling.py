@@ -1,4 +1,5 @@
-"""telemetry.traceSampleRatio decides which requests without a caller's trace export a span."""
+"""telemetry.traceSampleRatio decides which requests without a caller's trace export a span;
+telemetry.serviceName names the service the spans come from."""
 
 from __future__ import annotations
 
@@ -25,17 +26,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def spans_exported(tmp_path: Path, ratio: float, requests: int = 8) -> int:
-    """Run a gateway with the ratio, send requests without traceparent, count spans."""
+async def spans_exported(tmp_path: Path, ratio: float, requests: int = 8) -> tuple[int, set[str]]:
+    """Run a gateway with the ratio, send requests without traceparent: spans, service names."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
 
     spans: list[Any] = []
+    services: set[str] = set()
 
     async def collect(request: web.Request) -> web.Response:
         message = ExportTraceServiceRequest.FromString(await request.read())
         spans.extend(s for rs in message.resource_spans for ss in rs.scope_spans for s in ss.spans)
+        for rs in message.resource_spans:
+            services.update(
+                a.value.string_value for a in rs.resource.attributes if a.key == "service.name"
+            )
         return web.Response(body=b"", content_type="application/x-protobuf")
 
     async def ok(request: web.Request) -> web.Response:
@@ -57,7 +63,10 @@ listeners: [{{name: web, protocol: HTTP, address: 127.0.0.1, port: {port}}}]
 routes: [{{name: r, rules: [{{backendRefs: [{{name: b}}]}}]}}]
 backends: [{{name: b, endpoints: [{{address: 127.0.0.1, port: {aux}}}]}}]
 admin: {{address: 127.0.0.1, port: {admin}}}
-telemetry: {{otlpEndpoint: 'http://127.0.0.1:{aux}', traceSampleRatio: {ratio}}}
+telemetry:
+  otlpEndpoint: 'http://127.0.0.1:{aux}'
+  traceSampleRatio: {ratio}
+  serviceName: edge-{ratio}
 """
     )
     log = (tmp_path / f"gw-{ratio}.log").open("wb")
@@ -91,9 +100,9 @@ telemetry: {{otlpEndpoint: 'http://127.0.0.1:{aux}', traceSampleRatio: {ratio}}}
             proc.kill()
         log.close()
         await runner.cleanup()
-    return len(spans)
+    return len(spans), services
 
 
 async def test_ratio_one_traces_every_request_and_zero_none(tmp_path: Path) -> None:
-    assert await spans_exported(tmp_path, 1.0) == 8
-    assert await spans_exported(tmp_path, 0.0) == 0
+    assert await spans_exported(tmp_path, 1.0) == (8, {"edge-1.0"})
+    assert await spans_exported(tmp_path, 0.0) == (0, set())
