@@ -15,7 +15,10 @@ retry with backoff, `portway_controller_kube_up` drops to 0 and one line is
 logged per change of state; the registry backend keeps renewing the leases of
 the records already written. A replica that stops abandons its records
 (TTL decides) and hands the Lease back, so the other replica takes over
-within one retry period and publishes as soon as the old leases expire.
+within one retry period; the registry is opened with the cluster's
+publisher identity (controller/publish.py `controller_owner`), so the new
+leader, like a restarted process, adopts every record in place when it
+writes it: no record is ever absent and no gateway sees the cluster go.
 
 `KUBE_API_CALLS` lists every Kubernetes API call the controller makes; the
 RBAC in deploy/ grants exactly these (tests/controller/test_deploy_manifests.py).
@@ -165,6 +168,7 @@ class Controller:
             extra={
                 "cluster": self.options.settings.cluster,
                 "identity": self.options.identity,
+                "owner": self.registry.owner,
                 "admin_port": self.admin_port,
             },
         )
@@ -275,8 +279,8 @@ class Controller:
 
         A follower still holding records (it lost the Lease while the apiserver
         was unreachable) keeps renewing them until it sees another replica hold
-        the Lease; then it abandons them to their TTL, and the new leader writes
-        each key the moment its old lease expires.
+        the Lease; then it abandons them to their TTL. The new leader adopts
+        them in place as it writes them, so neither step leaves a key absent.
         """
         me = self.options.identity
         period = self.elector.election.settings.retry_period_s

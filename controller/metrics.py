@@ -33,7 +33,7 @@ class ControllerMetrics:
         )
         self.blocked = Gauge(
             "portway_controller_records_blocked",
-            "records another writer still holds (a previous leader's, until its TTL)",
+            "records a writer of another identity holds (until its TTL runs out)",
             registry=r,
         )
         self.publishes = Counter(

@@ -8,18 +8,22 @@ the Service was deleted, un-exported, or lost its last valid port).
 whose backend keeps each written record's lease alive in the background.
 
 Nothing is withdrawn on shutdown or when leadership is lost: `abandon`
-stops the renewals and the TTL decides, so a restarting controller causes
-no flap; its records live on until they expire or are overwritten.
+stops the renewals and the TTL decides. The registry is opened with the
+cluster's publisher identity (`controller_owner`), so the next writer of
+the same cluster (the restarted process, the replica that takes the Lease
+over) adopts each record in place the moment it publishes: the registry
+moves the key under the new lease without deleting it, and no gateway sees
+the cluster drop out. Each activation writes every desired record once,
+since records held in an earlier term may have been adopted meanwhile by
+another replica and left to their TTL.
 
-A record still held by another writer (the previous leader's or the previous
-process's lease, not yet expired: the registry contract has no way to adopt
-another session's lease) answers `OwnershipError`. Such a key is *blocked*:
-the identical record stays live under the old lease, and the publisher
-watches the registry and writes the key the moment the old lease expires (a
-DELETE for the key), so the gap between the old record's expiry and the new
-one is one registry round trip. A write that fails because the registry is
-unreachable is retried every `retry_s`; so is a record whose lease the
-backend reports lost (it expired during a partition).
+A record held by a writer of *another* identity (a controller of another
+Kubernetes cluster started with this cluster's name, a record put by hand)
+answers `OwnershipError`. Such a key is *blocked*: the other writer's record
+stays, and the publisher watches the registry and writes the key the moment
+that writer's lease expires (a DELETE for the key). A write that fails
+because the registry is unreachable is retried every `retry_s`; so is a
+record whose lease the backend reports lost (it expired during a partition).
 """
 
 from __future__ import annotations
@@ -44,6 +48,12 @@ from portway.registry.base import (
 )
 
 log = logging.getLogger(__name__)
+
+
+def controller_owner(cluster: str) -> str:
+    """The publisher identity of a cluster's controller, shared by all its replicas and
+    restarts (what `portway controller --owner` defaults to)."""
+    return f"portway-controller/{cluster}"
 
 
 def same_content(a: ServiceRecord, b: ServiceRecord) -> bool:
@@ -107,8 +117,12 @@ class Publisher:
             await self.sync()
 
     async def activate(self) -> None:
-        """Start writing (this replica leads)."""
-        self.active = True
+        """Start writing (this replica leads): every desired record is written, adopting
+        what an earlier session of this cluster holds; what an earlier term of this replica
+        wrote and is no longer desired is withdrawn."""
+        async with self._lock:
+            self.published = {k: r for k, r in self.published.items() if k not in self.desired}
+            self.active = True
         await self.sync()
 
     async def deactivate(self, *, abandon: bool) -> None:
@@ -149,8 +163,9 @@ class Publisher:
                 lease = await self.registry.publish(record, self.ttl_s)
             except OwnershipError as exc:
                 if record.key not in self.blocked:
-                    log.info(
-                        "record held by another writer; publishing when its lease expires",
+                    log.warning(
+                        "record held by a writer of another identity; publishing when its "
+                        "lease expires",
                         extra={"key": record.key.path(), "owner": exc.owner},
                     )
                 self.blocked[record.key] = record

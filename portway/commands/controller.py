@@ -2,10 +2,12 @@
 
 Connects with `--kubeconfig`/`--context` when given, else the in-cluster
 service account when running in a pod, else the default kubeconfig. Writes
-to the registry chosen by `--registry`. JSON logs on stderr; /healthz,
-/readyz and /metrics on `--admin`. SIGTERM/SIGINT stop it without
-withdrawing anything (records expire after their TTL; the other replica
-takes over). Exit status: 0 stopped cleanly or printed, 1 cannot connect or
+to the registry chosen by `--registry`, as the publisher identity `--owner`
+(default `portway-controller/<cluster>`), so a restarted process or the
+replica that takes the Lease over adopts the records in place. JSON logs on
+stderr; /healthz, /readyz and /metrics on `--admin`. SIGTERM/SIGINT stop it
+without withdrawing anything (records live on until their TTL unless the
+next leader adopts them first). Exit status: 0 stopped cleanly or printed, 1 cannot connect or
 list, 2 usage error.
 """
 
@@ -48,6 +50,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     add("--dir", default=None, help="files registry directory (default ./registry)")
     add("--root", default="", help="key root before portway/v1/services/ (default none)")
+    add(
+        "--owner",
+        default=None,
+        metavar="IDENTITY",
+        help="publisher identity the records are held by; a restarted controller or a new "
+        "leader with the same one takes them over without a gap, a writer with another is "
+        "refused (default portway-controller/CLUSTER)",
+    )
     add("--kubeconfig", default=None, metavar="FILE", help="kubeconfig file (default: in-cluster)")
     add("--context", default=None, help="kubeconfig context (default: the current one)")
     add(
@@ -205,17 +215,26 @@ async def _print(api_client: Any, options: Any) -> int:
     return 0
 
 
-def registry_from_args(args: argparse.Namespace) -> Any:
+def registry_from_args(args: argparse.Namespace, *, owner: str = "") -> Any:
+    """The registry the flags name; `owner` is the publisher identity (doctor only reads)."""
     from portway.registry.backends import open_registry
 
     endpoints = args.etcd if args.registry == "etcd" else [args.consul] if args.consul else []
-    return open_registry(args.registry, path=args.dir, endpoints=endpoints, root=args.root)
+    return open_registry(
+        args.registry, path=args.dir, endpoints=endpoints, root=args.root, owner=owner
+    )
+
+
+def owner_from_args(args: argparse.Namespace) -> str:
+    from controller.publish import controller_owner
+
+    return str(args.owner or controller_owner(args.cluster))
 
 
 async def _serve(args: argparse.Namespace, api_client: Any, options: Any) -> int:
     from controller.app import Controller
 
-    registry = registry_from_args(args)
+    registry = registry_from_args(args, owner=owner_from_args(args))
     controller = Controller(options, api_client, registry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

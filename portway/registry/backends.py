@@ -34,18 +34,25 @@ def open_registry(
     path: str | None = None,
     endpoints: Sequence[str] = (),
     root: str = "",
+    owner: str = "",
 ) -> Registry:
-    """A client for the named backend; `endpoints` are etcd URLs or one Consul address."""
+    """A client for the named backend; `endpoints` are etcd URLs or one Consul address.
+
+    `owner` is the publisher identity its records are held by (see
+    `portway.registry.base`); "" gives the client an identity of its own.
+    """
     kind = BackendKind(kind)
     if kind is BackendKind.FILES:
         from portway.registry.files import FilesRegistry
 
-        return FilesRegistry(path or os.environ.get("PORTWAY_REGISTRY_DIR", DEFAULT_FILES_DIR))
+        directory = path or os.environ.get("PORTWAY_REGISTRY_DIR", DEFAULT_FILES_DIR)
+        return FilesRegistry(directory, owner=owner)
     if kind is BackendKind.ETCD:
         from portway.registry.etcd import EtcdRegistry
 
-        return EtcdRegistry(list(endpoints) or [DEFAULT_ETCD], root=root)
+        return EtcdRegistry(list(endpoints) or [DEFAULT_ETCD], root=root, owner=owner)
     from portway.registry.consul import ConsulRegistry
 
     address = endpoints[0] if endpoints else os.environ.get("CONSUL_HTTP_ADDR", DEFAULT_CONSUL)
-    return ConsulRegistry(address, root=root, token=os.environ.get("CONSUL_HTTP_TOKEN"))
+    token = os.environ.get("CONSUL_HTTP_TOKEN")
+    return ConsulRegistry(address, root=root, owner=owner, token=token)

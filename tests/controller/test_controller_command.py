@@ -99,6 +99,16 @@ def test_bad_flags_are_usage_errors(argv, capsys):
     assert "portway controller: error:" in capsys.readouterr().err
 
 
+def test_the_owner_flag_names_the_publisher_identity(tmp_path):
+    from portway.commands.controller import owner_from_args, registry_from_args
+
+    directory = ["--registry", "files", "--dir", str(tmp_path / "r")]
+    assert owner_from_args(args_of(*directory)) == "portway-controller/c1"
+    args = args_of(*directory, "--owner", "prod-eu/c1")
+    registry = registry_from_args(args, owner=owner_from_args(args))
+    assert registry.owner == "prod-eu/c1"
+
+
 async def test_registry_flags_open_that_backend(tmp_path, etcd_cluster):
     from portway.commands.controller import registry_from_args
 
@@ -158,7 +168,7 @@ async def test_print_without_the_right_context_fails(apiserver: Apiserver, tmp_p
     assert "cannot list the cluster" in capsys.readouterr().err
 
 
-async def test_the_process_serves_publishes_and_leaves_records_on_sigterm(
+async def test_the_process_serves_publishes_leaves_records_on_sigterm_and_its_restart_adopts(
     emulator: KubeEmulator, apiserver: Apiserver, tmp_path
 ):
     emulator.put(NODES, node("n1", "127.0.1.1"))
@@ -174,6 +184,7 @@ async def test_the_process_serves_publishes_and_leaves_records_on_sigterm(
     ]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log_path = tmp_path / "controller.log"
+    record_file = registry_dir / "shop.web.c1.json"
     with log_path.open("wb") as log:
         proc = await asyncio.create_subprocess_exec(*argv, stderr=log, stdout=log, env=env)
     try:
@@ -201,3 +212,17 @@ async def test_the_process_serves_publishes_and_leaves_records_on_sigterm(
     assert any(entry["msg"] == "controller started" for entry in logs)
     lease = emulator.get(LEASES, "ops", "portway-c1")
     assert lease["spec"]["holderIdentity"] == "", "handed the Lease back"
+    stopped = json.loads(record_file.read_bytes())
+    assert stopped["owner"] == "portway-controller/c1"
+
+    with log_path.open("ab") as log:  # the TTL is 30 s: only adoption rewrites it sooner
+        proc = await asyncio.create_subprocess_exec(*argv, stderr=log, stdout=log, env=env)
+    try:
+        await eventually(
+            lambda: json.loads(record_file.read_bytes())["publishedAt"] != stopped["publishedAt"],
+            20.0,
+            "the restarted process did not take the record over",
+        )
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 10) == 0

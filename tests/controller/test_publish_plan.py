@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from controller.metrics import ControllerMetrics
-from controller.publish import Publisher, plan, same_content
+from controller.publish import Publisher, controller_owner, plan, same_content
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.memory import MemoryRegistry, MemoryStore
 
@@ -86,3 +86,23 @@ async def test_a_key_held_by_another_writer_is_blocked_until_freed():
     await publisher.sync()
     assert publisher.blocked == {}
     assert len(store.snapshot().records[rec("web").key].nodes) == 2
+
+
+async def test_a_new_term_takes_back_every_record_an_earlier_term_held():
+    """Held before losing the Lease, adopted by the other replica meanwhile and left to its
+    TTL when that one stopped: the next activation writes (adopts) every record again."""
+    store = MemoryStore()
+    mine = MemoryRegistry(store, owner=controller_owner("c1"))
+    other = MemoryRegistry(store, owner=controller_owner("c1"))
+    publisher = Publisher(mine, ControllerMetrics("c1"), ttl_s=60)
+    await publisher.set_desired({rec("web").key: rec("web"), rec("db").key: rec("db")})
+    await publisher.activate()
+    await publisher.deactivate(abandon=False)
+    await other.publish(rec("web"), 60)
+    await other.abandon(rec("web").key)
+    assert store.holds(rec("web").key.path(), other.session)
+    await publisher.set_desired({rec("web").key: rec("web")})  # db deleted meanwhile
+    await publisher.activate()
+    assert store.holds(rec("web").key.path(), mine.session)
+    assert set(store.snapshot().records) == {rec("web").key}, "db withdrawn"
+    assert publisher.blocked == {}
