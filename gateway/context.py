@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
+from gateway.runtime.tls import ServerTls
 from gateway.upstream.breaker import BackendBreakers
 from gateway.upstream.outlier import OutlierDetector
 
@@ -88,6 +89,22 @@ class NullObserver:
         return None
 
 
+class ClientConnection(Protocol):
+    """An open client connection of the HTTP proxy, as the runtime sees it (`ctx.connections`)."""
+
+    def close_idle(self) -> None:
+        """Close now unless a request is being received or answered (drain, idle timeout)."""
+        ...
+
+
+class Tunnel(Protocol):
+    """An open TCP / TLS-passthrough connection (`ctx.tunnels`)."""
+
+    def abort(self) -> None:
+        """Cut both sides now (past the drain deadline)."""
+        ...
+
+
 @dataclass(slots=True)
 class GatewayContext:
     """Per-worker shared state; see module docstring for the swap rule."""
@@ -103,10 +120,10 @@ class GatewayContext:
     """Per-backend request and retry caps (`upstream.breaker`)."""
     config_version: str = ""
     draining: bool = False
-    connections: set[Any] = field(default_factory=set)
-    tunnels: set[Any] = field(default_factory=set)
+    connections: set[ClientConnection] = field(default_factory=set)
+    tunnels: set[Tunnel] = field(default_factory=set)
     """Open TCP / TLS-passthrough connections (`l4.tcp.TcpProxy`, each has
     `abort()`): a drain waits for them, as for in-flight requests, then cuts them."""
-    server_tls: dict[str, Any] = field(default_factory=dict)
+    server_tls: dict[str, ServerTls] = field(default_factory=dict)
     """HTTPS listeners' `runtime.tls.ServerTls` by listener name: reloaded when
     their files change or on SIGHUP, read by the admin API and the expiry metric."""

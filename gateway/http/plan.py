@@ -94,8 +94,15 @@ def build_plan(rule: CompiledRule, route: Route | None = None) -> RulePlan:
     answering.sort(key=lambda f: f.stage)
     regions = tuple(route.allowed_regions) if route is not None else ()
     mirrors: list[ForwardFilter] = [
-        MirrorFilter(m.backend, m.percent, regions=regions, timeout_s=float(timeouts.request_s))
+        MirrorFilter(
+            m.backend,
+            m.percent,
+            regions=regions,
+            timeout_s=float(timeouts.request_s),
+            rule=rule.name,
+        )
         for m in filters.mirrors
+        if m.percent > 0.0  # never copies: nothing to run per request
     ]
     request = HeaderEdits.of(filters.request_headers)
     response = HeaderEdits.of(filters.response_headers)

@@ -21,7 +21,9 @@ the scrape asks, `/metrics?endpoints=1`), `portway_active_connections`,
 `portway_build_info{hot_path}`, `portway_outlier_ejections_total{backend,reason}`,
 `portway_endpoint_health_changes_total{backend,to}`, `portway_upstream_overflow_total
 {backend,limit}`, `portway_tls_certificate_expiry_seconds{listener,
-cert_file}` (seconds until a served certificate's notAfter; negative once expired).
+cert_file}` (seconds until a served certificate's notAfter; negative once expired),
+`portway_mirror_requests_total{rule,backend,result}` (request mirrors' copies:
+sent, failed, dropped, skipped).
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class MetricsSnapshot:
     """Seconds left per (listener, certificate file) at capture time."""
     state_changes: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(kind, backend, label) → count; kinds and their metrics in `STATE_CHANGE_METRICS`."""
+    mirrors: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    """(rule, mirror backend, result) → copies (`http.filters.mirror.MirrorLimit.totals`)."""
 
     @classmethod
     def capture(
@@ -95,6 +99,7 @@ class MetricsSnapshot:
         active_connections: int = 0,
         tls_expiry: dict[tuple[str, str], float] | None = None,
         state_changes: dict[tuple[str, str, str], int] | None = None,
+        mirrors: dict[tuple[str, str, str], int] | None = None,
     ) -> MetricsSnapshot:
         """Copy the live counters (so the copy can leave the event loop)."""
         return cls(
@@ -109,6 +114,7 @@ class MetricsSnapshot:
             reloads=reloads if reloads is not None else ReloadStats(),
             tls_expiry=dict(tls_expiry or {}),
             state_changes=dict(state_changes or {}),
+            mirrors=dict(mirrors or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -125,6 +131,7 @@ class MetricsSnapshot:
             "reloads": [self.reloads.success, self.reloads.failure, self.reloads.last_success_s],
             "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
             "state_changes": [[*key, n] for key, n in self.state_changes.items()],
+            "mirrors": [[*key, n] for key, n in self.mirrors.items()],
         }
 
     @classmethod
@@ -142,6 +149,7 @@ class MetricsSnapshot:
             reloads=ReloadStats(success, failure, last),
             tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
             state_changes={(k, b, x): n for k, b, x, n in raw.get("state_changes", [])},
+            mirrors={(r, b, x): n for r, b, x, n in raw.get("mirrors", [])},
         )
 
 
@@ -171,6 +179,8 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
         out.active_connections += snap.active_connections
         for skey, n in snap.state_changes.items():
             out.state_changes[skey] = out.state_changes.get(skey, 0) + n
+        for mkey, n in snap.mirrors.items():
+            out.mirrors[mkey] = out.mirrors.get(mkey, 0) + n
         for tkey, left in snap.tls_expiry.items():
             out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
         if out.reloads == ReloadStats() and snap.reloads != ReloadStats():
@@ -299,6 +309,16 @@ class SnapshotCollector(Collector):
                 if k == kind:
                     family.add_metric([backend, value], n)
             yield family
+        mirrors = CounterMetricFamily(
+            "portway_mirror_requests_total",
+            "Copies asked of request mirrors, by rule, mirror backend and result "
+            "(sent: answered; failed: no connection, timeout or cut; dropped: too many "
+            "in flight; skipped: not copyable).",
+            labels=["rule", "backend", "result"],
+        )
+        for (rule, backend, result), n in sorted(snap.mirrors.items()):
+            mirrors.add_metric([rule, backend, result], n)
+        yield mirrors
         build = GaugeMetricFamily(
             "portway_build_info",
             "1, labelled with how the HTTP hot path runs: compiled (mypyc) or interpreted.",

@@ -45,12 +45,15 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
 
 from gateway import compiled
 from gateway.config.model import GatewayConfig, Listener
-from gateway.context import GatewayContext
+from gateway.context import GatewayContext, Tunnel
 from gateway.http.filters.auth import refresh_jwks
+from gateway.http.filters.mirror import MIRRORS
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
@@ -62,6 +65,17 @@ from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
 from gateway.runtime.reload import ActiveConfig, Reloader
 from portway.telemetry import setup_tracing
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from gateway.routing.table import RoutingTable
+    from gateway.runtime.feed import EndpointFeed
+    from gateway.upstream.health_driver import HealthDriver
+    from gateway.upstream.pool import PoolSet
+
+BackendCounts = dict[tuple[str, str], tuple[int, int]]
+"""(available, total) endpoints per (backend, cluster), as the metrics report them."""
 
 log = logging.getLogger("portway.gateway.runtime.server")
 
@@ -95,13 +109,13 @@ def needs_registry(config: GatewayConfig) -> bool:
     return any(backend.service is not None for backend in config.backends)
 
 
-def pool_connections(pools: Any) -> dict[str, int]:
+def pool_connections(pools: PoolSet | None) -> dict[str, int]:
     """Upstream pool connections by state (idle / active) from `ctx.pools`."""
     idle = active = 0
-    for pool in getattr(pools, "pools", {}).values():
-        n_idle = len(getattr(pool, "idle", ()))
+    for pool in pools.pools.values() if pools is not None else ():
+        n_idle = len(pool.idle)
         idle += n_idle
-        active += max(0, int(getattr(pool, "total", 0)) - n_idle)
+        active += max(0, pool.total - n_idle)
     return {"idle": idle, "active": active}
 
 
@@ -114,7 +128,7 @@ class RegistryFollower:
 
     def __init__(self, reloader: Reloader) -> None:
         self.reloader = reloader
-        self.feed: Any = None
+        self.feed: EndpointFeed | None = None
 
     async def start(self, config: GatewayConfig) -> None:
         if not needs_registry(config):
@@ -129,8 +143,9 @@ class RegistryFollower:
             endpoints=settings.endpoints,
             root=root_from_prefix(settings.prefix),
         )
-        self.feed = EndpointFeed(registry, self.reloader.on_changes, debounce_s=settings.debounce_s)
-        self.feed.start()
+        feed = EndpointFeed(registry, self.reloader.on_changes, debounce_s=settings.debounce_s)
+        feed.start()
+        self.feed = feed
 
     async def close(self) -> None:
         if self.feed is not None:
@@ -151,20 +166,24 @@ class Worker:
         self.needs_registry = False
         self.expected_workers = 1
         self.ctx: GatewayContext | None = None
-        self.health: Any = None
-        """The `upstream.health_driver.HealthDriver` (probes, outlier sweep) once started."""
+        self.health: HealthDriver | None = None
+        """Probes and the outlier sweep, once started."""
         self.observer = GatewayObserver()
         self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
         self._listener_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
-        self._tracer_provider: Any = None
+        self._tracer_provider: TracerProvider | None = None
+        self._admin: web.AppRunner | None = None
         self._follower = RegistryFollower(self.reloader)
         self.rollouts = RolloutRunner(
             self.reloader, measure=self._rollout_counters if serve_admin else None
         )
         """Follows the rollouts' stored weights; drives them when this process is alone."""
-        self._counts_memo: tuple[tuple[Any, int], Any] = ((None, -1), None)
+        self._counts_memo: tuple[tuple[RoutingTable | None, int], BackendCounts | None] = (
+            (None, -1),
+            None,
+        )
         self._counter = BackendCounter()
         self._started_with: GatewayConfig | None = None
 
@@ -173,7 +192,7 @@ class Worker:
     def report(
         self,
         *,
-        backend_endpoints: dict[tuple[str, str], tuple[int, int]] | None = None,
+        backend_endpoints: BackendCounts | None = None,
         per_endpoint: bool = False,
     ) -> dict[str, Any]:
         """This worker's counters and endpoint state; see `full_report` for the health part.
@@ -189,9 +208,10 @@ class Worker:
             pool_connections=pool_connections(ctx.pools if ctx else None),
             endpoint_health=self._endpoint_health() if per_endpoint else None,
             backend_endpoints=backend_endpoints,
-            active_connections=len(getattr(ctx, "connections", ())),
+            active_connections=len(ctx.connections) if ctx is not None else 0,
             tls_expiry=self._tls_expiry(now),
             state_changes=self._state_changes(),
+            mirrors=MIRRORS.totals(),
         )
         return {
             "pid": os.getpid(),
@@ -288,7 +308,7 @@ class Worker:
             if table is ctx.table and generation == ctx.state.generation:
                 counts = memo
             else:
-                backends = getattr(ctx.table, "backends", None) or {}
+                backends = ctx.table.backends
                 unavailable = unavailable_keys(ctx.state)
                 counts = await asyncio.to_thread(self._counter.count, backends, unavailable)
                 self._counts_memo = ((ctx.table, ctx.state.generation), counts)
@@ -308,8 +328,8 @@ class Worker:
         if ctx is None:
             return {}
         out: dict[tuple[str, str], int] = {}
-        for backend in (getattr(ctx.table, "backends", None) or {}).values():
-            for ep in getattr(backend, "endpoints", ()):
+        for backend in ctx.table.backends.values() if ctx.table is not None else ():
+            for ep in backend.endpoints:
                 out[(ep.cluster, ep.key)] = int(ctx.state.available(ep.key))
         return out
 
@@ -369,7 +389,7 @@ class Worker:
             },
         )
 
-    def _swap(self, table: Any, active: ActiveConfig) -> None:
+    def _swap(self, table: RoutingTable, active: ActiveConfig) -> None:
         ctx = self.ctx
         if ctx is None:
             return
@@ -393,8 +413,13 @@ class Worker:
         if first is None:
             self._started_with = config
             return
-        for name in ("admin", "telemetry", "registry"):
-            if getattr(first, name) != getattr(config, name):
+        sections = (
+            ("admin", first.admin, config.admin),
+            ("telemetry", first.telemetry, config.telemetry),
+            ("registry", first.registry, config.registry),
+        )
+        for name, before, now in sections:
+            if before != now:
                 log.warning(
                     "config change needs a restart to take effect",
                     extra={
@@ -436,10 +461,8 @@ class Worker:
                 log.info("listener started", extra={"listener": name, "port": lst.port})
 
     def _close_idle(self) -> None:
-        for conn in list(getattr(self.ctx, "connections", ())):
-            close_idle = getattr(conn, "close_idle", None)
-            if close_idle is not None:
-                close_idle()
+        for conn in list(self.ctx.connections if self.ctx is not None else ()):
+            conn.close_idle()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -464,7 +487,7 @@ class Worker:
         log.info("draining", extra={"in_flight": self.observer.in_flight, "pid": os.getpid()})
         deadline = started + timeout_s
         self._close_idle()
-        tunnels: set[Any] = self.ctx.tunnels if self.ctx is not None else set()
+        tunnels: set[Tunnel] = self.ctx.tunnels if self.ctx is not None else set()
         while (self.observer.in_flight > 0 or tunnels) and time.monotonic() < deadline:
             await asyncio.sleep(0.02)
             self._close_idle()  # keep-alive connections whose request just finished
@@ -492,7 +515,7 @@ class Worker:
             self.observer.access_log.close()
         if self._tracer_provider is not None:
             self._tracer_provider.shutdown()
-        if self.serve_admin and hasattr(self, "_admin"):
+        if self._admin is not None:
             await self._admin.cleanup()
 
     async def follow_control(self, fd: int) -> None:

@@ -7,7 +7,9 @@ to an endpoint of its backend on a fresh connection of its own, with
 `Connection: close`, and reads the response only to discard it. Nothing of
 the copy reaches the request being served: it is started as a Task and the
 proxy goes on at once; its failures (connect refused, timeout, reset) are
-counted in `MirrorLimit` and never seen by the client. A copy is bounded in
+counted (`MirrorCounts`, per route and mirror backend, exported as
+`portway_mirror_requests_total{rule,backend,result}`) and never seen by
+the client. A copy is bounded in
 time by the rule's request timeout and in number by `MirrorLimit.limit`
 copies in flight per process (more are dropped, not queued), so a mirror
 backend that never answers cannot pile up connections.
@@ -37,22 +39,70 @@ if TYPE_CHECKING:
 MAX_MIRRORS_IN_FLIGHT: Final = 128
 
 
-class MirrorLimit:
-    """Copies in flight in this process, and what became of the others (admin, tests)."""
+class MirrorCounts:
+    """What became of the copies one mirror (a rule's, to one backend) was asked for."""
 
-    __slots__ = ("dropped", "failed", "in_flight", "limit", "sent", "skipped")
+    __slots__ = ("dropped", "failed", "sent", "skipped")
 
-    def __init__(self, limit: int = MAX_MIRRORS_IN_FLIGHT) -> None:
-        self.limit = limit
-        self.in_flight = 0
+    def __init__(self) -> None:
         self.sent = 0
         """Copies answered by the mirror backend (the answer discarded)."""
         self.failed = 0
         """Copies that could not connect, timed out or were cut."""
         self.dropped = 0
-        """Copies not made because `limit` copies were in flight."""
+        """Copies not made because `MirrorLimit.limit` copies were in flight."""
         self.skipped = 0
         """Requests not copyable (body still streaming, upgrade, no endpoint)."""
+
+
+RESULTS: Final = ("sent", "failed", "dropped", "skipped")
+"""The `result` label values of `portway_mirror_requests_total`."""
+
+
+class MirrorLimit:
+    """Copies in flight in this process, and what became of the others, per mirror.
+
+    The counts of a (rule, mirror backend) pair live as long as the process,
+    shared by the filters a reload rebuilds for it, so the metric is a counter.
+    """
+
+    __slots__ = ("by_mirror", "in_flight", "limit")
+
+    def __init__(self, limit: int = MAX_MIRRORS_IN_FLIGHT) -> None:
+        self.limit = limit
+        self.in_flight = 0
+        self.by_mirror: dict[tuple[str, str], MirrorCounts] = {}
+
+    def counts_for(self, rule: str, backend: str) -> MirrorCounts:
+        """The counts of `rule`'s mirror to `backend` (made on first use, at compile)."""
+        found = self.by_mirror.get((rule, backend))
+        if found is None:
+            found = self.by_mirror[(rule, backend)] = MirrorCounts()
+        return found
+
+    def totals(self) -> dict[tuple[str, str, str], int]:
+        """(rule, backend, result) → copies, for the metrics report (`RESULTS`)."""
+        out: dict[tuple[str, str, str], int] = {}
+        for (rule, backend), c in self.by_mirror.items():
+            for result, n in zip(RESULTS, (c.sent, c.failed, c.dropped, c.skipped), strict=True):
+                out[(rule, backend, result)] = n
+        return out
+
+    @property
+    def sent(self) -> int:
+        return sum(c.sent for c in self.by_mirror.values())
+
+    @property
+    def failed(self) -> int:
+        return sum(c.failed for c in self.by_mirror.values())
+
+    @property
+    def dropped(self) -> int:
+        return sum(c.dropped for c in self.by_mirror.values())
+
+    @property
+    def skipped(self) -> int:
+        return sum(c.skipped for c in self.by_mirror.values())
 
 
 MIRRORS: Final = MirrorLimit()
@@ -84,9 +134,13 @@ class _DiscardResponse(asyncio.Protocol):
 
 
 class MirrorFilter:
-    """One mirror of a rule: its backend (by name), share and bounds."""
+    """One mirror of a rule: its backend (by name), share and bounds.
 
-    __slots__ = ("backend", "limit", "percent", "regions", "rng", "timeout_s")
+    A mirror at 0 % is never built (`http.plan.build_plan` leaves it out); at
+    100 % no random number is drawn.
+    """
+
+    __slots__ = ("backend", "counts", "limit", "percent", "regions", "rng", "share", "timeout_s")
 
     stage: Final = FilterStage.MIRROR
 
@@ -99,29 +153,33 @@ class MirrorFilter:
         timeout_s: float,
         rng: random.Random | None = None,
         limit: MirrorLimit = MIRRORS,
+        rule: str = "",
     ) -> None:
         self.backend = backend
         self.percent = percent
+        self.share = percent / 100.0 if percent < 100.0 else 2.0
+        """The draw below which a request is copied; 2.0 (no draw) at 100 %."""
         self.regions = frozenset(regions)
         self.timeout_s = timeout_s
         self.rng = rng or random.Random()
         self.limit = limit
+        self.counts = limit.counts_for(rule, backend)
 
     def on_forward(self, ex: ExchangeView, facts: RequestFacts, ctx: GatewayContext) -> None:
-        if self.percent < 100.0 and self.rng.random() * 100.0 >= self.percent:
+        if self.share <= 1.0 and self.rng.random() >= self.share:
             return
         limit = self.limit
         table = ex.table
         backend = table.backends.get(self.backend) if table is not None else None
         if not ex.body_done or ex.upgrade or backend is None:
-            limit.skipped += 1
+            self.counts.skipped += 1
             return
         if limit.in_flight >= limit.limit:
-            limit.dropped += 1
+            self.counts.dropped += 1
             return
         endpoint = backend.pick(facts, ctx.state, self.rng, ex.started)
         if endpoint is None or (self.regions and endpoint.region not in self.regions):
-            limit.skipped += 1
+            self.counts.skipped += 1
             return
         host = ex.fixed_host or _authority(endpoint.address, endpoint.port)
         data = copy_of(ex, host)
@@ -130,6 +188,7 @@ class MirrorFilter:
 
     async def _send(self, address: str, port: int, data: bytes) -> None:
         limit = self.limit
+        counts = self.counts
         transport: asyncio.BaseTransport | None = None
         answered = False
         try:
@@ -146,9 +205,9 @@ class MirrorFilter:
         finally:
             limit.in_flight -= 1
             if answered:
-                limit.sent += 1
+                counts.sent += 1
             else:
-                limit.failed += 1
+                counts.failed += 1
             if transport is not None:
                 transport.close()
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import time
 from typing import Any
 
 import aiohttp
 
 from gateway.http.filters.mirror import MIRRORS
+from gateway.http.plan import RulePlan
+from gateway.ops.metrics import MetricsSnapshot, RequestStats, render
 from tests.gateway.conftest import GatewayFactory, Upstream, raw_exchange, simple_config
 
 
@@ -194,3 +197,64 @@ async def test_relayed_204_and_304_have_no_body(
     assert b"Transfer-Encoding" not in first
     assert rest.startswith(b"HTTP/1.1 304 ")
     assert rest.endswith(b"\r\n\r\n")
+
+
+async def test_mirror_outcomes_are_counted_per_rule_and_exported_as_metrics(
+    make_gateway: GatewayFactory, upstream: Upstream, raw_upstream: Any
+) -> None:
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    refused_port = closed.getsockname()[1]
+    closed.close()  # nothing listens there: the copy's connect is refused
+    rule = {
+        "name": "mirrored",
+        "filters": {"mirrors": [{"backend": "shadow"}, {"backend": "gone"}]},
+    }
+    config = simple_config([upstream.port], rule=rule)
+    config["backends"] += [
+        {"name": "shadow", "endpoints": [{"address": "127.0.0.1", "port": raw_upstream.port}]},
+        {"name": "gone", "endpoints": [{"address": "127.0.0.1", "port": refused_port}]},
+    ]
+    gw = await make_gateway(config)
+    sent = MIRRORS.counts_for("mirrored", "shadow")
+    failed = MIRRORS.counts_for("mirrored", "gone")
+    before = (sent.sent, failed.failed)
+    async with aiohttp.ClientSession() as s:
+        for _ in range(3):
+            async with s.get(gw.url("/m")) as r:
+                assert r.status == 200
+    for _ in range(200):
+        if (sent.sent, failed.failed) == (before[0] + 3, before[1] + 3):
+            break
+        await asyncio.sleep(0.01)
+    assert (sent.sent, failed.failed) == (before[0] + 3, before[1] + 3)
+    text = render(MetricsSnapshot.capture(RequestStats(), mirrors=MIRRORS.totals())).decode()
+    assert (
+        f'portway_mirror_requests_total{{backend="shadow",result="sent",rule="mirrored"}} '
+        f"{float(sent.sent)}"
+    ) in text
+    assert (
+        f'portway_mirror_requests_total{{backend="gone",result="failed",rule="mirrored"}} '
+        f"{float(failed.failed)}"
+    ) in text
+
+
+async def test_a_mirror_at_zero_percent_is_not_built_and_copies_nothing(
+    make_gateway: GatewayFactory, upstream: Upstream, raw_upstream: Any
+) -> None:
+    rule = {"filters": {"mirrors": [{"backend": "shadow", "percent": 0}]}}
+    config = simple_config([upstream.port], rule=rule)
+    config["backends"].append(
+        {"name": "shadow", "endpoints": [{"address": "127.0.0.1", "port": raw_upstream.port}]}
+    )
+    gw = await make_gateway(config)
+    table = gw.ctx.table
+    assert table is not None
+    plan = table.routes[0].rules[0].plan
+    assert isinstance(plan, RulePlan) and plan.forward_filters == ()
+    async with aiohttp.ClientSession() as s:
+        for _ in range(5):
+            async with s.get(gw.url("/m")) as r:
+                assert r.status == 200
+    await asyncio.sleep(0.1)
+    assert raw_upstream.connections == 0

@@ -120,3 +120,13 @@ def test_a_duration_lands_in_the_bucket_bisect_left_names(duration: float) -> No
     hist = stats.durations["r"]
     assert hist.index(1) == bisect_left(DURATION_BUCKETS_S, duration)
     assert hist[NBUCKETS] == duration and sum(hist[:NBUCKETS]) == 1
+
+
+def test_mirror_counts_merge_round_trip_and_render() -> None:
+    one = MetricsSnapshot(mirrors={("r/0", "shadow", "sent"): 2, ("r/0", "shadow", "failed"): 1})
+    two = MetricsSnapshot(mirrors={("r/0", "shadow", "sent"): 3})
+    merged = merge([MetricsSnapshot.from_json(one.to_json()), two])
+    assert merged.mirrors == {("r/0", "shadow", "sent"): 5, ("r/0", "shadow", "failed"): 1}
+    text = render(merged).decode()
+    assert 'portway_mirror_requests_total{backend="shadow",result="sent",rule="r/0"} 5.0' in text
+    assert "# TYPE portway_mirror_requests_total counter" in text

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from gateway.config.loader import load_config_text
 from gateway.context import GatewayContext, RequestLog
+from gateway.http.filters.mirror import MIRRORS
 from gateway.runtime.server import ServerOptions, Worker, needs_registry, pool_connections
 
 STATIC = """\
@@ -113,3 +114,13 @@ async def test_drain_cuts_tcp_connections_still_open_at_the_deadline(tmp_path: P
     await worker.drain(timeout_s=0.3)
     assert 0.3 <= time.monotonic() - started < 1.5
     assert tunnel.aborted
+
+
+async def test_report_carries_the_mirror_counts(tmp_path: Path) -> None:
+    worker = _worker(tmp_path)
+    counts = MIRRORS.counts_for("report-test/0", "shadow")
+    counts.dropped += 1
+    (report,) = await worker.reports()
+    rows = {tuple(row[:3]): row[3] for row in report["metrics"]["mirrors"]}
+    assert rows[("report-test/0", "shadow", "dropped")] == counts.dropped
+    assert rows[("report-test/0", "shadow", "sent")] == counts.sent
