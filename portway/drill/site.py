@@ -102,6 +102,8 @@ class DrillSite:
         if self.external:
             await self.wait_ready()
             await self._find_external_gateway()
+        else:
+            self._check_gateway_ports()
         self.registry_dir.mkdir(parents=True, exist_ok=True)
         if not self.external:
             self._registry_path.symlink_to(self.registry_dir, target_is_directory=True)
@@ -111,10 +113,7 @@ class DrillSite:
             try:
                 await sim.start()
             except OSError as exc:
-                raise SiteError(
-                    f"cluster {key[0]} cannot open {sim.nodes[0].address}:{sim.node_port}: "
-                    f"{exc.strerror} (is another drill or demo running?)"
-                ) from None
+                raise SiteError(self._bind_failure(key[0], sim, exc)) from None
             await self.publish(sim)
         if not self.external:
             self._start_gateway()
@@ -127,6 +126,33 @@ class DrillSite:
             (b.locality.slow_start_s for b in self.loaded.gateway_config.backends), default=0.0
         )
         await asyncio.sleep(slow_start_s)
+
+    @staticmethod
+    def _bind_failure(cluster: str, sim: SimulatedCluster, exc: OSError) -> str:
+        """One line: which node address is taken and, when /proc tells, by whom."""
+        from portway.port_holder import port_taken
+
+        for node in sim.nodes:
+            if sim.up(node.name):
+                continue  # opened by this drill just before
+            with contextlib.suppress(OSError):
+                taken = port_taken(node.address, sim.node_port)
+                if taken is not None:
+                    return f"cluster {cluster}, node {node.name}: {taken} (another run?)"
+        return f"cluster {cluster} cannot open its NodePort {sim.node_port}: {exc.strerror or exc}"
+
+    def _check_gateway_ports(self) -> None:
+        """The gateway binds with SO_REUSEPORT, so a second drill's gateway would share the
+        first one's ports and split its traffic silently: refuse to start instead."""
+        from portway.port_holder import port_taken
+
+        config = self.loaded.gateway_config
+        wanted = [(lst.address, lst.port, f"listener {lst.name}") for lst in config.listeners]
+        wanted.append((config.admin.address, config.admin.port, "the admin API"))
+        for address, port, what in wanted:
+            taken = port_taken(address, port)
+            if taken is not None:
+                raise SiteError(f"the drill's gateway needs {address}:{port} for {what}: {taken}")
 
     async def publish(self, sim: SimulatedCluster) -> None:
         """The cluster's controller publishes (or renews) the service's record."""

@@ -1,7 +1,7 @@
 """Every shipped drill, run for real: a gateway process, simulated clusters, faults, a verdict.
 
 Each runs `portway drill` as a user would (the shipped drills are short:
-8-10 s of traffic) and must pass its own expectations; a few facts of each
+5-10 s of traffic) and must pass its own expectations; a few facts of each
 report are checked besides, so a drill that judged nothing could not pass.
 """
 
