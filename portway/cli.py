@@ -18,6 +18,7 @@ VERBS: dict[str, str] = {
     "drill": "portway.commands.drill",
     "check": "portway.commands.check",
     "routes": "portway.commands.routes",
+    "rollout": "portway.commands.rollout",
     "gateway": "portway.commands.gateway",
     "registry": "portway.commands.registry",
     "doctor": "portway.commands.doctor",

@@ -9,7 +9,7 @@ import pytest
 
 from portway.cli import build_parser
 
-VERBS = ("check", "controller", "demo", "doctor", "gateway", "registry", "routes")
+VERBS = ("check", "controller", "demo", "doctor", "gateway", "registry", "rollout", "routes")
 
 
 def _parsers(
