@@ -127,3 +127,17 @@ def test_scaling_a_drill_moves_its_timeline_and_share_stretches() -> None:
     assert (shift.at_s, shift.until_s) == (0.75, 1.75)
     timed = [b for b in short.expect.shares if b.from_s is not None]
     assert (timed[0].from_s, timed[0].to_s) == (1.0, 1.75)
+
+
+def test_drill_check_prints_every_issue_at_its_position_and_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from portway.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(BASE.replace("duration: 4s", "duration: 4s, rate: -1"))
+    assert main(["drill", "--check", str(bad)]) == 1
+    err = capsys.readouterr().err
+    assert f"{bad}:9:" in err and "traffic.rate" in err
+    good = ROOT / "config" / "drills" / "zone-loss.yaml"
+    assert main(["drill", "--check", str(good)]) == 0
