@@ -40,6 +40,8 @@ NEEDS_FILES = {
     "hybrid-residency.yaml": {
         "listeners[0].tls.certificates[0].certFile": "/etc/portway/tls/api.example.eu.crt",
         "listeners[0].tls.certificates[0].keyFile": "/etc/portway/tls/api.example.eu.key",
+        "backends[0].tlsValidation.caFile": "/etc/portway/tls/internal-ca.pem",
+        "backends[1].tlsValidation.caFile": "/etc/portway/tls/internal-ca.pem",
     }
 }
 
@@ -82,6 +84,9 @@ def test_hybrid_residency_passes_with_its_certificate_in_place(tmp_path: Path) -
     text = (ROOT / "config" / "hybrid-residency.yaml").read_text(encoding="utf-8")
     text = text.replace("/etc/portway/tls/api.example.eu.crt", str(cert_file))
     text = text.replace("/etc/portway/tls/api.example.eu.key", str(key_file))
+    ca_file = tmp_path / "internal-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    text = text.replace("/etc/portway/tls/internal-ca.pem", str(ca_file))
     report = check_config_text(text, "hybrid-residency.yaml")
     assert report.issues == (), "\n".join(str(issue) for issue in report.issues)
 
