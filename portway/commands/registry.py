@@ -183,6 +183,8 @@ async def _put(reg: Any, args: argparse.Namespace) -> int:
         record = load_record_file(args.file).record
     except RecordError as exc:
         raise RecordError(str(args.file), str(exc)) from None
+    except OSError as exc:
+        raise RecordError(str(args.file), f"cannot read it: {exc.strerror or exc}") from None
     if args.backend == "files" and not args.ttl:
         # an operator's static record: no owner, replaced by the next `put`
         path = reg.directory / file_name(record.key)

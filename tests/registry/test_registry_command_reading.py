@@ -115,3 +115,13 @@ def test_ls_on_etcd_names_a_bad_record_by_key_with_its_reason(
         f"portway registry: bad record {key}: zoen: unknown key 'zoen'; did you mean 'zones'?"
     )
     assert err[1].startswith("0 records at revision ") and err[1].endswith(", 1 bad (skipped)")
+
+
+def test_put_of_a_file_that_is_not_there_names_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nope.yaml"
+    assert main(["registry", "--dir", str(tmp_path / "reg"), "put", str(missing)]) == 1
+    assert capsys.readouterr().err == (
+        f"portway registry: {missing}: cannot read it: No such file or directory\n"
+    )
