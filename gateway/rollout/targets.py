@@ -103,13 +103,18 @@ def weights_for(
     return {t.name: effective(t, states.get(t.name)).weight for t in targets}
 
 
-def with_weights(config: GatewayConfig, weights: Mapping[str, float]) -> GatewayConfig:
+def with_weights(
+    config: GatewayConfig,
+    weights: Mapping[str, float],
+    targets: tuple[RolloutTarget, ...] | None = None,
+) -> GatewayConfig:
     """`config` with each rollout rule's canary at its weight (see the module docstring).
 
     Returns `config` itself when it has no rollout, so a config without one
-    compiles exactly as before.
+    compiles exactly as before. `targets` are `rollout_targets(config)` when the
+    caller has them already.
     """
-    targets = rollout_targets(config)
+    targets = rollout_targets(config) if targets is None else targets
     if not targets:
         return config
     by_route: dict[int, dict[int, float]] = {}

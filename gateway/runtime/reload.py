@@ -53,7 +53,7 @@ from gateway.config.loader import ConfigReport, check_config_file
 from gateway.config.model import GatewayConfig, LbPolicy
 from gateway.ops.metrics import ReloadStats
 from gateway.rollout.machine import RolloutStatus
-from gateway.rollout.targets import rollout_targets, weights_for, with_weights
+from gateway.rollout.targets import RolloutTarget, rollout_targets, weights_for, with_weights
 from gateway.routing.compiler import RecordIndex, compile_indexed, index_records
 from gateway.routing.update import apply_record_changes, update_table
 from portway.model import ServiceKey, ServiceRecord
@@ -148,6 +148,7 @@ class Reloader:
         self._config_pending = False
         self._records_pending = False
         self._rollouts: Mapping[str, RolloutStatus] = {}
+        self._targets_of: tuple[GatewayConfig | None, tuple[RolloutTarget, ...]] = (None, ())
         self._rollout_weights: dict[str, float] = {}
         self._rollouts_pending = False
         self._wake = asyncio.Event()
@@ -191,11 +192,19 @@ class Reloader:
         self._rollouts = dict(states)
         if self.active is None:
             return
-        weights = weights_for(rollout_targets(self.active.config), self._rollouts)
+        weights = weights_for(self._targets(self.active.config), self._rollouts)
         if weights != self._rollout_weights:
             self._rollouts_pending = True
             self._idle.clear()
             self._wake.set()
+
+    def _targets(self, config: GatewayConfig) -> tuple[RolloutTarget, ...]:
+        """`config`'s rollouts, found once per config (every rollout poll asks)."""
+        cached, targets = self._targets_of
+        if cached is not config:
+            targets = rollout_targets(config)
+            self._targets_of = (config, targets)
+        return targets
 
     @property
     def rollout_weights(self) -> Mapping[str, float]:
@@ -332,8 +341,9 @@ class Reloader:
         tag = f"{digest}.{version}"
         started = time.perf_counter()
         compile_fn = self._compile
-        weights = weights_for(rollout_targets(config), self._rollouts)
-        weighted = with_weights(config, weights)
+        targets = self._targets(config)
+        weights = weights_for(targets, self._rollouts)
+        weighted = with_weights(config, weights, targets)
 
         def build() -> Any:
             if compile_fn is not None:
