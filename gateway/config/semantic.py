@@ -273,6 +273,13 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
                 (*rule_path, "canary"),
                 "a TCP/TLS canary can split by percent only; header and cookie overrides need HTTP",
             )
+        if rule.canary is not None and rule.canary.rollout is not None:
+            report.add(
+                (*rule_path, "canary", "rollout"),
+                "not supported yet on TCP/TLS routes: a rollout is judged on HTTP status "
+                "codes and latencies, which a TCP connection does not have",
+                at_key=True,
+            )
     check_layer4_route(report.add, path, route)
 
 

@@ -63,3 +63,25 @@ def test_a_rollout_needs_a_stable_side_and_a_key_safe_rule_name() -> None:
     )
     found = issues("rollout: {steps: [{percent: 50}]}", name='"api v2"')
     assert [line.split(": ")[1] for line in found] == ["routes[0].rules[0].name"]
+
+
+def test_a_rollout_on_a_tcp_route_is_not_supported_yet() -> None:
+    text = """\
+version: 1
+listeners:
+  - {name: db, protocol: TCP, port: 5432}
+routes:
+  - name: pg
+    listeners: [db]
+    rules:
+      - backendRefs: [{name: pg-a}]
+        canary: {backend: pg-b, rollout: {steps: [{percent: 50}]}}
+backends:
+  - name: pg-a
+    endpoints: [{address: 127.0.0.1, port: 6000}]
+  - name: pg-b
+    endpoints: [{address: 127.0.0.1, port: 6001}]
+"""
+    found = [str(issue) for issue in check_config_text(text, "gw.yaml").issues]
+    assert [line.split(": ", 2)[1] for line in found] == ["routes[0].rules[0].canary.rollout"]
+    assert "not supported yet on TCP/TLS routes" in found[0]
