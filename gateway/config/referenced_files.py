@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import enum
 import json
+import os
 import re
 import ssl
 from collections.abc import Iterator
@@ -114,6 +115,8 @@ def file_problem(name: str, kind: FileKind) -> str | None:
     """Why the file at `name` cannot serve as `kind`, naming the file; None when it can."""
     try:
         with open(name, "rb") as handle:
+            if kind is FileKind.GEOIP_DATABASE:  # tens of MB: its metadata sits at the end
+                handle.seek(max(0, os.fstat(handle.fileno()).st_size - MMDB_TAIL_BYTES))
             content = handle.read()
     except OSError as exc:
         return f"cannot read {name!r}: {exc.strerror or exc}"
@@ -122,11 +125,12 @@ def file_problem(name: str, kind: FileKind) -> str | None:
 
 
 MMDB_METADATA_MARKER: Final = b"\xab\xcd\xefMaxMind.com"
+MMDB_TAIL_BYTES: Final = 128 * 1024
 
 
 def _content_problem(content: bytes, kind: FileKind) -> str | None:
     if kind is FileKind.GEOIP_DATABASE:
-        if MMDB_METADATA_MARKER not in content[-128 * 1024 :]:
+        if MMDB_METADATA_MARKER not in content:
             return "no MaxMind metadata section (the file is not an .mmdb database)"
         return None
     text = content.decode("utf-8", "replace")
