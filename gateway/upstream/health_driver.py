@@ -14,6 +14,8 @@ changed to the worker's `EndpointState`:
   (`OutlierDetector.readmit`): the backend's health check when it has one,
   else one TCP connect; so users' requests never serve as the probe of a
   node that went dark;
+- an ejected endpoint whose record turns from NotReady to Ready is let
+  back at once: its cluster's controller saw it recover;
 - an endpoint back in rotation (recovered, let back from ejection, or new
   in a table after the first, as when a cluster's record reappears) starts
   its slow-start ramp (`EndpointState.start_ramp`); each tick moves the
@@ -195,10 +197,12 @@ class HealthDriver:
         state = self.ctx.state
         added: list[tuple[str, str, ProbeSpec, Any]] = []
         gone: list[str] = []
+        not_ready: set[str] = set()
         for name, (old, old_keys) in list(self._backends.items()):
             if backends.get(name) is not old:
                 del self._backends[name]
                 gone += self._release(old_keys)
+                not_ready.update(e.key for e in old.endpoints if not e.ready)
         for name, backend in backends.items():
             if name in self._backends:
                 continue
@@ -210,6 +214,9 @@ class HealthDriver:
             if before:
                 for key in keys - before:
                     state.start_ramp(key, now)
+            for e in backend.endpoints:
+                if e.ready and e.key in not_ready and e.key in state.ejected:
+                    self.ctx.outliers.clear(e.key, state, "published ready again")
             self._previous_keys[name] = keys
             self._slow_start_s = max(self._slow_start_s, backend.locality.slow_start_s)
             check = backend.health_check

@@ -16,9 +16,10 @@ back in, and forgets one past ejection of each endpoint that is in rotation
 An ejection lasts `baseEjectionTime` × the number of times the endpoint was
 ejected (capped at `maxEjectionTime`). With `probe_readmission` (the
 runtime's choice) an ejection that ran out does not readmit the endpoint:
-the key is handed to the driver (`take_checks`), which opens one connection
-to it first and reports back (`readmit`): a pass lets it back, a failure
-ejects it again for the next, longer, time. So a black-holed node is never
+the key is handed to the driver (`take_checks`), which probes it first and
+reports back (`readmit`): a pass lets it back, a failure ejects it again for
+`baseEjectionTime` (no growth: a probe costs users nothing, and a longer
+wait would only delay noticing the recovery). So a black-holed node is never
 re-tried with users' requests, only with a connect the users do not wait on.
 
 Two guards keep detection from emptying a backend: at most
@@ -260,6 +261,12 @@ class OutlierDetector:
         backend, _ = self.ejected_by.pop(key, ("", DEFAULT))
         self.changes.append(Change(key, backend, False, reason))
 
+    def clear(self, key: str, state: EndpointState, reason: str) -> None:
+        """Let `key` back now: fresher evidence than the timer says it recovered."""
+        self.checking.discard(key)
+        if key in state.ejected:
+            self._return(key, state, reason)
+
     def take_checks(self) -> list[str]:
         """Keys to probe before readmission (`probe_readmission`); each is answered by `readmit`."""
         checks, self.checks = self.checks, []
@@ -274,11 +281,7 @@ class OutlierDetector:
             self._return(key, state, "readmission_probe_passed")
             return
         backend, settings = self.ejected_by.get(key, ("", DEFAULT))
-        record = self.records.get(key)
-        if record is None:
-            record = self.records[key] = EndpointRecord()
-        record.ejections += 1
-        until = now + ejection_time_s(settings, record.ejections)
+        until = now + settings.base_ejection_time_s  # a probe costs users nothing: no growth
         state.eject(key, until)
         self.changes.append(Change(key, backend, True, "readmission_probe_failed", until))
 

@@ -218,3 +218,32 @@ def test_new_endpoints_of_a_serving_backend_ramp_but_a_first_table_does_not() ->
     ctx.table = compiled([30001, 30002, 30003])
     driver.sync_table(1.0)
     assert list(ctx.state.returning) == ["c2/127.0.0.1:30003"]
+
+
+def test_an_ejected_endpoint_published_ready_again_is_let_back_at_once() -> None:
+    from gateway.context import GatewayContext
+    from gateway.upstream.outlier import Outcome
+    from tests.gateway.routing.routing_builders import WEB, record, table
+
+    doc = {
+        "listeners": [WEB],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+        "backends": [
+            {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
+        ],
+    }
+    nodes = [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "a")]
+    first = table(doc, [record("c1", "r1", nodes)])
+    ctx = GatewayContext(table=first, settings=first.gateway)
+    driver = HealthDriver(ctx, rng=Random(1))
+    driver.sync_table(0.0)
+    key = "c1/10.0.0.1:30080"
+    for _ in range(3):
+        ctx.outliers.failure(first.backends["web"], key, Outcome.GATEWAY_FAILURE, ctx.state, 0.0)
+    assert key in ctx.state.ejected
+    ctx.table = table(doc, [record("c1", "r1", nodes, not_ready=["n1"])])
+    driver.sync_table(0.5)
+    assert key in ctx.state.ejected  # NotReady: nothing to learn yet
+    ctx.table = table(doc, [record("c1", "r1", nodes)])
+    driver.sync_table(1.0)
+    assert key not in ctx.state.ejected
