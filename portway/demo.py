@@ -287,9 +287,9 @@ async def run_phases(demo: Demo) -> DemoReport:
 
     samples: list[Sample] = []
     windows: list[tuple[str, str, float, float, frozenset[str], bool]] = []
-    started_at, t_start = time.time(), time.monotonic()
     # the gateway counts endpoints it has just learned in over slowStart, at startup too
     await asyncio.sleep(demo_slow_start_s())
+    started_at, t_start = time.time(), time.monotonic()
     async with traffic(GATEWAY_URL, concurrency=4) as gen:
         samples = gen.samples
         t0 = time.monotonic()
@@ -314,16 +314,7 @@ async def run_phases(demo: Demo) -> DemoReport:
         await asyncio.sleep(phase_s)
         s = summarize(gen.since(t1))
         web = _web_share(s)
-        windows.append(
-            (
-                "kill-endpoints",
-                "alpha-2 dies",
-                t0,
-                time.monotonic(),
-                frozenset({"alpha/alpha-2"}),
-                True,
-            )
-        )
+        t_node = t0  # alpha-2 stays dead until alpha comes back
         add(
             "node lost",
             "alpha-2 dies; alpha's controller publishes it NotReady",
@@ -358,6 +349,8 @@ async def run_phases(demo: Demo) -> DemoReport:
 
         t_back = time.monotonic()
         lost = frozenset({"alpha/alpha-1", "alpha/alpha-2", "canary/alpha-1"})
+        node = frozenset({"alpha/alpha-2"})
+        windows.append(("kill-endpoints", "alpha-2 dies", t_node, t_back, node, True))
         windows.append(("kill-endpoints", "alpha lost", t_loss, t_back, lost, True))
         for name in ("alpha", "alpha-canary"):
             await demo.clusters[name].start()

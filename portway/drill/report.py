@@ -175,7 +175,7 @@ def render_html(report: DrillReport) -> str:
 <body>
 <h1>Drill {escape(report.scenario)}: {verdict}</h1>
 <p class="sub">{escape(report.description)}<br>
-started {_iso(report.started_at)}, {report.duration_s:g} s of traffic, gateway admin
+started {_iso(report.started_at)}, {report.duration_s:.1f} s of traffic, gateway admin
 {escape(report.admin_url)}</p>
 <h2>Expectations</h2>
 <table><tr><th>expectation</th><th>limit</th><th>measured</th><th></th></tr>
