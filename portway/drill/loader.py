@@ -272,14 +272,14 @@ def _semantic_issues(
         for key in sorted(written - _FIELDS_OF_KIND[fault.kind]):
             yield _key_at(filename, positions, (*path, key), f"not used by {fault.kind.value}")
         if fault.kind in CLUSTER_KINDS:
-            cluster = clusters.get(fault.cluster or "")
-            if cluster is None:
+            target = clusters.get(fault.cluster or "")
+            if target is None:
                 yield at((*path, "cluster"), f"{fault.kind.value} needs a cluster of this drill")
                 continue
-            if fault.service and fault.service not in {s.name for s in cluster.services}:
-                yield at((*path, "service"), f"cluster {cluster.name} has no {fault.service!r}")
-            for name in set(fault.nodes) - {n.name for n in cluster.nodes}:
-                yield at((*path, "nodes"), f"cluster {cluster.name} has no node {name!r}")
+            if fault.service and fault.service not in {s.name for s in target.services}:
+                yield at((*path, "service"), f"cluster {target.name} has no {fault.service!r}")
+            for name in set(fault.nodes) - {n.name for n in target.nodes}:
+                yield at((*path, "nodes"), f"cluster {target.name} has no node {name!r}")
         if fault.kind is FaultKind.ROTATE_CERTIFICATE:
             if not fault.listener:
                 yield at(path, "rotate-certificate needs a listener")

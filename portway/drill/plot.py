@@ -24,7 +24,7 @@ def nice_ceiling(value: float) -> float:
     """1, 2 or 5 times a power of ten, at or above `value` (1 for nothing)."""
     if value <= 0:
         return 1.0
-    power = 10 ** math.floor(math.log10(value))
+    power = 10.0 ** math.floor(math.log10(value))
     for step in (1, 2, 5, 10):
         if value <= step * power:
             return step * power

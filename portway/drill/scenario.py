@@ -188,22 +188,20 @@ def scaled(scenario: Scenario, duration_s: float) -> Scenario:
     """The same drill squeezed or stretched to `duration_s`: every time on the timeline
     scales with it; limits (failover, TTL) do not, so a drill scaled down may fail them."""
     factor = duration_s / scenario.traffic.duration_s
+
+    def times(value: float | None) -> float | None:
+        return None if value is None else value * factor
+
+    # pydantic's mypy plugin types __init__ by alias; field names are accepted
+    # too (populate_by_name), which is what dataclasses.replace passes.
     faults = tuple(
-        dataclasses.replace(
-            f,
-            at_s=f.at_s * factor,
-            until_s=None if f.until_s is None else f.until_s * factor,
-        )
+        dataclasses.replace(f, at_s=f.at_s * factor, until_s=times(f.until_s))  # type: ignore[call-arg]
         for f in scenario.faults
     )
     shares = tuple(
-        dataclasses.replace(
-            b,
-            from_s=None if b.from_s is None else b.from_s * factor,
-            to_s=None if b.to_s is None else b.to_s * factor,
-        )
+        dataclasses.replace(b, from_s=times(b.from_s), to_s=times(b.to_s))  # type: ignore[call-arg]
         for b in scenario.expect.shares
     )
-    traffic = dataclasses.replace(scenario.traffic, duration_s=duration_s)
+    traffic = dataclasses.replace(scenario.traffic, duration_s=duration_s)  # type: ignore[call-arg]
     expect = dataclasses.replace(scenario.expect, shares=shares)
     return dataclasses.replace(scenario, traffic=traffic, faults=faults, expect=expect)
