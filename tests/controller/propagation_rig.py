@@ -188,16 +188,50 @@ class Process:
         return self.log_path.read_text(errors="replace")
 
 
-def controller_process(cluster: Cluster, etcd: list[str], directory: Path) -> Process:
-    argv = [
-        "controller", "--cluster", cluster.name, "--region", "r1",
-        "--registry", "etcd", "--kubeconfig", str(cluster.kubeconfig(directory)),
-        "--admin", f"127.0.0.1:{free_port()}", "--identity", f"{cluster.name}-0",
-        "--lease-duration", "3", "--ttl", "5",
-    ]  # fmt: skip
-    for url in etcd:
-        argv += ["--etcd", url]
-    return Process(f"controller-{cluster.name}", argv, directory)
+class ControllerProcess(Process):
+    """`portway controller` for one emulated cluster; `replica` names its Lease identity."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        etcd: list[str],
+        directory: Path,
+        replica: int,
+        *,
+        lease_s: float = 3.0,
+        ttl_s: float = 5.0,
+    ) -> None:
+        self.identity = f"{cluster.name}-{replica}"
+        self.admin = f"http://127.0.0.1:{free_port()}"
+        argv = [
+            "controller", "--cluster", cluster.name, "--region", "r1",
+            "--registry", "etcd", "--kubeconfig", str(cluster.kubeconfig(directory)),
+            "--admin", self.admin.removeprefix("http://"), "--identity", self.identity,
+            "--lease-duration", str(lease_s), "--ttl", str(ttl_s),
+        ]  # fmt: skip
+        for url in etcd:
+            argv += ["--etcd", url]
+        super().__init__(f"controller-{self.identity}", argv, directory)
+
+    async def readyz(self, http: aiohttp.ClientSession) -> dict[str, Any]:
+        """Its /readyz body ({} while it cannot be asked)."""
+        try:
+            async with http.get(self.admin + "/readyz") as resp:
+                body: dict[str, Any] = await resp.json()
+                return body
+        except (aiohttp.ClientError, ValueError):
+            return {}
+
+    async def leading(self, http: aiohttp.ClientSession) -> bool:
+        """Whether this replica holds the Lease."""
+        return bool((await self.readyz(http)).get("leader"))
+
+
+def controller_process(
+    cluster: Cluster, etcd: list[str], directory: Path, replica: int = 0, **timing: float
+) -> ControllerProcess:
+    """A controller replica; `timing`: `lease_s` (Lease duration), `ttl_s` (record TTL)."""
+    return ControllerProcess(cluster, etcd, directory, replica, **timing)
 
 
 def gateway_config(*, port: int, admin_port: int, etcd: list[str], clusters: list[str]) -> str:
