@@ -54,7 +54,7 @@ from controller.watch import (
     WatchItem,
     WatchTiming,
 )
-from portway.model import DEFAULT_TTL_S
+from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S
 from portway.registry.base import Registry
 
 log = logging.getLogger("portway.controller")
@@ -93,6 +93,19 @@ class ControllerOptions:
     """Watch timeouts and reconnect backoff."""
     publish_retry_s: float = 1.0
     """How often blocked, failed or lost registry writes are tried again."""
+
+    def takeover_margin_s(self) -> float:
+        """How long, at worst, a crashed leader's records outlive the takeover.
+
+        They were renewed every min(5 s, ttl/3), so they live at least the TTL
+        minus that after the crash; the next replica leads, and adopts them,
+        at most a Lease duration plus a retry period after it. Negative: a
+        crashed leader's cluster may drop out of the gateways' tables for that
+        long (a stopped leader hands the Lease back, so it never does).
+        """
+        election = self.election or ElectionSettings(identity=self.identity)
+        least_life_s = self.ttl_s - min(DEFAULT_RENEW_S, self.ttl_s / 3)
+        return least_life_s - (election.lease_duration_s + election.retry_period_s)
 
 
 class Controller:
@@ -163,6 +176,13 @@ class Controller:
             asyncio.create_task(self.publisher.run(), name="controller-publish"),
             asyncio.create_task(self._follow_leadership(), name="controller-leadership"),
         ]
+        margin = self.options.takeover_margin_s()
+        if margin <= 0:
+            log.warning(
+                "record TTL too short for a takeover: a crashed leader's records may expire "
+                "before the next replica adopts them (raise --ttl or lower --lease-duration)",
+                extra={"ttl_s": self.options.ttl_s, "short_by_s": round(-margin, 3)},
+            )
         log.info(
             "controller started",
             extra={

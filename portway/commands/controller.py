@@ -93,9 +93,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add(
         "--lease-duration",
         type=float,
-        default=15.0,
+        default=6.0,
         metavar="S",
-        help="Lease duration; renew deadline 2/3 and retry period 2/15 of it (default 15)",
+        help="Lease duration; renew deadline 2/3 and retry period 2/15 of it; a takeover "
+        "after a crash takes up to 17/15 of it and must end before the records expire "
+        "(default 6, within the default TTL's 10 s)",
     )
     add("--ttl", type=float, default=15.0, metavar="S", help="registry record TTL (default 15)")
     add(

@@ -84,6 +84,14 @@ def test_every_flag_reaches_the_options():
     assert (o.ttl_s, o.admin_host, o.admin_port) == (9, "127.0.0.2", 9999)
 
 
+def test_by_default_a_crashed_leaders_records_outlive_the_takeover():
+    from portway.commands.controller import options_from_args
+
+    assert options_from_args(args_of()).takeover_margin_s() > 2.0
+    too_short = options_from_args(args_of("--ttl", "15", "--lease-duration", "15"))
+    assert too_short.takeover_margin_s() < 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [

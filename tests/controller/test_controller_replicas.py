@@ -185,3 +185,14 @@ async def test_a_writer_of_another_identity_waits_for_the_ttl(emulator, start_co
     gaps = line.absent_gaps()
     assert len(gaps) == 1 and gaps[0] < 0.2, f"one expiry, rewritten within 0.2 s: {gaps}"
     assert second.publisher.blocked == {}
+
+
+@pytest.mark.parametrize(("ttl_s", "warned"), [(2.0, True), (6.0, False)])
+async def test_a_ttl_a_takeover_cannot_beat_is_logged_at_start(
+    start_controller, caplog, ttl_s, warned
+):
+    """Lease 1.5 s + retry 0.2 s: a 2 s TTL renewed every 0.67 s may run out first."""
+    caplog.set_level("WARNING", logger="portway.controller")
+    await start_controller(MemoryRegistry(MemoryStore(), owner=OWNER), ttl_s=ttl_s)
+    said = [r for r in caplog.records if r.getMessage().startswith("record TTL too short")]
+    assert bool(said) == warned, said
