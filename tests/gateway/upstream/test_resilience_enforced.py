@@ -247,3 +247,63 @@ def test_an_ejected_endpoint_published_ready_again_is_let_back_at_once() -> None
     ctx.table = table(doc, [record("c1", "r1", nodes)])
     driver.sync_table(1.0)
     assert key not in ctx.state.ejected
+
+
+async def test_local_policy_nodes_are_probed_at_their_health_check_node_port() -> None:
+    """externalTrafficPolicy Local: kube-proxy's /healthz on healthCheckNodePort decides."""
+    from gateway.context import GatewayContext
+    from portway.model import TrafficPolicy
+    from tests.gateway.routing.routing_builders import WEB, record, table
+
+    local = {"n": 1}
+
+    async def healthz(request: web.Request) -> web.Response:
+        body = json.dumps(
+            {"service": {"namespace": "shop", "name": "web"}, **{"localEndpoints": local["n"]}}
+        )
+        return web.Response(status=200 if local["n"] else 503, text=body)
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    doc = {
+        "listeners": [WEB],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+        "backends": [
+            {
+                "name": "web",
+                "service": {"namespace": "shop", "name": "web", "port": "http"},
+                "healthCheck": {"interval": "100ms", "unhealthyThreshold": 1},
+            }
+        ],
+    }
+    rec = record(
+        "c1",
+        "r1",
+        [("n1", "127.0.0.1", "a"), ("n2", "127.0.0.2", "a")],
+        policy=TrafficPolicy.LOCAL,
+        health_check_node_port=port,
+        local={"n1": 1, "n2": 1},
+    )
+    t = table(doc, [rec])
+    ctx = GatewayContext(table=t, settings=t.gateway)
+    driver = HealthDriver(ctx, rng=Random(2))
+    driver.start()
+    key = "c1/127.0.0.1:30080"
+    try:
+        await asyncio.sleep(0.3)
+        assert key not in ctx.state.unhealthy  # 200 with localEndpoints 1
+        local["n"] = 0  # kube-proxy: no local endpoint on this node any more -> 503
+        for _ in range(100):
+            if key in ctx.state.unhealthy:
+                break
+            await asyncio.sleep(0.02)
+        assert key in ctx.state.unhealthy
+        assert "kube-proxy healthz 503" in driver.reasons[key]
+    finally:
+        await driver.stop()
+        await runner.cleanup()
