@@ -66,6 +66,8 @@ from portway.registry.decode import decode_change, decode_records, stored_owner,
 
 log = logging.getLogger(__name__)
 
+DECODE_INLINE = 200
+"""A snapshot with more records than this is decoded in a thread."""
 CLAIM_ATTEMPTS = 4
 """Create-or-adopt rounds before a key that keeps changing under us counts as held."""
 
@@ -345,9 +347,16 @@ class EtcdRegistry:
         out = await self._call(
             "/v3/kv/range", {"key": _b64(self._prefix), "range_end": _b64(prefix_end(self._prefix))}
         )
-        items = [(self._rel(kv["key"]), _unb64(kv.get("value", ""))) for kv in out.get("kvs", [])]
         revision = int(out.get("header", {}).get("revision", 0))
-        return Snapshot(decode_records(items, backend=self.backend), revision)
+        kvs = out.get("kvs", [])
+        if len(kvs) <= DECODE_INLINE:
+            return Snapshot(self._decode_all(kvs), revision)
+        # 20,000 records take seconds to decode: not on the event loop
+        return Snapshot(await asyncio.to_thread(self._decode_all, kvs), revision)
+
+    def _decode_all(self, kvs: list[dict[str, Any]]) -> dict[ServiceKey, ServiceRecord]:
+        items = [(self._rel(kv["key"]), _unb64(kv.get("value", ""))) for kv in kvs]
+        return decode_records(items, backend=self.backend)
 
     async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         revision = from_revision

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcd_server import EtcdCluster
@@ -20,7 +22,7 @@ from portway.registry.base import (
     RegistryUnavailable,
     Snapshot,
 )
-from portway.registry.etcd import EtcdRegistry, prefix_end
+from portway.registry.etcd import DECODE_INLINE, EtcdRegistry, prefix_end
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -216,3 +218,29 @@ async def test_feed_and_watch_survive_an_etcd_restart_without_lost_or_repeated_c
         await writer.close()
         await reader.close()
         cluster.stop()
+
+
+async def test_a_large_snapshot_is_decoded_whole_off_the_event_loop(
+    etcd_endpoints: list[str],
+) -> None:
+    root = f"big-{time.monotonic_ns()}/"
+    reg = EtcdRegistry(etcd_endpoints, root=root)
+    records = [rec(f"c{i:03d}") for i in range(DECODE_INLINE + 50)]
+    try:
+        for r in records:
+            await reg.put_raw(r.key.path(), r.to_json().encode())
+        await reg.put_raw("portway/v1/services/shop/web/broken", b"{not json")
+        loop_thread = threading.get_ident()
+        decoded_in: list[int] = []
+        original = reg._decode_all
+
+        def spy(kvs: list[dict[str, Any]]) -> dict[ServiceKey, ServiceRecord]:
+            decoded_in.append(threading.get_ident())
+            return original(kvs)
+
+        reg._decode_all = spy  # type: ignore[method-assign]
+        snap = await reg.snapshot()
+        assert snap.records == {r.key: r for r in records}
+        assert decoded_in and decoded_in[0] != loop_thread
+    finally:
+        await reg.close()
