@@ -15,9 +15,11 @@ so a drill never leaves a fault behind). What each kind does, for real:
   `portway.simcluster`): requests hang, connects time out. Recovery: the
   nodes serve again.
 - slow: every answer of the nodes waits `delay` first.
-- registry-outage: the registry path the gateway reads vanishes (it is a
-  link to the directory the controllers write, and the link is removed);
-  the controllers keep publishing. Recovery: the link is back.
+- registry-outage: files: the registry path the gateway reads vanishes (it
+  is a link to the directory the controllers write, and the link is
+  removed); the controllers keep publishing. Recovery: the link is back.
+  etcd: the drill's etcd member is killed (every client's calls fail);
+  recovery starts it again on its data, and the controllers publish again.
 - rotate-certificate: the listener's certificates (made by the drill's CA)
   are replaced by new ones, files swapped atomically; the gateway polls its
   certificate files. A probe makes fresh TLS handshakes until one presents
@@ -102,6 +104,8 @@ class Injection:
             for sim in self.sims:
                 for node in self._nodes(sim):
                     sim.slow_node(node, self.fault.delay_s or 0.0)
+        elif kind is FaultKind.REGISTRY_OUTAGE and self.site.etcd is not None:
+            await self.site.etcd.stop()
         elif kind is FaultKind.REGISTRY_OUTAGE:
             self.site.registry_link().unlink()
         elif kind is FaultKind.SHIFT_WEIGHTS:
@@ -169,6 +173,10 @@ class Injection:
             for sim in self.sims:
                 for node in self._nodes(sim):
                     sim.slow_node(node, 0.0)
+        elif kind is FaultKind.REGISTRY_OUTAGE and self.site.etcd is not None:
+            self.site.etcd.start()
+            await self.site.etcd.wait_healthy()
+            await self.site.republish_running()  # controllers whose leases ran out
         elif kind is FaultKind.REGISTRY_OUTAGE:
             link = self.site.registry_link()
             link.symlink_to(self.site.registry_dir, target_is_directory=True)

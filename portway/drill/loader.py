@@ -33,7 +33,7 @@ from gateway.config.source import SourceMap, SourceSyntaxError, parse_source
 from gateway.config.validation import did_you_mean
 from portway.drill.scenario import FaultKind, Scenario
 
-SUPPORTED_REGISTRIES = ("files",)
+SUPPORTED_REGISTRIES = ("files", "etcd")
 CLUSTER_KINDS = frozenset(
     {FaultKind.KILL_ENDPOINTS, FaultKind.STOP_CONTROLLER, FaultKind.BLACK_HOLE, FaultKind.SLOW}
 )
@@ -335,7 +335,15 @@ def _gateway_issues(
         return _at(filename, positions, path, message)
 
     registry = config.registry
-    if registry.type != "files" or not registry.path or os.path.isabs(registry.path):
+    if scenario.registry.type == "etcd":
+        loopback = [e for e in registry.endpoints if e.startswith("http://127.")]
+        if registry.type != "etcd" or len(registry.endpoints) != 1 or not loopback:
+            yield at(
+                ("gateway", "config"),
+                "an etcd drill's gateway config needs an etcd registry with one endpoint "
+                "http://127.x.x.x:PORT (where the drill runs its etcd)",
+            )
+    elif registry.type != "files" or not registry.path or os.path.isabs(registry.path):
         yield at(
             ("gateway", "config"),
             "the drill's gateway config needs a files registry with a relative path "

@@ -7,8 +7,8 @@ file:line:column to every problem. Times on the timeline (`at`, `until`) are
 seconds from the start of traffic.
 
 Every field is enforced by the drill runner; a registry type the runner
-cannot drive yet (anything but files) is refused by the loader as "not
-supported yet" rather than accepted and ignored.
+cannot drive yet (Consul) is refused by the loader as "not supported yet"
+rather than accepted and ignored.
 """
 
 from __future__ import annotations
@@ -75,7 +75,8 @@ class ClusterSpec:
 
 @dataclass(frozen=True, slots=True, config=CONFIG)
 class RegistrySpec:
-    """Where the simulated controllers publish, and their records' TTL."""
+    """Where the simulated controllers publish (files, or etcd: a member the drill runs
+    where its gateway config's registry endpoint points), and their records' TTL."""
 
     type: str = "files"
     ttl_s: Duration = Field(default=2.0, alias="ttl")

@@ -1,7 +1,8 @@
 """The drill's site: simulated clusters, their controllers, and the gateway under test.
 
 Each (cluster, service) of the scenario is a `SimulatedCluster` on its
-loopback addresses; each cluster's controller is a files-registry writer that
+loopback addresses; each cluster's controller is a registry writer (files,
+or etcd: then the drill runs its own etcd member, `etcd_member`) that
 publishes the cluster's records with the scenario's TTL and renews them until
 it is stopped (then the records expire, as when a real controller dies). The
 gateway is either started here, a real `portway gateway` process running a
@@ -26,7 +27,10 @@ from typing import Any
 import aiohttp
 
 from portway.drill.certs import DrillCa, install
+from portway.drill.etcd_member import EtcdMember, EtcdUnavailable
 from portway.drill.loader import LoadedScenario
+from portway.registry.base import Registry
+from portway.registry.etcd import EtcdRegistry
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SERVED_BY, SimNode, SimulatedCluster
 
@@ -85,7 +89,11 @@ class DrillSite:
                     service=service.name,
                     label=service.label,
                 )
-        self.controllers: dict[str, FilesRegistry] = {}
+        self.controllers: dict[str, Registry] = {}
+        self.stopped: set[SimKey] = set()  # records whose controller was stopped
+        self.etcd: EtcdMember | None = None
+        if scenario.registry.type == "etcd":
+            self.etcd = EtcdMember(config.registry.endpoints[0], workdir / "etcd-data")
         self.gateway: subprocess.Popen[bytes] | None = None
         # HTTPS listeners with relative certificate paths get a drill CA's certificates
         self.ca: DrillCa | None = None
@@ -104,11 +112,24 @@ class DrillSite:
             await self._find_external_gateway()
         else:
             self._check_gateway_ports()
-        self.registry_dir.mkdir(parents=True, exist_ok=True)
-        if not self.external:
-            self._registry_path.symlink_to(self.registry_dir, target_is_directory=True)
-        for cluster in self.regions:
-            self.controllers[cluster] = FilesRegistry(self.registry_dir)
+        if self.etcd is not None:
+            if self.external:
+                raise SiteError("an etcd drill starts its own gateway (no --gateway-admin)")
+            try:
+                self.etcd.start()
+                await self.etcd.wait_healthy()
+            except (EtcdUnavailable, OSError) as exc:
+                raise SiteError(f"the drill's etcd: {exc}") from None
+            for cluster in self.regions:
+                self.controllers[cluster] = EtcdRegistry(
+                    [self.etcd.client_url], owner=f"drill-controller-{cluster}"
+                )
+        else:
+            self.registry_dir.mkdir(parents=True, exist_ok=True)
+            if not self.external:
+                self._registry_path.symlink_to(self.registry_dir, target_is_directory=True)
+            for cluster in self.regions:
+                self.controllers[cluster] = FilesRegistry(self.registry_dir)
         for key, sim in self.sims.items():
             try:
                 await sim.start()
@@ -149,6 +170,9 @@ class DrillSite:
         config = self.loaded.gateway_config
         wanted = [(lst.address, lst.port, f"listener {lst.name}") for lst in config.listeners]
         wanted.append((config.admin.address, config.admin.port, "the admin API"))
+        if self.etcd is not None:
+            wanted.append((self.etcd.host, self.etcd.port, "the drill's etcd"))
+            wanted.append((self.etcd.host, self.etcd.port + 1, "the drill's etcd (peers)"))
         for address, port, what in wanted:
             taken = port_taken(address, port)
             if taken is not None:
@@ -157,11 +181,19 @@ class DrillSite:
     async def publish(self, sim: SimulatedCluster) -> None:
         """The cluster's controller publishes (or renews) the service's record."""
         await self.controllers[sim.name].publish(sim.record(), self.ttl_s)
+        self.stopped.discard((sim.name, sim.service))
 
     async def stop_controller(self, sims: list[SimulatedCluster]) -> None:
         """The controller stops renewing these records; they expire after the TTL."""
         for sim in sims:
             await self.controllers[sim.name].abandon(sim.record().key)
+            self.stopped.add((sim.name, sim.service))
+
+    async def republish_running(self) -> None:
+        """Every controller still running publishes again (after a registry outage)."""
+        for key, sim in self.sims.items():
+            if key not in self.stopped:
+                await self.publish(sim)
 
     def registry_link(self) -> Path:
         """The path the started gateway reads its registry from (a link)."""
@@ -282,6 +314,9 @@ class DrillSite:
             except subprocess.TimeoutExpired:
                 self.gateway.kill()
         for controller in self.controllers.values():
-            await controller.close()
+            with contextlib.suppress(Exception):  # an etcd already stopped
+                await controller.close()
         for sim in self.sims.values():
             await sim.stop()
+        if self.etcd is not None:
+            await self.etcd.stop()

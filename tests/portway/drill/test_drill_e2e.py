@@ -138,3 +138,13 @@ def test_a_certificate_renewed_under_traffic_fails_no_request() -> None:
     rotation = body["faults"][0]
     assert rotation["kind"] == "rotate-certificate" and rotation["took_effect_s"] < 2
     assert body["totals"]["failed"] == 0 and body["totals"]["requests"] > 500
+
+
+@pytest.mark.e2e
+@pytest.mark.timeout(60)
+def test_an_etcd_outage_longer_than_the_ttl_is_invisible_to_users() -> None:
+    code, body, _ = drill("etcd-outage")
+    assert code == 0, failed_expectations(body)
+    outage = body["faults"][0]
+    assert outage["kind"] == "registry-outage" and outage["end_s"] - outage["start_s"] > 2.0
+    assert body["windows"]["during"]["requests"] > 400

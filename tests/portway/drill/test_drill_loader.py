@@ -41,6 +41,7 @@ def test_the_shipped_drills_are_the_five_of_the_issue_and_two_more() -> None:
         "hybrid-data-residency",
         "registry-outage",
         "certificate-rotation",
+        "etcd-outage",
     }
 
 
@@ -48,7 +49,7 @@ def test_the_shipped_drills_are_the_five_of_the_issue_and_two_more() -> None:
 def test_every_shipped_drill_loads_with_its_gateway_config(path: Path) -> None:
     loaded = load_scenario(path)
     assert loaded.scenario.name == path.stem
-    assert loaded.gateway_config.registry.type == "files"
+    assert loaded.gateway_config.registry.type == loaded.scenario.registry.type
     assert loaded.scenario.faults and loaded.scenario.expect
 
 
@@ -78,10 +79,16 @@ def test_a_field_the_fault_kind_does_not_use_is_an_error() -> None:
     assert any("faults[0].delay: not used by stop-controller" in i for i in issues_of(text))
 
 
-def test_registries_other_than_files_are_not_supported_yet() -> None:
-    text = BASE + "registry: {type: etcd}\n"
-    found = issues_of(text)
+def test_a_consul_registry_is_not_supported_yet() -> None:
+    found = issues_of(BASE + "registry: {type: consul}\n")
     assert any("registry.type" in i and "not supported yet" in i for i in found), found
+
+
+def test_an_etcd_drill_needs_a_gateway_reading_one_loopback_etcd() -> None:
+    found = issues_of(BASE + "registry: {type: etcd}\n")  # its gateway reads files
+    assert any("gateway.config" in i and "etcd registry with one endpoint" in i for i in found)
+    loaded = load_scenario(ROOT / "config" / "drills" / "etcd-outage.yaml")
+    assert loaded.gateway_config.registry.endpoints == ("http://127.0.0.1:23790",)
 
 
 def test_a_rotation_needs_an_https_listener_whose_certificates_the_drill_makes() -> None:
