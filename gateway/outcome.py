@@ -56,6 +56,9 @@ class ResponseFlag(enum.IntEnum):
     """A rate limit refused the request (`portway-error: rate_limited`)."""
 
 
+NO_FLAG: Final = ResponseFlag.NONE
+"""`ResponseFlag.NONE` as a module constant: what every exchange starts with."""
+
 FLAG_TEXT: Final[tuple[str, ...]] = (
     "",
     "DC",

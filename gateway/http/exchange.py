@@ -15,7 +15,7 @@ from typing import Final, Protocol
 
 from gateway.context import RequestLog
 from gateway.http.plan import RulePlan
-from gateway.outcome import ResponseFlag
+from gateway.outcome import NO_FLAG
 from gateway.routing.decision import Decision
 from gateway.routing.endpoints import Endpoint
 from gateway.routing.route import CompiledRule
@@ -238,7 +238,7 @@ class Exchange:
         self.responded = False
         self.status = 0
         self.fixed_host = b""
-        self.flags = ResponseFlag.NONE
+        self.flags = NO_FLAG
         self.head = b""
         self.log: RequestLog | None = None
         self.token: object = None

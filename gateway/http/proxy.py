@@ -313,7 +313,7 @@ class HttpProxy(ResponseRelay):
             plan = plan.for_backend(backend.name)
         ex.plan = plan
         ex.deadline = now + plan.request_s
-        self._request_head(ex, plan, path)
+        self._request_head(ex, plan)
         if plan.forward_filters:
             for forward_filter in plan.forward_filters:
                 forward_filter.on_forward(ex, facts, ctx)
@@ -321,7 +321,7 @@ class HttpProxy(ResponseRelay):
         ex.counted = True
         self._try(ex, endpoint)
 
-    def _request_head(self, ex: Exchange, plan: RulePlan, path: str) -> None:
+    def _request_head(self, ex: Exchange, plan: RulePlan) -> None:
         """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
 
         A keep-alive client usually repeats its request: `head_memo` keeps the
@@ -356,7 +356,7 @@ class HttpProxy(ResponseRelay):
             return
         plain = not ex.request_id
         rewrite = plan.path_rewrite
-        target = rewrite.path(path).encode("latin-1") if rewrite is not None else ex.path
+        target = rewrite.target(ex.path) if rewrite is not None else ex.path
         if ex.query:
             target += b"?" + ex.query
         ex.line = ex.method + b" " + target + b" HTTP/1.1\r\n"

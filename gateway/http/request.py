@@ -49,6 +49,7 @@ _REQID: Final = 8
 _XFF: Final = 9
 _TRACE: Final = 10
 _PLAIN: Final = 11
+_ORIGIN: Final = 12
 _SPECIAL: Final[dict[bytes, int]] = {
     b"host": _HOST,
     b"content-length": _CL,
@@ -65,6 +66,7 @@ _SPECIAL: Final[dict[bytes, int]] = {
     b"expect": _EXPECT,
     b"x-request-id": _REQID,
     b"traceparent": _TRACE,
+    b"origin": _ORIGIN,
 }
 
 _EXACT: Final[dict[bytes, int]] = {
@@ -79,7 +81,7 @@ _EXACT: Final[dict[bytes, int]] = {
     b"Referer": _PLAIN,
     b"Authorization": _PLAIN,
     b"Cache-Control": _PLAIN,
-    b"Origin": _PLAIN,
+    b"Origin": _ORIGIN,
     b"If-None-Match": _PLAIN,
     b"If-Modified-Since": _PLAIN,
 }
@@ -118,6 +120,7 @@ class RequestReader:
         "nheaders",
         "now",
         "observe",
+        "origin",
         "parser",
         "parsing",
         "paused",
@@ -221,6 +224,7 @@ class RequestReader:
         self.request_id = b""
         self.traced = False
         self.clen: bytes | None = None
+        self.origin = b""
 
     def on_url(self, url: bytes) -> None:
         self.url += url
@@ -275,6 +279,9 @@ class RequestReader:
             self.headers.append((name, value))
         elif kind == _TRACE:
             self.traced = True
+            self.headers.append((name, value))
+        elif kind == _ORIGIN:
+            self.origin = value  # CORS reads it (`Exchange.origin`): no header scan
             self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
@@ -333,6 +340,8 @@ class RequestReader:
                 raise hh.HeadError(413, "request_body_too_large")
             ex.body_limit = limit
         ex.traced = self.traced
+        if self.origin:
+            ex.origin = self.origin
         ex.keep_alive = keep_alive and not self.closing
         ex.chunked = chunked
         ex.body_done = not has_body

@@ -83,8 +83,7 @@ class ResponseRelay(TryRunner):
         plan = ex.plan
         assert plan is not None
         out = [_STATUS_200 if status == 200 else hh.status_line(status)]
-        drop = plan.response_drop
-        out.extend(conn.head_lines(drop) if drop or conn.dropped else conn.lines)
+        out.extend(conn.head_lines() if conn.dropped else conn.lines)  # `drop` applied
         out.append(plan.response_lines)
         if ex.response_lines:  # written by request filters (CORS)
             out.append(ex.response_lines)

@@ -105,6 +105,10 @@ class TryRunner(RequestReader):
         conn.sink = self  # type: ignore[assignment]  # UpstreamConnection.bind, inlined
         conn.head_only = ex.method == b"HEAD"
         conn.got_head = False
+        plan = ex.plan
+        assert plan is not None
+        if plan.response_drop is not conn.drop:  # the same rule again: nothing to do
+            conn.drop_names(plan.response_drop)
         endpoint = ex.endpoint
         assert endpoint is not None
         key = endpoint.key

@@ -34,6 +34,13 @@ def normalize_prefix(value: str) -> str:
     return value.rstrip("/")
 
 
+Plan = object
+"""What a `RulePlanner` builds for a rule: routing carries it and never reads it
+(the HTTP proxy's is `gateway.http.plan.RulePlan`). A module-level name, not
+`object` in the annotation: compiled dataclasses resolve their field types in
+the module's globals, where builtins are not."""
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class CompiledRule:
     """One rule: backends, timeouts and retry policy, and the plan built for it."""
@@ -49,11 +56,11 @@ class CompiledRule:
     prefixes: tuple[str, ...] = ()
     """The rule's PathPrefix values, normalised, longest first (for prefix rewrites)."""
     config: Rule | None = field(default=None, repr=False)
-    plan: object = field(default=None, repr=False)
+    plan: Plan = field(default=None, repr=False)
     """What the compiler's `RulePlanner` built for this rule (None without one)."""
 
 
-RulePlanner = Callable[[CompiledRule, Route], object]
+RulePlanner = Callable[[CompiledRule, Route], Plan]
 """Builds a rule's plan once, when the rule is compiled (see the module docstring)."""
 
 

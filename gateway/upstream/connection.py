@@ -6,9 +6,10 @@ exchange that holds it): `on_response_head`, `on_response_body`,
 `on_response_complete`, `upstream_failed`, `tunnel_data`, and the two flow
 control calls `upstream_pause_writing`/`upstream_resume_writing` (which pause
 and resume reading from the client: backpressure from upstream to client).
-Hop-by-hop response headers are dropped as they arrive; the others are kept
-as ready `Name: value\r\n` lines (`head_lines`), so the proxy joins the
-response head without touching each header again. Its pool takes it back
+Hop-by-hop response headers are dropped as they arrive, and so are the names
+the rule's response header modifier removes or sets (`drop`, given at bind);
+the others are kept as ready `Name: value\r\n` lines (`lines`), so the
+proxy joins the response head without touching each header again. Its pool takes it back
 after a complete response; the connection knows the pool only as a
 `ConnectionPool` (the two calls it makes), so this module does not import
 `gateway.upstream.pool`, which imports it.
@@ -69,6 +70,26 @@ _PLAIN_CONNECTION: Final = frozenset({b"keep-alive", b"close", b"upgrade"})
 """Connection values naming only hop-by-hop headers, which are dropped anyway."""
 
 
+_LOWER_PLAIN: Final = frozenset(
+    {
+        b"server",
+        b"date",
+        b"content-type",
+        b"cache-control",
+        b"last-modified",
+        b"etag",
+        b"expires",
+        b"vary",
+        b"set-cookie",
+        b"location",
+        b"accept-ranges",
+        b"content-encoding",
+        b"content-length",
+    }
+)
+"""`_PLAIN_NAMES` and Content-Length, lowercased: a drop set naming none of them
+costs nothing on their fast path (`bind`)."""
+
 _PLAIN_NAMES: Final = frozenset(
     {
         b"Server",
@@ -96,6 +117,8 @@ class UpstreamConnection:
     __slots__ = (
         "chunked",
         "closed",
+        "drop",
+        "drop_plain",
         "dropped",
         "feed",
         "got_head",
@@ -124,6 +147,10 @@ class UpstreamConnection:
         """`transport.write`, bound once (the proxy writes each request head with it)."""
         self.sink: ResponseSink | None = None
         self.lines: list[bytes] = []
+        self.drop: frozenset[bytes] = frozenset()
+        """Lowercased names not to keep (the rule's response header modifier), set at bind."""
+        self.drop_plain = False
+        """Whether `drop` names a header of the `_PLAIN_NAMES` fast path (rare)."""
         self.dropped: frozenset[bytes] | None = None
         self.upgrade = b""
         self.status = 0
@@ -196,7 +223,8 @@ class UpstreamConnection:
 
     def on_header(self, name: bytes, value: bytes) -> None:
         if name in _PLAIN_NAMES:  # common end-to-end headers as servers spell them
-            self.lines.append(name + b": " + value + b"\r\n")
+            if not self.drop_plain or name.lower() not in self.drop:
+                self.lines.append(name + b": " + value + b"\r\n")
             return
         if name == b"Content-Length":
             self.has_length = True
@@ -217,14 +245,16 @@ class UpstreamConnection:
             return
         if lname == b"content-length":
             self.has_length = True
+        elif lname in self.drop:
+            return
         self.lines.append(name + b": " + value + b"\r\n")
 
-    def head_lines(self, drop: frozenset[bytes]) -> list[bytes]:
-        """The response's end-to-end header lines, minus `drop` and what Connection named."""
-        if self.dropped:
-            drop = drop | (self.dropped - {b"content-length"})
-        if not drop:
+    def head_lines(self) -> list[bytes]:
+        """The response's end-to-end header lines, minus what its Connection header named
+        (known only once the head is complete; `lines` when it named nothing)."""
+        if not self.dropped:
             return self.lines
+        drop = self.dropped - {b"content-length"}
         return [line for line in self.lines if line[: line.index(b":")].lower() not in drop]
 
     def on_headers_complete(self) -> None:
@@ -290,7 +320,17 @@ class UpstreamConnection:
             if self.transport is not None:
                 self.transport.abort()
 
-    def bind(self, sink: ResponseSink, *, head_only: bool) -> None:
+    def bind(
+        self, sink: ResponseSink, *, head_only: bool, drop: frozenset[bytes] = frozenset()
+    ) -> None:
+        """Serve `sink`'s request; `drop`: response header names its rule removes or sets."""
         self.sink = sink
         self.head_only = head_only
         self.got_head = False
+        if drop is not self.drop:
+            self.drop_names(drop)
+
+    def drop_names(self, drop: frozenset[bytes]) -> None:
+        """Leave out of the next responses the header names in `drop` (lowercased)."""
+        self.drop = drop
+        self.drop_plain = not drop.isdisjoint(_LOWER_PLAIN)

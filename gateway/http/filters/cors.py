@@ -94,20 +94,20 @@ class CorsFilter:
         return out
 
     def on_request(self, ex: ExchangeView, facts: RequestFacts, now: float) -> LocalAnswer | None:
-        origin = method = asked = None
-        for name, value in ex.headers:
-            size = len(name)
-            if size == 6 and name.lower() == b"origin":
-                origin = value
-            elif size == 29 and name.lower() == b"access-control-request-method":
-                method = value
-            elif size == 30 and name.lower() == b"access-control-request-headers":
-                asked = value
-        if origin is None:
+        origin = ex.origin  # captured by the request parser: no header scan here
+        if not origin:
             return None
         allowed = self.allows(origin)
-        if ex.method == b"OPTIONS" and method is not None:
-            return LocalAnswer(PREFLIGHT_STATUS, self.preflight(origin, method, asked, allowed))
+        if ex.method == b"OPTIONS":
+            method = asked = None
+            for name, value in ex.headers:
+                size = len(name)
+                if size == 29 and name.lower() == b"access-control-request-method":
+                    method = value
+                elif size == 30 and name.lower() == b"access-control-request-headers":
+                    asked = value
+            if method is not None:
+                return LocalAnswer(PREFLIGHT_STATUS, self.preflight(origin, method, asked, allowed))
         if allowed:
             pairs = self._allow_origin(origin)
             if self.expose:

@@ -258,3 +258,53 @@ async def test_a_mirror_at_zero_percent_is_not_built_and_copies_nothing(
                 assert r.status == 200
     await asyncio.sleep(0.1)
     assert raw_upstream.connections == 0
+
+
+async def test_response_header_modifier_drops_as_the_head_is_parsed_per_rule(
+    make_gateway: GatewayFactory,
+) -> None:
+    answer = (
+        b"HTTP/1.1 200 OK\r\nServer: up\r\nX-Up: from-upstream\r\nx-other: 1\r\n"
+        b"Content-Length: 2\r\n\r\nok"
+    )
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while await reader.readuntil(b"\r\n\r\n"):
+                writer.write(answer)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    modifier = {"set": [{"name": "X-Up", "value": "gw"}], "remove": ["server", "X-OTHER"]}
+    config = simple_config([port])
+    config["routes"][0]["rules"] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": "/drop"}}],
+            "backendRefs": [{"name": "app"}],
+            "filters": {"responseHeaders": modifier},
+        },
+        {"backendRefs": [{"name": "app"}]},
+    ]
+    gw = await make_gateway(config)
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+        heads = []
+        for path in (b"/drop", b"/keep", b"/drop", b"/keep"):  # one client and upstream connection
+            writer.write(b"GET " + path + b" HTTP/1.1\r\nHost: h\r\n\r\n")
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+            assert await reader.readexactly(2) == b"ok"
+            heads.append(head.lower())
+        writer.close()
+    finally:
+        server.close()
+    for dropped in (heads[0], heads[2]):
+        assert b"x-up: gw\r\n" in dropped and b"from-upstream" not in dropped
+        assert b"server:" not in dropped and b"x-other" not in dropped
+    for kept in (heads[1], heads[3]):
+        assert b"x-up: from-upstream\r\n" in kept and b"server: up\r\n" in kept
+        assert b"x-other: 1\r\n" in kept
+    pools = gw.ctx.pools
+    assert pools is not None
+    assert sum(pool.total for pool in pools.pools.values()) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+import pytest
 from pydantic import TypeAdapter
 
 from gateway.config.model import Cors, GatewayConfig, HeaderModifier, RequestRedirect, UrlRewrite
@@ -13,9 +14,10 @@ from gateway.http.filters.cors import CorsFilter
 from gateway.http.filters.header_modifier import HeaderEdits
 from gateway.http.filters.mirror import MirrorFilter, MirrorLimit, copy_of
 from gateway.http.filters.redirect import RedirectFilter, request_port
-from gateway.http.filters.rewrite import path_rewrite
+from gateway.http.filters.rewrite import PathRewrite, path_rewrite
 from gateway.http.plan import RulePlan, compile_http_table
 from gateway.routing.facts import RequestFacts
+from gateway.routing.redirect import replace_prefix
 
 
 def exchange(
@@ -25,7 +27,10 @@ def exchange(
     host: bytes = b"shop.example.com",
     headers: list[tuple[bytes, bytes]] | None = None,
 ) -> Exchange:
-    return Exchange(method, path, query, "1.1", host, headers or [], b"", None)
+    ex = Exchange(method, path, query, "1.1", host, headers or [], b"", None)
+    # the request parser captures Origin as the head arrives (`RequestReader.on_header`)
+    ex.origin = next((v for n, v in ex.headers if n.lower() == b"origin"), b"")
+    return ex
 
 
 def facts_of(ex: Exchange) -> RequestFacts:
@@ -335,3 +340,23 @@ def test_a_rule_without_filters_has_an_empty_chain() -> None:
     assert isinstance(plan, RulePlan)
     assert plan.request_filters == () and plan.forward_filters == () and plan.backend_plans == ()
     assert plan.request_lines == b"" and plan.path_rewrite is None
+
+
+@pytest.mark.parametrize(
+    ("prefixes", "replacement", "path"),
+    [
+        (("/api",), "/v2", "/api/x"),
+        (("/api",), "/", "/api/x"),
+        (("/api",), "/v2/", "/api"),
+        (("/api/v1", "/api"), "/new", "/api/v1/items"),
+        (("/api",), "/v2", "/apix"),
+        (("",), "/v2", "/anything"),
+        (("/api",), "/", "/api"),
+    ],
+)
+def test_prefix_rewrite_on_bytes_matches_the_text_rule(
+    prefixes: tuple[str, ...], replacement: str, path: str
+) -> None:
+    rewrite = PathRewrite(None, replacement, prefixes)
+    assert rewrite.target(path.encode()) == replace_prefix(path, prefixes, replacement).encode()
+    assert PathRewrite("/fixed", None, prefixes).target(path.encode()) == b"/fixed"
