@@ -19,7 +19,6 @@ from typing import Any, Protocol
 from gateway.config.model import GatewaySettings
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
-from gateway.runtime.tls import ServerTls
 from gateway.upstream.breaker import BackendBreakers
 from gateway.upstream.outlier import OutlierDetector
 
@@ -124,6 +123,3 @@ class GatewayContext:
     tunnels: set[Tunnel] = field(default_factory=set)
     """Open TCP / TLS-passthrough connections (`l4.tcp.TcpProxy`, each has
     `abort()`): a drain waits for them, as for in-flight requests, then cuts them."""
-    server_tls: dict[str, ServerTls] = field(default_factory=dict)
-    """HTTPS listeners' `runtime.tls.ServerTls` by listener name: reloaded when
-    their files change or on SIGHUP, read by the admin API and the expiry metric."""

@@ -66,10 +66,10 @@ from gateway.http.plan import (
     via_line,
 )
 from gateway.http.response import ResponseRelay
+from gateway.http.tls_facts import ConnectionTls, header_safe, peer_subject
 from gateway.ops.observer import GatewayObserver
 from gateway.outcome import ResponseFlag, flag_of
 from gateway.routing.decision import RequestFacts
-from gateway.runtime.tls import ServerTls, header_safe, peer_subject
 from gateway.transport import Transport
 
 
@@ -101,7 +101,7 @@ class HttpProxy(ResponseRelay):
         listener: str,
         *,
         proto: bytes = b"http",
-        tls: ServerTls | None = None,
+        tls: ConnectionTls | None = None,
         access: AccessCheck | None = None,
         max_body_bytes: int | None = None,
     ) -> None:

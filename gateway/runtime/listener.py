@@ -2,9 +2,9 @@
 
 `start_listener` picks the protocol factory for the listener's protocol
 (HTTP and HTTPS → `http.proxy.HttpProxy`, TLS passthrough and TCP →
-`l4.tcp.TcpProxy`), sets up TLS termination for HTTPS (`tls.ServerTls`, kept in `ctx.server_tls`
-for reloads)
-and the worker's upstream pools when the runtime did not, and binds with
+`l4.tcp.TcpProxy`), sets up TLS termination for HTTPS (`tls.ServerTls`, kept
+in the caller's `certificates` for reloads and the expiry metric) and the
+worker's upstream pools when the runtime did not, and binds with
 SO_REUSEPORT when asked (one socket per worker process, the kernel spreads
 connections) or serves an inherited socket.
 """
@@ -85,8 +85,12 @@ async def start_listener(
     *,
     reuse_port: bool,
     sock: socket.socket | None = None,
+    certificates: dict[str, ServerTls] | None = None,
 ) -> asyncio.Server:
-    """Start accepting on `listener`; the caller closes the returned server."""
+    """Start accepting on `listener`; the caller closes the returned server.
+
+    An HTTPS listener's `ServerTls` is put in `certificates` under its name.
+    """
     loop = asyncio.get_running_loop()
     if ctx.pools is None:
         ctx.pools = PoolSet(loop)
@@ -102,7 +106,8 @@ async def start_listener(
         if listener.tls is None:
             raise ValueError(f"listener {name}: HTTPS needs a tls block")
         tls = ServerTls(name, listener.tls)
-        ctx.server_tls[name] = tls
+        if certificates is not None:
+            certificates[name] = tls
         ssl_context = tls.front
         factory = lambda: HttpProxy(  # noqa: E731
             ctx, name, proto=b"https", tls=tls, access=access, max_body_bytes=body

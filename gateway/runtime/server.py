@@ -71,6 +71,7 @@ if TYPE_CHECKING:
 
     from gateway.routing.table import RoutingTable
     from gateway.runtime.feed import EndpointFeed
+    from gateway.runtime.tls import ServerTls
     from gateway.upstream.health_driver import HealthDriver
     from gateway.upstream.pool import PoolSet
 
@@ -170,6 +171,9 @@ class Worker:
         """Probes and the outlier sweep, once started."""
         self.observer = GatewayObserver()
         self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
+        self.server_tls: dict[str, ServerTls] = {}
+        """HTTPS listeners' TLS by listener name: reloaded when their files change or
+        on SIGHUP, read by the admin API and the expiry metric."""
         self._listener_lock = asyncio.Lock()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
@@ -233,9 +237,7 @@ class Worker:
                 "reasons": dict(self.health.reasons) if self.health is not None else {},
             },
             "tls": [
-                status.as_json(now)
-                for tls in (ctx.server_tls.values() if ctx else ())
-                for status in tls.status
+                status.as_json(now) for tls in self.server_tls.values() for status in tls.status
             ],
         }
 
@@ -258,7 +260,7 @@ class Worker:
             return {}
         return {
             (status.listener, status.cert_file): status.expires_in_s(now)
-            for tls in self.ctx.server_tls.values()
+            for tls in self.server_tls.values()
             for status in tls.status
         }
 
@@ -268,9 +270,8 @@ class Worker:
         self.reload_tls()
 
     def reload_tls(self) -> None:
-        if self.ctx is not None:
-            for tls in list(self.ctx.server_tls.values()):
-                tls.reload()
+        for tls in list(self.server_tls.values()):
+            tls.reload()
 
     async def watch_tls_files(self, interval_s: float = TLS_POLL_S) -> None:
         """Reload a listener's certificates, or an auth filter's JWKS, when its file changes.
@@ -281,7 +282,7 @@ class Worker:
         """
         seen: dict[str, tuple[int, int, int] | None] = {}
         while not self._stop.is_set():
-            for tls in list(self.ctx.server_tls.values() if self.ctx else ()):
+            for tls in list(self.server_tls.values()):
                 changed = False
                 for name in tls.files:
                     stamp = file_stamp(name)
@@ -455,13 +456,15 @@ class Worker:
                 if wanted.get(name) != lst:
                     server.close()
                     del self.servers[name]
-                    self.ctx.server_tls.pop(name, None)
+                    self.server_tls.pop(name, None)
                     log.info("listener stopped", extra={"listener": name})
             for name, lst in wanted.items():
                 if name in self.servers:
                     continue
                 try:
-                    server = await start_listener(self.ctx, lst, reuse_port=True)
+                    server = await start_listener(
+                        self.ctx, lst, reuse_port=True, certificates=self.server_tls
+                    )
                 except OSError as exc:
                     if strict:
                         raise

@@ -229,18 +229,3 @@ def _context(tls: ListenerTls, cert_file: str, key_file: str) -> ssl.SSLContext:
 def server_context(tls: ListenerTls, listener: str = "") -> ssl.SSLContext:
     """The front context of a fresh `ServerTls` (callers that never reload)."""
     return ServerTls(listener, tls).front
-
-
-def peer_subject(ssl_object: ssl.SSLObject | None) -> str:
-    """The verified client certificate's subject as RFC 4514 text, "" when none was sent."""
-    if ssl_object is None:
-        return ""
-    der = ssl_object.getpeercert(binary_form=True)
-    if not der:
-        return ""
-    return x509.load_der_x509_certificate(der).subject.rfc4514_string()
-
-
-def header_safe(text: str) -> bytes:
-    """`text` as a header value: UTF-8, control characters written as `\\xNN`."""
-    return "".join(c if " " <= c != "\x7f" else f"\\x{ord(c):02x}" for c in text).encode("utf-8")

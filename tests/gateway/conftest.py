@@ -22,6 +22,7 @@ from gateway.config.model import GatewayConfig
 from gateway.context import GatewayContext
 from gateway.http.plan import compile_http_table
 from gateway.runtime.listener import start_listener
+from gateway.runtime.tls import ServerTls
 
 
 def free_port() -> int:
@@ -167,6 +168,8 @@ class Gateway:
     ctx: GatewayContext
     ports: dict[str, int]
     servers: list[asyncio.Server]
+    server_tls: dict[str, ServerTls] = field(default_factory=dict)
+    """HTTPS listeners' TLS by listener name (what a worker reloads)."""
 
     @property
     def port(self) -> int:
@@ -220,9 +223,16 @@ async def make_gateway() -> AsyncIterator[GatewayFactory]:
         table = compile_http_table(config, [], version="test", seed=7)
         ctx = GatewayContext(table=table, settings=config.gateway)
         servers = []
+        certificates: dict[str, ServerTls] = {}
         for lst in config.listeners:
-            servers.append(await start_listener(ctx, lst, reuse_port=False, sock=socks[lst.name]))
-        gw = Gateway(ctx, {name: s.getsockname()[1] for name, s in socks.items()}, servers)
+            sock = socks[lst.name]
+            servers.append(
+                await start_listener(
+                    ctx, lst, reuse_port=False, sock=sock, certificates=certificates
+                )
+            )
+        ports = {name: s.getsockname()[1] for name, s in socks.items()}
+        gw = Gateway(ctx, ports, servers, certificates)
         started.append(gw)
         return gw
 

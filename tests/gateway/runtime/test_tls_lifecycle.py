@@ -92,7 +92,7 @@ async def test_rotated_certificate_is_served_to_new_connections_and_open_ones_ke
     old = served_serial(w1)
 
     write_cert(tmp_path, "a", ca.issue_cert(A))  # rotated in place
-    assert gw.ctx.server_tls["web"].reload()
+    assert gw.server_tls["web"].reload()
 
     r2, w2 = await asyncio.open_connection("127.0.0.1", gw.port, ssl=client, server_hostname=A)
     assert (await get(r2, w2, A))[0] == 200
@@ -109,7 +109,7 @@ async def test_a_broken_certificate_file_keeps_the_current_certificate(
     gw = await make_gateway(
         https_config(upstream.port, [{"certFile": cert_file, "keyFile": key_file}])
     )
-    tls = gw.ctx.server_tls["web"]
+    tls = gw.server_tls["web"]
     Path(cert_file).write_text("not a certificate")
     assert not tls.reload()
     assert tls.reload_failures == 1
@@ -135,7 +135,7 @@ async def test_worker_polls_certificate_files_and_reloads_on_change(
     await worker.start()
     try:
         assert worker.ctx is not None
-        tls = worker.ctx.server_tls["web"]
+        tls = worker.server_tls["web"]
         watch = asyncio.create_task(worker.watch_tls_files(interval_s=0.02))
         await asyncio.sleep(0.1)
         write_cert(tmp_path, "a", ca.issue_cert(A))
