@@ -45,6 +45,9 @@ class ProbeKind(enum.Enum):
     TCP = "tcp"
     KUBE_PROXY = "kube-proxy"
     """kube-proxy's healthCheckNodePort `/healthz` (externalTrafficPolicy Local)."""
+    HTTP_ALIVE = "http-alive"
+    """Any HTTP answer passes: the readmission probe of an HTTP backend without a
+    health check (the server answers at all; what it answers is for the requests)."""
 
 
 RULES: Final[dict[tuple[Health, bool], tuple[Health, str | None]]] = {
@@ -137,7 +140,7 @@ def judge_http(spec: ProbeSpec, status: int, body: bytes) -> tuple[bool, str]:
         if local <= 0:
             return False, "kube-proxy healthz: no local endpoints"
         return True, f"kube-proxy healthz: {local} local endpoints"
-    if status in spec.expected:
+    if spec.kind is ProbeKind.HTTP_ALIVE or status in spec.expected:
         return True, f"status {status}"
     return False, f"status {status} not in {list(spec.expected)}"
 

@@ -12,8 +12,9 @@ changed to the worker's `EndpointState`:
   probe is fresher evidence than the ejection timer);
 - an ejection that ran out is let back only once a probe passes
   (`OutlierDetector.readmit`): the backend's health check when it has one,
-  else one TCP connect; so users' requests never serve as the probe of a
-  node that went dark;
+  else, for a plain-HTTP backend, one GET that any HTTP answer passes, else
+  one TCP connect; so users' requests never serve as the probe of a node
+  that went dark;
 - an ejected endpoint whose record turns from NotReady to Ready is let
   back at once: its cluster's controller saw it recover;
 - an endpoint back in rotation (recovered, let back from ejection, or new
@@ -39,6 +40,7 @@ from collections import Counter
 from random import Random
 from typing import Any, Final
 
+from gateway.config.model import ListenerProtocol
 from gateway.context import GatewayContext
 from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec, Target, judge_http
 from gateway.upstream.health import probe_spec as make_spec
@@ -46,8 +48,8 @@ from gateway.upstream.health import probe_spec as make_spec
 log = logging.getLogger("portway.gateway.upstream.health")
 
 TICK_S: Final = 0.05
-READMISSION_TIMEOUT_S: Final = 0.5
-"""How long a readmission connect may take (NodePorts answer a SYN in well under this)."""
+READMISSION_TIMEOUT_S: Final = 1.0
+"""How long a readmission probe may take (a connect, or a GET for any answer)."""
 MAX_PROBE_BODY: Final = 65536
 
 
@@ -147,6 +149,23 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
     return data
 
 
+def http_backends(table: Any) -> frozenset[str]:
+    """Names of the backends some route on an HTTP or HTTPS listener sends to."""
+    http = {ListenerProtocol.HTTP, ListenerProtocol.HTTPS}
+    protocols = {lst.name: lst.protocol for lst in table.listeners}
+    out: set[str] = set()
+    for route in table.routes:
+        attached = route.listeners or tuple(protocols)
+        if not any(protocols.get(name) in http for name in attached):
+            continue
+        for rule in route.rules:
+            split = rule.split
+            for slot in (*split.slots, split.canary):
+                if slot >= 0:
+                    out.add(table.slots[slot].name)
+    return frozenset(out)
+
+
 class HealthDriver:
     """Runs probes and the outlier sweep for one worker's context (module docstring)."""
 
@@ -165,6 +184,9 @@ class HealthDriver:
         self._previous_keys: dict[str, frozenset[str]] = {}
         self._holders: dict[str, int] = {}
         """Endpoint key → how many followed backends hold it."""
+        self._routes: Any = None
+        self._http_backends: frozenset[str] = frozenset()
+        """Backends routed to from HTTP(S) listeners: readmission may ask them over HTTP."""
         self._slow_start_s = 0.0
 
     def start(self) -> None:
@@ -194,6 +216,9 @@ class HealthDriver:
         table = self.ctx.table
         self._table = table
         backends = dict(getattr(table, "backends", {})) if table is not None else {}
+        if table is not None and table.routes is not self._routes:
+            self._routes = table.routes
+            self._http_backends = http_backends(table)
         state = self.ctx.state
         added: list[tuple[str, str, ProbeSpec, Any]] = []
         gone: list[str] = []
@@ -291,7 +316,10 @@ class HealthDriver:
         if target is not None:  # the backend's own check: an HTTP black hole fails it too
             passed, _ = await run_probe(target.spec, target.settings.timeout_s)
         elif endpoint is not None:
-            spec = ProbeSpec(ProbeKind.TCP, endpoint.address, endpoint.port)
+            kind = ProbeKind.TCP
+            if name in self._http_backends and held is not None and not held[0].tls:
+                kind = ProbeKind.HTTP_ALIVE  # a node that accepts but never answers fails it
+            spec = ProbeSpec(kind, endpoint.address, endpoint.port, path="/")
             passed, _ = await run_probe(spec, READMISSION_TIMEOUT_S)
         self.ctx.outliers.readmit(key, passed, self.ctx.state, asyncio.get_running_loop().time())
 

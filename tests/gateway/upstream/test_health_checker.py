@@ -161,3 +161,8 @@ def test_a_failed_probe_of_a_healthy_endpoint_brings_the_next_probe_forward() ->
     hc.result("k0", False, "timeout", 2.0)
     assert hc.targets["k0"].status is Health.HEALTHY
     assert hc.targets["k0"].due_at == 3.0  # one failure: confirm within the fast interval
+
+
+def test_an_alive_probe_passes_on_any_answer() -> None:
+    alive = ProbeSpec(ProbeKind.HTTP_ALIVE, "127.0.0.1", 1, expected=())
+    assert judge_http(alive, 503, b"")[0] and judge_http(alive, 404, b"")[0]

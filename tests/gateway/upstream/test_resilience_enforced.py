@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from random import Random
@@ -172,7 +173,7 @@ async def test_tcp_connect_failures_eject_a_dead_endpoint_for_l4_routes(
     assert f"down/127.0.0.1:{dead}" in gw.ctx.state.ejected
 
 
-async def test_an_ejected_node_is_readmitted_only_after_a_connect_succeeds(
+async def test_an_ejected_node_is_readmitted_only_after_a_probe_passes(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
     dead = free_port()
@@ -188,7 +189,13 @@ async def test_an_ejected_node_is_readmitted_only_after_a_connect_succeeds(
         await asyncio.sleep(0.8)  # several ejections ran out: each probe was refused
         assert key in gw.ctx.state.ejected
         assert driver.stats.ejections[("app", "readmission_probe_failed")] >= 1
-        revived = await asyncio.start_server(lambda r, w: w.close(), "127.0.0.1", dead)
+
+        async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")
+            writer.close()
+
+        revived = await asyncio.start_server(answer, "127.0.0.1", dead)
         for _ in range(100):
             if key not in gw.ctx.state.ejected:
                 break
@@ -307,3 +314,45 @@ async def test_local_policy_nodes_are_probed_at_their_health_check_node_port() -
     finally:
         await driver.stop()
         await runner.cleanup()
+
+
+async def test_a_node_that_accepts_but_never_answers_is_not_readmitted_without_a_check(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """No healthCheck: the readmission GET of an HTTP backend needs an HTTP answer."""
+    answering = asyncio.Event()
+
+    async def dark(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                await reader.readuntil(b"\r\n\r\n")
+                await answering.wait()
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndark")
+
+    server = await asyncio.start_server(dark, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    rule = {"retry": {"attempts": 2, "perTryTimeout": "100ms"}}
+    cfg = simple_config([port, upstream.port], rule=rule)
+    cfg["backends"][0]["outlierDetection"] = {"baseEjectionTime": "200ms"}
+    gw = await make_gateway(cfg)
+    driver = HealthDriver(gw.ctx, rng=Random(1))
+    driver.start()
+    key = f"c0/127.0.0.1:{port}"
+    try:
+        assert all(a.startswith("200") for a in await served_by(gw.url("/x"), 10))
+        assert key in gw.ctx.state.ejected
+        for _ in range(60):  # the first readmission GET times out after 1 s
+            if driver.stats.ejections[("app", "readmission_probe_failed")]:
+                break
+            await asyncio.sleep(0.05)
+        assert driver.stats.ejections[("app", "readmission_probe_failed")] >= 1
+        assert key in gw.ctx.state.ejected
+        answering.set()
+        for _ in range(80):
+            if key not in gw.ctx.state.ejected:
+                break
+            await asyncio.sleep(0.05)
+        assert key not in gw.ctx.state.ejected
+    finally:
+        await driver.stop()
+        server.close()
