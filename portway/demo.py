@@ -188,12 +188,12 @@ class Demo:
 
     async def _wait_ready(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while time.monotonic() < deadline:
                 assert self.gateway is not None
                 if self.gateway.poll() is not None:
                     raise DemoError(f"the demo gateway exited at startup: {self.last_log()}")
-                with contextlib.suppress(aiohttp.ClientError):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{ADMIN_URL}/readyz") as resp:
                         if resp.status == 200 and await self._serves(session):
                             return

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)  # a server that accepts and never answers
+
 
 class EtcdUnavailable(RuntimeError):
     """No etcd binary, or the member did not become healthy: one line."""
@@ -71,11 +73,11 @@ class EtcdMember:
 
     async def wait_healthy(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session:
             while time.monotonic() < deadline:
                 if self.proc is not None and self.proc.poll() is not None:
                     raise EtcdUnavailable(f"etcd exited; see {self.data_dir.parent / 'etcd.log'}")
-                with contextlib.suppress(aiohttp.ClientError):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{self.client_url}/health") as resp:
                         if b'"true"' in await resp.read():
                             return

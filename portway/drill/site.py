@@ -35,6 +35,7 @@ from portway.registry.files import FilesRegistry
 from portway.simcluster import SERVED_BY, SimNode, SimulatedCluster
 
 SimKey = tuple[str, str]  # (cluster, service)
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)  # a server that accepts and never answers
 
 
 class SiteError(RuntimeError):
@@ -236,7 +237,7 @@ class DrillSite:
 
         try:
             body = await self.admin_json("/config")
-        except (aiohttp.ClientError, ValueError) as exc:
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             raise SiteError(f"no gateway admin API at {self.admin_url}: {exc}") from None
         self.config_path = Path(str(body["source"]))
         if self._registry_given:
@@ -254,12 +255,12 @@ class DrillSite:
 
     async def wait_ready(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session:
             while time.monotonic() < deadline:
                 if self.gateway is not None and self.gateway.poll() is not None:
                     tail = self._log_tail()
                     raise SiteError(f"the gateway exited: {tail}")
-                with contextlib.suppress(aiohttp.ClientError):
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{self.admin_url}/readyz") as resp:
                         if resp.status == 200:
                             return
@@ -278,7 +279,7 @@ class DrillSite:
         deadline = time.monotonic() + timeout_s
         good = 0
         connector = aiohttp.TCPConnector(force_close=True, ssl=self.ssl_context or True)
-        async with aiohttp.ClientSession(connector=connector) as session:
+        async with aiohttp.ClientSession(connector=connector, timeout=PROBE_TIMEOUT) as session:
             while good < in_a_row:
                 if time.monotonic() > deadline:
                     raise SiteError(f"{url} is not answered by the drill's clusters")
@@ -286,7 +287,7 @@ class DrillSite:
                     async with session.get(url) as resp:
                         await resp.read()
                         answered = resp.status < 500 and SERVED_BY in resp.headers
-                except aiohttp.ClientError:
+                except (aiohttp.ClientError, TimeoutError):
                     answered = False
                 good = good + 1 if answered else 0
                 if not answered:
@@ -301,7 +302,7 @@ class DrillSite:
 
     async def admin_json(self, path: str) -> Any:
         async with (
-            aiohttp.ClientSession() as session,
+            aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session,
             session.get(f"{self.admin_url}{path}") as resp,
         ):
             return await resp.json()

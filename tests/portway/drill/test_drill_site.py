@@ -42,3 +42,14 @@ async def test_a_taken_node_address_names_the_node(tmp_path: Path) -> None:
                 await asyncio.wait_for(site.start(), 10)
         finally:
             await site.stop()
+
+
+async def test_a_gateway_that_accepts_and_never_answers_is_a_clear_error(tmp_path: Path) -> None:
+    loaded = load_scenario(ROOT / "config" / "drills" / "zone-loss.yaml")
+    with socket.socket() as silent:  # accepts (backlog) and never answers
+        silent.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        silent.bind(("127.0.0.1", 18110))
+        silent.listen()
+        site = DrillSite(loaded, tmp_path, log=lambda _: None)
+        with pytest.raises(SiteError, match="not answered by the drill's clusters"):
+            await asyncio.wait_for(site.wait_serving(timeout_s=0.5), 10)
