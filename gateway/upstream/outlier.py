@@ -17,9 +17,9 @@ An ejection lasts `baseEjectionTime` × the number of times the endpoint was
 ejected (capped at `maxEjectionTime`). With `probe_readmission` (the
 runtime's choice) an ejection that ran out does not readmit the endpoint:
 the key is handed to the driver (`take_checks`), which probes it first and
-reports back (`readmit`): a pass lets it back, a failure ejects it again for
-`baseEjectionTime` (no growth: a probe costs users nothing, and a longer
-wait would only delay noticing the recovery). So a black-holed node is never
+reports back (`readmit`): a pass lets it back, a failure ejects it again
+until the next `interval` (no growth: a probe costs users nothing, and a
+longer wait would only delay noticing the recovery). So a black-holed node is never
 re-tried with users' requests, only with a connect the users do not wait on.
 
 Two guards keep detection from emptying a backend: at most
@@ -281,7 +281,7 @@ class OutlierDetector:
             self._return(key, state, "readmission_probe_passed")
             return
         backend, settings = self.ejected_by.get(key, ("", DEFAULT))
-        until = now + settings.base_ejection_time_s  # a probe costs users nothing: no growth
+        until = now + settings.interval_s  # a probe costs users nothing: try again soon
         state.eject(key, until)
         self.changes.append(Change(key, backend, True, "readmission_probe_failed", until))
 

@@ -173,12 +173,12 @@ def test_an_expired_ejection_waits_for_the_readmission_probe() -> None:
     det.tick([b], state, 2.1)
     assert det.take_checks() == []  # asked once, until answered
     det.readmit(key, False, state, 2.2)
-    assert state.ejected[key] == 2.2 + 2.0  # ejected again, for the base time: probes are free
+    assert state.ejected[key] == 2.2 + 1.0  # out again until the next interval: probes are free
     (change,) = det.drain_changes()
     assert change.ejected and change.reason == "readmission_probe_failed"
-    det.tick([b], state, 4.2)
+    det.tick([b], state, 3.2)
     assert det.take_checks() == [key]
-    det.readmit(key, True, state, 4.3)
+    det.readmit(key, True, state, 3.3)
     assert key not in state.ejected
     assert det.drain_changes()[0].reason == "readmission_probe_passed"
 

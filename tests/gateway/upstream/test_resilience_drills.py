@@ -183,7 +183,7 @@ def free_port(address: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
-def config_text(port: int, admin: int, node_port: int) -> str:
+def config_text(port: int, admin: int, node_port: int, health_check: bool = True) -> str:
     def ep(address: str, cluster: str, region: str) -> str:
         return (
             f"      - {{address: {address}, port: {node_port}, cluster: {cluster}, "
@@ -192,6 +192,18 @@ def config_text(port: int, admin: int, node_port: int) -> str:
 
     endpoints = "".join(ep(a, "near", "r1") for a in NEAR) + "".join(
         ep(a, "far", "r2") for a in FAR
+    )
+    check = (
+        """    healthCheck:
+      path: /healthz
+      interval: 1s
+      unhealthyInterval: 250ms
+      timeout: 250ms
+      healthyThreshold: 2
+      unhealthyThreshold: 2
+"""
+        if health_check
+        else ""
     )
     return f"""\
 version: 1
@@ -213,22 +225,17 @@ backends:
   - name: app
     endpoints:
 {endpoints}    locality: {{prefer: zone, slowStart: 1500ms}}
-    healthCheck:
-      path: /healthz
-      interval: 1s
-      unhealthyInterval: 250ms
-      timeout: 250ms
-      healthyThreshold: 2
-      unhealthyThreshold: 2
-admin: {{address: 127.0.0.1, port: {admin}}}
+{check}admin: {{address: 127.0.0.1, port: {admin}}}
 """
 
 
 class GatewayProcess:
-    def __init__(self, tmp: Path, port: int, admin: int, node_port: int) -> None:
+    def __init__(
+        self, tmp: Path, port: int, admin: int, node_port: int, health_check: bool = True
+    ) -> None:
         self.port, self.admin = port, admin
         self.config = tmp / "gateway.yaml"
-        self.config.write_text(config_text(port, admin, node_port))
+        self.config.write_text(config_text(port, admin, node_port, health_check))
         self.log = tmp / "gateway.log"
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         args = [sys.executable, "-m", "portway", "gateway", "--config", str(self.config)]
@@ -295,6 +302,7 @@ class Scenario:
     fault: Mode
     refusing: bool
     flap: bool = False
+    health_check: bool = True
 
 
 SCENARIOS = [
@@ -304,6 +312,13 @@ SCENARIOS = [
     Scenario("black-hole a cluster", NEAR, Mode.BLACK_HOLE, refusing=False),
     Scenario("slow one node", (NEAR[0],), Mode.SLOW, refusing=False),
     Scenario("flap one node", (NEAR[0],), Mode.DOWN, refusing=True, flap=True),
+    Scenario(
+        "black-hole one node, no healthCheck",
+        (NEAR[0],),
+        Mode.BLACK_HOLE,
+        refusing=False,
+        health_check=False,
+    ),
 ]
 
 
@@ -321,7 +336,7 @@ async def nodes() -> AsyncIterator[dict[str, Node]]:
 @pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
 async def test_drill(scenario: Scenario, nodes: dict[str, Node], tmp_path: Path) -> None:
     node_port = next(iter(nodes.values())).port
-    gw = GatewayProcess(tmp_path, free_port(), free_port(), node_port)
+    gw = GatewayProcess(tmp_path, free_port(), free_port(), node_port, scenario.health_check)
     try:
         await gw.ready()
         row = await run_drill(scenario, nodes, gw)
