@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from portway.drill.child import dies_with_parent
+
 PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)  # a server that accepts and never answers
 
 
@@ -68,6 +70,7 @@ class EtcdMember:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
+            preexec_fn=dies_with_parent(),
         )  # fmt: skip
         log.close()
 

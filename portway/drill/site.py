@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from portway.drill.certs import DrillCa, install
+from portway.drill.child import dies_with_parent
 from portway.drill.etcd_member import EtcdMember, EtcdUnavailable
 from portway.drill.loader import LoadedScenario
 from portway.registry.base import Registry
@@ -227,6 +228,7 @@ class DrillSite:
             cwd=self.workdir,
             stdout=subprocess.DEVNULL,
             stderr=open(self.workdir / "gateway.log", "wb"),  # noqa: SIM115
+            preexec_fn=dies_with_parent(),
         )
 
     async def _find_external_gateway(self) -> None:
