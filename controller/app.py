@@ -5,8 +5,9 @@ folded into the `ClusterCache` on the loop. Once every kind has been listed
 (`/readyz` turns 200 then), any change schedules a derivation: the first
 change of a burst waits `debounce_s` for quiet (a rolling update touches
 Services, slices and nodes in quick succession), but never longer than
-`max_delay_s` after the first change, then `derive()` runs on the whole cache
-snapshot and the `Publisher` diffs the result against what it has written.
+`max_delay_s` after the first change, then `rederive()` derives again the
+Services the burst touched (every one after a Node change) and the
+`Publisher` diffs the result against what it has written.
 Only the replica holding the Lease writes records and Events; the others
 derive too (so they are warm) and keep quiet.
 
@@ -38,7 +39,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.cache import ClusterCache
-from controller.derive import Derivation, derive
+from controller.derive import Derivation, derive, rederive
 from controller.events import EVENT_API_CALLS, EventApi, ViolationReporter
 from controller.leader import LEASE_API_CALLS, ElectionSettings, LeaseApi, LeaseElector
 from controller.metrics import ControllerMetrics
@@ -145,6 +146,7 @@ class Controller:
         self.admin_port: int | None = None
         self._kube_up: dict[str, bool] = {}
         self._dirty = asyncio.Event()
+        self._deriving = asyncio.Lock()
         self._leadership = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -270,22 +272,38 @@ class Controller:
             await self.derive_and_publish()
 
     async def derive_and_publish(self) -> Derivation:
-        """Derive the whole cluster from the cache as it is now, then publish.
+        """Bring the derivation up to date with the cache as it is now, then publish.
 
-        The snapshot is taken on the loop (the cache is only touched there);
-        the pure derivation runs in a worker thread, so a large cluster does
-        not stall the admin server or the registry's lease renewals.
+        The snapshot and the Services touched since the last derivation are
+        taken on the loop (the cache is only touched there); the pure
+        derivation runs in a worker thread, so a Node change on a large
+        cluster does not stall the admin server or the registry's lease
+        renewals. Derivations and their publishing run one at a time, each
+        from the last one's result, so a slower one never overwrites a newer.
         """
-        snap = self.cache.snapshot()
-        started = time.perf_counter()
-        derivation = await asyncio.to_thread(
-            derive, self.options.settings, snap.services, snap.nodes, snap.slices, self.clock()
-        )
-        self.metrics.derive_seconds.observe(time.perf_counter() - started)
-        self.metrics.derivations.inc()
-        self.derivation = derivation
-        await self.publisher.set_desired(derivation.records())
-        await self.reporter.report(derivation.violations(), emit=self.leading)
+        async with self._deriving:
+            touched = self.cache.take_touched()
+            snap = self.cache.snapshot()
+            started = time.perf_counter()
+            try:
+                derivation = await asyncio.to_thread(
+                    rederive,
+                    self.derivation,
+                    self.options.settings,
+                    snap.services,
+                    snap.nodes,
+                    snap.slices,
+                    touched,
+                    self.clock(),
+                )
+            except BaseException:
+                self.cache.touch_everything()
+                raise
+            self.metrics.derive_seconds.observe(time.perf_counter() - started)
+            self.metrics.derivations.inc()
+            self.derivation = derivation
+            await self.publisher.set_desired(derivation.records())
+            await self.reporter.report(derivation.violations(), emit=self.leading)
         return derivation
 
     # -- leadership --------------------------------------------------------

@@ -14,6 +14,12 @@ ServiceExports are folded into their Services' `service_export` flag there.
 `synced` tells whether every kind has been listed at least once; before
 that, a derivation would see a partial cluster (Services but not yet their
 nodes) and would withdraw what is live, so the controller waits for it.
+
+Every change is also noted as the Services it touches (controller/derive.py
+`Touched`: a Service, ServiceExport or EndpointSlice its Service, with a
+slice's old and new Service both; a Node, or a kind's first listing,
+everything); `take_touched()` hands the accumulated set to the next
+derivation and starts a new one.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import kube_objects
+from controller.derive import Touched
 from controller.objects import EndpointSliceInfo, NodeInfo, ServiceInfo
 from controller.watch import (
     ENDPOINT_SLICES,
@@ -72,6 +79,8 @@ class ClusterCache:
         self._objects: dict[WatchedKind, dict[ObjectKey, Any]] = {k: {} for k in self.kinds}
         self._listed: set[WatchedKind] = set()
         self.generation = 0
+        self._touched_all = True
+        self._touched: set[ObjectKey] = set()
 
     @property
     def synced(self) -> bool:
@@ -95,19 +104,49 @@ class ClusterCache:
             self._listed.add(kind)
             changed = first or after != before
             self._objects[kind] = after
+            if first:
+                self._touched_all = True
+            elif changed:
+                for key in before.keys() | after.keys():
+                    if before.get(key) != after.get(key):
+                        self._touch(kind, key, before.get(key), after.get(key))
         else:
             table = self._objects[kind]
             key = _key(item.object)
+            old = table.get(key)
             if item.type == "DELETED":
                 changed = table.pop(key, None) is not None
             else:
-                value = self._convert(kind, item.object, table.get(key))
-                changed = value is not None and table.get(key) != value
+                value = self._convert(kind, item.object, old)
+                changed = value is not None and old != value
                 if value is not None:
                     table[key] = value
+            if changed:
+                self._touch(kind, key, old, table.get(key))
         if changed:
             self.generation += 1
         return changed
+
+    def _touch(self, kind: WatchedKind, key: ObjectKey, old: Any, new: Any) -> None:
+        if kind == NODES:
+            self._touched_all = True
+        elif kind == ENDPOINT_SLICES:
+            for value in (old, new):
+                if value is not None:
+                    self._touched.add((value.namespace, value.service_name))
+        else:
+            self._touched.add(key)
+
+    def take_touched(self) -> Touched:
+        """The Services changed since the last call (everything before the first)."""
+        out = Touched(self._touched_all, frozenset(self._touched))
+        self._touched_all = False
+        self._touched = set()
+        return out
+
+    def touch_everything(self) -> None:
+        """Have the next derivation derive every Service (a derivation was lost)."""
+        self._touched_all = True
 
     def _convert(self, kind: WatchedKind, obj: dict[str, Any], last: Any) -> Any:
         try:

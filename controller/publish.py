@@ -32,6 +32,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -56,9 +57,32 @@ def controller_owner(cluster: str) -> str:
     return f"portway-controller/{cluster}"
 
 
-def same_content(a: ServiceRecord, b: ServiceRecord) -> bool:
-    """Equal apart from `publishedAt` (a re-derivation of an unchanged Service)."""
-    return dataclasses.replace(a, published_at=0.0) == dataclasses.replace(b, published_at=0.0)
+_ALL_BUT_NODES = operator.attrgetter(
+    *(f.name for f in dataclasses.fields(ServiceRecord) if f.name not in ("nodes", "published_at"))
+)
+
+
+def same_content(
+    a: ServiceRecord, b: ServiceRecord, nodes_seen: dict[tuple[int, int], bool] | None = None
+) -> bool:
+    """Equal apart from `publishedAt` (a re-derivation of an unchanged Service).
+
+    The node lists are compared last and, given `nodes_seen`, once per pair of
+    tuples: the records of a cluster's policy-Cluster Services share one node
+    tuple per derivation, so a diff of thousands of records compares a few
+    node lists, not one per record.
+    """
+    if a is b:
+        return True
+    if _ALL_BUT_NODES(a) != _ALL_BUT_NODES(b):
+        return False
+    if a.nodes is b.nodes or nodes_seen is None:
+        return a.nodes == b.nodes
+    pair = (id(a.nodes), id(b.nodes))
+    same = nodes_seen.get(pair)
+    if same is None:
+        same = nodes_seen[pair] = a.nodes == b.nodes
+    return same
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,10 +100,11 @@ def plan(
     desired: Mapping[ServiceKey, ServiceRecord], published: Mapping[ServiceKey, ServiceRecord]
 ) -> PublishPlan:
     """The changes, in key order so the writes are deterministic."""
+    nodes_seen: dict[tuple[int, int], bool] = {}
     puts = tuple(
         desired[k]
         for k in sorted(desired, key=ServiceKey.path)
-        if k not in published or not same_content(desired[k], published[k])
+        if k not in published or not same_content(desired[k], published[k], nodes_seen)
     )
     gone = tuple(sorted((k for k in published if k not in desired), key=ServiceKey.path))
     return PublishPlan(puts, gone)
