@@ -2,9 +2,10 @@
 
 pydantic checks each value on its own; these rules need the whole file: a
 route naming a listener or backend that does not exist, two listeners on one
-socket, a TCP route with HTTP matches, a data-residency rule that no static
-endpoint can satisfy. Each rule reports at the key that should change, using
-the file's camelCase paths so the position lookup finds it.
+socket that cannot share it (`ports`), a TCP route with HTTP matches, a
+data-residency rule that no static endpoint can satisfy. Each rule reports
+at the key that should change, using the file's camelCase paths so the
+position lookup finds it.
 
 Binding rule the compiler shares: a route that names no `listeners` binds to
 every HTTP/HTTPS listener; TCP and TLS-passthrough routes must name theirs.
@@ -36,6 +37,7 @@ from gateway.config.model import (
     StaticEndpoint,
     StringMatchType,
 )
+from gateway.config.ports import sharing_problem
 from gateway.config.rollout_checks import check_rollout
 from gateway.config.source import SourceMap
 from gateway.config.unread_fields import (
@@ -133,10 +135,19 @@ def _check_listeners(report: _Report, listeners: Sequence[Listener]) -> None:
                 _check_hostnames(report, cert_path, cert.hostnames)
         for other_index, other in bound:
             if other.port == listener.port and _addresses_overlap(other.address, listener.address):
+                # the same address and port: one socket for both, if they can share it
+                problem = (
+                    sharing_problem(other, listener)
+                    if ipaddress.ip_address(other.address) == ipaddress.ip_address(listener.address)
+                    else ""
+                )
+                if problem is None:
+                    continue
                 report.add(
                     (*path, "port"),
                     f"{listener.address}:{listener.port} is already used by listener "
-                    f"{other.name!r} (line {report.line_of(('listeners', other_index))})",
+                    f"{other.name!r} (line {report.line_of(('listeners', other_index))})"
+                    + (f"; {problem}" if problem else ""),
                 )
                 break
         bound.append((index, listener))

@@ -68,7 +68,7 @@ from gateway.http.plan import (
 from gateway.http.response import ResponseRelay
 from gateway.http.tls_facts import ConnectionTls, header_safe, peer_subject
 from gateway.ops.observer import GatewayObserver
-from gateway.outcome import ResponseFlag, flag_of
+from gateway.outcome import ErrorKind, ResponseFlag, flag_of
 from gateway.routing.decision import RequestFacts
 from gateway.transport import Transport
 
@@ -88,6 +88,7 @@ class HttpProxy(ResponseRelay):
         "misdirected",
         "proto",
         "server_tls",
+        "shared",
         "sni",
         "subject_drop",
         "subject_line",
@@ -104,11 +105,15 @@ class HttpProxy(ResponseRelay):
         tls: ConnectionTls | None = None,
         access: AccessCheck | None = None,
         max_body_bytes: int | None = None,
+        shared: bool = False,
     ) -> None:
         super().__init__(ctx, listener)
         self.body_limit = -1 if max_body_bytes is None else max_body_bytes
         self.proto = proto
         self.server_tls = tls
+        self.shared = shared
+        """Whether several listeners share this connection's socket (`listener` is then its
+        `address:port`): each request goes to the listener its host selects."""
         self.listener_access = access
         """The listener's access rules, asked once per connection (client address)."""
         self.denied = False
@@ -264,6 +269,11 @@ class HttpProxy(ResponseRelay):
         facts.host = self.host_name
         facts.path = path
         facts.query = ex.query.decode("latin-1") if ex.query else ""
+        unclaimed = False
+        if self.shared:  # the listener the host selects (none: 404 below)
+            selected = table.listener_for(self.listener, self.host_name)
+            unclaimed = selected is None
+            facts.listener = selected if selected is not None else self.listener
         view = self.view  # likewise one per connection, refilled
         view.raw = ex.headers
         view.decoded = None
@@ -280,6 +290,9 @@ class HttpProxy(ResponseRelay):
                 self._local(ex, ACCESS_DENIED)
             else:
                 self._error(ex, "misdirected_request")
+            return
+        if unclaimed:  # no listener on this socket takes the host
+            self._error(ex, ErrorKind.NO_ROUTE)
             return
         decision = table.route_http(facts, ctx.state, now)
         ex.decision = decision

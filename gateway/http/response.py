@@ -295,7 +295,7 @@ class ResponseRelay(TryRunner):
             x_forwarded_for=headers.get("x-forwarded-for") or "",
             x_request_id=ex.request_id.decode("latin-1"),
             downstream_remote_address=self.client_ip,
-            listener=self.listener,
+            listener=facts.listener,
         )
         ex.token = self.ctx.observer.begin(log, headers.as_dict())  # type: ignore[attr-defined]
         return log

@@ -10,10 +10,12 @@ in what they depend on (facts, the `EndpointState` passed in, the injected
 positions, which are the load balancer's memory, not configuration.
 
 `route_http` is the hot path and is written for it: one dict lookup picks the
-listener, a memoised host resolution gives the hostname tiers, an indexed
-`MatchSet.find` gives the match, the rule's split gives the backend (no work
-for a single backend), and the backend's cached locality plan gives the
-endpoint. `explain` walks the same chain slowly and says why.
+listener (for listeners sharing a socket, the proxy first asks `listener_for`
+which of them the request's host belongs to), a memoised host resolution
+gives the hostname tiers, an indexed `MatchSet.find` gives the match, the
+rule's split gives the backend (no work for a single backend), and the
+backend's cached locality plan gives the endpoint. `explain` walks the same
+chain slowly and says why.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from random import Random
 from typing import Any
 
 from gateway.config.model import GatewaySettings, Listener, ListenerProtocol
+from gateway.config.ports import socket_groups
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.decision import (
     NO_HEALTHY_UPSTREAM,
@@ -33,7 +36,7 @@ from gateway.routing.decision import (
 )
 from gateway.routing.endpoints import Endpoint, EndpointState
 from gateway.routing.failover import FAILOVER, failover_slot
-from gateway.routing.hosts import HostIndex
+from gateway.routing.hosts import HostIndex, ListenerHosts
 from gateway.routing.layout import BackendLayout
 from gateway.routing.match import CompiledMatch
 from gateway.routing.redirect import redirect_location
@@ -47,6 +50,7 @@ class RoutingTable:
         "_http",
         "_l4",
         "_protocols",
+        "_shared",
         "backends",
         "gateway",
         "layout",
@@ -84,6 +88,11 @@ class RoutingTable:
         self._http = dict(http)
         self._l4 = dict(l4)
         self._protocols = {lst.name: lst.protocol for lst in listeners}
+        self._shared = {
+            key: ListenerHosts(tuple((lst.name, lst.hostnames) for lst in group))
+            for key, group in socket_groups(listeners).items()
+            if len(group) > 1
+        }
         self.rng = rng
 
     def warm(self) -> None:
@@ -120,7 +129,15 @@ class RoutingTable:
         table._http = self._http
         table._l4 = self._l4
         table._protocols = self._protocols
+        table._shared = self._shared
         return table
+
+    def listener_for(self, socket: str, host: str) -> str | None:
+        """Which listener of shared socket `socket` (`config.ports.socket_groups` key) the
+        host (without port) belongs to; None when none of them takes it, or the socket is
+        not shared in this table (a connection accepted before a reload changed it)."""
+        hosts = self._shared.get(socket)
+        return hosts.listener_for(host) if hosts is not None else None
 
     def backend_in(self, slot: int) -> CompiledBackend | None:
         """The backend in `slot`, None for `NO_SLOT` (admin API, CLI, explain)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway.config.model import Listener, ListenerProtocol
+from gateway.config.ports import shared_tls, socket_key
 from gateway.context import GatewayContext
 from gateway.http.filters.access import access_check
 from gateway.http.proxy import HttpProxy
@@ -86,31 +87,40 @@ async def start_listener(
     reuse_port: bool,
     sock: socket.socket | None = None,
     certificates: dict[str, ServerTls] | None = None,
+    sharing: tuple[Listener, ...] = (),
 ) -> asyncio.Server:
     """Start accepting on `listener`; the caller closes the returned server.
 
     An HTTPS listener's `ServerTls` is put in `certificates` under its name.
+    `sharing`: the other listeners on the same address:port (`config.ports`):
+    the socket then serves them all, named by its `address:port` key (in
+    `certificates` too, with every listener's certificates), and each request
+    goes to the listener its host selects (`RoutingTable.listener_for`).
     """
     loop = asyncio.get_running_loop()
     if ctx.pools is None:
         ctx.pools = PoolSet(loop)
-    name = listener.name
+    name = socket_key(listener) if sharing else listener.name
+    shared = bool(sharing)
     kind = listener.protocol
     ssl_context = None
     access = access_check(listener.access) if listener.access is not None else None
     body = listener.max_request_body_bytes
     factory: Callable[[], Any]
     if kind is ListenerProtocol.HTTP:
-        factory = lambda: HttpProxy(ctx, name, access=access, max_body_bytes=body)  # noqa: E731
+        factory = lambda: HttpProxy(  # noqa: E731
+            ctx, name, access=access, max_body_bytes=body, shared=shared
+        )
     elif kind is ListenerProtocol.HTTPS:
-        if listener.tls is None:
+        tls_config = shared_tls((listener, *sharing))
+        if tls_config is None:
             raise ValueError(f"listener {name}: HTTPS needs a tls block")
-        tls = ServerTls(name, listener.tls)
+        tls = ServerTls(name, tls_config)
         if certificates is not None:
             certificates[name] = tls
         ssl_context = tls.front
         factory = lambda: HttpProxy(  # noqa: E731
-            ctx, name, proto=b"https", tls=tls, access=access, max_body_bytes=body
+            ctx, name, proto=b"https", tls=tls, access=access, max_body_bytes=body, shared=shared
         )
     elif kind is ListenerProtocol.TLS:
         factory = lambda: TcpProxy(ctx, name, peek_sni=True, access=access)  # noqa: E731

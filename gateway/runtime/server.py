@@ -51,6 +51,7 @@ from aiohttp import web
 
 from gateway import compiled
 from gateway.config.model import GatewayConfig, Listener
+from gateway.config.ports import socket_groups
 from gateway.context import GatewayContext, Tunnel
 from gateway.http.filters.auth import refresh_jwks
 from gateway.http.filters.mirror import MIRRORS
@@ -170,7 +171,9 @@ class Worker:
         self.health: HealthDriver | None = None
         """Probes and the outlier sweep, once started."""
         self.observer = GatewayObserver()
-        self.servers: dict[str, tuple[Listener, asyncio.AbstractServer]] = {}
+        self.servers: dict[str, tuple[tuple[Listener, ...], asyncio.AbstractServer]] = {}
+        """One server per socket (`config.ports.socket_groups`): by listener name, or by
+        `address:port` for listeners sharing one, with the listeners it serves."""
         self.server_tls: dict[str, ServerTls] = {}
         """HTTPS listeners' TLS by listener name: reloaded when their files change or
         on SIGHUP, read by the admin API and the expiry metric."""
@@ -416,8 +419,8 @@ class Worker:
         if ctx.config_version != active.version:
             self._warn_restart_only(active.config)
         ctx.config_version = active.version
-        if {lst.name: lst for lst in active.config.listeners} != {
-            name: lst for name, (lst, _) in self.servers.items()
+        if socket_groups(active.config.listeners) != {
+            key: group for key, (group, _) in self.servers.items()
         }:
             self._tasks.append(asyncio.create_task(self._apply_listeners(active.config)))
 
@@ -445,25 +448,32 @@ class Worker:
     async def _apply_listeners(self, config: GatewayConfig, *, strict: bool = False) -> None:
         """Start new or changed listeners, stop removed or changed ones.
 
-        Connections already accepted on a stopped listener finish normally.
+        Listeners sharing an address:port are one socket: a change to any of
+        them restarts it. Connections already accepted on a stopped listener
+        finish normally.
         """
         from gateway.runtime.listener import start_listener
 
         assert self.ctx is not None
         async with self._listener_lock:
-            wanted = {lst.name: lst for lst in config.listeners}
-            for name, (lst, server) in list(self.servers.items()):
-                if wanted.get(name) != lst:
+            wanted = socket_groups(config.listeners)
+            for name, (group, server) in list(self.servers.items()):
+                if wanted.get(name) != group:
                     server.close()
                     del self.servers[name]
                     self.server_tls.pop(name, None)
                     log.info("listener stopped", extra={"listener": name})
-            for name, lst in wanted.items():
+            for name, group in wanted.items():
                 if name in self.servers:
                     continue
+                lst, *sharing = group
                 try:
                     server = await start_listener(
-                        self.ctx, lst, reuse_port=True, certificates=self.server_tls
+                        self.ctx,
+                        lst,
+                        reuse_port=True,
+                        certificates=self.server_tls,
+                        sharing=tuple(sharing),
                     )
                 except OSError as exc:
                     if strict:
@@ -473,8 +483,11 @@ class Worker:
                         extra={"listener": name, "port": lst.port, "error": str(exc)},
                     )
                     continue
-                self.servers[name] = (lst, server)
-                log.info("listener started", extra={"listener": name, "port": lst.port})
+                self.servers[name] = (group, server)
+                log.info(
+                    "listener started",
+                    extra={"listener": name, "port": lst.port, "serves": [g.name for g in group]},
+                )
 
     def _close_idle(self) -> None:
         for conn in list(self.ctx.connections if self.ctx is not None else ()):
