@@ -280,8 +280,12 @@ class CompiledBackend:
         A Maglev table of the default size takes tens of milliseconds to fill
         in Python (55 ms for 50 endpoints here); built lazily, the first
         request to each level would wait that long. The runtime calls this
-        after a compile, before the table is swapped in.
+        after a compile, before the table is swapped in (in the compile's
+        thread when it is big). The per-cluster tally the metrics read is made
+        here too, so the first scrape after a 500,000-endpoint compile does not
+        walk every endpoint.
         """
+        self.cluster_counts()
         if self.load_balancer.policy in _HASHED:
             for index in range(len(self.levels)):
                 self._hash_table(index)
