@@ -32,39 +32,88 @@ def unavailable_keys(state: EndpointState) -> frozenset[str]:
 
 
 class BackendCounter:
-    """`backend_counts` that recounts only backends replaced since its last call.
+    """Availability counts kept up to date at the cost of what changed.
 
     An incremental table shares every untouched `CompiledBackend` with the one
-    before it, so with the same unavailable keys a backend object seen last time
-    has the same counts: a new table costs one identity check per backend.
+    before it, so a backend object seen last time, with the same unavailable
+    keys, has the same counts: a new table costs one identity check per
+    backend. When keys turn unavailable or back, only the backends holding
+    such a key's (cluster, port) are recounted, found through an index built
+    as backends are first counted; and only they ever build their key lookup
+    (`CompiledBackend.endpoint`), so one drained endpoint does not make every
+    backend of the fleet build one.
     """
 
     def __init__(self) -> None:
-        self._unavailable: frozenset[str] | None = None
+        self._unavailable: frozenset[str] = frozenset()
         self._seen: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
+        self._places: dict[str, frozenset[Place]] = {}
+        self._where: dict[Place, set[str]] = {}
 
     def count(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> BackendCounts:
+        stale: set[str] = set()
         if unavailable != self._unavailable:
-            self._seen = {}
+            for key in unavailable ^ self._unavailable:
+                place = key_place(key)
+                if place is not None:
+                    stale |= self._where.get(place, set())
             self._unavailable = unavailable
-        seen = self._seen
+        places = {key: key_place(key) for key in unavailable}
         fresh: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
         out: BackendCounts = {}
         for name, backend in backends.items():
-            known = seen.get(name)
-            if known is None or known[0] is not backend:
-                rows = [
-                    (cluster, available, total)
-                    for (_, cluster), (available, total) in backend_counts(
-                        {name: backend}, unavailable
-                    ).items()
-                ]
-                known = (backend, rows)
+            known = self._seen.get(name)
+            if known is None or known[0] is not backend or name in stale:
+                if known is None or known[0] is not backend:
+                    self._index(name, backend)
+                known = (backend, self._rows(name, backend, places))
             fresh[name] = known
             for cluster, available, total in known[1]:
                 out[(name, cluster)] = (available, total)
+        for name in self._seen.keys() - fresh.keys():
+            self._index(name, None)
         self._seen = fresh
         return out
+
+    def _index(self, name: str, backend: Any) -> None:
+        for place in self._places.pop(name, frozenset()):
+            holders = self._where.get(place)
+            if holders is not None:
+                holders.discard(name)
+                if not holders:
+                    del self._where[place]
+        if backend is None:
+            return
+        mine = frozenset((e.cluster, e.port) for e in backend.endpoints)
+        self._places[name] = mine
+        for place in mine:
+            self._where.setdefault(place, set()).add(name)
+
+    def _rows(
+        self, name: str, backend: Any, places: Mapping[str, Place | None]
+    ) -> list[tuple[str, int, int]]:
+        mine = self._places[name]
+        down: dict[str, int] = {}
+        for key, place in places.items():
+            if place in mine:
+                ep = backend.endpoint(key)
+                if ep is not None and ep.ready:
+                    down[ep.cluster] = down.get(ep.cluster, 0) + 1
+        return [
+            (cluster, ready - down.get(cluster, 0), total)
+            for cluster, (ready, total) in backend.cluster_counts().items()
+        ]
+
+
+Place = tuple[str, int]
+"""(cluster, port) of an endpoint key."""
+
+
+def key_place(key: str) -> Place | None:
+    """(cluster, port) of `cluster/address:port` (see `endpoint_key`); None if malformed."""
+    cluster, _, rest = key.partition("/")
+    _, _, port = rest.rpartition(":")
+    return (cluster, int(port)) if port.isdigit() else None
 
 
 def backend_counts(backends: Mapping[str, Any], unavailable: Collection[str]) -> BackendCounts:

@@ -13,7 +13,12 @@ from pydantic import TypeAdapter
 
 from gateway.config.model import GatewayConfig
 from gateway.ops.admin import start_admin
-from gateway.ops.backend_health import BackendCounter, backend_counts, unavailable_keys
+from gateway.ops.backend_health import (
+    BackendCounter,
+    backend_counts,
+    key_place,
+    unavailable_keys,
+)
 from gateway.ops.metrics import MetricsSnapshot, RequestStats, merge, render
 from gateway.routing.compiler import compile_table
 from gateway.routing.endpoints import EndpointState
@@ -150,7 +155,7 @@ def test_availability_is_counted_per_backend_and_cluster() -> None:
     assert not list(families["portway_endpoint_health"].samples), "per endpoint: opt-in only"
 
 
-def test_a_counter_recounts_only_backends_an_update_replaced() -> None:
+def test_a_counter_recounts_only_what_an_update_or_an_ejection_touched() -> None:
     doc = {
         "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
         "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
@@ -162,9 +167,13 @@ def test_a_counter_recounts_only_backends_an_update_replaced() -> None:
     from gateway.routing.compiler import index_records
     from gateway.routing.update import apply_record_changes, update_table
 
-    web, api = record("a", ["10.0.0.1"]), record("a", ["10.0.0.2"])
+    web = record("a", ["10.0.0.1"])
     api = ServiceRecord(
-        cluster="a", namespace="shop", service="api", ports=api.ports, nodes=api.nodes
+        cluster="a",
+        namespace="shop",
+        service="api",
+        ports=(ServicePort("http", 80, 30081),),
+        nodes=(Node("n0", "10.0.0.2"),),
     )
     index = index_records([web, api])
     first = compile_table(TypeAdapter(GatewayConfig).validate_python(doc), [web, api])
@@ -177,19 +186,21 @@ def test_a_counter_recounts_only_backends_an_update_replaced() -> None:
     second = update_table(
         first, index, apply_record_changes(index, {moved.key: moved}), version="2"
     )
-    unavailable = WalkCounting({"a/10.9.9.9:30080"})
-    counter.count(first.backends, unavailable)
-    walks = unavailable.walks
-    counts = counter.count(second.backends, unavailable)
-    assert counts == {("web", "a"): (2, 2), ("api", "a"): (1, 1)}
-    assert unavailable.walks - walks == 1, "only the replaced backend was recounted"
+    assert second.backends["api"] is first.backends["api"]
+    assert counter.count(second.backends, frozenset()) == {
+        ("web", "a"): (2, 2),
+        ("api", "a"): (1, 1),
+    }
+    down = frozenset({"a/10.0.0.3:30080"})
+    assert counter.count(second.backends, down) == {("web", "a"): (1, 2), ("api", "a"): (1, 1)}
+    assert second.backends["api"]._cache.by_key is None, "api holds no such key: never looked up"
+    assert counter.count(second.backends, frozenset()) == {
+        ("web", "a"): (2, 2),
+        ("api", "a"): (1, 1),
+    }
 
 
-class WalkCounting(frozenset[str]):
-    """Unavailable keys that count how often a count walks them (once per backend counted)."""
-
-    walks = 0
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        type(self).walks += 1
-        return super().__iter__()
+def test_an_endpoint_key_names_its_cluster_and_port() -> None:
+    assert key_place("east/10.0.0.1:30080") == ("east", 30080)
+    assert key_place("east/[2001:db8::1]:30080") == ("east", 30080)
+    assert key_place("nonsense") is None
