@@ -36,12 +36,9 @@ import asyncio
 import contextlib
 import time
 from dataclasses import dataclass, field
-from io import StringIO
-from typing import Any
-
-from ruamel.yaml import YAML
 
 from portway.drill.certs import install, serial_of
+from portway.drill.gateway_checks import shifted_config
 from portway.drill.scenario import Fault, FaultKind
 from portway.drill.site import DrillSite, SiteError
 from portway.registry.record_files import write_atomic
@@ -196,19 +193,3 @@ def bind(fault: Fault, site: DrillSite) -> Injection:
         if not fault.nodes or node.name in fault.nodes
     )
     return Injection(fault, site, sims, served_by)
-
-
-def shifted_config(text: str, fault: Fault) -> str:
-    """The config text with the fault's rule re-weighted; comments and layout kept."""
-    yaml = YAML(typ="rt")
-    data: Any = yaml.load(text)
-    route = next(r for r in data["routes"] if r["name"] == fault.route)
-    rule = route["rules"][fault.rule]
-    for ref in rule["backendRefs"]:
-        if fault.weights and ref["name"] in fault.weights:
-            ref["weight"] = fault.weights[ref["name"]]
-    if fault.canary_percent is not None:
-        rule["canary"]["percent"] = fault.canary_percent
-    out = StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
