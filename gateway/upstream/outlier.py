@@ -133,7 +133,9 @@ class OutlierDetector:
         "changes",
         "checking",
         "checks",
+        "decaying",
         "ejected_by",
+        "failing",
         "next_sweep",
         "probe_readmission",
         "records",
@@ -149,6 +151,11 @@ class OutlierDetector:
         self.checking: set[str] = set()
         self.ejected_by: dict[str, tuple[str, OutlierDetection]] = {}
         """Key → (backend name, its settings) of the ejection in force."""
+        self.failing: dict[str, CompiledBackend] = {}
+        """Backends with a failure this interval: the only ones the success-rate sweep
+        reads (a backend with none has no outlier), so a fleet costs what fails."""
+        self.decaying: set[str] = set()
+        """Keys with past ejections to forget, one per interval in rotation."""
 
     def success(self, key: str) -> None:
         """The hot path's report of an answer below 500."""
@@ -178,6 +185,7 @@ class OutlierDetector:
         record.run_5xx = record.run_5xx + 1 if extends_5xx else 0
         record.run_gateway = record.run_gateway + 1 if extends_gateway else 0
         record.failed += 1
+        self.failing[backend.name] = backend
         settings = backend.outlier_detection or DEFAULT
         if not settings.enabled or key in state.ejected:
             return False
@@ -202,6 +210,7 @@ class OutlierDetector:
         if not may_eject(backend, key, state, settings.max_ejection_percent):
             return False
         record.ejections += 1
+        self.decaying.add(key)
         record.run_5xx = record.run_gateway = 0
         until = now + ejection_time_s(settings, record.ejections)
         state.eject(key, until)
@@ -225,14 +234,21 @@ class OutlierDetector:
     def _sweep(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
         interval = DEFAULT.interval_s
         for backend in backends:
+            interval = min(interval, (backend.outlier_detection or DEFAULT).interval_s)
+        for backend in self.failing.values():  # no failure in the interval: no outlier
             settings = backend.outlier_detection or DEFAULT
-            interval = min(interval, settings.interval_s)
             if settings.enabled:
                 self._sweep_success_rate(backend, settings, state, now)
-        for key, record in self.records.items():
+        self.failing.clear()
+        for record in self.records.values():
             record.ok = record.failed = 0
-            if record.ejections and key not in state.ejected:
-                record.ejections -= 1
+        for key in list(self.decaying):
+            if key not in state.ejected:
+                record = self.records.get(key)
+                if record is None or record.ejections <= 1:
+                    self.decaying.discard(key)
+                if record is not None and record.ejections:
+                    record.ejections -= 1
         self.next_sweep = now + interval
 
     def _sweep_success_rate(
@@ -296,3 +312,4 @@ class OutlierDetector:
             self.records.pop(key, None)
             self.ejected_by.pop(key, None)
             self.checking.discard(key)
+            self.decaying.discard(key)
