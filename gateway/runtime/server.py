@@ -30,6 +30,11 @@ Control protocol: newline-delimited JSON. Supervisor → worker:
 `id`, so a late answer to a timed-out request is recognised and skipped) and
 `{"op": "drain_endpoint", "key": K, "draining": bool}`. A worker whose control
 channel closes (the supervisor died) drains and exits.
+
+Rate limits of `scope: shared` live in a table of shared memory the
+supervisor creates and hands to every worker as a second descriptor
+(`--rate-limit-fd`, with `--worker-index` naming the worker's count in it;
+`gateway.http.filters.shared_buckets`).
 """
 
 from __future__ import annotations
@@ -55,6 +60,7 @@ from gateway.config.ports import socket_groups
 from gateway.context import GatewayContext, Tunnel
 from gateway.http.filters.auth import refresh_jwks
 from gateway.http.filters.mirror import MIRRORS
+from gateway.http.filters.shared_buckets import attach as attach_shared_buckets
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
@@ -104,6 +110,11 @@ class ServerOptions:
     drain_timeout_s: float = 30.0
     admin_port: int | None = None
     control_fd: int | None = None
+    rate_limit_fd: int | None = None
+    """A worker's descriptor of the supervisor's shared rate limit table
+    (`http.filters.shared_buckets`), mapped before the first table is compiled."""
+    worker_index: int = 0
+    """Which of the supervisor's workers this is (its count in that table)."""
 
 
 def needs_registry(config: GatewayConfig) -> bool:
@@ -578,6 +589,8 @@ def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) 
 
 async def run_worker(options: ServerOptions) -> int:
     """A gateway process serving traffic (alone, or as one of a supervisor's workers)."""
+    if options.rate_limit_fd is not None:
+        attach_shared_buckets(options.rate_limit_fd, options.worker_index)
     worker = Worker(options, serve_admin=options.control_fd is None)
     install_signals(worker.request_stop, worker.reload)
     await worker.start()

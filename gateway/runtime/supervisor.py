@@ -4,7 +4,10 @@ See `gateway.runtime.server` for why workers are fresh processes sharing listene
 ports through SO_REUSEPORT, and for the control channel protocol. The
 supervisor also loads the config itself (for the admin API's `/config`,
 `/routes` and `/explain`) and follows the same file and SIGHUPs, so its view
-and the workers' agree once a reload settles.
+and the workers' agree once a reload settles. It creates the table of shared
+rate limit buckets (`gateway.http.filters.shared_buckets`) before the first
+worker starts and passes it to each, restarted ones too, so their buckets
+outlive any one worker.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import socket
 import sys
 from typing import Any
 
+from gateway.config.model import GatewayConfig
+from gateway.http.filters.shared_buckets import SharedBucketTable, table_slots
 from gateway.ops.admin import start_admin
 from gateway.ops.metrics import MetricsSnapshot, merge
 from gateway.rollout.metrics import RolloutCollector
@@ -44,7 +49,7 @@ class WorkerProcess:
         self.lock = asyncio.Lock()
         self._next_id = 0
 
-    async def spawn(self, options: ServerOptions) -> None:
+    async def spawn(self, options: ServerOptions, rate_limits: SharedBucketTable) -> None:
         parent, child = socket.socketpair()
         args = [
             sys.executable,
@@ -58,9 +63,13 @@ class WorkerProcess:
             str(child.fileno()),
             "--drain-timeout",
             str(options.drain_timeout_s),
+            "--rate-limit-fd",
+            str(rate_limits.fd),
+            "--worker-index",
+            str(self.index),
         ]
         self.proc = await asyncio.create_subprocess_exec(
-            *args, pass_fds=(child.fileno(),), start_new_session=False
+            *args, pass_fds=(child.fileno(), rate_limits.fd), start_new_session=False
         )
         child.close()
         self.reader, self.writer = await asyncio.open_unix_connection(
@@ -117,9 +126,20 @@ class Supervisor:
         self._stopping = asyncio.Event()
         self._follower = RegistryFollower(self.reloader)
         self.rollouts = RolloutRunner(self.reloader, measure=self._rollout_counters)
+        self.rate_limits: SharedBucketTable | None = None
+        """The workers' shared rate limit buckets, made once the first config is read."""
+        self._sized_for: GatewayConfig | None = None
 
     def _swapped(self, table: Any, active: ActiveConfig) -> None:
-        return None
+        if self.rate_limits is None or active.config is self._sized_for:
+            return  # registry updates swap tables too: judge each config once
+        self._sized_for = active.config
+        wanted = table_slots(active.config)
+        if wanted > self.rate_limits.slots:
+            log.warning(
+                "shared rate limits need a bigger table than startup made; restart to grow it",
+                extra={"slots": self.rate_limits.slots, "wanted": wanted},
+            )
 
     async def reports(
         self, *, per_endpoint: bool = False, availability: bool = True
@@ -165,10 +185,12 @@ class Supervisor:
             await asyncio.sleep(RESTART_BACKOFF_S)
             if self._stopping.is_set():
                 return
-            await worker.spawn(self.options)
+            assert self.rate_limits is not None
+            await worker.spawn(self.options, self.rate_limits)
 
     async def run(self) -> int:
         active = await self.reloader.load_initial()
+        self.rate_limits = SharedBucketTable.create(table_slots(active.config), len(self.workers))
         await self.rollouts.start()
         await self.reloader.apply_pending()
         RolloutCollector.install(self.rollouts)
@@ -180,7 +202,7 @@ class Supervisor:
         watcher = asyncio.create_task(self.reloader.watch_file(watch_stop))
         await self._follower.start(active.config)
         for worker in self.workers:
-            await worker.spawn(self.options)
+            await worker.spawn(self.options, self.rate_limits)
         keepers = [asyncio.create_task(self._keep_alive(w)) for w in self.workers]
         port = self.options.admin_port or active.config.admin.port
         admin = await start_admin(self, active.config.admin.address, port)

@@ -50,6 +50,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--rate-limit-fd", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
 
 
 def _event_loop_runner() -> asyncio.Runner:
@@ -75,6 +77,8 @@ def run(args: argparse.Namespace) -> int:
         drain_timeout_s=args.drain_timeout,
         admin_port=args.admin_port,
         control_fd=args.control_fd,
+        rate_limit_fd=args.rate_limit_fd,
+        worker_index=args.worker_index,
     )
     try:
         with _event_loop_runner() as runner:

@@ -1,13 +1,13 @@
 """Rate limits: token buckets per key, as one float per key (GCRA), bounded in memory.
 
-Theory of operation. A token bucket of `requests + burst` tokens refilled at
-`requests / per` tokens a second is the same thing as the generic cell rate
-algorithm (GCRA): each key keeps only its *theoretical arrival time* (TAT),
-the moment its bucket will be full again. A request at `now` is allowed when
-`max(TAT, now) + interval - now <= capacity * interval` and then moves TAT
-forward by one `interval`; otherwise it is refused and may retry after the
-excess. One float per key, no timer, no refill loop; `BucketStore.take` is
-pure given `now` (the loop clock, injected).
+Theory of operation. Each rule's buckets are a store of GCRA times
+(`gcra`: one float per key, no timer, no refill loop), looked up by the
+request's key and charged with the loop clock's `now`. Where the store lives
+is the rule's `scope`: `worker` keeps it in this process (`BucketStore`, a
+dict), `shared` in the table every worker of the gateway maps
+(`shared_buckets`), so `--workers N` does not multiply the limit. Without a
+shared table (one process) both are the same thing and use `BucketStore`.
+Across gateway replicas each replica counts alone (out of scope).
 
 Memory is bounded: at most `maxKeys` buckets per rule. When the store is full
 it first forgets buckets that are full again (their TAT is in the past: a
@@ -30,47 +30,58 @@ from __future__ import annotations
 
 import math
 import weakref
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from gateway.config.resilience import RateLimit
 from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
+from gateway.http.filters.gcra import Gcra
 from gateway.http.filters.networks import client_address
+from gateway.http.filters.shared_buckets import SharedBucketStore, attached, rule_salt
 
 if TYPE_CHECKING:
     from gateway.routing.facts import RequestFacts
 
 
-class BucketStore:
-    """GCRA buckets of one rule: key → theoretical arrival time (see module docstring)."""
+class Buckets(Protocol):
+    """One rule's buckets, wherever they live."""
 
-    __slots__ = ("__weakref__", "capacity", "interval_s", "limit", "max_keys", "tat", "window_s")
+    @property
+    def limit(self) -> RateLimit: ...
+
+    def take(self, key: str, now: float) -> float:
+        """Take one token for `key`: 0.0 when allowed, else the seconds until one is free."""
+        ...
+
+    def remaining(self, key: str, now: float) -> int:
+        """Tokens left for `key` at `now`."""
+        ...
+
+
+class BucketStore:
+    """GCRA buckets of one rule in this process: key → theoretical arrival time."""
+
+    __slots__ = ("__weakref__", "gcra", "limit", "max_keys", "tat")
 
     def __init__(self, limit: RateLimit) -> None:
         self.limit = limit
-        self.interval_s = limit.per_s / limit.requests
-        self.capacity = limit.requests + limit.burst
-        self.window_s = self.capacity * self.interval_s
+        self.gcra = Gcra.of(limit)
         self.max_keys = limit.max_keys
         self.tat: dict[str, float] = {}
 
     def take(self, key: str, now: float) -> float:
         """Take one token for `key`: 0.0 when allowed, else the seconds until one is free."""
-        tat = self.tat.get(key)
-        if tat is None or tat < now:
-            tat = now
-        new_tat = tat + self.interval_s
-        excess = new_tat - now - self.window_s
-        if excess > 1e-9:
-            return excess
-        if key not in self.tat and len(self.tat) >= self.max_keys:
+        tat = self.tat
+        answer = self.gcra.admit(tat.get(key, 0.0), now)
+        if answer <= 0.0:
+            return -answer
+        if key not in tat and len(tat) >= self.max_keys:
             self._evict(now)
-        self.tat[key] = new_tat
+        tat[key] = answer
         return 0.0
 
     def remaining(self, key: str, now: float) -> int:
         """Tokens left for `key` at `now`."""
-        tat = max(self.tat.get(key, now), now)
-        return max(0, int((self.window_s - (tat - now)) / self.interval_s + 1e-9))
+        return self.gcra.remaining(self.tat.get(key, 0.0), now)
 
     def _evict(self, now: float) -> None:
         tat = self.tat
@@ -82,17 +93,24 @@ class BucketStore:
                 del tat[key]
 
 
-_STORES: Final[weakref.WeakValueDictionary[tuple[str, int, RateLimit], BucketStore]] = (
+_STORES: Final[weakref.WeakValueDictionary[tuple[str, int, RateLimit], Buckets]] = (
     weakref.WeakValueDictionary()
 )
 
 
-def bucket_store(route: str, rule_index: int, limit: RateLimit) -> BucketStore:
+def bucket_store(route: str, rule_index: int, limit: RateLimit) -> Buckets:
     """The store of this rule's limit, the same object across reloads while it is unchanged."""
     key = (route, rule_index, limit)
     store = _STORES.get(key)
     if store is None:
-        store = _STORES[key] = BucketStore(limit)
+        shared = attached() if limit.scope == "shared" else None
+        if shared is None:
+            store = BucketStore(limit)
+        else:
+            table, worker = shared
+            salt = rule_salt(route, rule_index, limit)
+            store = SharedBucketStore(table, limit, salt, worker=worker)
+        _STORES[key] = store
     return store
 
 
@@ -103,7 +121,7 @@ class RateLimitFilter:
 
     stage: Final = FilterStage.RATE_LIMIT
 
-    def __init__(self, store: BucketStore, *, identity_header: str = "x-portway-identity") -> None:
+    def __init__(self, store: Buckets, *, identity_header: str = "x-portway-identity") -> None:
         limit = store.limit
         self.store = store
         self.key = limit.key

@@ -49,6 +49,7 @@ UPSTREAM_TLS = "gateway/upstream/test_upstream_tls.py"
 RATE_LIMIT = "gateway/http/filters/test_rate_limit.py"
 AUTH = "gateway/http/filters/test_auth_filter.py"
 EDGE_E2E = "gateway/http/filters/test_edge_filters_e2e.py"
+SHARED_LIMIT_E2E = "gateway/http/filters/test_shared_rate_limit_e2e.py"
 FILTER_UNITS = "gateway/http/filters/test_filter_units.py"
 TCP_EDGE = "gateway/l4/test_tcp_edge.py"
 BODY_LIMITS = "gateway/http/test_http_body_limits.py"
@@ -177,6 +178,7 @@ COVERAGE: dict[str, str] = {
     "routes[].rules[].rateLimit.key": f"{RATE_LIMIT}::test_header_and_identity_keys",
     "routes[].rules[].rateLimit.header": f"{RATE_LIMIT}::test_header_and_identity_keys",
     "routes[].rules[].rateLimit.maxKeys": f"{RATE_LIMIT}::test_a_flood_of_distinct_keys_stays_within_max_keys",
+    "routes[].rules[].rateLimit.scope": f"{SHARED_LIMIT_E2E}::test_shared_scope_holds_the_limit_across_two_workers_and_worker_scope_does_not",
     "routes[].access.rules[].action": f"{EDGE_E2E}::test_route_cidr_deny_answers_403_access_and_forwards_nothing",
     "routes[].access.rules[].cidrs": f"{EDGE_E2E}::test_route_cidr_deny_answers_403_access_and_forwards_nothing",
     "routes[].access.default": f"{EDGE_E2E}::test_route_cidr_deny_answers_403_access_and_forwards_nothing",
