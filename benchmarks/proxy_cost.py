@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from gateway.config.loader import load_config_text
 from gateway.context import GatewayContext
+from gateway.http.filters.shared_buckets import SharedBucketTable, attach
 from gateway.http.plan import compile_http_table
 from gateway.http.proxy import HttpProxy
 from gateway.ops.observer import GatewayObserver
@@ -60,13 +61,18 @@ FILTERS = {
     "cors": "cors: {allowOrigins: ['https://app.example.com']}",
     "mirror-0": "mirrors: [{backend: app, percent: 0}]",
     "rewrite-prefix": "urlRewrite: {replacePrefixMatch: /v2}",
+    "rate-limit-worker": "rateLimit: {requests: 1000000000, scope: worker}",
+    "rate-limit-shared": "rateLimit: {requests: 1000000000, scope: shared}",
 }
 """Filters `--filter` can put on the rule (the request carries no Origin, so CORS
-only looks; the mirror at 0 % never copies; the rewrite matches PathPrefix /api)."""
+only looks; the mirror at 0 % never copies; the rewrite matches PathPrefix /api;
+the rate limits never refuse, `shared` in a table made here as a supervisor would)."""
 
 
 def config_text(name: str) -> str:
     body = FILTERS[name]
+    if name.startswith("rate-limit"):  # a rule setting, not one of its filters
+        return CONFIG.format(prefix="/", filters=f"        {body}\n")
     filters = f"        filters:\n          {body}\n" if body else ""
     prefix = "/api" if name == "rewrite-prefix" else "/"
     return CONFIG.format(prefix=prefix, filters=filters)
@@ -112,6 +118,8 @@ class MemoryTransport:
 
 
 async def measure(requests: int, repeats: int, profile: bool, filter_name: str) -> None:
+    if filter_name == "rate-limit-shared":
+        attach(SharedBucketTable.create(1 << 16, 2).fd, 0)
     config = load_config_text(config_text(filter_name))
     request = REWRITE_REQUEST if filter_name == "rewrite-prefix" else REQUEST
     table = compile_http_table(config, [], version="bench", seed=1)
