@@ -169,8 +169,15 @@ def http_backends(table: Any) -> frozenset[str]:
 class HealthDriver:
     """Runs probes and the outlier sweep for one worker's context (module docstring)."""
 
-    def __init__(self, ctx: GatewayContext, *, rng: Random | None = None) -> None:
+    def __init__(
+        self,
+        ctx: GatewayContext,
+        *,
+        rng: Random | None = None,
+        readmission_timeout_s: float = READMISSION_TIMEOUT_S,
+    ) -> None:
         self.ctx = ctx
+        self.readmission_timeout_s = readmission_timeout_s
         ctx.outliers.probe_readmission = True
         self.checker = HealthChecker(rng or Random())
         self.stats = ResilienceStats()
@@ -320,7 +327,7 @@ class HealthDriver:
             if name in self._http_backends and held is not None and not held[0].tls:
                 kind = ProbeKind.HTTP_ALIVE  # a node that accepts but never answers fails it
             spec = ProbeSpec(kind, endpoint.address, endpoint.port, path="/")
-            passed, _ = await run_probe(spec, READMISSION_TIMEOUT_S)
+            passed, _ = await run_probe(spec, self.readmission_timeout_s)
         self.ctx.outliers.readmit(key, passed, self.ctx.state, asyncio.get_running_loop().time())
 
     async def _probe(self, target: Target) -> None:

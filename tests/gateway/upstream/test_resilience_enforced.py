@@ -335,13 +335,13 @@ async def test_a_node_that_accepts_but_never_answers_is_not_readmitted_without_a
     cfg = simple_config([port, upstream.port], rule=rule)
     cfg["backends"][0]["outlierDetection"] = {"baseEjectionTime": "200ms"}
     gw = await make_gateway(cfg)
-    driver = HealthDriver(gw.ctx, rng=Random(1))
+    driver = HealthDriver(gw.ctx, rng=Random(1), readmission_timeout_s=0.2)
     driver.start()
     key = f"c0/127.0.0.1:{port}"
     try:
         assert all(a.startswith("200") for a in await served_by(gw.url("/x"), 10))
         assert key in gw.ctx.state.ejected
-        for _ in range(60):  # the first readmission GET times out after 1 s
+        for _ in range(60):  # the first readmission GET times out
             if driver.stats.ejections[("app", "readmission_probe_failed")]:
                 break
             await asyncio.sleep(0.05)
