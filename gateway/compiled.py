@@ -33,6 +33,10 @@ HOT_PATH = (
     "http.exchange",
     "http.head",
     "http.plan",
+    "http.filters.base",
+    "http.filters.cors",
+    "http.filters.redirect",
+    "http.filters.rewrite",
     "http.request",
     "http.tries",
     "http.response",
@@ -59,11 +63,17 @@ HOT_PATH = (
 )
 """Modules of the `gateway` package that mypyc compiles (one group: they call
 each other natively). The routing core's compiler and explain stay interpreted
-(not per request). mypyc builds frozen dataclasses through their generated
-Python `__init__`, so the compiler fills its 500,000 `Endpoint`s slot by slot
-instead (`compiler._expand_record`). Compiled dataclasses need their field
-types at class creation, so these modules import each other at run time
-without cycles."""
+(not per request). Of the filter chain, the built-in filters that run per
+request and hold no asyncio are compiled (their contract in `base`, CORS,
+redirect, URL rewrite); mirrors start tasks and stay interpreted, header
+modifiers are folded into bytes at compile time, and the edge's access,
+auth and rate-limit filters stay interpreted until their owners compile them.
+`gateway.transport` and `gateway.outcome` stay out on purpose: a Protocol
+and enums that compiled code must not check at run time. mypyc builds frozen
+dataclasses through their generated Python `__init__`, so the compiler fills
+its 500,000 `Endpoint`s slot by slot instead (`compiler._expand_record`).
+Compiled dataclasses need their field types at class creation, so these
+modules import each other at run time without cycles."""
 
 HERE = Path(__file__).resolve().parent
 RECORD = HERE / "compiled.json"
