@@ -87,3 +87,22 @@ async def test_max_retries_caps_requests_retrying_at_once(
     assert statuses.count(503) == 2 and statuses.count(200) == 2
     assert gw.ctx.breakers.overflows[("app", "max_retries")] == 2
     gw.ctx.breakers.retries.clear()
+
+
+async def test_counts_return_to_zero_when_clients_leave_or_tries_time_out(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """A leaked count would turn into overflow for everyone later: every exit path leaves."""
+    rule = {"retry": {"attempts": 1, "perTryTimeout": "50ms"}, "timeouts": {"request": "300ms"}}
+    gw = await make_gateway(simple_config([upstream.port, free_port()], rule=rule))
+    _, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(b"GET /slow?s=1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    await asyncio.sleep(0.02)
+    writer.transport.abort()  # the client leaves mid-request
+    async with aiohttp.ClientSession() as s:
+        for _ in range(4):  # per-try timeouts, retries, the request deadline
+            async with s.get(gw.url("/slow?s=1")) as r:
+                await r.read()
+    await asyncio.sleep(0.05)
+    assert gw.ctx.breakers.requests == {} and gw.ctx.breakers.retries == {}
+    assert gw.ctx.pools.active_requests == 0 and gw.ctx.pools.active_retries == 0
