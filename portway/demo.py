@@ -287,8 +287,6 @@ async def run_phases(demo: Demo) -> DemoReport:
 
     samples: list[Sample] = []
     windows: list[tuple[str, str, float, float, frozenset[str], bool]] = []
-    # the gateway counts endpoints it has just learned in over slowStart, at startup too
-    await asyncio.sleep(demo_slow_start_s())
     started_at, t_start = time.time(), time.monotonic()
     async with traffic(GATEWAY_URL, concurrency=4) as gen:
         samples = gen.samples

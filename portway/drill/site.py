@@ -142,13 +142,6 @@ class DrillSite:
             self._start_gateway()
         await self.wait_ready()
         await self.wait_serving()
-        # The gateway counts endpoints it has just learned in gradually, over
-        # their backend's locality.slowStart, at its own startup too: wait
-        # that out so the drill starts from steady traffic.
-        slow_start_s = max(
-            (b.locality.slow_start_s for b in self.loaded.gateway_config.backends), default=0.0
-        )
-        await asyncio.sleep(slow_start_s)
 
     @staticmethod
     def _bind_failure(cluster: str, sim: SimulatedCluster, exc: OSError) -> str:
