@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import subprocess
 import sys
 import time
 import timeit
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -133,8 +135,35 @@ def test_the_table_is_sized_for_the_shared_rules_max_keys() -> None:
 
     assert table_slots(config()) == MIN_SLOTS
     big = {"requests": 1, "maxKeys": 300_000}
-    assert table_slots(config(big, {**big, "scope": "worker"})) == 1 << 19  # 450,000 -> 2^19
-    assert table_slots(config(big, big)) == 1 << 20  # 900,000
+    assert table_slots(config(big, {**big, "scope": "worker"})) == 1 << 20  # 600,000 -> 2^20
+    assert table_slots(config(big, big)) == 1 << 21  # 1,200,000
+
+
+def test_keys_up_to_max_keys_keep_their_buckets_and_memory_is_measured() -> None:
+    """A flood of distinct keys as large as `maxKeys` in a table sized for it (half full at
+    most): two choices of set leave (almost) no key without its bucket."""
+    n = 1 << 15
+    limit = RateLimit(requests=5, per_s=60.0, max_keys=n)
+    table = SharedBucketTable.create(1 << 16, 2)  # what table_slots gives: 2 n
+    store = SharedBucketStore(table, limit, rule_salt("r", 0, limit), worker=0)
+    keys = [f"198.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}" for i in range(n)]
+    sample = 5000
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    for key in keys[:sample]:
+        store.take(key, 1.0)
+    cache = (tracemalloc.get_traced_memory()[0] - before) / sample
+    tracemalloc.stop()
+    for key in keys[sample:]:
+        store.take(key, 1.0)
+    kept = table.used(1.0)
+    print(
+        f"shared buckets: {kept} of {n} keys kept at {n / table.slots:.2f} load; "
+        f"{table.stride * 8} bytes a slot shared, {cache:.0f} bytes a key in a worker's cache"
+    )
+    assert kept >= n - 3
+    assert cache < 250
 
 
 def test_bucket_store_follows_the_rule_s_scope(monkeypatch: pytest.MonkeyPatch) -> None:
