@@ -103,7 +103,7 @@ class Step:
             snap = self.cache.snapshot()
             derivation = derive(SETTINGS, snap.services, snap.nodes, snap.slices, self.now)
         else:
-            from controller.derive import rederive
+            from controller.incremental import rederive
 
             touched = self.cache.take_touched()
             snap = self.cache.snapshot()

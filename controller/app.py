@@ -39,8 +39,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from controller.cache import ClusterCache
-from controller.derive import Derivation, derive, rederive
+from controller.derive import Derivation, derive
 from controller.events import EVENT_API_CALLS, EventApi, ViolationReporter
+from controller.incremental import rederive
 from controller.leader import LEASE_API_CALLS, ElectionSettings, LeaseApi, LeaseElector
 from controller.metrics import ControllerMetrics
 from controller.objects import ClusterSettings

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from controller import kube_objects
-from controller.derive import Touched
+from controller.incremental import Touched
 from controller.objects import EndpointSliceInfo, NodeInfo, ServiceInfo
 from controller.watch import (
     ENDPOINT_SLICES,

@@ -43,17 +43,6 @@ nodes carry. Records are deterministic: nodes sorted by name, zones sorted.
 Weight and canary hints are not derived from annotations: the record has no
 field for them and the gateway takes weights and canaries from its routing
 config, so a hint would be published and then ignored.
-
-Incremental derivation. A Service's derivation reads the Service, its own
-EndpointSlices and every node, nothing else; so after a change only the
-Services it touches need deriving again: a Service, ServiceExport or
-EndpointSlice change touches its Service, a Node change (or a first listing)
-touches every Service. `rederive(previous, ..., touched, now)` derives the
-`touched` Services, keeps the other entries of `previous` as they are (their
-records keep their publishedAt), and drops Services that are gone. It equals
-`derive` on the same inputs apart from the untouched records' publishedAt
-(tests/controller/test_derive_incremental.py checks it over random change
-sequences).
 """
 
 from __future__ import annotations
@@ -167,22 +156,6 @@ class Derivation:
             if s.namespace == namespace and s.name == name:
                 return s
         return None
-
-
-@dataclass(frozen=True, slots=True)
-class Touched:
-    """The Services a batch of changes may have changed the derivation of."""
-
-    everything: bool = False
-    """A node changed (or nothing was derived yet): every Service."""
-    services: frozenset[tuple[str, str]] = frozenset()
-    """Otherwise these (namespace, name): Services, ServiceExports, EndpointSlices changed."""
-
-    def __bool__(self) -> bool:
-        return self.everything or bool(self.services)
-
-
-EVERYTHING = Touched(everything=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,42 +366,6 @@ def derive(
     view = ClusterView(settings, nodes, slices)
     ordered = sorted(services, key=lambda s: (s.namespace, s.name))
     return Derivation(tuple(view.derive_service(s, now) for s in ordered))
-
-
-def rederive(
-    previous: Derivation | None,
-    settings: ClusterSettings,
-    services: Iterable[ServiceInfo],
-    nodes: Iterable[NodeInfo],
-    slices: Iterable[EndpointSliceInfo],
-    touched: Touched,
-    now: float,
-) -> Derivation:
-    """`previous` brought up to date after the changes `touched` names (module docstring).
-
-    `services`, `nodes` and `slices` are the whole cluster as it is now, like
-    `derive`'s; only the touched Services' slices are read.
-    """
-    if previous is None or touched.everything:
-        return derive(settings, services, nodes, slices, now)
-    kept = {(d.namespace, d.name): d for d in previous.services}
-    ordered = sorted(services, key=lambda s: (s.namespace, s.name))
-    todo = {
-        (s.namespace, s.name)
-        for s in ordered
-        if (s.namespace, s.name) in touched.services or (s.namespace, s.name) not in kept
-    }
-    view = ClusterView(
-        settings, nodes, (s for s in slices if (s.namespace, s.service_name) in todo)
-    )
-    return Derivation(
-        tuple(
-            view.derive_service(s, now)
-            if (s.namespace, s.name) in todo
-            else kept[(s.namespace, s.name)]
-            for s in ordered
-        )
-    )
 
 
 def is_exported(settings: ClusterSettings, service: ServiceInfo) -> bool:

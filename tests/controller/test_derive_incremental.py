@@ -18,7 +18,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from controller.cache import ClusterCache
-from controller.derive import EVERYTHING, Derivation, ServiceDerivation, Touched, derive, rederive
+from controller.derive import Derivation, ServiceDerivation, derive
+from controller.incremental import EVERYTHING, Touched, rederive
 from controller.objects import ClusterSettings
 from controller.watch import ENDPOINT_SLICES, NODES, SERVICE_EXPORTS, SERVICES, ObjectEvent, Reset
 
