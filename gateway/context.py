@@ -21,6 +21,7 @@ from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
 from gateway.upstream.breaker import BackendBreakers
 from gateway.upstream.outlier import OutlierDetector
+from gateway.upstream.pool import PoolSet
 
 
 @dataclass(slots=True)
@@ -112,7 +113,9 @@ class GatewayContext:
     settings: GatewaySettings
     state: EndpointState = field(default_factory=EndpointState)
     observer: RequestObserver = field(default_factory=NullObserver)
-    pools: Any = None
+    pools: PoolSet | None = None
+    """Upstream connection pools; set before the first listener starts (a connection
+    keeps it: `RequestReader.pools`)."""
     outliers: OutlierDetector = field(default_factory=OutlierDetector)
     """Passive outlier detection, fed by every try's outcome (`upstream.outlier`)."""
     breakers: BackendBreakers = field(default_factory=BackendBreakers)

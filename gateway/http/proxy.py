@@ -330,7 +330,7 @@ class HttpProxy(ResponseRelay):
         if plan.forward_filters:
             for forward_filter in plan.forward_filters:
                 forward_filter.on_forward(ex, facts, ctx)
-        ctx.pools.active_requests += 1
+        self.pools.active_requests += 1
         ex.counted = True
         self._try(ex, endpoint)
 

@@ -36,6 +36,7 @@ from gateway.transport import UNCONNECTED, Transport, unconnected
 if TYPE_CHECKING:
     from gateway.ops.observer import GatewayObserver
     from gateway.upstream.connection import UpstreamConnection
+    from gateway.upstream.pool import PoolSet
 
 _HOST: Final = 0
 _CL: Final = 1
@@ -124,6 +125,7 @@ class RequestReader:
         "parser",
         "parsing",
         "paused",
+        "pools",
         "queue",
         "rare",
         "ready",
@@ -148,6 +150,9 @@ class RequestReader:
 
     def __init__(self, ctx: GatewayContext, listener: str) -> None:
         self.ctx = ctx
+        pools = ctx.pools
+        assert pools is not None, "upstream pools are made before listeners start"
+        self.pools: PoolSet = pools
         self.listener = listener
         self.loop = asyncio.get_running_loop()
         self.watch = deadline_watch(self.loop)

@@ -50,7 +50,7 @@ class ResponseRelay(TryRunner):
         assert rule is not None and decision is not None
         endpoint = ex.endpoint
         assert endpoint is not None
-        pools = self.ctx.pools
+        pools = self.pools
         pools.budget.answered += 1
         if status < 500:
             self.ctx.outliers.success(endpoint.key)
@@ -221,7 +221,7 @@ class ResponseRelay(TryRunner):
             ex.timer = None
         if ex.connecting is not None or ex.conn is not None:
             self._drop_upstream(ex)
-        pools = self.ctx.pools
+        pools = self.pools
         if ex.counted:
             pools.active_requests -= 1
         if ex.attempts:

@@ -21,7 +21,7 @@ from gateway.outcome import ErrorKind, ResponseFlag, flag_of
 from gateway.routing.endpoints import Endpoint
 from gateway.upstream.failure import CircuitOpen, UpstreamFailure, UpstreamTimeout
 from gateway.upstream.outlier import Outcome
-from gateway.upstream.pool import EndpointPool, PoolSet, UpstreamConnection
+from gateway.upstream.pool import EndpointPool, UpstreamConnection
 from gateway.upstream.retry_policy import retry_allowed, retry_delay_s
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -42,7 +42,7 @@ class TryRunner(RequestReader):
         ex.endpoint = endpoint
         first = not ex.attempts
         ex.attempts += 1
-        pools: PoolSet = self.ctx.pools
+        pools = self.pools
         decision = ex.decision
         assert decision is not None
         backend = decision.backend
@@ -190,7 +190,7 @@ class TryRunner(RequestReader):
 
     def _failed(self, ex: Exchange, failure: UpstreamFailure) -> None:
         """A try failed before the response head: retry elsewhere or answer the error."""
-        pools: PoolSet = self.ctx.pools
+        pools = self.pools
         self.watch.discard(ex)
         current, table, decision, rule = ex.endpoint, ex.table, ex.decision, ex.rule
         assert current is not None and table is not None
