@@ -33,8 +33,9 @@ is not atomic is the decision: two workers may both see the last token and
 both take it. Both counts still rise, so the key's TAT moves two intervals
 and the next token comes an interval later: the burst is exceeded by at most
 N - 1 for an instant, the rate over any longer window is kept. Two workers
-moving B at once: the last write wins, and the two candidates differ by the
-difference of the workers' clocks (a millisecond at most). Python offers no
+moving B at once: the last write wins, and the two candidates differ by how
+far apart the workers' loop clocks are (each read once per loop iteration:
+usually well under a millisecond, worth rate x that in tokens). Python offers no
 compare-and-swap on shared memory, and a lock (a futex) would put a system
 call on the request path under contention. Measured by
 `tests/gateway/http/filters/test_shared_buckets.py`: two processes hammering
@@ -48,9 +49,9 @@ full `maxKeys` a single set would overflow for some keys, two almost never
 do). A slot whose hint is past holds a full bucket, the same as an empty
 one, so any key may take it: no deletion, no sweep. With no such slot in
 either set the slot closest to full is given up (the least debt is
-forgotten; that key starts with a full bucket). Taking a slot
-sets B so that the current counts mean a full bucket (a late increment by a
-worker still charging the previous key costs the new one a token, once).
+forgotten; that key starts with a full bucket). Taking a slot sets B so
+that the current counts mean a full bucket (a late increment by a worker
+still charging the previous key costs the new one a token, once).
 Each worker caches key → (slot, tag) per rule, bounded by `maxKeys`, so a
 known key is not hashed again; a slot taken over by another key is noticed
 by its tag.
@@ -59,8 +60,9 @@ Size: fixed at startup, twice the sum of the shared rules' `maxKeys` rounded
 up to a power of two (at least `MIN_SLOTS`), so at most half the slots are
 used and two choices all but never overflow (measured: one key in 100,000
 given up early at 0.76 full, none at two thirds); (3 + workers) x 8 bytes a
-slot, allocated as keys touch the pages. A reload asking for more is logged (a restart grows
-the table); the table keeps working, forgetting the fullest buckets first.
+slot, allocated as keys touch the pages. A reload asking for more is logged
+(a restart grows the table); the table keeps working, forgetting the
+fullest buckets first.
 """
 
 from __future__ import annotations
