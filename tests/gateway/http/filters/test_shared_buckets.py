@@ -198,6 +198,7 @@ fd, worker, start, end = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]),
 limit = RateLimit(requests=50, per_s=0.01)
 store = SharedBucketStore(SharedBucketTable(fd), limit, rule_salt("r", 0, limit), worker=worker)
 take, clock = store.take, time.monotonic
+time.sleep(max(0.0, start - clock() - 0.005))
 while clock() < start:
     pass
 allowed = tries = 0
