@@ -14,7 +14,13 @@ each, as it does the control socketpair; every worker maps it shared.
 Nothing is named in /dev/shm, so nothing is left behind by a crash: the
 kernel frees the table with the last process holding it, and a restarted
 worker maps the same table, its buckets intact. No message to the supervisor
-and no lock are on the request path.
+and no lock are on the request path of a key the worker has met before; a
+key new to the worker that no worker has a slot for yet takes the table's
+claim lock (a POSIX record lock on the descriptor: two system calls, released
+by the kernel if its holder dies) while it picks a slot, so that two workers
+meeting a new key at the same instant cannot give it two slots, each
+counting alone. (Without it, two processes starting on one key at once got
+the limit twice: the race is real.)
 
 A bucket is a slot of 8-byte words: a tag (0 = never used), a base B, a
 hint, and one count per worker. Its GCRA time (`gcra`) is not stored but
@@ -67,6 +73,7 @@ fullest buckets first.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import mmap
 import os
@@ -131,18 +138,38 @@ class SharedBucketTable:
         return sum(self.words[at + COUNTS : at + self.stride])
 
     def locate(self, tag: int, now: float, interval_s: float) -> int:
-        """The word index of `tag`'s slot, taking one for it (full) when it has none."""
-        words, reals, stride = self.words, self.reals, self.stride
+        """The word index of `tag`'s slot, taking one for it (full) when it has none.
+
+        Taking one holds the table's claim lock, so two workers meeting a new key
+        at once never give it two slots (see the module docstring).
+        """
+        candidates = self._candidates(tag)
+        found = self._find(tag, candidates)
+        if found >= 0:
+            return found
+        fcntl.lockf(self.fd, fcntl.LOCK_EX, 1)
+        try:
+            found = self._find(tag, candidates)  # claimed while we waited?
+            return found if found >= 0 else self._claim(tag, candidates, now, interval_s)
+        finally:
+            fcntl.lockf(self.fd, fcntl.LOCK_UN, 1)
+
+    def _candidates(self, tag: int) -> list[int]:
+        stride = self.stride
         span = WAYS * stride
         first = (tag & self.set_mask) * span
         second = (tag >> 32 & self.set_mask) * span
-        candidates: list[int] = [
-            *range(first, first + span, stride),
-            *range(second, second + span, stride),
-        ]
+        return [*range(first, first + span, stride), *range(second, second + span, stride)]
+
+    def _find(self, tag: int, candidates: list[int]) -> int:
+        words = self.words
         for at in candidates:
             if words[at] == tag:
                 return at
+        return -1
+
+    def _claim(self, tag: int, candidates: list[int], now: float, interval_s: float) -> int:
+        reals = self.reals
         room = [at for at in candidates[:WAYS] if reals[at + HINT] <= now]
         room_other = [at for at in candidates[WAYS:] if reals[at + HINT] <= now]
         if len(room_other) > len(room):  # the set with more room: two choices
@@ -150,7 +177,7 @@ class SharedBucketTable:
         victim = room[0] if room else min(candidates, key=lambda at: reals[at + HINT])
         reals[victim + BASE] = now - self.count(victim) * interval_s
         reals[victim + HINT] = 0.0
-        words[victim] = tag
+        self.words[victim] = tag
         return victim
 
     def used(self, now: float) -> int:
