@@ -143,38 +143,50 @@ class SharedBucketTable:
         Taking one holds the table's claim lock, so two workers meeting a new key
         at once never give it two slots (see the module docstring).
         """
-        candidates = self._candidates(tag)
-        found = self._find(tag, candidates)
+        sets = self._sets(tag)
+        found = self._find(tag, sets)
         if found >= 0:
             return found
         fcntl.lockf(self.fd, fcntl.LOCK_EX, 1)
         try:
-            found = self._find(tag, candidates)  # claimed while we waited?
-            return found if found >= 0 else self._claim(tag, candidates, now, interval_s)
+            found = self._find(tag, sets)  # claimed while we waited?
+            return found if found >= 0 else self._claim(tag, sets, now, interval_s)
         finally:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1)
 
-    def _candidates(self, tag: int) -> list[int]:
-        stride = self.stride
-        span = WAYS * stride
-        first = (tag & self.set_mask) * span
-        second = (tag >> 32 & self.set_mask) * span
-        return [*range(first, first + span, stride), *range(second, second + span, stride)]
+    def _sets(self, tag: int) -> tuple[int, int]:
+        """The word indexes of the key's two sets: from the tag's low and high bits."""
+        span = WAYS * self.stride
+        return (tag & self.set_mask) * span, (tag >> 32 & self.set_mask) * span
 
-    def _find(self, tag: int, candidates: list[int]) -> int:
-        words = self.words
-        for at in candidates:
-            if words[at] == tag:
-                return at
+    def _find(self, tag: int, sets: tuple[int, int]) -> int:
+        words, stride = self.words, self.stride
+        for first in sets:
+            for at in range(first, first + WAYS * stride, stride):
+                if words[at] == tag:
+                    return at
         return -1
 
-    def _claim(self, tag: int, candidates: list[int], now: float, interval_s: float) -> int:
-        reals = self.reals
-        room = [at for at in candidates[:WAYS] if reals[at + HINT] <= now]
-        room_other = [at for at in candidates[WAYS:] if reals[at + HINT] <= now]
-        if len(room_other) > len(room):  # the set with more room: two choices
-            room = room_other
-        victim = room[0] if room else min(candidates, key=lambda at: reals[at + HINT])
+    def _claim(self, tag: int, sets: tuple[int, int], now: float, interval_s: float) -> int:
+        """Take a slot for `tag`: a refilled one in the set with more of them (the power
+        of two choices), else the slot closest to full."""
+        reals, stride = self.reals, self.stride
+        victim, most_room = -1, 0
+        fullest, lowest = sets[0], float("inf")
+        for first in sets:
+            room, free = 0, -1
+            for at in range(first, first + WAYS * stride, stride):
+                hint = reals[at + HINT]
+                if hint <= now:
+                    room += 1
+                    if free < 0:
+                        free = at
+                elif hint < lowest:
+                    fullest, lowest = at, hint
+            if room > most_room:
+                victim, most_room = free, room
+        if victim < 0:
+            victim = fullest
         reals[victim + BASE] = now - self.count(victim) * interval_s
         reals[victim + HINT] = 0.0
         self.words[victim] = tag
