@@ -22,6 +22,20 @@ refresh; the first one reads every file once, later ones only what changed.
 Revisions are per reader instance: a watch resumes exactly from any revision
 this instance still has in its history, and from anything else gets a `Snapshot`.
 
+A directory that cannot be read (removed, a dangling link, no permission) is
+an outage, never "no records": `snapshot` and `watch` raise
+`RegistryUnavailable`, the view keeps the last records it read, and no TTL
+expiry is decided while it lasts, since a reader that cannot see the files
+cannot see their renewals either (as etcd, whose leases do not run out while
+it has no leader, and Envoy, which keeps the last EDS when its control plane
+is lost). The scanner retries with exponential backoff (`poll_interval_s`
+doubling up to `OUTAGE_BACKOFF_MAX_S`), and so does each `watch` call; the
+first read that succeeds stats every file and decides expiry from their real
+mtimes: records renewed meanwhile stay, records of writers that died during
+the outage go at once. A directory that exists and is empty is a registry
+with no records. Writers get `RegistryUnavailable` too, and keep their leases
+(renewal retries on its next round).
+
 State values are files in the `state/` subdirectory (which record readers
 never look into), one per key (the key percent-encoded, `.json`), holding
 `{"version": N, "value": "..."}`; a compare-and-set runs under the same
@@ -54,6 +68,7 @@ from portway.registry.base import (
     ChangeKind,
     Lease,
     OwnershipError,
+    RegistryUnavailable,
     Snapshot,
     StateEntry,
     VersionConflict,
@@ -77,6 +92,7 @@ LOCK_NAME = ".portway.lock"
 STATE_DIR = "state"
 HISTORY_LIMIT = 10_000
 RESYNC_S = 30.0
+OUTAGE_BACKOFF_MAX_S = 5.0
 
 
 class FilesRegistry:
@@ -94,7 +110,8 @@ class FilesRegistry:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(OSError):  # a dangling link: an outage, said by the first read
+            self.directory.mkdir(parents=True, exist_ok=True)
         self.session = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.owner = owner or self.session
         self._force_polling = force_polling
@@ -113,12 +130,17 @@ class FilesRegistry:
         self._dirty_names: set[str] = set()
         self._dirty_all = False
         self._synced = asyncio.Event()
+        self._outage: RegistryUnavailable | None = None
         self._stop = asyncio.Event()
         self._renew_wake = asyncio.Event()
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        fd = os.open(self.directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        try:
+            fd = os.open(self.directory / LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o644)
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise RegistryUnavailable(f"files registry {self.directory}: {reason}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             yield
@@ -187,7 +209,13 @@ class FilesRegistry:
                 async with asyncio.timeout(min([DEFAULT_RENEW_S, *(t / 3 for t in ttls)])):
                     await self._renew_wake.wait()
             except TimeoutError:
-                self.renew()
+                try:
+                    self.renew()
+                except RegistryUnavailable as exc:
+                    log.warning(
+                        "files leases not renewed; retrying",
+                        extra={"error": str(exc), "backend": "files"},
+                    )
             else:
                 self._renew_wake.clear()
 
@@ -264,9 +292,19 @@ class FilesRegistry:
         """Refresh the view (in a thread) and record what changed as numbered changes.
 
         `names` are the files reported changed; None stats the whole directory.
+        Raises `RegistryUnavailable` while the directory cannot be read (the
+        view untouched); watchers are woken to raise it too.
         """
         async with self._sync_lock:
-            updates = await asyncio.to_thread(self.view.read, names)
+            if self._outage is not None:
+                names = None  # what changed during the outage is unknown
+            try:
+                updates = await asyncio.to_thread(self.view.read, names)
+            except RegistryUnavailable as exc:
+                self._outage = exc
+                self._wake_watchers()
+                raise
+            self._outage = None
             changed = self.view.apply(updates, self._clock())
             for key in sorted(changed, key=ServiceKey.path):
                 rf = changed[key]
@@ -276,8 +314,11 @@ class FilesRegistry:
                 else:
                     self._history.append(Change(ChangeKind.PUT, key, self._revision, rf.record))
             if changed:
-                self._synced.set()
-                self._synced = asyncio.Event()
+                self._wake_watchers()
+
+    def _wake_watchers(self) -> None:
+        self._synced.set()
+        self._synced = asyncio.Event()
 
     async def snapshot(self) -> Snapshot:
         await self._sync()
@@ -286,6 +327,8 @@ class FilesRegistry:
     async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         if self._scanner is None:
             self._scanner = asyncio.create_task(self._scan_forever(), name="files-scan")
+        if self._outage is not None:
+            await self._sync()  # the caller's retry: raises while still unreadable
         revision = from_revision
         oldest = self._history[0].revision - 1 if self._history else self._revision
         if not oldest <= revision <= self._revision:
@@ -294,6 +337,8 @@ class FilesRegistry:
             yield snap
         while True:
             synced = self._synced
+            if self._outage is not None:
+                raise RegistryUnavailable(str(self._outage))
             if self._revision > revision:
                 for change in [c for c in self._history if c.revision > revision]:
                     revision = change.revision
@@ -306,20 +351,44 @@ class FilesRegistry:
 
         The first pass stats the whole directory once the notifier runs, so a
         file written between the caller's snapshot and the watch is not missed.
+        While the directory cannot be read, passes are spaced by a doubling
+        backoff; once it reads again the notifier is started afresh (its watch
+        may be on a directory that was removed) and the whole directory is
+        stat'ed once more. Each notifier has its own stop event: watchfiles sets
+        the event it was given when its task is cancelled.
         """
-        notifier = asyncio.create_task(self._notify_forever(), name="files-notify")
+        stop_notifier = asyncio.Event()
+        notifier = asyncio.create_task(self._notify_forever(stop_notifier), name="files-notify")
         self._dirty_all = True
         last_full = time.monotonic()
+        backoff_s = 0.0
         try:
             while not self._stop.is_set():
-                if self._dirty_all or time.monotonic() - last_full >= RESYNC_S:
-                    self._dirty_all = False
-                    self._dirty_names.clear()
-                    last_full = time.monotonic()
-                    await self._sync()
-                else:
-                    names, self._dirty_names = self._dirty_names, set()
-                    await self._sync(names)
+                try:
+                    if self._dirty_all or time.monotonic() - last_full >= RESYNC_S:
+                        self._dirty_all = False
+                        self._dirty_names.clear()
+                        last_full = time.monotonic()
+                        await self._sync()
+                    else:
+                        names, self._dirty_names = self._dirty_names, set()
+                        await self._sync(names)
+                except RegistryUnavailable:
+                    backoff_s = min(OUTAGE_BACKOFF_MAX_S, backoff_s * 2 or self._poll_interval_s)
+                    self._dirty_all = True
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(backoff_s):
+                            await self._stop.wait()
+                    continue
+                if backoff_s:
+                    backoff_s = 0.0
+                    stop_notifier.set()
+                    stop_notifier = asyncio.Event()
+                    notifier = asyncio.create_task(
+                        self._notify_forever(stop_notifier), name="files-notify"
+                    )
+                    self._dirty_all = True
+                    self._dirty.set()
                 timeout = self._poll_interval_s if self._force_polling else RESYNC_S
                 deadline = self.view.next_deadline()
                 if deadline is not None:
@@ -332,9 +401,10 @@ class FilesRegistry:
                 if self._force_polling and not self._dirty_names:
                     self._dirty_all = True
         finally:
+            stop_notifier.set()
             notifier.cancel()
 
-    async def _notify_forever(self) -> None:
+    async def _notify_forever(self, stop: asyncio.Event) -> None:
         if self._force_polling:
             return
         try:
@@ -342,7 +412,7 @@ class FilesRegistry:
                 self.directory,
                 watch_filter=None,
                 step=10,
-                stop_event=self._stop,
+                stop_event=stop,
                 recursive=False,
             ):
                 self._dirty_names.update(os.path.basename(path) for _, path in changes)
@@ -367,4 +437,7 @@ class FilesRegistry:
                     await task
         self._scanner = self._renewer = None
         for key in list(self._leases):
-            await self.withdraw(key)
+            try:
+                await self.withdraw(key)
+            except RegistryUnavailable as exc:  # the record expires after its TTL instead
+                log.warning("files withdraw on close failed", extra={"error": str(exc)})

@@ -16,17 +16,26 @@ heap of (deadline, key); `apply` re-decides the keys whose deadline passed,
 so an expiring record costs nothing until it expires. A renewal (a writer
 touching its file) changes the signature, so the file is read again and its
 deadline moves, but its record is equal and no change is reported.
+
+A directory that exists and is empty means "no records"; a directory that
+cannot be read (gone, a dangling link, not a directory, no permission) is an
+outage: `read` raises `RegistryUnavailable` and nothing is folded in, so no
+file is taken for deleted and no deadline passes unseen while it lasts. The
+directory is checked after the files, so one that vanished during a read
+fails that read rather than reporting its files gone.
 """
 
 from __future__ import annotations
 
 import heapq
 import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from portway.model import RecordError, ServiceKey
+from portway.registry.base import RegistryUnavailable
 from portway.registry.decode import report_bad
 from portway.registry.record_files import RecordFile, is_record_file, parse_record_file
 
@@ -63,13 +72,14 @@ class RecordDirectory:
         """Stat `names` (None: the whole directory); read the files whose signature changed.
 
         I/O only: safe to run in a thread while the caller awaits it, as long
-        as nothing calls `apply` meanwhile.
+        as nothing calls `apply` meanwhile. Raises `RegistryUnavailable` when
+        the directory cannot be read (see the module docstring).
         """
         if names is None:
             try:
                 present = {n for n in os.listdir(self.directory) if is_record_file(Path(n))}
-            except FileNotFoundError:
-                present = set()
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
             candidates = present | self.files.keys()
         else:
             candidates = {n for n in names if is_record_file(Path(n))}
@@ -82,7 +92,16 @@ class RecordDirectory:
                     out.append((name, None))
             elif known is None or known.signature != entry.signature:
                 out.append((name, entry))
+        try:
+            if not stat.S_ISDIR(os.stat(self.directory).st_mode):
+                raise NotADirectoryError(f"{self.directory} is not a directory")
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
         return out
+
+    def _unavailable(self, exc: OSError) -> RegistryUnavailable:
+        reason = exc.strerror or str(exc)
+        return RegistryUnavailable(f"files registry {self.directory} cannot be read: {reason}")
 
     def _read_one(self, name: str) -> FileEntry | None:
         """The file's entry, reading it only if its signature is new; None if gone."""
