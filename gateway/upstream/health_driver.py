@@ -24,8 +24,11 @@ changed to the worker's `EndpointState`:
 
 Every change is counted in `ResilienceStats` and logged once, as JSON, with
 its reason; a probe is never logged. When the routing table changes,
-`sync_table` re-derives the probe targets from the backends' `healthCheck`
-blocks; endpoints that left the table forget their state.
+`sync_table` re-derives the probe targets from the `healthCheck` blocks of
+the backends that changed; endpoints that left the table forget their
+state. Which backends changed and which keys left is the `EndpointRoster`'s
+work, done in slices of `SYNC_SLICE_ENDPOINTS` with the loop free between
+them (a first table of 500,000 endpoints is not one stall).
 
 All decisions are in the two state machines (`health`, `outlier`); this
 module only moves bytes and time.
@@ -44,6 +47,7 @@ from gateway.config.model import ListenerProtocol
 from gateway.context import GatewayContext
 from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec, Target, judge_http
 from gateway.upstream.health import probe_spec as make_spec
+from gateway.upstream.roster import EndpointRoster
 
 log = logging.getLogger("portway.gateway.upstream.health")
 
@@ -51,6 +55,8 @@ TICK_S: Final = 0.05
 READMISSION_TIMEOUT_S: Final = 1.0
 """How long a readmission probe may take (a connect, or a GET for any answer)."""
 MAX_PROBE_BODY: Final = 65536
+SYNC_SLICE_ENDPOINTS: Final = 10_000
+"""Endpoints a table sync handles per turn of the loop (~3 ms interpreted)."""
 
 
 class ResilienceStats:
@@ -186,11 +192,7 @@ class HealthDriver:
         self._task: asyncio.Task[None] | None = None
         self._probes: set[asyncio.Task[None]] = set()
         self._table: Any = None
-        self._backends: dict[str, tuple[Any, frozenset[str]]] = {}
-        """Backend name → (the compiled backend followed, its endpoint keys)."""
-        self._previous_keys: dict[str, frozenset[str]] = {}
-        self._holders: dict[str, int] = {}
-        """Endpoint key → how many followed backends hold it."""
+        self.roster = EndpointRoster()
         self._routes: Any = None
         self._http_backends: frozenset[str] = frozenset()
         """Backends routed to from HTTP(S) listeners: readmission may ask them over HTTP."""
@@ -208,84 +210,60 @@ class HealthDriver:
                 with contextlib.suppress(BaseException):
                     await task
 
-    def sync_table(self, now: float) -> None:
-        """Follow a new routing table: probe targets, ramps and forgetting, per changed backend.
+    def sync_table(self, now: float, budget: int | None = None) -> bool:
+        """Follow the table in force: probe targets, ramps and forgetting, per changed backend.
 
         Incremental tables share every backend a change did not touch, so
         only backends that are new objects are walked (a registry change of
         one service among 10,000 costs that service's endpoints). A changed
         backend that had endpoints before ramps its new ones in (a cluster
         coming back); a backend's first endpoints are not ramped (at startup
-        there is nothing else to send their traffic to). Keys are counted per
-        backend holding them, so one shared by two backends stays probed
-        until neither has it.
+        there is nothing else to send their traffic to). At most about
+        `budget` endpoints are handled per call (None: all); returns whether
+        the table is followed completely.
         """
         table = self.ctx.table
-        self._table = table
-        backends = dict(getattr(table, "backends", {})) if table is not None else {}
-        if table is not None and table.routes is not self._routes:
-            self._routes = table.routes
-            self._http_backends = http_backends(table)
+        roster = self.roster
+        if table is not self._table:
+            self._table = table
+            backends = getattr(table, "backends", {}) if table is not None else {}
+            if table is not None and table.routes is not self._routes:
+                self._routes = table.routes
+                self._http_backends = http_backends(table)
+                self.ctx.outliers.follow(backends.values())
+            roster.follow(backends)
         state = self.ctx.state
+        step = roster.advance(budget)
         added: list[tuple[str, str, ProbeSpec, Any]] = []
-        gone: list[str] = []
-        not_ready: set[str] = set()
-        for name, (old, old_keys) in list(self._backends.items()):
-            if backends.get(name) is not old:
-                del self._backends[name]
-                gone += self._release(old_keys)
-                not_ready.update(e.key for e in old.endpoints if not e.ready)
-        for name, backend in backends.items():
-            if name in self._backends:
-                continue
-            keys = frozenset(e.key for e in backend.endpoints)
-            self._backends[name] = (backend, keys)
-            for key in keys:
-                self._holders[key] = self._holders.get(key, 0) + 1
-            before = self._previous_keys.get(name)
-            if before:
-                for key in keys - before:
-                    state.start_ramp(key, now)
-            for e in backend.endpoints:
-                if e.ready and e.key in not_ready and e.key in state.ejected:
-                    self.ctx.outliers.clear(e.key, state, "published ready again")
-            self._previous_keys[name] = keys
+        for name, backend in step.added:
             self._slow_start_s = max(self._slow_start_s, backend.locality.slow_start_s)
             check = backend.health_check
             if check is not None:
                 added += [(e.key, name, make_spec(e, check), check) for e in backend.endpoints]
-        for name in [n for n in self._previous_keys if n not in backends]:
-            del self._previous_keys[name]
-        gone = [key for key in gone if key not in self._holders]
-        self.checker.update(added, gone, now)
+        for key in step.ramp:
+            state.start_ramp(key, now)
+        for key in step.ready_again:
+            if key in state.ejected:
+                self.ctx.outliers.clear(key, state, "published ready again")
+        gone = step.gone
+        if added or gone:
+            self.checker.update(added, gone, now)
         for key in gone:
             state.set_unhealthy(key, False)
             self.reasons.pop(key, None)
         self.ctx.outliers.forget_keys(gone)
-
-    def _release(self, keys: frozenset[str]) -> list[str]:
-        """Drop one holder of each key; the keys no backend holds any more."""
-        out = []
-        for key in keys:
-            n = self._holders.get(key, 1) - 1
-            if n > 0:
-                self._holders[key] = n
-            else:
-                self._holders.pop(key, None)
-                out.append(key)
-        return out
+        return not roster.pending
 
     def step(self, now: float) -> None:
         """One tick: start due probes, sweep outliers, apply and report changes."""
         ctx = self.ctx
-        if ctx.table is not self._table:
-            self.sync_table(now)
+        if ctx.table is not self._table or self.roster.pending:
+            self.sync_table(now, SYNC_SLICE_ENDPOINTS)
         for target in self.checker.due(now):
             task = asyncio.get_running_loop().create_task(self._probe(target))
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
-        backends = getattr(ctx.table, "backends", {}).values() if ctx.table is not None else ()
-        ctx.outliers.tick(backends, ctx.state, now)
+        ctx.outliers.tick(ctx.state, now)
         for key in ctx.outliers.take_checks():
             task = asyncio.get_running_loop().create_task(self._readmission_probe(key))
             self._probes.add(task)
@@ -316,15 +294,15 @@ class HealthDriver:
     async def _readmission_probe(self, key: str) -> None:
         """One connect to an endpoint whose ejection ran out, before users' requests go."""
         name, _ = self.ctx.outliers.ejected_by.get(key, ("", None))
-        held = self._backends.get(name)
-        endpoint = held[0].endpoint(key) if held is not None else None
+        held = self.roster.backends.get(name)
+        endpoint = held.endpoint(key) if held is not None else None
         passed = True
         target = self.checker.targets.get(key)
         if target is not None:  # the backend's own check: an HTTP black hole fails it too
             passed, _ = await run_probe(target.spec, target.settings.timeout_s)
         elif endpoint is not None:
             kind = ProbeKind.TCP
-            if name in self._http_backends and held is not None and not held[0].tls:
+            if name in self._http_backends and held is not None and not held.tls:
                 kind = ProbeKind.HTTP_ALIVE  # a node that accepts but never answers fails it
             spec = ProbeSpec(kind, endpoint.address, endpoint.port, path="/")
             passed, _ = await run_probe(spec, self.readmission_timeout_s)
@@ -376,4 +354,5 @@ class HealthDriver:
                 self.step(loop.time())
             except Exception:  # the judge must outlive a bad tick; say so once per tick
                 log.exception("health driver tick failed")
-            await asyncio.sleep(TICK_S)
+            # a table sync in progress takes its next slice on the next turn of the loop
+            await asyncio.sleep(0 if self.roster.pending else TICK_S)

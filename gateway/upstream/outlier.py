@@ -27,16 +27,26 @@ Two guards keep detection from emptying a backend: at most
 ejection is always allowed), and the last endpoint of a backend that may
 take traffic is never ejected.
 
-The hot path pays one dict lookup and two integer stores per success; the
-record of an endpoint is made on its first outcome and reused. Ejections
-and returns are queued in `changes` for the driver to log and count once.
-Pure: time comes in as `now` (monotonic seconds), state is the routing
-`EndpointState` the caller passes.
+What a sweep costs follows activity, not the fleet: it resets the
+interval counts of the endpoints that answered since the last sweep (the
+hot path lists an endpoint in `active` with its first outcome of an
+interval), judges success rates only in backends with a failure in the
+interval (no failure, no outlier), decays only endpoints with past
+ejections, and finds ejections that ran out in a heap ordered by their
+end. The sweep interval is the shortest of the backends' `interval`
+(`follow`, once per config), not a walk of every backend per sweep.
+
+The hot path pays one dict lookup, two integer stores and one test per
+success; the record of an endpoint is made on its first outcome and reused.
+Ejections and returns are queued in `changes` for the driver to log and
+count once. Pure: time comes in as `now` (monotonic seconds), state is the
+routing `EndpointState` the caller passes.
 """
 
 from __future__ import annotations
 
 import enum
+import heapq
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -130,12 +140,15 @@ class OutlierDetector:
     """The detector of one worker, over every backend of its routing table."""
 
     __slots__ = (
+        "active",
         "changes",
         "checking",
         "checks",
         "decaying",
         "ejected_by",
+        "expiries",
         "failing",
+        "interval_s",
         "next_sweep",
         "probe_readmission",
         "records",
@@ -143,6 +156,12 @@ class OutlierDetector:
 
     def __init__(self, *, probe_readmission: bool = False) -> None:
         self.records: dict[str, EndpointRecord] = {}
+        self.active: list[EndpointRecord] = []
+        """Records with an outcome this interval (listed by their first): the sweep resets these."""
+        self.expiries: list[tuple[float, str]] = []
+        """Heap of (end, key) of ejections made here; an entry whose end no longer matches
+        `EndpointState.ejected` (let back or ejected again meanwhile) is dropped when popped."""
+        self.interval_s = DEFAULT.interval_s
         self.changes: list[Change] = []
         self.next_sweep = 0.0
         self.probe_readmission = probe_readmission
@@ -157,6 +176,13 @@ class OutlierDetector:
         self.decaying: set[str] = set()
         """Keys with past ejections to forget, one per interval in rotation."""
 
+    def follow(self, backends: Iterable[CompiledBackend]) -> None:
+        """The backends of a new config: sweep at the shortest interval among them."""
+        interval = DEFAULT.interval_s
+        for backend in backends:
+            interval = min(interval, (backend.outlier_detection or DEFAULT).interval_s)
+        self.interval_s = interval
+
     def success(self, key: str) -> None:
         """The hot path's report of an answer below 500."""
         record = self.records.get(key)
@@ -164,6 +190,8 @@ class OutlierDetector:
             record = self.records[key] = EndpointRecord()
         record.run_5xx = 0
         record.run_gateway = 0
+        if not record.ok and not record.failed:  # its first outcome this interval
+            self.active.append(record)
         record.ok += 1
 
     def failure(
@@ -184,6 +212,8 @@ class OutlierDetector:
         extends_5xx, extends_gateway = COUNTING[outcome]
         record.run_5xx = record.run_5xx + 1 if extends_5xx else 0
         record.run_gateway = record.run_gateway + 1 if extends_gateway else 0
+        if not record.failed and not record.ok:
+            self.active.append(record)
         record.failed += 1
         self.failing[backend.name] = backend
         settings = backend.outlier_detection or DEFAULT
@@ -213,35 +243,39 @@ class OutlierDetector:
         self.decaying.add(key)
         record.run_5xx = record.run_gateway = 0
         until = now + ejection_time_s(settings, record.ejections)
-        state.eject(key, until)
+        self._set_ejected(key, until, state)
         self.ejected_by[key] = (backend.name, settings)
         self.changes.append(Change(key, backend.name, True, reason.value, until))
         return True
 
-    def tick(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
+    def _set_ejected(self, key: str, until: float, state: EndpointState) -> None:
+        state.eject(key, until)
+        heapq.heappush(self.expiries, (until, key))
+
+    def tick(self, state: EndpointState, now: float) -> None:
         """Return endpoints whose ejection ran out; every interval, the success-rate sweep."""
         if now >= self.next_sweep:
-            self._sweep(backends, state, now)
-        for key, until in list(state.ejected.items()):
-            if now < until or key in self.checking:
-                continue
+            self._sweep(state, now)
+        expiries = self.expiries
+        while expiries and expiries[0][0] <= now:
+            until, key = heapq.heappop(expiries)
+            if state.ejected.get(key) != until or key in self.checking:
+                continue  # let back or ejected anew meanwhile, or its probe is under way
             if self.probe_readmission:
                 self.checking.add(key)
                 self.checks.append(key)
             else:
                 self._return(key, state, "ejection_expired")
 
-    def _sweep(self, backends: Iterable[CompiledBackend], state: EndpointState, now: float) -> None:
-        interval = DEFAULT.interval_s
-        for backend in backends:
-            interval = min(interval, (backend.outlier_detection or DEFAULT).interval_s)
+    def _sweep(self, state: EndpointState, now: float) -> None:
         for backend in self.failing.values():  # no failure in the interval: no outlier
             settings = backend.outlier_detection or DEFAULT
             if settings.enabled:
                 self._sweep_success_rate(backend, settings, state, now)
         self.failing.clear()
-        for record in self.records.values():
-            record.ok = record.failed = 0
+        active, self.active = self.active, []
+        for answered in active:
+            answered.ok = answered.failed = 0
         for key in list(self.decaying):
             if key not in state.ejected:
                 record = self.records.get(key)
@@ -249,7 +283,7 @@ class OutlierDetector:
                     self.decaying.discard(key)
                 if record is not None and record.ejections:
                     record.ejections -= 1
-        self.next_sweep = now + interval
+        self.next_sweep = now + self.interval_s
 
     def _sweep_success_rate(
         self, backend: CompiledBackend, settings: OutlierDetection, state: EndpointState, now: float
@@ -298,7 +332,7 @@ class OutlierDetector:
             return
         backend, settings = self.ejected_by.get(key, ("", DEFAULT))
         until = now + settings.interval_s  # a probe costs users nothing: try again soon
-        state.eject(key, until)
+        self._set_ejected(key, until, state)
         self.changes.append(Change(key, backend, True, "readmission_probe_failed", until))
 
     def drain_changes(self) -> list[Change]:

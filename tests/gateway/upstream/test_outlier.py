@@ -90,13 +90,13 @@ def test_ejection_time_grows_per_ejection_and_decays_while_serving() -> None:
             det.failure(b, key, Outcome.GATEWAY_FAILURE, state, now)
         lengths.append(state.ejected[key] - now)
         now = state.ejected[key]
-        det.tick([b], state, now)
+        det.tick(state, now)
         assert key not in state.ejected
     assert lengths == [2.0, 4.0, 6.0]
     assert det.records[key].ejections == 3  # an ejection is forgotten per interval in rotation
     for _ in range(5):
         now += 1.0
-        det.tick([b], state, now)
+        det.tick(state, now)
     assert det.records[key].ejections == 0
     assert ejection_time_s(DEFAULT, 100) == DEFAULT.max_ejection_time_s
 
@@ -132,7 +132,7 @@ def test_success_rate_outliers_are_ejected_at_the_sweep() -> None:
             else:
                 det.success(e.key)
     assert not state.ejected
-    det.tick([b], state, 1.0)
+    det.tick(state, 1.0)
     assert list(state.ejected) == [bad]
     assert det.drain_changes()[0].reason == "success_rate"
 
@@ -156,7 +156,7 @@ def test_never_beyond_max_percent_and_always_one_left(
     for index, outcome, dt in events:
         now += dt
         det.failure(b, b.endpoints[index % n].key, outcome, state, now)
-        det.tick([b], state, now)
+        det.tick(state, now)
         assert len(state.ejected) <= allowed
         assert any(state.available(e.key) for e in b.endpoints)
 
@@ -168,15 +168,15 @@ def test_an_expired_ejection_waits_for_the_readmission_probe() -> None:
     for _ in range(3):
         det.failure(b, key, Outcome.GATEWAY_FAILURE, state, 0.0)
     det.drain_changes()
-    det.tick([b], state, 2.0)
+    det.tick(state, 2.0)
     assert key in state.ejected and det.take_checks() == [key]
-    det.tick([b], state, 2.1)
+    det.tick(state, 2.1)
     assert det.take_checks() == []  # asked once, until answered
     det.readmit(key, False, state, 2.2)
     assert state.ejected[key] == 2.2 + 1.0  # out again until the next interval: probes are free
     (change,) = det.drain_changes()
     assert change.ejected and change.reason == "readmission_probe_failed"
-    det.tick([b], state, 3.2)
+    det.tick(state, 3.2)
     assert det.take_checks() == [key]
     det.readmit(key, True, state, 3.3)
     assert key not in state.ejected
@@ -188,3 +188,48 @@ def test_forgotten_keys_lose_their_records() -> None:
     det.success(b.endpoints[0].key)
     det.forget_keys([b.endpoints[0].key])
     assert det.records == {}
+
+
+def test_the_sweep_runs_at_the_shortest_interval_of_the_followed_backends() -> None:
+    fast, slow = backend(4, OutlierDetection(interval_s=0.25)), backend(4)
+    det, state = OutlierDetector(), EndpointState()
+    det.follow([slow, fast])
+    det.tick(state, 10.0)
+    assert det.next_sweep == 10.25
+    det.follow([slow])
+    det.tick(state, 10.25)
+    assert det.next_sweep == 10.25 + DEFAULT.interval_s
+
+
+def test_a_sweep_resets_only_the_endpoints_that_answered_since_the_last_one() -> None:
+    b, state, det = backend(50), EndpointState(), OutlierDetector()
+    for e in b.endpoints:
+        det.success(e.key)  # every endpoint has a record from an earlier interval
+    det.tick(state, 1.0)
+    assert det.active == []
+    busy, failing = b.endpoints[0].key, b.endpoints[1].key
+    for _ in range(3):
+        det.success(busy)
+    det.failure(b, failing, Outcome.SERVER_ERROR, state, 1.5)
+    det.success(failing)
+    assert [id(r) for r in det.active] == [id(det.records[busy]), id(det.records[failing])]
+    det.tick(state, 2.0)
+    assert det.active == [] and det.records[busy].ok == 0 and det.records[failing].failed == 0
+
+
+def test_an_ejection_renewed_or_let_back_meanwhile_is_judged_by_its_latest_end() -> None:
+    b, state, det = backend(4), EndpointState(), OutlierDetector()
+    key = b.endpoints[0].key
+    for _ in range(3):
+        det.failure(b, key, Outcome.GATEWAY_FAILURE, state, 0.0)
+    det.clear(key, state, "health check passed")  # let back before its end (2.0)
+    for _ in range(3):
+        det.failure(b, key, Outcome.GATEWAY_FAILURE, state, 1.5)  # out again
+    until = state.ejected[key]
+    assert until > 2.0
+    det.drain_changes()
+    det.tick(state, 2.0)  # the first ejection's end no longer applies
+    assert state.ejected[key] == until
+    det.tick(state, until)
+    assert key not in state.ejected
+    assert [c.reason for c in det.drain_changes()] == ["ejection_expired"]
