@@ -15,11 +15,16 @@ diffed against the state off the event loop, and only the difference is
 handed over.
 
 "Registry unreachable" is different from "record gone": the feed keeps the
-last known records, reports `up=False` and `stale_since`, logs once, and
-reconnects with tenacity's exponential backoff with jitter; on reconnect the
-watch resumes from the last revision (or the backend sends a fresh snapshot),
-so nothing is lost or applied twice. Records the backend cannot decode are
-skipped by the backend and counted here.
+last known records (the routing table in force stays as it is, and no
+record expires on the gateway's side: expiry is the registry's to decide, as
+Envoy keeps the last EDS when it loses its control plane), reports
+`up=False` and `stale_since`, logs once per change of state, and reconnects
+with tenacity's exponential backoff with jitter, started afresh each time a
+connection that worked breaks. A reconnect lists the registry again before
+watching (a `Snapshot`, diffed, so only what changed during the outage is
+handed over): a backend that has nothing new to say still proves it answers,
+and the feed is up again at once rather than at the next change. Records the
+backend cannot decode are skipped by the backend and counted here.
 
 Metrics (prometheus_client, on the `CollectorRegistry` passed in, or the
 default one): `portway_registry_up{backend}`, `portway_registry_records
@@ -202,15 +207,17 @@ class EndpointFeed:
     def _before_retry(self, state: RetryCallState) -> None:
         self._metrics.reconnects.labels(self.backend).inc()
         sleep = state.next_action.sleep if state.next_action else 0.0
-        log.info(
+        log.debug(  # counted in the metric; the outage itself is logged once, in _lost
             "reconnecting to the registry",
             extra={"backend": self.backend, "attempt": state.attempt_number, "sleep_s": sleep},
         )
 
     async def _follow(self) -> None:
-        """One connection: sync if needed, then apply the watch until it breaks."""
+        """One connection: list when starting or back from an outage, then apply the watch
+        until it breaks. Returns (the caller starts a fresh backoff) when a connection
+        that worked breaks; raises `RegistryUnavailable` when it never worked."""
         try:
-            if self._revision is None:
+            if self._revision is None or not self._up:
                 snap = await self.registry.snapshot()
                 self._connected()
                 await self._apply_snapshot(snap)
@@ -223,24 +230,28 @@ class EndpointFeed:
                 else:
                     self._apply(item)
         except RegistryUnavailable as exc:
+            worked = self._up
             self._lost(exc)
-            raise
+            if not worked:
+                raise
 
     def _connected(self) -> None:
         now = self._clock()
         self._last_sync = now
         self._metrics.last_sync.set(now)
         if not self._up:
-            was_stale = self._stale_since is not None
             self._up = True
-            self._stale_since = None
             self._metrics.up.labels(self.backend).set(1)
-            if was_stale:
+            if self._stale_since is not None:
                 log.info(
                     "registry reachable again",
-                    extra={"backend": self.backend, "revision": self._revision},
+                    extra={
+                        "backend": self.backend,
+                        "stale_s": round(now - self._stale_since, 3),
+                        "revision": self._revision,
+                    },
                 )
-                self._emit()
+            self._stale_since = None
 
     def _lost(self, exc: Exception) -> None:
         self._metrics.up.labels(self.backend).set(0)
