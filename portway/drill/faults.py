@@ -20,6 +20,8 @@ so a drill never leaves a fault behind). What each kind does, for real:
   removed); the controllers keep publishing. Recovery: the link is back.
   etcd: the drill's etcd member is killed (every client's calls fail);
   recovery starts it again on its data, and the controllers publish again.
+  A probe reads the gateway's /metrics until it says its registry is down
+  (`portway_registry_up` 0): `took_effect_at`, the proof the outage was real.
 - rotate-certificate: the listener's certificates (made by the drill's CA)
   are replaced by new ones, files swapped atomically; the gateway polls its
   certificate files. A probe makes fresh TLS handshakes until one presents
@@ -34,8 +36,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from dataclasses import dataclass, field
+
+import aiohttp
 
 from portway.drill.certs import install, serial_of
 from portway.drill.gateway_checks import shifted_config
@@ -43,6 +48,8 @@ from portway.drill.scenario import Fault, FaultKind
 from portway.drill.site import DrillSite, SiteError
 from portway.registry.record_files import write_atomic
 from portway.simcluster import SimulatedCluster
+
+REGISTRY_DOWN = re.compile(r"^portway_registry_up\{[^}]*\} 0\.0$", re.MULTILINE)
 
 
 @dataclass(slots=True)
@@ -101,10 +108,12 @@ class Injection:
             for sim in self.sims:
                 for node in self._nodes(sim):
                     sim.slow_node(node, self.fault.delay_s or 0.0)
-        elif kind is FaultKind.REGISTRY_OUTAGE and self.site.etcd is not None:
-            await self.site.etcd.stop()
         elif kind is FaultKind.REGISTRY_OUTAGE:
-            self.site.registry_link().unlink()
+            if self.site.etcd is not None:
+                await self.site.etcd.stop()
+            else:
+                self.site.registry_link().unlink()
+            self._probe = asyncio.create_task(self._watch_registry_down())
         elif kind is FaultKind.SHIFT_WEIGHTS:
             text = self.site.config_path.read_text(encoding="utf-8")
             self._saved_config = text
@@ -149,6 +158,15 @@ class Injection:
                     self.took_effect_at = time.monotonic()
                     return
             await asyncio.sleep(0.02)
+
+    async def _watch_registry_down(self) -> None:
+        """The gateway's /metrics every 50 ms until its registry feed says it is down."""
+        while True:
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                if REGISTRY_DOWN.search(await self.site.admin_text("/metrics")):
+                    self.took_effect_at = time.monotonic()
+                    return
+            await asyncio.sleep(0.05)
 
     async def stop_probe(self) -> None:
         if self._probe is not None and not self._probe.done():

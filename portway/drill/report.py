@@ -109,6 +109,9 @@ def _summary(s: Summary) -> dict[str, Any]:
     }
 
 
+_PROBED = frozenset({"rotate-certificate", "registry-outage"})
+"""Fault kinds whose taking effect the drill observes (a "took effect" column)."""
+
 _STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 24px auto; max-width: 920px; color: #222; }
 h1 { font-size: 22px; margin-bottom: 4px; } .sub { color: #666; margin-top: 0; }
@@ -165,7 +168,7 @@ def render_html(report: DrillReport) -> str:
         f"<td>{'-' if f.window.end_s is None else f'{f.window.end_s:.1f} s'}</td>"
         f"<td>{_secs(f.failover_s, f.window.moves_traffic)}</td>"
         f"<td>{_secs(f.failback_s, f.window.moves_traffic)}</td>"
-        f"<td>{_secs(f.window.took_effect_s, f.window.kind == 'rotate-certificate')}</td></tr>"
+        f"<td>{_secs(f.window.took_effect_s, f.window.kind in _PROBED)}</td></tr>"
         for f in m.faults
     )
     return f"""<!doctype html>

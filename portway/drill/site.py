@@ -302,6 +302,13 @@ class DrillSite:
         ):
             return await resp.json()
 
+    async def admin_text(self, path: str) -> str:
+        async with (
+            aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session,
+            session.get(f"{self.admin_url}{path}") as resp,
+        ):
+            return await resp.text()
+
     async def stop(self) -> None:
         if self.gateway is not None and self.gateway.poll() is None:
             self.gateway.send_signal(signal.SIGTERM)

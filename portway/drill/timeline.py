@@ -27,7 +27,9 @@ class FaultWindow:
     end_s: float | None
     served_by: frozenset[str]
     moves_traffic: bool
-    took_effect_s: float | None = None  # a certificate rotation: first handshake with the new
+    took_effect_s: float | None = None
+    """A certificate rotation: the first handshake with the new certificate; a registry
+    outage: the gateway first saying its registry is down."""
 
 
 @dataclass(frozen=True, slots=True)
