@@ -20,6 +20,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
+from portway.record_decoder import stored_record
 from portway.registry.base import Change, ChangeKind
 
 log = logging.getLogger(__name__)
@@ -84,7 +85,19 @@ def stored_owner(value: str | bytes) -> str:
 
 
 def parse_stored(value: str | bytes) -> ServiceRecord:
-    """The record in a stored value (its `owner` taken out); RecordError naming the field."""
+    """The record in a stored value (its `owner` taken out); RecordError naming the field.
+
+    The fast decoder (`portway.record_decoder`) reads the values it can; the
+    rest are parsed here to say what is wrong.
+    """
+    fast = stored_record(value)
+    if fast is not None:
+        return fast[0]
+    return parse_stored_text(value)
+
+
+def parse_stored_text(value: str | bytes) -> ServiceRecord:
+    """`parse_stored` without the fast decoder: the parser that names what is wrong."""
     try:
         raw = json.loads(value)
     except (ValueError, UnicodeDecodeError) as exc:
