@@ -259,7 +259,7 @@ class DrillSite:
                     async with session.get(f"{self.admin_url}/readyz") as resp:
                         if resp.status == 200:
                             return
-                await asyncio.sleep(0.1)
+                await asyncio.sleep(0.05)
         where = "" if self.gateway is None else f"; its log: {self.workdir / 'gateway.log'}"
         raise SiteError(
             f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
