@@ -376,19 +376,27 @@ def _listener_indexes(
     http: dict[str, HostIndex] = {}
     l4: dict[str, HostIndex] = {}
     http_routes: list[CompiledRoute] = []
+    unnamed: dict[tuple[int, ...], HostIndex] = {}
+    """Indexes of listeners without hostnames by their routes: the index of listener ""
+    is the same as theirs when it serves the same routes (built once: 10,000 routes
+    make a 4.5 MB index)."""
     for lst in listeners:
         attached = [r for r in routes if not r.listeners or lst.name in r.listeners]
         lhosts = tuple(h.lower().rstrip(".") for h in lst.hostnames)
         if lst.protocol in _HTTP:
             http[lst.name] = _host_index(attached, lhosts, l4_mode=False)
-            http_routes += [r for r in attached if r not in http_routes]
+            if not lhosts:
+                unnamed.setdefault(tuple(r.index for r in attached), http[lst.name])
+            seen = {id(r) for r in http_routes}
+            http_routes += [r for r in attached if id(r) not in seen]
         else:
             ignore_hosts = lst.protocol is ListenerProtocol.TCP
             l4[lst.name] = _host_index(attached, lhosts, l4_mode=True, ignore_hosts=ignore_hosts)
     if not listeners:
         http_routes = list(routes)
     if "" not in http:
-        http[""] = _host_index(http_routes, (), l4_mode=False)
+        same = unnamed.get(tuple(r.index for r in http_routes))
+        http[""] = same if same is not None else _host_index(http_routes, (), l4_mode=False)
     return http, l4
 
 
