@@ -126,7 +126,7 @@ class ConsulEmulator:
         app.router.add_route("PUT", "/v1/agent/service/register", self._service_register)
         app.router.add_route("PUT", "/v1/agent/service/deregister/{id}", self._service_deregister)
         app.router.add_route("GET", "/v1/catalog/service/{name}", self._catalog_service)
-        self._runner = web.AppRunner(app, handle_signals=False)
+        self._runner = web.AppRunner(app, handle_signals=False, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
         await site.start()
