@@ -164,6 +164,7 @@ RUNS: dict[str, tuple[float, Run]] = {
     "black-holed-cluster": (14, drill_alone("black-holed-cluster")),
     "hybrid-data-residency": (13, drill_alone("hybrid-data-residency")),
     "canary-rollback": (12, drill_alone("canary-rollback")),
+    "canary-rollout": (13, drill_alone("canary-rollout")),
     "etcd-outage": (12, drill_alone("etcd-outage")),
     "registry-outage": (10, drill_alone("registry-outage")),
     "certificate-rotation": (8, drill_alone("certificate-rotation")),

@@ -64,6 +64,20 @@ def test_canary_is_stepped_up_and_rolled_back_by_rewriting_weights(drills: Drill
     assert body["windows"]["during"]["p99_ms"] > 80  # the slow canary was really slow
 
 
+@pytest.mark.drill("canary-rollout")
+def test_the_rollout_engine_steps_a_canary_up_and_rolls_it_back_when_it_turns_slow(
+    drills: DrillPool,
+) -> None:
+    body = report(drills.result("canary-rollout"))
+    shares = {e["name"]: e["measured"] for e in body["expectations"] if "share" in e["name"]}
+    assert set(shares) == {"share of canary 2.5-4 s", "share of canary 5.5-9 s"}
+    assert shares["share of canary 5.5-9 s"] == "0.0%"
+    # at 50% for the whole fault the canary would take half of it: rolled back early
+    assert body["windows"]["during"]["share"].get("canary", 0) < 0.15
+    assert body["windows"]["during"]["p99_ms"] > 50  # the canary was really slow
+    assert body["totals"]["failed"] == 0
+
+
 @pytest.mark.drill("hybrid-data-residency")
 def test_hybrid_residency_never_crosses_the_allowed_regions(drills: DrillPool) -> None:
     body = report(drills.result("hybrid-data-residency"))

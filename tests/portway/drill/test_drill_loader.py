@@ -32,12 +32,13 @@ def issues_of(text: str) -> list[str]:
     return [str(issue) for issue in caught.value.issues]
 
 
-def test_the_shipped_drills_are_the_five_of_the_issue_and_two_more() -> None:
+def test_the_shipped_drills_are_the_five_of_the_issue_and_three_more() -> None:
     assert {p.stem for p in DRILLS} == {
         "local-first-failover",
         "zone-loss",
         "black-holed-cluster",
         "canary-rollback",
+        "canary-rollout",
         "hybrid-data-residency",
         "registry-outage",
         "certificate-rotation",
