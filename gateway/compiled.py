@@ -33,6 +33,7 @@ HOT_PATH = (
     "http.exchange",
     "http.head",
     "http.plan",
+    "http.core_upstream",
     "http.filters.base",
     "http.filters.cors",
     "http.filters.redirect",

@@ -102,13 +102,9 @@ class TryRunner(RequestReader):
 
     def _bind(self, ex: Exchange, conn: UpstreamConnection) -> None:
         ex.conn = conn
-        conn.sink = self  # type: ignore[assignment]  # UpstreamConnection.bind, inlined
-        conn.head_only = ex.method == b"HEAD"
-        conn.got_head = False
         plan = ex.plan
         assert plan is not None
-        if plan.response_drop is not conn.drop:  # the same rule again: nothing to do
-            conn.drop_names(plan.response_drop)
+        conn.bind(self, head_only=ex.method == b"HEAD", drop=plan.response_drop)  # type: ignore[arg-type]
         endpoint = ex.endpoint
         assert endpoint is not None
         key = endpoint.key
