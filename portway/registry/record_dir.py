@@ -27,6 +27,7 @@ fails that read rather than reporting its files gone.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import os
 import stat
@@ -37,7 +38,7 @@ from pathlib import Path
 from portway.model import RecordError, ServiceKey
 from portway.registry.base import RegistryUnavailable
 from portway.registry.decode import report_bad
-from portway.registry.record_files import RecordFile, is_record_file, parse_record_file
+from portway.registry.record_files import RecordFile, is_record_name, parse_record_file
 
 Signature = tuple[int, int, int]
 """(st_mtime_ns, st_size, st_ino): a file whose signature is unchanged is not read again."""
@@ -61,8 +62,10 @@ class RecordDirectory:
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self._prefix = os.path.join(directory, "")
         self.files: dict[str, FileEntry] = {}
-        self.claims: dict[ServiceKey, set[str]] = {}
+        self.claims: dict[ServiceKey, tuple[str, ...]] = {}
+        """Key → the names of the files claiming it, sorted (almost always one)."""
         self.live: dict[ServiceKey, RecordFile] = {}
         self._expiry: list[tuple[float, str, ServiceKey]] = []
         self.reads = 0
@@ -77,12 +80,12 @@ class RecordDirectory:
         """
         if names is None:
             try:
-                present = {n for n in os.listdir(self.directory) if is_record_file(Path(n))}
+                present = {n for n in os.listdir(self.directory) if is_record_name(n)}
             except OSError as exc:
                 raise self._unavailable(exc) from exc
             candidates = present | self.files.keys()
         else:
-            candidates = {n for n in names if is_record_file(Path(n))}
+            candidates = {n for n in names if is_record_name(n)}
         out: list[Update] = []
         for name in sorted(candidates):
             entry = self._read_one(name)
@@ -104,26 +107,40 @@ class RecordDirectory:
         return RegistryUnavailable(f"files registry {self.directory} cannot be read: {reason}")
 
     def _read_one(self, name: str) -> FileEntry | None:
-        """The file's entry, reading it only if its signature is new; None if gone."""
-        path = self.directory / name
+        """The file's entry, reading it only if its signature is new; None if gone.
+
+        A file not seen before is opened at once (its signature taken from the
+        open file): startup reads 20,000 of them and a stat first costs ~8 µs each.
+        """
+        path = self._prefix + name
+        known = self.files.get(name)
+        signature: Signature = (0, 0, 0)
+        if known is not None:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                return FileEntry((0, 0, 0), None, str(exc))
+            signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+            if known.signature == signature:
+                return known
         try:
-            st = os.stat(path)
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             return None
         except OSError as exc:
-            return FileEntry((0, 0, 0), None, str(exc))
-        signature = (st.st_mtime_ns, st.st_size, st.st_ino)
-        known = self.files.get(name)
-        if known is not None and known.signature == signature:
-            return known
+            with contextlib.suppress(OSError):
+                st = os.stat(path)  # its signature, so an unchanged unreadable file is not re-read
+                signature = (st.st_mtime_ns, st.st_size, st.st_ino)
+            return FileEntry(signature, None, str(exc))
         try:
-            with open(path, "rb") as fh:
-                data = fh.read()
-                st = os.fstat(fh.fileno())
-        except FileNotFoundError:
-            return None
+            st = os.fstat(fd)
+            data = _read_all(fd, st.st_size)
         except OSError as exc:
             return FileEntry(signature, None, str(exc))
+        finally:
+            os.close(fd)
         self.reads += 1
         signature = (st.st_mtime_ns, st.st_size, st.st_ino)
         try:
@@ -147,7 +164,7 @@ class RecordDirectory:
                 report_bad("files", str(self.directory / name), entry.error)
                 continue
             key = entry.record.record.key
-            self.claims.setdefault(key, set()).add(name)
+            self.claims[key] = tuple(sorted({*self.claims.get(key, ()), name}))
             affected.add(key)
             deadline = entry.record.expires_at()
             if deadline is not None:
@@ -173,15 +190,26 @@ class RecordDirectory:
         return self._expiry[0][0] if self._expiry else None
 
     def _unclaim(self, key: ServiceKey, name: str) -> None:
-        names = self.claims.get(key)
-        if names is not None:
-            names.discard(name)
-            if not names:
-                del self.claims[key]
+        names = tuple(n for n in self.claims.get(key, ()) if n != name)
+        if names:
+            self.claims[key] = names
+        else:
+            self.claims.pop(key, None)
 
     def _winner(self, key: ServiceKey, now: float) -> RecordFile | None:
-        for name in sorted(self.claims.get(key, ())):
+        for name in self.claims.get(key, ()):
             entry = self.files[name]
             if entry.record is not None and not entry.record.expired(now):
                 return entry.record
         return None
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """The whole file: `size` bytes as fstat saw them, and more if it grew meanwhile."""
+    data = os.read(fd, size + 1)
+    if len(data) <= size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
