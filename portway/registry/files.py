@@ -36,12 +36,8 @@ the outage go at once. A directory that exists and is empty is a registry
 with no records. Writers get `RegistryUnavailable` too, and keep their leases
 (renewal retries on its next round).
 
-State values are files in the `state/` subdirectory (which record readers
-never look into), one per key (the key percent-encoded, `.json`), holding
-`{"version": N, "value": "..."}`; a compare-and-set runs under the same
-directory lock as record writes. A new version is the larger of the old one
-plus one and the wall clock in microseconds, so a key deleted and written
-again never repeats a version an earlier reader may hold.
+State values are files in the `state/` subdirectory, written under the same
+directory lock as records (see `state_files`).
 """
 
 from __future__ import annotations
@@ -50,7 +46,6 @@ import asyncio
 import collections
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import socket
@@ -58,7 +53,6 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import quote, unquote
 
 import watchfiles
 
@@ -71,9 +65,6 @@ from portway.registry.base import (
     RegistryUnavailable,
     Snapshot,
     StateEntry,
-    VersionConflict,
-    check_state_key,
-    check_state_prefix,
 )
 from portway.registry.record_dir import RecordDirectory
 from portway.registry.record_files import (
@@ -83,13 +74,13 @@ from portway.registry.record_files import (
     record_file_bytes,
     write_atomic,
 )
+from portway.registry.state_files import StateFiles
 
 __all__ = ["FilesRegistry", "read_records"]
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = ".portway.lock"
-STATE_DIR = "state"
 HISTORY_LIMIT = 10_000
 RESYNC_S = 30.0
 OUTAGE_BACKOFF_MAX_S = 5.0
@@ -133,6 +124,7 @@ class FilesRegistry:
         self._outage: RegistryUnavailable | None = None
         self._stop = asyncio.Event()
         self._renew_wake = asyncio.Event()
+        self._state = StateFiles(self.directory, self._locked)
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
@@ -158,9 +150,7 @@ class FilesRegistry:
         with self._locked():
             holder = self._holder(key)
             if holder is not None and holder.owner != self.owner:
-                raise OwnershipError(
-                    key, holder.owner or f"hand-written {os.path.basename(holder.path)}"
-                )
+                raise OwnershipError(key, holder.owner or f"hand-written {holder.path.name}")
             path = self.directory / file_name(key)
             write_atomic(path, record_file_bytes(record, ttl_s, self.owner))
             self._inodes[key] = os.stat(path).st_ino
@@ -239,56 +229,17 @@ class FilesRegistry:
                     self._inodes.pop(key, None)
                     log.warning("files lease lost", extra={"key": key.path(), "backend": "files"})
 
-    def _state_path(self, key: str) -> Path:
-        return self.directory / STATE_DIR / (quote(check_state_key(key), safe="") + ".json")
-
-    def _load_state(self, path: Path) -> StateEntry | None:
-        try:
-            raw = json.loads(path.read_bytes())
-            return StateEntry(str(raw["value"]), int(raw["version"]))
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log.warning(
-                "unreadable state file skipped",
-                extra={"file": str(path), "error": str(exc), "backend": "files"},
-            )
-            return None
-
     async def read_state(self, key: str) -> StateEntry | None:
-        return self._load_state(self._state_path(key))
+        return self._state.read(key)
 
     async def list_state(self, prefix: str) -> dict[str, StateEntry]:
-        check_state_prefix(prefix)
-        out: dict[str, StateEntry] = {}
-        with contextlib.suppress(FileNotFoundError):
-            for name in sorted(os.listdir(self.directory / STATE_DIR)):
-                key = unquote(name.removesuffix(".json"))
-                if name.endswith(".json") and key.startswith(prefix):
-                    entry = self._load_state(self.directory / STATE_DIR / name)
-                    if entry is not None:
-                        out[key] = entry
-        return out
+        return self._state.list(prefix)
 
     async def write_state(self, key: str, value: str, *, version: int) -> None:
-        self._compare_and_set(key, value, version)
+        self._state.compare_and_set(key, value, version)
 
     async def delete_state(self, key: str, *, version: int) -> None:
-        self._compare_and_set(key, None, version)
-
-    def _compare_and_set(self, key: str, value: str | None, version: int) -> None:
-        path = self._state_path(key)
-        path.parent.mkdir(exist_ok=True)
-        with self._locked():
-            entry = self._load_state(path)
-            current = entry.version if entry is not None else 0
-            if current != version:
-                raise VersionConflict(key, version)
-            if value is None:
-                path.unlink(missing_ok=True)
-                return
-            new = max(current + 1, time.time_ns() // 1000)
-            write_atomic(path, json.dumps({"version": new, "value": value}).encode())
+        self._state.compare_and_set(key, None, version)
 
     async def _sync(self, names: set[str] | None = None) -> None:
         """Refresh the view (in a thread) and record what changed as numbered changes.

@@ -80,11 +80,17 @@ async def test_an_unreadable_directory_is_an_outage_and_an_empty_one_has_no_reco
         await reader.snapshot()
     assert {k: rf.record for k, rf in reader.view.live.items()} == {a.key: a}
 
+    with pytest.raises(RegistryUnavailable):
+        await reader.list_state("portway/rollouts/")
+    with pytest.raises(RegistryUnavailable):
+        await reader.write_state("portway/rollouts/web", "x", version=0)
+
     link.unlink()
     link.symlink_to(real, target_is_directory=True)
     assert (await reader.snapshot()).records == {a.key: a}
+    assert await reader.list_state("portway/rollouts/") == {}, "no state/ yet: no values"
     await writer.withdraw(a.key)
-    assert os.listdir(real) == [".portway.lock"]
+    assert sorted(os.listdir(real)) == [".portway.lock"]
     assert (await reader.snapshot()).records == {}, "exists and empty: the cluster has nothing"
     await reader.close()
     await writer.close()

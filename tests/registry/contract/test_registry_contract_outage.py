@@ -4,7 +4,8 @@ A reader cut off from the store (its own path gone; the writers carry on and
 keep renewing) gets `RegistryUnavailable` from its watch and its snapshot,
 never a DELETE: nothing it read expires while it cannot look, even for
 longer than the records' TTL. Healed, a watch resumed from its last revision
-brings it to the store's state, with what was written meanwhile.
+brings it to the store's state, with what was written meanwhile. State
+values (rollout statuses) are not read as absent either.
 """
 
 from __future__ import annotations
@@ -76,6 +77,7 @@ async def test_a_reader_cut_off_keeps_what_it_read_and_catches_up_once_healed(
     partition = await harness.partitioned_reader()
     a, b = rec("a"), rec("b")
     await writer.publish(a, ttl_s=ttl)
+    await writer.write_state("portway/test-state/x", "kept", version=0)
     follower = Follower(partition.reader, await partition.reader.snapshot())
     assert follower.state == {a.key: a}
 
@@ -85,10 +87,16 @@ async def test_a_reader_cut_off_keeps_what_it_read_and_catches_up_once_healed(
     with pytest.raises(RegistryUnavailable):
         await partition.reader.snapshot()
     with pytest.raises(RegistryUnavailable):
+        await partition.reader.list_state("portway/test-state/")
+    with pytest.raises(RegistryUnavailable):
+        await partition.reader.read_state("portway/test-state/x")
+    with pytest.raises(RegistryUnavailable):
         await asyncio.wait_for(follower.follow(), 5)  # the caller's retry, still cut off
     await asyncio.sleep(ttl * 1.5)  # past the TTL: the writer renews all along
 
     await partition.heal()
+    listed = await partition.reader.list_state("portway/test-state/")
+    assert [e.value for e in listed.values()] == ["kept"]
     await writer.publish(b, ttl_s=ttl)
     follower.follow()
     await follower.until({a.key: a, b.key: b}, timeout_s=10)
