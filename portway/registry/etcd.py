@@ -47,6 +47,7 @@ from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiohttp
+import msgspec
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
 from portway.registry.base import (
@@ -66,14 +67,37 @@ from portway.registry.decode import decode_change, decode_records, stored_owner,
 
 log = logging.getLogger(__name__)
 
-DECODE_INLINE = 200
-"""A snapshot with more records than this is decoded in a thread."""
+DECODE_INLINE_BYTES = 200 * 2048
+"""A snapshot longer than this (about 200 records) is decoded in a thread."""
 CLAIM_ATTEMPTS = 4
 """Create-or-adopt rounds before a key that keeps changing under us counts as held."""
 
 
 class EtcdError(RegistryError):
     """etcd answered with an error (not a connectivity problem)."""
+
+
+class _Header(msgspec.Struct):
+    revision: str = "0"
+    """int64s are strings in the JSON gateway's answers."""
+
+
+class _Range(msgspec.Struct):
+    """A range answer; each key-value is kept as its JSON text (a view of the answer)
+    and decoded one at a time, so 20,000 values are never all in memory at once."""
+
+    header: _Header = msgspec.field(default_factory=_Header)
+    kvs: list[msgspec.Raw] = []
+    error: str | None = None
+
+
+class _KeyValue(msgspec.Struct):
+    key: bytes
+    value: bytes = b""
+
+
+_RANGE = msgspec.json.Decoder(_Range)
+_KEY_VALUE = msgspec.json.Decoder(_KeyValue)
 
 
 def _b64(data: str | bytes) -> str:
@@ -83,6 +107,11 @@ def _b64(data: str | bytes) -> str:
 
 def _unb64(data: str) -> bytes:
     return base64.b64decode(data)
+
+
+def _relative(key: bytes, root: bytes) -> str:
+    """A stored key without the root prefix, as text (`EtcdRegistry._rel` for raw keys)."""
+    return (key[len(root) :] if key.startswith(root) else key).decode(errors="replace")
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -142,19 +171,21 @@ class EtcdRegistry:
         key = _unb64(raw_key).decode(errors="replace")
         return key[len(self.root) :] if key.startswith(self.root) else key
 
-    async def _call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
+    async def _call(self, path: str, body: dict[str, Any], *, raw: bool = False) -> Any:
         """POST to the current endpoint, failing over to the others in turn.
 
         Rounds over all endpoints repeat for up to `failover_s` (a leader
         election after a member dies takes about one election timeout);
-        then the registry counts as unavailable.
+        then the registry counts as unavailable. The answer is its JSON
+        decoded, or with `raw` the bytes of a 200 answer (a snapshot's tens of
+        megabytes are decoded off the event loop).
         """
         errors: list[str] = []
         deadline = time.monotonic() + self._failover_s
         while True:
             for attempt in range(len(self.endpoints)):
                 index = (self._current + attempt) % len(self.endpoints)
-                found = await self._post(index, path, body, errors)
+                found = await self._post(index, path, body, errors, raw=raw)
                 if found is not None:
                     return found
             if time.monotonic() >= deadline:
@@ -165,11 +196,15 @@ class EtcdRegistry:
         )
 
     async def _post(
-        self, index: int, path: str, body: dict[str, Any], errors: list[str]
-    ) -> dict[str, Any] | None:
+        self, index: int, path: str, body: dict[str, Any], errors: list[str], *, raw: bool = False
+    ) -> Any:
         url = self.endpoints[index] + path
         try:
             async with self._session().post(url, json=body, timeout=self._timeout) as resp:
+                if raw and resp.status == 200:
+                    data = await resp.read()
+                    self._current = index
+                    return data
                 payload: dict[str, Any] = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             errors.append(f"{url}: {describe_error(exc)}")
@@ -344,19 +379,27 @@ class EtcdRegistry:
             raise VersionConflict(key, version)
 
     async def snapshot(self) -> Snapshot:
-        out = await self._call(
-            "/v3/kv/range", {"key": _b64(self._prefix), "range_end": _b64(prefix_end(self._prefix))}
+        data = await self._call(
+            "/v3/kv/range",
+            {"key": _b64(self._prefix), "range_end": _b64(prefix_end(self._prefix))},
+            raw=True,
         )
-        revision = int(out.get("header", {}).get("revision", 0))
-        kvs = out.get("kvs", [])
-        if len(kvs) <= DECODE_INLINE:
-            return Snapshot(self._decode_all(kvs), revision)
-        # 20,000 records take seconds to decode: not on the event loop
-        return Snapshot(await asyncio.to_thread(self._decode_all, kvs), revision)
+        if len(data) <= DECODE_INLINE_BYTES:
+            return self._decode_range(data)
+        # 20,000 records (~50 MB of answer) take a second to decode: not on the event loop
+        return await asyncio.to_thread(self._decode_range, data)
 
-    def _decode_all(self, kvs: list[dict[str, Any]]) -> dict[ServiceKey, ServiceRecord]:
-        items = [(self._rel(kv["key"]), _unb64(kv.get("value", ""))) for kv in kvs]
-        return decode_records(items, backend=self.backend)
+    def _decode_range(self, data: bytes) -> Snapshot:
+        """A range answer's records, decoded one key-value at a time."""
+        try:
+            answer = _RANGE.decode(data)
+        except msgspec.DecodeError as exc:
+            raise EtcdError(f"/v3/kv/range: unreadable answer: {exc}") from None
+        if answer.error is not None:
+            raise EtcdError(f"/v3/kv/range: {answer.error}")
+        root = self.root.encode()
+        items = ((_relative(kv.key, root), kv.value) for kv in map(_KEY_VALUE.decode, answer.kvs))
+        return Snapshot(decode_records(items, backend=self.backend), int(answer.header.revision))
 
     async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         revision = from_revision

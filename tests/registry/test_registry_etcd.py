@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import pytest
 from etcd_server import EtcdCluster
@@ -22,7 +21,7 @@ from portway.registry.base import (
     RegistryUnavailable,
     Snapshot,
 )
-from portway.registry.etcd import DECODE_INLINE, EtcdRegistry, prefix_end
+from portway.registry.etcd import DECODE_INLINE_BYTES, EtcdRegistry, prefix_end
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -225,22 +224,24 @@ async def test_a_large_snapshot_is_decoded_whole_off_the_event_loop(
 ) -> None:
     root = f"big-{time.monotonic_ns()}/"
     reg = EtcdRegistry(etcd_endpoints, root=root)
-    records = [rec(f"c{i:03d}") for i in range(DECODE_INLINE + 50)]
+    records = [rec(f"c{i:03d}") for i in range(DECODE_INLINE_BYTES // 500)]
     try:
         for r in records:
             await reg.put_raw(r.key.path(), r.to_json().encode())
         await reg.put_raw("portway/v1/services/shop/web/broken", b"{not json")
         loop_thread = threading.get_ident()
         decoded_in: list[int] = []
-        original = reg._decode_all
+        original = reg._decode_range
 
-        def spy(kvs: list[dict[str, Any]]) -> dict[ServiceKey, ServiceRecord]:
+        def spy(data: bytes) -> Snapshot:
             decoded_in.append(threading.get_ident())
-            return original(kvs)
+            assert len(data) > DECODE_INLINE_BYTES
+            return original(data)
 
-        reg._decode_all = spy  # type: ignore[method-assign]
+        reg._decode_range = spy  # type: ignore[method-assign]
         snap = await reg.snapshot()
         assert snap.records == {r.key: r for r in records}
+        assert snap.revision > 0
         assert decoded_in and decoded_in[0] != loop_thread
     finally:
         await reg.close()
