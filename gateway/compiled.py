@@ -34,6 +34,7 @@ HOT_PATH = (
     "http.head",
     "http.plan",
     "http.core_upstream",
+    "http.core_client",
     "http.filters.base",
     "http.filters.cors",
     "http.filters.redirect",

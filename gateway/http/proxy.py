@@ -45,14 +45,11 @@ from __future__ import annotations
 import ipaddress
 from typing import Any, Final
 
-import httptools
-
 from gateway.context import GatewayContext, NullObserver
 from gateway.http import head as hh
+from gateway.http.core_client import FLUSH, REFUSE, START
 from gateway.http.exchange import (
-    DONE,
     REQUEST_IDS,
-    TUNNEL_WAIT,
     Exchange,
 )
 from gateway.http.filters.access import DENIED as ACCESS_DENIED
@@ -165,37 +162,24 @@ class HttpProxy(ResponseRelay):
         self.watch.track(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.tunnel is not None:
-            if self.tunnel.transport is not None:
-                self.tunnel.transport.write(data)
+        tunnel = self.tunnel
+        if tunnel is not None:
+            if tunnel.transport is not None:
+                tunnel.transport.write(data)
             return
-        if self.paused & DONE:
-            return
-        try:
-            self.feed(data)
-            ex = self.ready
-            if ex is not None:
-                self.ready = None
-                if ex is self.active and not ex.done:
-                    self._start(ex)
-        except httptools.HttpParserUpgrade as upgrade:
-            ex = self.parsing or self.active
-            if ex is not None:
-                rest = data[upgrade.args[0] :]
-                if rest:
-                    ex.buffer(rest)
-                ex.body_done = True
-                self._pause(TUNNEL_WAIT)
-            if self.ready is not None:
+        was_paused = self.paused
+        actions = self.receive(data)
+        if self.paused and not was_paused:
+            self.transport.pause_reading()
+        if actions:
+            if actions & FLUSH:
+                self._flush_body()
+            if actions & START:
                 self._start_ready()
-        except httptools.HttpParserCallbackError as exc:
-            cause = exc.__context__
-            if isinstance(cause, hh.HeadError):
-                self._refuse(cause)
-            else:
-                raise
-        except httptools.HttpParserError as exc:
-            self._refuse(hh.parser_error_status(str(exc), self.te, self.parser.get_http_version()))
+            if actions & REFUSE:
+                refused = self.refused
+                assert refused is not None
+                self._refuse(refused)
 
     def close_idle(self) -> None:
         """Close now if no request is being received or answered (drain, idle timeout).
@@ -204,7 +188,7 @@ class HttpProxy(ResponseRelay):
         `parsing` is only set once a head is complete.
         """
         if self.active is None and self.parsing is None and not self.queue:
-            self.paused |= DONE
+            self.closed()
             self.transport.close()
 
     def eof_received(self) -> bool:
@@ -216,7 +200,7 @@ class HttpProxy(ResponseRelay):
     def connection_lost(self, exc: Exception | None) -> None:
         self.ctx.connections.discard(self)
         self.watch.untrack(self)
-        self.paused |= DONE
+        self.closed()
         if self.tunnel is not None:
             self.tunnel.close()
         ex = self.active
@@ -498,7 +482,7 @@ class HttpProxy(ResponseRelay):
         the refusal after them (`_finish` writes `refusal` once the queue is
         empty); a request whose own body is malformed is never forwarded whole.
         """
-        self.paused |= DONE
+        self.closed()
         self.ready = None
         ex = self.active
         if ex is not None and not ex.done and ex is not self.parsing and ex.body_done:

@@ -120,6 +120,7 @@ class ResponseRelay(TryRunner):
 
     def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
         self.tunnel = conn
+        self.switched()
         early = ex.body
         ex.body = None
         if early and conn.transport is not None:
@@ -256,7 +257,7 @@ class ResponseRelay(TryRunner):
         if self.paused & DONE and not self.queue:
             close = close or self.closing
         if close or not ex.body_done or (self.closing and not self.queue):
-            self.paused |= DONE
+            self.closed()
             self.queue = None
             if abort:
                 self.transport.abort()
@@ -265,12 +266,10 @@ class ResponseRelay(TryRunner):
             else:
                 self.transport.close()
             return
-        queue = self.queue
-        if queue:
-            nxt = queue.popleft()
-            if not queue:
+        nxt = self.next_request()
+        if nxt is not None:
+            if not self.queue:
                 self._resume(PIPELINE)
-            self.active = nxt
             self._start(nxt)
         elif self.refusal is not None:
             err = self.refusal
