@@ -34,6 +34,7 @@ HOT_PATH = (
     "http.head",
     "http.plan",
     "http.core_upstream",
+    "http.field_roles",
     "http.core_client",
     "http.filters.base",
     "http.filters.cors",

@@ -53,6 +53,7 @@ from typing import Final
 
 import httptools
 
+from gateway.http import field_roles as fr
 from gateway.http import head as hh
 from gateway.http.exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, TUNNEL_WAIT, Exchange
 
@@ -148,56 +149,6 @@ FLUSH: Final = int(ClientAction.FLUSH)
 START: Final = int(ClientAction.START)
 REFUSE: Final = int(ClientAction.REFUSE)
 """`ClientAction`'s bits as plain ints, as compiled code tests them."""
-
-_HOST_H: Final = 0
-_CL: Final = 1
-_TE: Final = 2
-_CONN: Final = 3
-_UPGRADE_H: Final = 4
-_HOP: Final = 5
-_FWD: Final = 6
-_EXPECT: Final = 7
-_REQID: Final = 8
-_XFF: Final = 9
-_TRACE: Final = 10
-_PLAIN: Final = 11
-_ORIGIN: Final = 12
-_SPECIAL: Final[dict[bytes, int]] = {
-    b"host": _HOST_H,
-    b"content-length": _CL,
-    b"transfer-encoding": _TE,
-    b"connection": _CONN,
-    b"upgrade": _UPGRADE_H,
-    b"keep-alive": _HOP,
-    b"te": _HOP,
-    b"trailer": _HOP,
-    b"x-forwarded-for": _XFF,
-    b"x-forwarded-proto": _FWD,
-    b"x-forwarded-host": _FWD,
-    b"forwarded": _FWD,
-    b"expect": _EXPECT,
-    b"x-request-id": _REQID,
-    b"traceparent": _TRACE,
-    b"origin": _ORIGIN,
-}
-
-_EXACT: Final[dict[bytes, int]] = {
-    b"Host": _HOST_H,
-    b"Content-Length": _CL,
-    b"User-Agent": _PLAIN,
-    b"Accept": _PLAIN,
-    b"Accept-Encoding": _PLAIN,
-    b"Accept-Language": _PLAIN,
-    b"Content-Type": _PLAIN,
-    b"Cookie": _PLAIN,
-    b"Referer": _PLAIN,
-    b"Authorization": _PLAIN,
-    b"Cache-Control": _PLAIN,
-    b"Origin": _ORIGIN,
-    b"If-None-Match": _PLAIN,
-    b"If-Modified-Since": _PLAIN,
-}
-"""Common header names as clients spell them, sorted without lowercasing first."""
 
 
 class RequestCore:
@@ -301,10 +252,10 @@ class RequestCore:
             cause = exc.__context__
             if not isinstance(cause, hh.HeadError):
                 raise
-            return self._refuse(cause)
+            return self._refusal(cause)
         except httptools.HttpParserError as exc:
             version: str = self.parser.get_http_version()
-            return self._refuse(hh.parser_error_status(str(exc), self.te, version))
+            return self._refusal(hh.parser_error_status(str(exc), self.te, version))
         if self.ready is not None:
             return self.actions | START
         return self.actions
@@ -327,7 +278,7 @@ class RequestCore:
         self.paused |= DONE
         self.state = _CLOSED  # every state goes there on CLOSE (`TRANSITIONS`)
 
-    def _refuse(self, err: hh.HeadError) -> int:
+    def _refusal(self, err: hh.HeadError) -> int:
         """Refuse the rest of the connection; a request read whole before the bad
         bytes is still flushed and started (it is answered first, in order)."""
         if self.paused & DONE:
@@ -381,50 +332,50 @@ class RequestCore:
         self.hbytes += len(name) + len(value) + 4
         if self.nheaders > self.max_headers or self.hbytes > self.max_header_bytes:
             raise hh.HeadError(431, "request_headers_too_large")
-        kind = _EXACT.get(name)
+        kind = fr.BY_NAME.get(name)
         if kind is None:
             lname = name.lower()
-            kind = _SPECIAL.get(lname)
+            kind = fr.BY_LOWER_NAME.get(lname)
             if kind is None:
                 if not lname.startswith(b"proxy-"):
                     self.headers.append((name, value))
                 return
-        if kind == _PLAIN:
+        if kind == fr.PLAIN:
             self.headers.append((name, value))
             return
-        if kind == _HOST_H:
+        if kind == fr.HOST:
             self.host_count += 1
             self.host = value
             return
         self.rare = True
-        if kind == _CL:
+        if kind == fr.CONTENT_LENGTH:
             self.clen = value
             self.headers.append((name, value))
-        elif kind == _TE:
+        elif kind == fr.TRANSFER_ENCODING:
             self.te = value
             hh.check_transfer_encoding(value)
-        elif kind == _CONN:
+        elif kind == fr.CONNECTION:
             self.conn_tokens = (self.conn_tokens or []) + hh.connection_tokens(value)
-        elif kind == _UPGRADE_H:
+        elif kind == fr.UPGRADE:
             self.upgrade = value
-        elif kind in (_FWD, _XFF):
+        elif kind in (fr.FORWARDING, fr.FORWARDED_FOR):
             if self.trusted:
                 lname = name.lower()
                 fwd = self.fwd if self.fwd is not None else {}
                 old = fwd.get(lname)
                 fwd[lname] = old + b", " + value if old else value
                 self.fwd = fwd
-        elif kind == _EXPECT:
+        elif kind == fr.EXPECT:
             if value.strip().lower() != b"100-continue":
                 raise hh.HeadError(417, "expectation_failed")  # RFC 9110 10.1.1 MAY
             self.expect = True
-        elif kind == _REQID:
+        elif kind == fr.REQUEST_ID:
             self.request_id = value
             self.headers.append((name, value))
-        elif kind == _TRACE:
+        elif kind == fr.TRACEPARENT:
             self.traced = True
             self.headers.append((name, value))
-        elif kind == _ORIGIN:
+        elif kind == fr.ORIGIN:
             self.origin = value  # CORS reads it (`Exchange.origin`): no header scan
             self.headers.append((name, value))
 

@@ -1,19 +1,21 @@
 """The client-facing HTTP/1.1 proxy: one asyncio Protocol per client connection.
 
-Theory of operation. httptools parses the client's bytes and calls back
-(`on_url`, `on_header`, `on_headers_complete`, `on_body`,
-`on_message_complete`); refusals (`HeadError`) are raised from the callbacks
-and answered before anything is forwarded. A parsed head becomes an
-`Exchange`; exchanges run one at a time per connection, so pipelined requests
-are answered in order (the next ones wait in `queue` with their early body
-bytes, and reading pauses meanwhile). An exchange routes once on the table it
-started with, takes an idle pooled upstream connection synchronously (a Task
-only when a new connection must be opened), writes the pre-joined head, then
-streams the body: `upstream.UpstreamConnection` calls back into this protocol
-(it is the connection's *sink*) with the response, which is streamed to the
-client, re-framed as needed. Flow control is symmetric: when one side's write
-buffer fills, reading from the other side pauses (`_pause`/`_resume` keep a
-bitmask of reasons so one cause cannot resume what another paused).
+Theory of operation. `http.core_client.RequestCore` (the base of this
+class) parses the client's bytes without I/O and says what to do after each
+read: start a request that became active, send held body bytes to the
+bound upstream, refuse (`HeadError`: answered before anything is forwarded
+whole). A parsed head becomes an `Exchange`; exchanges run one at a time per
+connection, so pipelined requests are answered in order (the next ones wait
+in `queue` with their early body bytes, and reading pauses meanwhile). An
+exchange routes once on the table it started with, takes an idle pooled
+upstream connection synchronously (a Task only when a new connection must be
+opened), writes the pre-joined head, then streams the body:
+`upstream.UpstreamConnection` (the shell of `http.core_upstream.ResponseCore`)
+calls back into this protocol (it is the connection's *sink*) with the
+response, which is streamed to the client, re-framed as needed. Flow control
+is symmetric: when one side's write buffer fills, reading from the other
+side pauses (`paused` keeps a bitmask of reasons so one cause cannot resume
+what another paused).
 
 Retries happen only before any response byte was forwarded and only while
 the request body is replayable (none, or fully buffered and small): see
@@ -35,7 +37,8 @@ are cached per connection and Host; with metrics-only telemetry the observer
 is told `open_request`/`close_request` and no `RequestLog` is built.
 
 Layout: this module is the connection (lifecycle, flow control, starting an
-exchange, answers made by the proxy itself); the request callbacks are
+exchange, answers made by the proxy itself); the request core is
+`http.core_client.RequestCore`, the shell's flow control
 `http.request.RequestReader`, tries and retries `http.tries.TryRunner`, the
 response side `http.response.ResponseRelay`, all mixed into `HttpProxy`.
 """
