@@ -80,13 +80,15 @@ class AdminSource(Protocol):
         ...
 
     async def reports(
-        self, *, per_endpoint: bool = False, availability: bool = True
+        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
     ) -> list[dict[str, Any]]:
         """One report per worker: `{"pid", "metrics", "endpoints": {...}}`.
 
         `per_endpoint` asks for one health value per endpoint in the metrics;
         `availability=False` for no per-(backend, cluster) counts (not needed
-        by a caller that reads only the endpoint state).
+        by a caller that reads only the endpoint state); `rendered` lets a
+        single process answer those counts as exposition text
+        (`MetricsSnapshot.backend_endpoints_text`), all `/metrics` needs.
         """
         ...
 
@@ -382,7 +384,9 @@ class AdminApi:
     async def metrics(self, request: web.Request) -> web.Response:
         per_endpoint = flag(request.query, "endpoints")
         reports = await (
-            self.source.reports(per_endpoint=True) if per_endpoint else self.source.reports()
+            self.source.reports(per_endpoint=True)
+            if per_endpoint
+            else self.source.reports(rendered=True)
         )
         reloads = self.source.reloader.stats
 

@@ -31,6 +31,10 @@ def unavailable_keys(state: EndpointState) -> frozenset[str]:
     return frozenset((*state.unhealthy, *state.ejected, *state.draining))
 
 
+Rows = tuple[tuple[str, int, int], ...]
+"""(cluster, available, total) per cluster of one backend."""
+
+
 class BackendCounter:
     """Availability counts kept up to date at the cost of what changed.
 
@@ -42,56 +46,89 @@ class BackendCounter:
     as backends are first counted; and only they ever build their key lookup
     (`CompiledBackend.endpoint`), so one drained endpoint does not make every
     backend of the fleet build one.
+
+    What it keeps is tuples of strings and integers, which the cyclic
+    collector stops tracking, so a scrape at fleet size does not give every
+    full collection tens of thousands more objects to walk (seen: 7-15 ms
+    collections on the event loop per scrape with lists and sets here).
+    `exposition` renders straight from the kept rows, in name order kept
+    from one call to the next, with no per-pair objects.
     """
 
     def __init__(self) -> None:
         self._unavailable: frozenset[str] = frozenset()
-        self._seen: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
-        self._places: dict[str, frozenset[Place]] = {}
-        self._where: dict[Place, set[str]] = {}
+        self._counted: dict[str, Any] = {}
+        """Name → the backend object its rows were counted from."""
+        self._seen: dict[str, Rows] = {}
+        self._places: dict[str, tuple[Place, ...]] = {}
+        self._where: dict[Place, tuple[str, ...]] = {}
+        self._order: list[str] = []
+        """Backend names sorted, as of the last `exposition`."""
 
     def count(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> BackendCounts:
+        """(available, total) per (backend, cluster) of `backends`."""
+        self._refresh(backends, unavailable)
+        return {
+            (name, cluster): (available, total)
+            for name, rows in self._seen.items()
+            for cluster, available, total in rows
+        }
+
+    def exposition(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> str:
+        """`backend_exposition` of what `count` would give, without building it."""
+        self._refresh(backends, unavailable)
+        seen = self._seen
+        if len(self._order) != len(seen) or any(name not in seen for name in self._order):
+            self._order = sorted(seen)
+        chunks: list[str] = []
+        for name, help_text, column in _FAMILIES:
+            chunks.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+            for backend in self._order:
+                label = _escape(backend)
+                for row in seen[backend]:
+                    chunks.append(
+                        f'{name}{{backend="{label}",cluster="{_escape(row[0])}"}} '
+                        f"{row[1 + column]}\n"
+                    )
+        return "".join(chunks)
+
+    def _refresh(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> None:
         stale: set[str] = set()
         if unavailable != self._unavailable:
             for key in unavailable ^ self._unavailable:
                 place = key_place(key)
                 if place is not None:
-                    stale |= self._where.get(place, set())
+                    stale.update(self._where.get(place, ()))
             self._unavailable = unavailable
         places = {key: key_place(key) for key in unavailable}
-        fresh: dict[str, tuple[Any, list[tuple[str, int, int]]]] = {}
-        out: BackendCounts = {}
+        seen, counted = self._seen, self._counted
         for name, backend in backends.items():
-            known = self._seen.get(name)
-            if known is None or known[0] is not backend or name in stale:
-                if known is None or known[0] is not backend:
-                    self._index(name, backend)
-                known = (backend, self._rows(name, backend, places))
-            fresh[name] = known
-            for cluster, available, total in known[1]:
-                out[(name, cluster)] = (available, total)
-        for name in self._seen.keys() - fresh.keys():
-            self._index(name, None)
-        self._seen = fresh
-        return out
+            if counted.get(name) is not backend:
+                self._index(name, backend)
+                counted[name] = backend
+            elif name not in stale:
+                continue
+            seen[name] = self._rows(name, backend, places)
+        if len(seen) != len(backends):
+            for name in [n for n in seen if n not in backends]:
+                del seen[name], counted[name]
+                self._index(name, None)
 
     def _index(self, name: str, backend: Any) -> None:
-        for place in self._places.pop(name, frozenset()):
-            holders = self._where.get(place)
-            if holders is not None:
-                holders.discard(name)
-                if not holders:
-                    del self._where[place]
+        for place in self._places.pop(name, ()):
+            holders = tuple(n for n in self._where.get(place, ()) if n != name)
+            if holders:
+                self._where[place] = holders
+            else:
+                self._where.pop(place, None)
         if backend is None:
             return
-        mine = frozenset((e.cluster, e.port) for e in backend.endpoints)
+        mine = tuple({(e.cluster, e.port): None for e in backend.endpoints})
         self._places[name] = mine
         for place in mine:
-            self._where.setdefault(place, set()).add(name)
+            self._where[place] = (*self._where.get(place, ()), name)
 
-    def _rows(
-        self, name: str, backend: Any, places: Mapping[str, Place | None]
-    ) -> list[tuple[str, int, int]]:
+    def _rows(self, name: str, backend: Any, places: Mapping[str, Place | None]) -> Rows:
         mine = self._places[name]
         down: dict[str, int] = {}
         for key, place in places.items():
@@ -99,10 +136,12 @@ class BackendCounter:
                 ep = backend.endpoint(key)
                 if ep is not None and ep.ready:
                     down[ep.cluster] = down.get(ep.cluster, 0) + 1
-        return [
-            (cluster, ready - down.get(cluster, 0), total)
-            for cluster, (ready, total) in backend.cluster_counts().items()
-        ]
+        return tuple(
+            sorted(
+                (cluster, ready - down.get(cluster, 0), total)
+                for cluster, (ready, total) in backend.cluster_counts().items()
+            )
+        )
 
 
 Place = tuple[str, int]

@@ -78,6 +78,9 @@ class MetricsSnapshot:
     endpoint_health: dict[tuple[str, str], int] = field(default_factory=dict)
     backend_endpoints: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)
     """(available, total) endpoints per (backend, cluster)."""
+    backend_endpoints_text: str | None = None
+    """The same as exposition text, when one process rendered it itself
+    (`BackendCounter.exposition`); kept by `merge` only from a lone snapshot."""
     active_connections: int = 0
     reloads: ReloadStats = field(default_factory=ReloadStats)
     tls_expiry: dict[tuple[str, str], float] = field(default_factory=dict)
@@ -132,6 +135,11 @@ class MetricsSnapshot:
             "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
             "state_changes": [[*key, n] for key, n in self.state_changes.items()],
             "mirrors": [[*key, n] for key, n in self.mirrors.items()],
+            **(
+                {"backend_endpoints_text": self.backend_endpoints_text}
+                if self.backend_endpoints_text is not None
+                else {}
+            ),
         }
 
     @classmethod
@@ -150,6 +158,7 @@ class MetricsSnapshot:
             tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
             state_changes={(k, b, x): n for k, b, x, n in raw.get("state_changes", [])},
             mirrors={(r, b, x): n for r, b, x, n in raw.get("mirrors", [])},
+            backend_endpoints_text=raw.get("backend_endpoints_text"),
         )
 
 
@@ -160,7 +169,9 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
     (and the supervisor) reloads the same file, so summing would multiply them.
     """
     out = MetricsSnapshot()
+    texts: list[str | None] = []
     for snap in snapshots:
+        texts.append(snap.backend_endpoints_text)
         for key, n in snap.requests.items():
             out.requests[key] = out.requests.get(key, 0) + n
         _add_histograms(out.durations, snap.durations)
@@ -185,6 +196,8 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
             out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
         if out.reloads == ReloadStats() and snap.reloads != ReloadStats():
             out.reloads = snap.reloads
+    if len(texts) == 1:
+        out.backend_endpoints_text = texts[0]
     return out
 
 
@@ -345,4 +358,8 @@ def render(snapshot: MetricsSnapshot) -> bytes:
     """The Prometheus text exposition of `snapshot`."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(snapshot))
-    return generate_latest(registry) + backend_exposition(snapshot.backend_endpoints)
+    text = snapshot.backend_endpoints_text
+    availability = (
+        text.encode() if text is not None else backend_exposition(snapshot.backend_endpoints)
+    )
+    return generate_latest(registry) + availability

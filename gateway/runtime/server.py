@@ -202,6 +202,8 @@ class Worker:
             (None, -1),
             None,
         )
+        self._text_memo: tuple[tuple[RoutingTable | None, int], str | None] = ((None, -1), None)
+        self._counting = asyncio.Lock()
         self._counter = BackendCounter()
         self._started_with: GatewayConfig | None = None
 
@@ -309,12 +311,15 @@ class Worker:
             await asyncio.sleep(interval_s)
 
     async def reports(
-        self, *, per_endpoint: bool = False, availability: bool = True
+        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
     ) -> list[dict[str, Any]]:
-        return [await self.full_report(per_endpoint=per_endpoint, availability=availability)]
+        report = await self.full_report(
+            per_endpoint=per_endpoint, availability=availability, rendered=rendered
+        )
+        return [report]
 
     async def full_report(
-        self, *, per_endpoint: bool = False, availability: bool = True
+        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
     ) -> dict[str, Any]:
         """`report` with availability per (backend, cluster), counted in a thread.
 
@@ -322,20 +327,36 @@ class Worker:
         keys, so the event loop keeps serving while it runs (10,000 backends);
         backends shared with the table counted last time are not recounted.
         `availability=False` leaves it out (the admin's /endpoints and /explain
-        read only the endpoint state).
+        read only the endpoint state). `rendered` answers it as exposition
+        text instead of rows (`metrics.backend_endpoints_text`): what this
+        process's own `/metrics` asks, 20,000 pairs with no object per pair.
+        Counts are made one at a time (a scrape and the dashboard may ask at once).
         """
         ctx = self.ctx
-        counts = None
+        counts: list[list[Any]] | None = None
+        text: str | None = None
         if availability and ctx is not None and ctx.table is not None:
-            (table, generation), memo = self._counts_memo
-            if table is ctx.table and generation == ctx.state.generation:
-                counts = memo
-            else:
+            async with self._counting:
+                key = (ctx.table, ctx.state.generation)
                 backends = ctx.table.backends
-                unavailable = unavailable_keys(ctx.state)
-                counts = await asyncio.to_thread(self._count_json, backends, unavailable)
-                self._counts_memo = ((ctx.table, ctx.state.generation), counts)
-        return self.report(backend_endpoints_json=counts, per_endpoint=per_endpoint)
+                if rendered:
+                    seen, text = self._text_memo
+                    if seen != key:
+                        unavailable = unavailable_keys(ctx.state)
+                        text = await asyncio.to_thread(
+                            self._counter.exposition, backends, unavailable
+                        )
+                        self._text_memo = (key, text)
+                else:
+                    seen, counts = self._counts_memo
+                    if seen != key:
+                        unavailable = unavailable_keys(ctx.state)
+                        counts = await asyncio.to_thread(self._count_json, backends, unavailable)
+                        self._counts_memo = (key, counts)
+        report = self.report(backend_endpoints_json=counts, per_endpoint=per_endpoint)
+        if text is not None:
+            report["metrics"]["backend_endpoints_text"] = text
+        return report
 
     def _count_json(self, backends: Any, unavailable: frozenset[str]) -> list[list[Any]]:
         """Availability per (backend, cluster) in its JSON form (runs in a thread)."""

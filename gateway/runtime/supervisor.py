@@ -142,8 +142,10 @@ class Supervisor:
             )
 
     async def reports(
-        self, *, per_endpoint: bool = False, availability: bool = True
+        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
     ) -> list[dict[str, Any]]:
+        """Every worker's report; counts come as rows (`rendered` is for a lone process:
+        the workers' availability is merged here, which text cannot be)."""
         message = {"op": "report", "endpoints": per_endpoint, "availability": availability}
         answers = await asyncio.gather(*(w.ask(message) for w in self.workers))
         return [a for a in answers if a is not None]

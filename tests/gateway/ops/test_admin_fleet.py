@@ -16,6 +16,7 @@ from gateway.ops.admin import start_admin
 from gateway.ops.backend_health import (
     BackendCounter,
     backend_counts,
+    backend_exposition,
     key_place,
     unavailable_keys,
 )
@@ -204,3 +205,60 @@ def test_an_endpoint_key_names_its_cluster_and_port() -> None:
     assert key_place("east/10.0.0.1:30080") == ("east", 30080)
     assert key_place("east/[2001:db8::1]:30080") == ("east", 30080)
     assert key_place("nonsense") is None
+
+
+def test_a_counter_renders_what_its_counts_render() -> None:
+    doc = {
+        "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
+        "routes": [
+            {"name": "r", "rules": [{"backendRefs": [{"name": "web"}, {"name": "static-1"}]}]}
+        ],
+        "backends": [
+            {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}},
+            {
+                "name": "static-1",
+                "endpoints": [{"address": "127.0.0.1", "port": 1, "cluster": "z"}],
+            },
+        ],
+    }
+    records = [record("b", ["10.1.0.1", "10.1.0.2"]), record("a", ["10.0.0.1"])]
+    table = compile_table(TypeAdapter(GatewayConfig).validate_python(doc), records)
+    counter = BackendCounter()
+    for down in (frozenset(), frozenset({"b/10.1.0.2:30080"})):
+        text = counter.exposition(table.backends, down).encode()
+        assert text == backend_exposition(counter.count(table.backends, down))
+        assert text == backend_exposition(backend_counts(table.backends, down))
+    assert b'portway_backend_endpoints_available{backend="web",cluster="b"} 1\n' in text
+
+
+def test_what_a_counter_keeps_is_not_walked_by_full_collections() -> None:
+    import gc
+
+    table = compile_table(
+        TypeAdapter(GatewayConfig).validate_python(
+            {
+                "listeners": [{"name": "web", "protocol": "HTTP", "port": 8080}],
+                "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}]}],
+                "backends": [
+                    {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
+                ],
+            }
+        ),
+        [record("a", ["10.0.0.1", "10.0.0.2"])],
+    )
+    counter = BackendCounter()
+    counter.count(table.backends, frozenset({"a/10.0.0.1:30080"}))
+    gc.collect()
+    gc.collect()  # a tuple is let go once what it holds is: nested ones take two passes
+    kept = [*counter._seen.values(), *counter._places.values(), *counter._where.values()]
+    assert kept and not any(gc.is_tracked(v) for v in kept)
+
+
+def test_a_lone_process_s_rendered_availability_is_what_metrics_shows() -> None:
+    text = 'portway_backend_endpoints{backend="web",cluster="a"} 2\n'
+    lone = MetricsSnapshot.capture(RequestStats())
+    lone.backend_endpoints_text = text
+    total = merge([MetricsSnapshot.from_json(lone.to_json())])
+    assert render(total).endswith(text.encode())
+    two = merge([lone, MetricsSnapshot.capture(RequestStats())])
+    assert two.backend_endpoints_text is None  # workers' counts are merged from rows
