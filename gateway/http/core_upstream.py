@@ -7,10 +7,11 @@ wrote a request), `receive` (bytes the endpoint sent) and `end_of_stream`
 (the endpoint closed). Its outputs are of two kinds:
 
 * what the client side relays, told to the current *sink* (the exchange's
-  client connection, `ResponseSink`) as it is parsed: the final response
-  head (`on_response_head`, with the header lines kept in `lines`), each body
-  chunk (`on_response_body`), the opaque bytes of a switched protocol
-  (`tunnel_data`), and `flush_head` at the end of a read;
+  client connection, `ResponseSink`) as it is parsed: interim responses
+  (`on_interim`), the final response head (`on_response_head`, with the
+  header lines kept in `lines`), each body chunk (`on_response_body`), the
+  opaque bytes of a switched protocol (`tunnel_data`), and `flush_head` at
+  the end of a read;
 * what the connection must do, returned to the shell as a `ResponseAction`
   (a small int: nothing allocated per event): `REUSE` (the response ended
   on a connection that may serve another request), `CLOSE` (it ended, and
@@ -28,10 +29,11 @@ endpoint's protocol error (bytes while no request is outstanding, say).
 Framing, as RFC 9112 section 6.3 orders it: a response to HEAD, a 1xx, 204
 or 304 ends at its head (a HEAD response's Content-Length describes a body
 that never comes, and llhttp cannot be told so: such a connection is closed
-after its head, never reused); 101 switches the connection to a tunnel; 1xx
-other than 101 are interim and skipped (the gateway answers 100-continue to
-its client itself); Transfer-Encoding chunked (with extensions and
-trailers, which llhttp consumes) or Content-Length frame the body; without
+after its head, never reused); 101 switches the connection to a tunnel; other
+1xx are interim: told to the sink (`on_interim`, which relays them), except
+100 Continue, which the gateway sends its client itself; Transfer-Encoding
+chunked (with extensions and trailers, which llhttp consumes) or
+Content-Length frame the body; without
 either the body ends when the endpoint closes (close-delimited), which
 `end_of_stream` turns into `CLOSE` rather than a failure.
 
@@ -164,6 +166,10 @@ class ResponseSink(Protocol):
 
     def on_response_head(self, head: ResponseCore, status: int) -> None:
         """A final response head: `head.lines`, `head.has_length`, `head.upgrade` describe it."""
+        ...
+
+    def on_interim(self, head: ResponseCore, status: int) -> None:
+        """An interim response other than 100 and 101 (103 Early Hints, say): `head.lines`."""
         ...
 
     def on_response_body(self, data: bytes) -> None: ...
@@ -389,6 +395,8 @@ class ResponseCore:
         if 100 <= status < 200 and status != 101:
             if not self._to(_INTERIM):
                 self._fail(UpstreamProtocolError("response without a request"))
+            elif status != 100 and self.sink is not None:
+                self.sink.on_interim(self, status)
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()

@@ -118,6 +118,16 @@ class ResponseRelay(TryRunner):
         else:
             ex.out = head  # written with the first body bytes: one write for small answers
 
+    def on_interim(self, conn: UpstreamConnection, status: int) -> None:
+        """Relay an interim response (103 Early Hints, ...) before the final one; never to
+        an HTTP/1.0 client (RFC 9110 15.2), and 100 Continue is ours (`TryRunner._bind`)."""
+        ex = self.active
+        if ex is None or ex.conn is not conn or ex.version != "1.1" or ex.responded:
+            return
+        head = b"".join((hh.status_line(status), *conn.head_lines(), b"\r\n"))
+        ex.bytes_out += len(head)
+        self.transport.write(head)
+
     def _splice(self, ex: Exchange, conn: UpstreamConnection) -> None:
         self.tunnel = conn
         self.switched()

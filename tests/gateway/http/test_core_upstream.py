@@ -28,6 +28,9 @@ class Recorder:
     def on_response_head(self, head: ResponseCore, status: int) -> None:
         self.actions.append(("head", status, b"".join(head.head_lines()), head.has_length))
 
+    def on_interim(self, head: ResponseCore, status: int) -> None:
+        self.actions.append(("interim", status, b"".join(head.head_lines())))
+
     def on_response_body(self, data: bytes) -> None:
         self.actions.append(("body", data))
 
@@ -135,12 +138,17 @@ def test_connection_close_is_not_reused_and_hop_by_hop_dropped() -> None:
     assert actions == [("head", 200, b"Content-Length: 0\r\n", True), ("action", "CLOSE")]
 
 
-def test_interim_responses_are_skipped_before_the_final_one() -> None:
-    actions, _ = run(
+def test_interim_responses_come_before_the_final_one_and_100_is_not_relayed() -> None:
+    actions, core = run(
         [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + CL]
     )
-    assert actions[0] == ("head", 200, b"Server: t\r\nContent-Length: 5\r\n", True)
-    assert actions[-1] == ("action", "REUSE")
+    assert actions == [
+        ("interim", 103, b"Link: </a>\r\n"),
+        ("head", 200, b"Server: t\r\nContent-Length: 5\r\n", True),
+        ("body", b"hello"),
+        ("action", "REUSE"),
+    ]
+    assert core.state == ResponseState.IDLE
 
 
 def test_no_body_statuses_end_at_their_head() -> None:
@@ -160,7 +168,8 @@ def test_response_to_head_ends_at_its_head_and_is_closed() -> None:
 def test_switching_protocols_turns_bytes_into_tunnel_data() -> None:
     actions, core = run(
         [
-            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nab",
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\nab",
             b"cd",
         ]
     )
@@ -222,6 +231,7 @@ STREAMS = [
     ([CL], False, False),
     ([CHUNKED], False, False),
     ([b"HTTP/1.1 100 Continue\r\n\r\n" + CHUNKED], False, False),
+    ([b"HTTP/1.1 103 Early Hints\r\nLink: </s>\r\n\r\n" + CL], False, False),
     ([b"HTTP/1.1 200 OK\r\n\r\nclose delimited body"], False, True),
     ([b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\n"], True, False),
     ([b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\nopaque bytes"], False, False),

@@ -6,6 +6,7 @@ byte it receives: it must receive nothing.
 
 from __future__ import annotations
 
+import asyncio
 import re
 
 import pytest
@@ -130,3 +131,55 @@ async def test_pipelined_valid_requests_are_answered_in_order_then_the_refusal_t
     assert b"portway-error: bad_request" in refusal and b"connection: close" in refusal.lower()
     assert raw_upstream.received.count(b"GET /") == 2
     assert b"/bad" not in raw_upstream.received and b"/never" not in raw_upstream.received
+
+
+async def _serve(response: bytes) -> asyncio.Server:
+    """An upstream answering `response` to every request head it reads."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while data := await reader.read(65536):
+                if b"\r\n\r\n" in data:
+                    writer.write(response)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        finally:
+            writer.close()
+
+    return await asyncio.start_server(handle, "127.0.0.1", 0)
+
+
+async def test_early_hints_are_relayed_before_the_final_response_to_http_1_1_only(
+    make_gateway: GatewayFactory,
+) -> None:
+    server = await _serve(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    )
+    async with server:
+        gw = await make_gateway(simple_config([server.sockets[0].getsockname()[1]]))
+        out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+        assert out.startswith(hints + b"HTTP/1.1 200 OK\r\n"), out
+        assert out.endswith(b"\r\n\r\nok")
+        out = await raw_exchange(gw.port, b"GET / HTTP/1.0\r\nHost: a\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 200 OK\r\n"), out  # no 1xx to an HTTP/1.0 client
+
+
+async def test_request_trailers_are_not_forwarded_as_header_fields(
+    make_gateway: GatewayFactory, raw_upstream: RawUpstream
+) -> None:
+    gw = await make_gateway(simple_config([raw_upstream.port]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    writer.write(  # kept alive: no Connection header (it made the old parser copy the head)
+        b"POST /t HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n"
+        b"2\r\nhi\r\n0\r\nX-Trailer-Smuggled: 1\r\n\r\n"
+    )
+    try:
+        out = await asyncio.wait_for(reader.readuntil(b"\r\n\r\nok"), 3.0)
+    finally:
+        writer.close()
+    assert out.startswith(b"HTTP/1.1 200 OK")
+    head = bytes(raw_upstream.received).split(b"\r\n\r\n", 1)[0]
+    assert b"x-trailer-smuggled" not in head.lower()
+    assert bytes(raw_upstream.received).endswith(b"\r\n\r\n2\r\nhi\r\n0\r\n\r\n")
