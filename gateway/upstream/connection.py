@@ -21,7 +21,6 @@ from typing import Final, Protocol
 
 from gateway.http.core_upstream import ResponseCore, ResponseSink
 from gateway.transport import Transport, unconnected
-from gateway.upstream.failure import UpstreamFailure
 
 __all__ = ["ConnectionPool", "ResponseSink", "UpstreamConnection"]
 
@@ -118,12 +117,6 @@ class UpstreamConnection(ResponseCore):
             sink.upstream_failed(failure)
         else:
             sink.on_response_complete()
-
-    def fail(self, failure: UpstreamFailure) -> None:
-        sink = self.sink
-        self.close()
-        if sink is not None:
-            sink.upstream_failed(failure)
 
     def close(self) -> None:
         """Close without reporting to the sink; the pool forgets it on connection_lost."""
