@@ -137,13 +137,13 @@ _NEXT: Final[tuple[int, ...]] = tuple(
 """`TRANSITIONS` flattened to `state * _EVENTS + event` (-1: not allowed), read per event."""
 
 _IN_BODY: Final = int(ClientState.BODY)
+_TUNNEL: Final = int(ClientState.TUNNEL)
 _CLOSED: Final = int(ClientState.CLOSED)
 _BEGIN: Final = int(ClientEvent.BEGIN)
 _HEAD: Final = int(ClientEvent.HEAD)
 _END: Final = int(ClientEvent.END)
 _LAST: Final = int(ClientEvent.LAST)
 _UPGRADE: Final = int(ClientEvent.UPGRADE)
-_SWITCH: Final = int(ClientEvent.SWITCH)
 _ERROR: Final = int(ClientEvent.ERROR)
 FLUSH: Final = int(ClientAction.FLUSH)
 START: Final = int(ClientAction.START)
@@ -269,9 +269,12 @@ class RequestCore:
         return nxt
 
     def switched(self) -> None:
-        """The upstream accepted the upgrade (101 relayed): bytes are the tunnel's now."""
+        """The upstream switched protocols (101 relayed): bytes are the tunnel's now.
+
+        From UPGRADE by the table; the shell relays a 101 that answers a request
+        without Upgrade too (the endpoint's fault), so any state goes to TUNNEL."""
         self.parsing = None
-        self._to(_SWITCH)
+        self.state = _TUNNEL
 
     def closed(self) -> None:
         """The connection is closing: nothing more is read."""
