@@ -17,7 +17,12 @@ writer stops renewing, Consul invalidates the session and deletes the key:
 Readers use blocking queries on the prefix (`?recurse&index=N&wait=...`).
 Consul returns whole state, not a log, so changes are the difference between
 consecutive results, all stamped with the new `X-Consul-Index`; several
-writes to one key between two results coalesce. A watch can resume from a
+writes to one key between two results coalesce. Every answer holds every
+record (tens of megabytes at 10,000 services), so it is read as bytes and
+walked by msgspec with each value left as raw text: only a key whose
+`ModifyIndex` moved has its value base64-decoded and its record decoded,
+the others keep the record decoded before; a large answer is walked, and
+diffed against the previous state, in a thread. A watch can resume from a
 revision whose state this instance still remembers; from any other it
 starts with a `Snapshot`. An index that goes backwards (agent restored,
 leader change) also means a `Snapshot`, as Consul's docs ask.
@@ -50,6 +55,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import consul
 import consul.aio
+import msgspec
 from consul.callback import CB
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
@@ -75,6 +81,23 @@ REMEMBERED_STATES = 32
 CLAIM_ATTEMPTS = 4
 """Acquire-or-adopt rounds before a key that keeps changing under us counts as held."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, consul.ConsulException)
+DECODE_INLINE_BYTES = 200 * 2048
+"""An answer longer than this (about 200 records) is walked and diffed in a thread."""
+
+
+class _Entry(msgspec.Struct, rename="pascal", gc=False):
+    """One KV entry of a listing; its value stays raw JSON text until it is needed."""
+
+    key: str
+    modify_index: int
+    value: msgspec.Raw = msgspec.Raw(b"null")
+
+
+_LISTING = msgspec.json.Decoder(list[_Entry] | None)
+_VALUE = msgspec.json.Decoder(bytes | None)
+Decoded = tuple[dict[str, int], dict[str, ServiceRecord | None]]
+"""By key under the root: its ModifyIndex, and its record (None when unusable); two
+dicts, not a tuple per key, so a listing adds no 20,000 objects for the collector."""
 
 
 class ConsulRegistry:
@@ -110,7 +133,7 @@ class ConsulRegistry:
         self._states: collections.OrderedDict[int, dict[ServiceKey, ServiceRecord]] = (
             collections.OrderedDict()
         )
-        self._decoded: dict[str, tuple[int, ServiceRecord | None]] = {}
+        self._decoded: Decoded = ({}, {})
 
     def _consul(self) -> consul.aio.Consul:
         if self._client is None:
@@ -314,27 +337,56 @@ class ConsulRegistry:
             await self._guard(self._consul().agent.service.deregister(sid))
 
     async def _list(self, index: int | None = None) -> tuple[int, dict[ServiceKey, ServiceRecord]]:
-        wait = f"{max(1, int(self.wait_s))}s" if index is not None else None
-        got_index, entries = await self._guard(
-            self._consul().kv.get(self._prefix, recurse=True, index=index, wait=wait)
+        c = self._consul()
+        params: list[tuple[str, Any]] = [("recurse", "1")]
+        if index is not None:
+            params += [("index", index), ("wait", f"{max(1, int(self.wait_s))}s")]
+        got_index, body = await self._guard(
+            c.http.get(
+                _raw_listing,
+                f"/v1/kv/{self._prefix}",
+                params=params,
+                headers=c.prepare_headers(None),
+                raw=True,
+            )
         )
-        state: dict[ServiceKey, ServiceRecord] = {}
-        seen: dict[str, tuple[int, ServiceRecord | None]] = {}
-        for entry in entries or []:
-            rel = entry["Key"][len(self.root) :]
-            modified = int(entry["ModifyIndex"])
-            cached = self._decoded.get(rel)
-            if cached is not None and cached[0] == modified:
-                record = cached[1]
-            else:
-                record = decode_record(rel, entry.get("Value") or b"", backend=self.backend)
-            seen[rel] = (modified, record)
-            if record is not None:
-                state[record.key] = record
+        if len(body) > DECODE_INLINE_BYTES:
+            seen, state = await asyncio.to_thread(self._fold, body, self._decoded)
+        else:
+            seen, state = self._fold(body, self._decoded)
         self._decoded = seen
         revision = int(got_index)
         self._remember(revision, state)
         return revision, state
+
+    def _fold(
+        self, body: bytes, before: Decoded
+    ) -> tuple[Decoded, dict[ServiceKey, ServiceRecord]]:
+        """The listing's records, decoding only entries whose ModifyIndex moved since `before`."""
+        try:
+            entries = _LISTING.decode(body) or [] if body else []
+        except msgspec.DecodeError as exc:
+            raise RegistryUnavailable(f"consul answered an unreadable listing: {exc}") from None
+        state: dict[ServiceKey, ServiceRecord] = {}
+        indexes: dict[str, int] = {}
+        records: dict[str, ServiceRecord | None] = {}
+        known_indexes, known_records = before
+        root = len(self.root)
+        for entry in entries:
+            rel = entry.key[root:]
+            if known_indexes.get(rel) == entry.modify_index:
+                record = known_records[rel]
+            else:
+                try:
+                    value = _VALUE.decode(entry.value) or b""
+                except msgspec.DecodeError:
+                    value = b"\0"  # not base64: reported as unusable by decode_record
+                record = decode_record(rel, value, backend=self.backend)
+            indexes[rel] = entry.modify_index
+            records[rel] = record
+            if record is not None:
+                state[record.key] = record
+        return (indexes, records), state
 
     def _remember(self, revision: int, state: dict[ServiceKey, ServiceRecord]) -> None:
         self._states[revision] = state
@@ -361,7 +413,11 @@ class ConsulRegistry:
                 continue
             if index == revision:
                 continue
-            for change in _diff(known, state, index):
+            if len(state) > DIFF_INLINE_RECORDS:
+                changes = await asyncio.to_thread(_diff, known, state, index)
+            else:
+                changes = _diff(known, state, index)
+            for change in changes:
                 yield change
             revision, known = index, state
 
@@ -374,6 +430,19 @@ class ConsulRegistry:
         if self._client is not None:
             await self._client.close()
             self._client = None
+
+
+DIFF_INLINE_RECORDS = 500
+"""More records than this are diffed in a thread."""
+
+
+def _raw_listing(response: Any) -> tuple[str, bytes]:
+    """(X-Consul-Index, body bytes) of a KV listing; an empty prefix answers 404."""
+    CB._status(response, allow_404=True)
+    if "X-Consul-Index" not in response.headers:
+        raise consul.ConsulException(f"missing index header: {dict(response.headers)}")
+    body = response.body if response.code != 404 else b""
+    return response.headers["X-Consul-Index"], body
 
 
 def _status_code(response: Any) -> int:

@@ -125,3 +125,44 @@ async def test_a_watch_from_a_revision_it_never_saw_starts_with_a_snapshot(
             break
     await writer.close()
     await reader.close()
+
+
+async def test_a_blocking_query_decodes_only_the_keys_whose_modify_index_moved(
+    consul_emulator_addr: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+
+    import portway.registry.consul as consul_backend
+
+    reg = registry(consul_emulator_addr)
+    records = [rec(f"c{i:03d}", nodes=25) for i in range(300)]
+    for r in records:
+        await reg.put_raw(r.key.path(), r.to_json().encode())
+    decoded: list[str] = []
+    threads: list[int] = []
+    original_decode, original_fold = consul_backend.decode_record, reg._fold
+
+    def counting(key: str, value: bytes, *, backend: str) -> ServiceRecord | None:
+        decoded.append(key)
+        return original_decode(key, value, backend=backend)
+
+    def fold(body: bytes, before: Any) -> Any:
+        threads.append(threading.get_ident())
+        return original_fold(body, before)
+
+    monkeypatch.setattr(consul_backend, "decode_record", counting)
+    reg._fold = fold  # type: ignore[method-assign]
+    try:
+        snap = await reg.snapshot()
+        assert snap.records == {r.key: r for r in records}
+        assert len(decoded) == 300 and threads[-1] != threading.get_ident()  # a big answer
+        decoded.clear()
+        changed = rec("c007", nodes=24)
+        await reg.put_raw(changed.key.path(), changed.to_json().encode())
+        async with asyncio.timeout(5):
+            async for item in reg.watch(snap.revision):
+                assert isinstance(item, Change) and item.record == changed
+                break
+        assert decoded == [changed.key.path()]
+    finally:
+        await reg.close()
