@@ -3,7 +3,7 @@
 Each runs `portway drill` as a user would (the shipped drills are short:
 5-10 s of traffic) and must pass its own expectations; a few facts of each
 report are checked besides, so a drill that judged nothing could not pass.
-The runs go several at once, each on a loopback net of its own (`drill_pool`);
+The runs go two at a time, each on a loopback net of its own (`drill_pool`);
 local-first-failover and zone-loss share one gateway started by hand.
 """
 
