@@ -64,6 +64,12 @@ _L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/")
 _HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
 
 RecordIndex = dict[tuple[str, str], list[ServiceRecord]]
+ExpansionKey = tuple[int, int, str, str, bool, int | None]
+ExpansionMemo = dict[ExpansionKey, tuple[object, tuple[Endpoint, ...]]]
+"""One compile's endpoints per (nodes tuple, nodePort, cluster, region, policy, health
+check port): records that name the same nodes (the record decoder shares a cluster's
+node tuple) with the same NodePort give the same endpoints, built and held once. The
+nodes tuple is kept in the value so its id cannot be reused while the memo lives."""
 SlotLookup = Callable[[str, tuple[str, ...], str], int]
 
 
@@ -129,13 +135,14 @@ def _compile(
     plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
     gw = config.gateway
+    memo: ExpansionMemo = {}
     slots: list[CompiledBackend] = []
     specs: list[SlotSpec] = []
     bases: dict[str, int] = {}
     for b in config.backends:
         bases[b.name] = len(slots)
         specs.append(SlotSpec(b, (), len(slots)))
-        slots.append(compile_backend(b, registry_endpoints(b, by_service), gw))
+        slots.append(compile_backend(b, registry_endpoints(b, by_service, memo), gw))
     variants: dict[tuple[str, tuple[str, ...]], int] = {}
 
     def slot_for(name: str, route_regions: tuple[str, ...], where: str) -> int:
@@ -198,8 +205,13 @@ def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
     return out
 
 
-def registry_endpoints(backend: Backend, by_service: RecordIndex) -> list[Endpoint]:
-    """The backend's endpoints: static as written, or expanded from registry records."""
+def registry_endpoints(
+    backend: Backend, by_service: RecordIndex, memo: ExpansionMemo | None = None
+) -> list[Endpoint]:
+    """The backend's endpoints: static as written, or expanded from registry records.
+
+    With `memo` (one per compile or update), equal expansions share their endpoints.
+    """
     if backend.service is None:
         return [
             Endpoint(s.address, s.port, s.cluster, s.region, s.zone, "", s.weight)
@@ -212,8 +224,20 @@ def registry_endpoints(backend: Backend, by_service: RecordIndex) -> list[Endpoi
         if clusters and rec.cluster not in clusters:
             continue
         port = rec.port(ref.port)
-        if port is not None:
+        if port is None:
+            continue
+        if memo is None:
             _expand_record(rec, port.node_port, out)
+            continue
+        local = rec.external_traffic_policy is TrafficPolicy.LOCAL
+        hc = rec.health_check_node_port if local else None
+        key = (id(rec.nodes), port.node_port, rec.cluster, rec.region, local, hc)
+        known = memo.get(key)
+        if known is None or known[0] is not rec.nodes:
+            mine: list[Endpoint] = []
+            _expand_record(rec, port.node_port, mine)
+            known = memo[key] = (rec.nodes, tuple(mine))
+        out += known[1]
     return out
 
 

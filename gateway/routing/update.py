@@ -27,6 +27,7 @@ from collections.abc import Iterable, Mapping
 
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.compiler import (
+    ExpansionMemo,
     RecordIndex,
     collector_paused,
     compile_backend,
@@ -87,6 +88,7 @@ def _update(
 ) -> RoutingTable:
     layout = table.layout
     gw = table.gateway
+    memo: ExpansionMemo = {}
     slots: list[CompiledBackend] | None = None
     backends: dict[str, CompiledBackend] = {}
     variants: dict[tuple[str, tuple[str, ...]], CompiledBackend] = {}
@@ -97,7 +99,8 @@ def _update(
                 backends = dict(table.backends)
                 variants = dict(table.variants)
             spec = layout.specs[slot]
-            base = compile_backend(spec.backend, registry_endpoints(spec.backend, index), gw)
+            endpoints = registry_endpoints(spec.backend, index, memo)
+            base = compile_backend(spec.backend, endpoints, gw)
             base.warm()
             slots[slot] = backends[spec.backend.name] = base
             for vslot in layout.variants_of.get(slot, ()):

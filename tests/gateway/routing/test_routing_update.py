@@ -214,3 +214,31 @@ def test_a_change_to_a_service_no_backend_reads_shares_every_slot() -> None:
     )
     assert second.slots is first.slots
     assert index[("shop", "img")] == [other]
+
+
+def test_records_naming_the_same_nodes_and_nodeport_share_their_endpoints() -> None:
+    import dataclasses
+
+    doc = _doc(
+        [_svc_backend("web", "web"), _svc_backend("api", "api"), _svc_backend("img", "img")],
+        [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}, {"name": "api"}]}]}],
+    )
+    web = record("a", "eu-west-1", [("n1", "10.0.0.1", "z"), ("n2", "10.0.0.2", "z")])
+    api = dataclasses.replace(web, service="api")  # the same nodes tuple, the same NodePort
+    img = dataclasses.replace(
+        web, service="img", ports=(dataclasses.replace(web.ports[0], node_port=30090),)
+    )
+    table = compile_table(config(doc), [web, api, img])
+    b = table.backends
+    assert b["web"].endpoints[0] is b["api"].endpoints[0]
+    assert b["img"].endpoints[0] is not b["web"].endpoints[0]
+    assert b["img"].endpoints[0].key == "a/10.0.0.1:30090"
+    index = index_records([web, api, img])
+    down = record(
+        "a", "eu-west-1", [("n1", "10.0.0.1", "z"), ("n2", "10.0.0.2", "z")], not_ready=["n1"]
+    )
+    down = dataclasses.replace(down, service="api")
+    updated = update_table(table, index, apply_record_changes(index, {down.key: down}), version="2")
+    assert not updated.backends["api"].endpoints[0].ready
+    assert updated.backends["web"].endpoints[0].ready
+    _same(updated, compile_table(config(doc), [web, down, img], version="2"))
