@@ -16,6 +16,8 @@
 #   benchmarks/http.sh            # defaults: -t1 -c50 -d10s, 3 rounds
 #   DURATION=5s CONNS=100 ROUNDS=5 benchmarks/http.sh
 #   TARGETS="haproxy portway" benchmarks/http.sh
+#   BEFORE=/tmp/old-checkout benchmarks/http.sh   # adds target "before": another
+#       installed checkout of portway (its own .venv), same config, side by side
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -24,9 +26,11 @@ DURATION="${DURATION:-10s}"
 CONNS="${CONNS:-50}"
 ROUNDS="${ROUNDS:-3}"
 TARGETS="${TARGETS:-direct haproxy nginx bare portway}"
+BEFORE="${BEFORE:-}"
+if [[ -n $BEFORE && $TARGETS != *before* ]]; then TARGETS="$TARGETS before"; fi
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
-UP=18100 HAP=18101 NGX=18102 PW=18103 BARE=18104
+UP=18100 HAP=18101 NGX=18102 PW=18103 BARE=18104 PWB=18105
 
 missing=()
 for bin in haproxy nginx wrk; do command -v "$bin" >/dev/null || missing+=("$bin"); done
@@ -89,6 +93,8 @@ routes:
           requestHeaders: {set: [{name: X-Bench, value: "1"}]}
 YAML
 
+sed "s/port: $PW}/port: $PWB}/" "$WORK/portway.yaml" >"$WORK/portway-before.yaml"
+
 declare -A PID
 wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; echo "port $1 never opened" >&2; return 1; }
 
@@ -97,8 +103,12 @@ taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" & PID[haproxy]=$!; PI
 taskset -c "$PROXY_CPU" nginx -c "$WORK/proxy.conf" & PID[nginx]=$!; PIDS+=($!)
 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/bare_proxy.py" "$BARE" "$UP" >"$WORK/bare.out" & PID[bare]=$!; PIDS+=($!)
 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" --observer "${PW_OBSERVER:-metrics}" "$WORK/portway.yaml" >"$WORK/pw.out" & PID[portway]=$!; PIDS+=($!)
-for p in $UP $HAP $NGX $BARE $PW; do wait_port "$p"; done
-declare -A PORT=([direct]=$UP [haproxy]=$HAP [nginx]=$NGX [bare]=$BARE [portway]=$PW)
+if [[ -n $BEFORE ]]; then
+  taskset -c "$PROXY_CPU" "$BEFORE/.venv/bin/python" "$BEFORE/benchmarks/gateway_launcher.py" \
+    --observer "${PW_OBSERVER:-metrics}" "$WORK/portway-before.yaml" >"$WORK/pwb.out" & PID[before]=$!; PIDS+=($!)
+fi
+for p in $UP $HAP $NGX $BARE $PW ${BEFORE:+$PWB}; do wait_port "$p"; done
+declare -A PORT=([direct]=$UP [haproxy]=$HAP [nginx]=$NGX [bare]=$BARE [portway]=$PW [before]=$PWB)
 
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }

@@ -44,7 +44,7 @@ import ipaddress
 import re
 from bisect import bisect_right
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -55,44 +55,14 @@ from gateway import compiled
 from gateway.config.model import Route
 from gateway.ops.dashboard import DashboardSite
 from gateway.ops.metrics import MetricsSnapshot, merge, render
+from gateway.ops.source import AdminSource
 from gateway.rollout.api import RolloutApi
-from gateway.rollout.runner import RolloutRunner
 from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import EndpointState
-from gateway.runtime.reload import Reloader
 
 _ROUTE = TypeAdapter(Route)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
-
-
-class AdminSource(Protocol):
-    """What the admin API reads; implemented by the worker runtime and the supervisor."""
-
-    reloader: Reloader
-    rollouts: RolloutRunner
-    needs_registry: bool
-    expected_workers: int
-
-    @property
-    def draining(self) -> bool:
-        """True from the moment the gateway was asked to stop (it drains, then exits)."""
-        ...
-
-    async def reports(
-        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
-    ) -> list[dict[str, Any]]:
-        """One report per worker: `{"pid", "metrics", "endpoints": {...}}`.
-
-        `per_endpoint` asks for one health value per endpoint in the metrics;
-        `availability=False` for no per-(backend, cluster) counts (not needed
-        by a caller that reads only the endpoint state); `rendered` lets a
-        single process answer those counts as exposition text
-        (`MetricsSnapshot.backend_endpoints_text`), all `/metrics` needs.
-        """
-        ...
-
-    async def set_endpoint_draining(self, key: str, draining: bool) -> None: ...
 
 
 def _iso(ts: float) -> str:

@@ -9,7 +9,17 @@ import pytest
 
 from portway.cli import build_parser
 
-VERBS = ("check", "controller", "demo", "doctor", "gateway", "registry", "rollout", "routes")
+VERBS = (
+    "check",
+    "controller",
+    "demo",
+    "doctor",
+    "drill",
+    "gateway",
+    "registry",
+    "rollout",
+    "routes",
+)
 
 
 def _parsers(

@@ -44,7 +44,7 @@ from gateway.ops.dashboard.events import (
 from gateway.ops.dashboard.traffic import TrafficCounters, TrafficRates, traffic_rates
 
 if TYPE_CHECKING:
-    from gateway.ops.admin import AdminSource
+    from gateway.ops.source import AdminSource
     from gateway.runtime.reload import Reloader
 
 log = logging.getLogger("portway.gateway.ops.dashboard")

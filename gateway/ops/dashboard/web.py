@@ -21,7 +21,7 @@ from aiohttp import web
 from gateway.ops.dashboard.stream import DashboardFeed, sse
 
 if TYPE_CHECKING:
-    from gateway.ops.admin import AdminSource
+    from gateway.ops.source import AdminSource
 
 ASSETS: Final = {
     "index.html": "text/html",
