@@ -55,7 +55,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import consul
 import consul.aio
-import msgspec
 from consul.callback import CB
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
@@ -73,7 +72,14 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
-from portway.registry.decode import decode_record, stored_owner, stored_value
+from portway.registry.consul_listing import (
+    DECODE_INLINE_BYTES,
+    Decoded,
+    Records,
+    fold,
+    raw_listing,
+)
+from portway.registry.decode import stored_owner, stored_value
 
 log = logging.getLogger(__name__)
 
@@ -81,23 +87,6 @@ REMEMBERED_STATES = 32
 CLAIM_ATTEMPTS = 4
 """Acquire-or-adopt rounds before a key that keeps changing under us counts as held."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, consul.ConsulException)
-DECODE_INLINE_BYTES = 200 * 2048
-"""An answer longer than this (about 200 records) is walked and diffed in a thread."""
-
-
-class _Entry(msgspec.Struct, rename="pascal", gc=False):
-    """One KV entry of a listing; its value stays raw JSON text until it is needed."""
-
-    key: str
-    modify_index: int
-    value: msgspec.Raw = msgspec.Raw(b"null")
-
-
-_LISTING = msgspec.json.Decoder(list[_Entry] | None)
-_VALUE = msgspec.json.Decoder(bytes | None)
-Decoded = tuple[dict[str, int], dict[str, ServiceRecord | None]]
-"""By key under the root: its ModifyIndex, and its record (None when unusable); two
-dicts, not a tuple per key, so a listing adds no 20,000 objects for the collector."""
 
 
 class ConsulRegistry:
@@ -343,7 +332,7 @@ class ConsulRegistry:
             params += [("index", index), ("wait", f"{max(1, int(self.wait_s))}s")]
         got_index, body = await self._guard(
             c.http.get(
-                _raw_listing,
+                raw_listing,
                 f"/v1/kv/{self._prefix}",
                 params=params,
                 headers=c.prepare_headers(None),
@@ -359,34 +348,9 @@ class ConsulRegistry:
         self._remember(revision, state)
         return revision, state
 
-    def _fold(
-        self, body: bytes, before: Decoded
-    ) -> tuple[Decoded, dict[ServiceKey, ServiceRecord]]:
-        """The listing's records, decoding only entries whose ModifyIndex moved since `before`."""
-        try:
-            entries = _LISTING.decode(body) or [] if body else []
-        except msgspec.DecodeError as exc:
-            raise RegistryUnavailable(f"consul answered an unreadable listing: {exc}") from None
-        state: dict[ServiceKey, ServiceRecord] = {}
-        indexes: dict[str, int] = {}
-        records: dict[str, ServiceRecord | None] = {}
-        known_indexes, known_records = before
-        root = len(self.root)
-        for entry in entries:
-            rel = entry.key[root:]
-            if known_indexes.get(rel) == entry.modify_index:
-                record = known_records[rel]
-            else:
-                try:
-                    value = _VALUE.decode(entry.value) or b""
-                except msgspec.DecodeError:
-                    value = b"\0"  # not base64: reported as unusable by decode_record
-                record = decode_record(rel, value, backend=self.backend)
-            indexes[rel] = entry.modify_index
-            records[rel] = record
-            if record is not None:
-                state[record.key] = record
-        return (indexes, records), state
+    def _fold(self, body: bytes, before: Decoded) -> tuple[Decoded, Records]:
+        """The listing's records (`consul_listing.fold`; in a thread when large)."""
+        return fold(body, before, root=self.root, backend=self.backend)
 
     def _remember(self, revision: int, state: dict[ServiceKey, ServiceRecord]) -> None:
         self._states[revision] = state
@@ -434,15 +398,6 @@ class ConsulRegistry:
 
 DIFF_INLINE_RECORDS = 500
 """More records than this are diffed in a thread."""
-
-
-def _raw_listing(response: Any) -> tuple[str, bytes]:
-    """(X-Consul-Index, body bytes) of a KV listing; an empty prefix answers 404."""
-    CB._status(response, allow_404=True)
-    if "X-Consul-Index" not in response.headers:
-        raise consul.ConsulException(f"missing index header: {dict(response.headers)}")
-    body = response.body if response.code != 404 else b""
-    return response.headers["X-Consul-Index"], body
 
 
 def _status_code(response: Any) -> int:

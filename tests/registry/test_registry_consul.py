@@ -132,7 +132,7 @@ async def test_a_blocking_query_decodes_only_the_keys_whose_modify_index_moved(
 ) -> None:
     import threading
 
-    import portway.registry.consul as consul_backend
+    import portway.registry.consul_listing as consul_backend
 
     reg = registry(consul_emulator_addr)
     records = [rec(f"c{i:03d}", nodes=25) for i in range(300)]
