@@ -338,19 +338,21 @@ class Worker:
         text: str | None = None
         if availability and ctx is not None and ctx.table is not None:
             async with self._counting:
-                key = (ctx.table, ctx.state.generation)
-                backends = ctx.table.backends
+                table, generation = ctx.table, ctx.state.generation
+                key = (table, generation)
+                backends = table.backends
                 if rendered:
-                    seen, text = self._text_memo
-                    if seen != key:
+                    (seen, seen_generation), text = self._text_memo
+                    # identity: a table's == compares its whole description
+                    if seen is not table or seen_generation != generation:
                         unavailable = unavailable_keys(ctx.state)
                         text = await asyncio.to_thread(
                             self._counter.exposition, backends, unavailable
                         )
                         self._text_memo = (key, text)
                 else:
-                    seen, counts = self._counts_memo
-                    if seen != key:
+                    (seen, seen_generation), counts = self._counts_memo
+                    if seen is not table or seen_generation != generation:
                         unavailable = unavailable_keys(ctx.state)
                         counts = await asyncio.to_thread(self._count_json, backends, unavailable)
                         self._counts_memo = (key, counts)

@@ -262,3 +262,42 @@ def test_a_lone_process_s_rendered_availability_is_what_metrics_shows() -> None:
     assert render(total).endswith(text.encode())
     two = merge([lone, MetricsSnapshot.capture(RequestStats())])
     assert two.backend_endpoints_text is None  # workers' counts are merged from rows
+
+
+class _Table:
+    """A table whose equality must never be asked: it compares whole descriptions."""
+
+    def __init__(self, backends: Any) -> None:
+        self.backends = backends
+
+    def __eq__(self, other: object) -> bool:
+        raise AssertionError("a routing table compared by value on the scrape path")
+
+    __hash__ = object.__hash__
+
+
+async def test_a_scrape_recounts_a_new_table_without_comparing_tables(tmp_path: Path) -> None:
+    import types
+
+    from gateway.runtime.server import ServerOptions, Worker
+
+    path = tmp_path / "gw.yaml"
+    path.write_text(CONFIG)
+    worker = Worker(ServerOptions(config_path=str(path)), serve_admin=True)
+    await worker.reloader.load_initial()
+    backends = worker.reloader.table.backends
+    worker.ctx = types.SimpleNamespace(  # type: ignore[assignment]
+        table=_Table(backends),
+        state=EndpointState(),
+        pools=None,
+        connections=(),
+        config_version="1",
+        breakers=types.SimpleNamespace(overflows={}),
+    )
+    for table in (worker.ctx.table, _Table(backends)):
+        worker.ctx.table = table
+        for rendered in (True, False):
+            (report,) = await worker.reports(rendered=rendered)
+            metrics = report["metrics"]
+            assert ("backend_endpoints_text" in metrics) is rendered
+            assert metrics["backend_endpoints"] or rendered
