@@ -183,6 +183,7 @@ def test_a_counter_recounts_only_what_an_update_or_an_ejection_touched() -> None
         ("web", "a"): (1, 1),
         ("api", "a"): (1, 1),
     }
+    assert counter._where is None, "nothing unavailable yet: no index of places"
     moved = record("a", ["10.0.0.3", "10.0.0.4"])
     second = update_table(
         first, index, apply_record_changes(index, {moved.key: moved}), version="2"
