@@ -150,7 +150,9 @@ class FilesRegistry:
         with self._locked():
             holder = self._holder(key)
             if holder is not None and holder.owner != self.owner:
-                raise OwnershipError(key, holder.owner or f"hand-written {holder.path.name}")
+                raise OwnershipError(
+                    key, holder.owner or f"hand-written {os.path.basename(holder.path)}"
+                )
             path = self.directory / file_name(key)
             write_atomic(path, record_file_bytes(record, ttl_s, self.owner))
             self._inodes[key] = os.stat(path).st_ino

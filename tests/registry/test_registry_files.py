@@ -196,3 +196,15 @@ async def test_a_record_expires_at_its_deadline_without_rereading_the_directory(
             break
     assert reg.view.reads == 51
     await reg.close()
+
+
+async def test_publishing_over_a_hand_written_record_is_refused_naming_its_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "dc1.yaml").write_text(HAND_WRITTEN)
+    reg = FilesRegistry(tmp_path)
+    try:
+        with pytest.raises(OwnershipError, match=r"hand-written dc1\.yaml"):
+            await reg.publish(rec("dc1"))
+    finally:
+        await reg.close()
