@@ -25,9 +25,7 @@ from gateway.config.errors import ConfigIssue, Path, Severity, format_path
 from gateway.config.field_paths import written_paths
 from gateway.config.source import SourceMap
 
-NOT_SUPPORTED: Final[tuple[str, ...]] = (
-    "gateway.cluster",
-)
+NOT_SUPPORTED: Final[tuple[str, ...]] = ("gateway.cluster",)
 
 MESSAGE: Final = "not supported yet: the gateway does not enforce this field; remove it"
 
