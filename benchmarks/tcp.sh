@@ -6,8 +6,8 @@
 # printed in Gbit/s with each target's ratio to direct and to HAProxy. Proxies
 # are pinned to CPU $PROXY_CPU, the iperf3 client and server to CPU $LOAD_CPU.
 # portway runs its real TCP proxy (gateway.l4.tcp) with the compiled routing
-# table, one worker, as benchmarks/gateway_launcher.py serves it (zero-copy relaying
-# with splice(2), gateway.l4.splice); `copy` is the same with PORTWAY_SPLICE=0
+# table, one worker, as benchmarks/gateway_launcher.py serves it (the default copy
+# path); `splice` is the same with PORTWAY_SPLICE=1 (zero-copy, gateway.l4.splice)
 # (asyncio transports, bytes through Python).
 #
 #   benchmarks/tcp.sh                     # defaults: 5 s runs, 3 rounds
@@ -18,7 +18,7 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 PY="${PY:-$ROOT/.venv/bin/python}"
 DURATION="${DURATION:-5}"
 ROUNDS="${ROUNDS:-3}"
-TARGETS="${TARGETS:-direct haproxy portway copy}"
+TARGETS="${TARGETS:-direct haproxy portway splice}"
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
 UP=18200 HAP=18201 PW=18202 PWS=18203
@@ -50,7 +50,7 @@ backend be
   server s1 127.0.0.1:$UP
 HAP
 
-for pair in "portway.yaml $PW" "copy.yaml $PWS"; do
+for pair in "portway.yaml $PW" "splice.yaml $PWS"; do
 set -- $pair
 cat >"$WORK/$1" <<YAML
 listeners:
@@ -71,10 +71,10 @@ wait_port() { for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/n
 taskset -c "$LOAD_CPU" iperf3 -s -p "$UP" >/dev/null 2>&1 & PIDS+=($!)
 taskset -c "$PROXY_CPU" haproxy -db -f "$WORK/haproxy.cfg" & PIDS+=($!)
 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" "$WORK/portway.yaml" >"$WORK/pw.out" & PIDS+=($!)
-PORTWAY_SPLICE=0 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" "$WORK/copy.yaml" >"$WORK/pws.out" & PIDS+=($!)
+PORTWAY_SPLICE=1 taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/gateway_launcher.py" "$WORK/splice.yaml" >"$WORK/pws.out" & PIDS+=($!)
 for p in $UP $HAP $PW $PWS; do wait_port "$p"; done
 sleep 0.5  # iperf3 -s takes one client at a time: let the port probes finish
-declare -A PORT=([direct]=$UP [haproxy]=$HAP [portway]=$PW [copy]=$PWS)
+declare -A PORT=([direct]=$UP [haproxy]=$HAP [portway]=$PW [splice]=$PWS)
 
 median() { tr ' ' '\n' | awk 'NF' | sort -g | awk '{a[NR]=$1} END {if (NR==0) print "-"; else if (NR%2) print a[(NR+1)/2]; else printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}'; }
 declare -A GBPS
