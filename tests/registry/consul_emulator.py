@@ -194,7 +194,7 @@ class ConsulEmulator:
                 return web.json_response(False)
         if "release" in q and (entry is None or entry.session != q["release"]):
             return web.json_response(False)
-        index = await self._bump()
+        index = self.state.index + 1  # the write is applied before a blocked reader wakes
         if entry is None:
             entry = self.state.kv[key] = _Entry(value, index, index)
         entry.value, entry.modify_index = value, index
@@ -202,6 +202,7 @@ class ConsulEmulator:
             entry.session, entry.lock_index = q["acquire"], entry.lock_index + 1
         if "release" in q:
             entry.session = None
+        await self._bump()
         return web.json_response(True)
 
     async def _kv_delete(self, request: web.Request) -> web.Response:
