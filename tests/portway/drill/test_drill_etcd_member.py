@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import random
 import socket
 from pathlib import Path
 
@@ -12,9 +13,22 @@ from portway.drill.etcd_member import EtcdMember
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A free client port whose peer port (+1) is free too, below the ephemeral range.
+
+    The member is killed and started again on the same ports: a port the kernel
+    hands out for outgoing connections (as bind(0) does) can be taken by some
+    client in between, and the restart then fails with "address in use".
+    """
+    for _ in range(200):
+        port = random.randrange(20000, 32000, 2)
+        with socket.socket() as a, socket.socket() as b:
+            try:
+                a.bind(("127.0.0.1", port))
+                b.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port pair below 32000")
 
 
 def b64(text: str) -> str:
