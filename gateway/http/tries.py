@@ -63,18 +63,12 @@ class TryRunner(RequestReader):
         if per_try:
             at = min(at, self.loop.time() + per_try)
         ex.owner = self
-        watch = self.watch  # DeadlineWatch.add, inlined
-        ex.try_deadline = at
-        watch.waiting.add(ex)
-        if not watch.ticking:
-            watch.arm(watch.TICK_S)
-        idle = pool.idle
-        while idle:  # EndpointPool.take_idle (oldest first), inlined
-            conn = idle.pop(0)
-            if not conn.closed:
-                ex.reused = True
-                self._bind(ex, conn)
-                return
+        self.watch.add(ex, at)
+        conn = pool.take_idle()
+        if conn is not None:
+            ex.reused = True
+            self._bind(ex, conn)
+            return
         ex.reused = False
         ex.connecting = self.loop.create_task(self._connect(ex, pool))
 
