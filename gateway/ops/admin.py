@@ -59,6 +59,7 @@ from gateway.ops.source import AdminSource
 from gateway.rollout.api import RolloutApi
 from gateway.routing.decision import RequestFacts
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.explain import explain_http
 
 _ROUTE = TypeAdapter(Route)
 DEFAULT_PAGE = 100
@@ -337,7 +338,7 @@ class AdminApi:
         if table is None:
             return web.json_response({"error": "no config loaded"}, status=503)
         state, _ = merged_state(await self.source.reports(availability=False))
-        decision = table.explain(facts, state)
+        decision = explain_http(table, facts, state)
         return web.json_response(
             {
                 "request": {

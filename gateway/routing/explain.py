@@ -1,4 +1,4 @@
-"""Why a request goes where it goes: `RoutingTable.explain`, slowly and in words.
+"""Why a request goes where it goes: `explain_http(table, ...)`, slowly and in words.
 
 Walks the same chain as `route_http` (listener → hostname tiers → matches in
 precedence order → backend split → locality levels → picker) and records a
@@ -9,8 +9,7 @@ sides, exactly as two real requests would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from gateway.routing.backend import CompiledBackend
 from gateway.routing.decision import (
     NO_HEALTHY_UPSTREAM,
     NO_ROUTE,
@@ -18,17 +17,15 @@ from gateway.routing.decision import (
     RequestFacts,
 )
 from gateway.routing.endpoints import Endpoint, EndpointState
-from gateway.routing.failover import FAILOVER, failover_slot
+from gateway.routing.failover import failover_slot, fails_over
 from gateway.routing.match import CompiledMatch, MatchSet
-
-if TYPE_CHECKING:
-    from gateway.routing.backend import CompiledBackend
-    from gateway.routing.table import RoutingTable
+from gateway.routing.table import RoutingTable
 
 
 def explain_http(
     table: RoutingTable, facts: RequestFacts, state: EndpointState, now: float = 0.0
 ) -> Decision:
+    """Route like `table.route_http`, with `steps` saying why at each stage."""
     steps: list[str] = []
     target = f"{facts.method} {facts.host}{facts.path}" + (f"?{facts.query}" if facts.query else "")
     listener = facts.listener or "(any HTTP listener)"
@@ -74,8 +71,7 @@ def explain_http(
         steps.append("no backend to send to → 503 no_healthy_upstream")
         return Decision(winner.route, rule, None, None, NO_HEALTHY_UPSTREAM, steps=steps)
     if rule.split.single < 0 and backend.usable_count(state, table.rng) == 0:
-        config = rule.config
-        if config is not None and config.on_empty != FAILOVER:
+        if not fails_over(rule):
             steps.append(f"backend {backend.name} has no usable endpoint; onEmpty: fail")
         else:
             moved: list[str] = []

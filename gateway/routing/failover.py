@@ -25,9 +25,17 @@ from typing import Final
 
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.route import CompiledRule
 from gateway.routing.split import NO_SLOT, BackendSplit
 
 FAILOVER: Final = "failover"
+
+
+def fails_over(rule: CompiledRule) -> bool:
+    """Whether an empty backend's share moves to the rule's other backends: `onEmpty:
+    failover` (the default, and a rule compiled without its config), not `fail`."""
+    config = rule.config
+    return config is None or config.on_empty == FAILOVER
 
 
 def failover_slot(

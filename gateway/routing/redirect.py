@@ -1,7 +1,7 @@
 """Where a RequestRedirect sends a request: the Location, as a pure function.
 
 The gateway's redirect filter (`gateway.http.filters.redirect`) answers with
-it; `RoutingTable.explain` and `portway routes explain` show it. Gateway API
+it; `routing.explain` and `portway routes explain` show it. Gateway API
 rules: the scheme is the request's unless `scheme` is set; the hostname is
 the request's (without port) unless `hostname` is set; the port is `port`
 when set, else the scheme's well-known port when `scheme` is set, else the

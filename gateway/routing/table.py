@@ -14,8 +14,8 @@ listener (for listeners sharing a socket, the proxy first asks `listener_for`
 which of them the request's host belongs to), a memoised host resolution
 gives the hostname tiers, an indexed `MatchSet.find` gives the match, the
 rule's split gives the backend (no work for a single backend), and the
-backend's cached locality plan gives the endpoint. `explain` walks the same
-chain slowly and says why.
+backend's cached locality plan gives the endpoint. `gateway.routing.explain`
+walks the same chain slowly, through this table's public methods, and says why.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from gateway.routing.decision import (
     RequestFacts,
 )
 from gateway.routing.endpoints import Endpoint, EndpointState
-from gateway.routing.failover import FAILOVER, failover_slot
+from gateway.routing.failover import failover_slot, fails_over
 from gateway.routing.hosts import HostIndex, ListenerHosts
 from gateway.routing.layout import BackendLayout
 from gateway.routing.match import CompiledMatch
@@ -185,8 +185,7 @@ class RoutingTable:
         self, rule: CompiledRule, slot: int, backend: CompiledBackend, state: EndpointState
     ) -> CompiledBackend:
         """The backend to use instead of empty `backend` (`gateway.routing.failover`)."""
-        config = rule.config
-        if config is not None and config.on_empty != FAILOVER:
+        if not fails_over(rule):
             return backend
         other = failover_slot(rule.split, slot, self.slots, state, self.rng)
         return self.slots[other] if other >= 0 else backend
@@ -250,12 +249,6 @@ class RoutingTable:
         if decision.backend is None:
             return None
         return decision.backend.retry_pick(tried, state, self.rng)
-
-    def explain(self, facts: RequestFacts, state: EndpointState, now: float = 0.0) -> Decision:
-        """Route like `route_http`, with `steps` saying why at each stage."""
-        from gateway.routing.explain import explain_http
-
-        return explain_http(self, facts, state, now)
 
     def http_index(self, listener: str) -> HostIndex | None:
         return self._http.get(listener)

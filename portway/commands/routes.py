@@ -4,7 +4,7 @@
 [-H 'name: value'] [--cookie k=v] [--listener NAME] [--registry DIR] [--json]`
 compiles the config against the records of the registry the config names
 (`registry:` files, etcd or consul, read once) and prints the decision chain
-of `RoutingTable.explain`: routes considered and why, backend and why,
+of `gateway.routing.explain`: routes considered and why, backend and why,
 locality levels with health and shares, panic, endpoint. `--registry DIR`
 reads a files directory instead. Where the records came from, how many, and
 every record that could not be used are said on stderr; a registry that
@@ -216,6 +216,7 @@ def request_line(text: str) -> tuple[str, str]:
 def _explain(table: RoutingTable, config: GatewayConfig, args: argparse.Namespace) -> int:
     from gateway.routing.decision import RequestFacts
     from gateway.routing.endpoints import EndpointState
+    from gateway.routing.explain import explain_http
 
     method, url = request_line(args.request)
     parts = urlsplit(url)
@@ -243,7 +244,7 @@ def _explain(table: RoutingTable, config: GatewayConfig, args: argparse.Namespac
         client_ip=args.client_ip,
         listener=listener,
     )
-    decision = table.explain(facts, EndpointState())
+    decision = explain_http(table, facts, EndpointState())
     if args.json:
         print(json.dumps(decision.to_dict(), indent=2))
     else:

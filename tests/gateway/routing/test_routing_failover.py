@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from routing_builders import WEB, facts, record, table
 
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.explain import explain_http
 
 ON = record("onprem", "eu-west-1", [(f"o{i}", f"10.0.0.{i + 1}", "eu-west-1a") for i in range(2)])
 CLOUD = record(
@@ -151,7 +152,7 @@ def test_explain_says_which_backends_and_levels_were_skipped_and_why() -> None:
         state.eject(e.key, 1e9)
     steps = []
     for _ in range(20):  # until the draw lands on the empty backend
-        steps = t.explain(facts(), state).steps or []
+        steps = explain_http(t, facts(), state).steps or []
         if any(s.startswith("failover:") for s in steps):
             break
     text = "\n".join(steps)
@@ -161,7 +162,7 @@ def test_explain_says_which_backends_and_levels_were_skipped_and_why() -> None:
     state2.set_unhealthy("onprem/10.0.0.1:30080", True)
     state2.set_unhealthy("onprem/10.0.0.2:30080", True)
     one = table(doc([("onprem", 1)]), [ON])
-    text = "\n".join(one.explain(facts(), state2).steps or [])
+    text = "\n".join(explain_http(one, facts(), state2).steps or [])
     assert "onprem/10.0.0.1:30080 out: failed active health checks" in text
 
 

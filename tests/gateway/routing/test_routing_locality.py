@@ -9,6 +9,7 @@ import pytest
 from routing_builders import WEB, facts, record, table
 
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.explain import explain_http
 from gateway.routing.locality import priority_load
 from portway.model import TrafficPolicy
 
@@ -158,7 +159,7 @@ def test_panic_mode_routes_over_all_endpoints_ignoring_health() -> None:
         state.set_unhealthy(e.key, True)
     seen = {t.route_http(facts(), state).endpoint.key for _ in range(400)}  # type: ignore[union-attr]
     assert seen == {e.key for e in eps}
-    assert any("PANIC" in s for s in t.explain(facts(), state).steps or [])
+    assert any("PANIC" in s for s in explain_http(t, facts(), state).steps or [])
 
 
 def test_no_available_endpoint_is_no_healthy_upstream() -> None:

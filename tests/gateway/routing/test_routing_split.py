@@ -8,6 +8,7 @@ from typing import Any
 from routing_builders import WEB, facts, static, table
 
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.explain import explain_http
 
 
 def _doc(
@@ -73,6 +74,6 @@ def test_sticky_canary_sets_cookie_once_and_honours_it() -> None:
 
 def test_explain_says_why_the_canary_was_chosen() -> None:
     t = table(_doc({"backend": "canary", "header": {"name": "x-canary", "value": "always"}}))
-    d = t.explain(facts(headers={"x-canary": "always"}), EndpointState())
+    d = explain_http(t, facts(headers={"x-canary": "always"}), EndpointState())
     assert d.backend is not None and d.backend.name == "canary"
     assert any("canary forced by header x-canary" in s for s in d.steps or [])
