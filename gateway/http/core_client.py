@@ -401,7 +401,9 @@ class RequestCore:
         if method == b"CONNECT":
             raise hh.HeadError(501, "connect_not_supported")
         url = self.url
-        if b"#" in url:  # a fragment is not part of any request-target form
+        # a fragment is not part of any request-target form; `find`, not `in`: bytes'
+        # `in` first tries its operand as an int, raising and clearing a TypeError
+        if url.find(b"#") >= 0:
             raise hh.HeadError(400, "bad_request_target")
         if url[:1] == b"/":  # origin-form, nearly every request
             authority = b""
