@@ -12,33 +12,12 @@ other Service gets an outcome and a reason instead of a record. Its ports are
 checked against the NodePort ranges (controller/nodeports.py); a port in
 violation is left out, and a Service left with no port is not published.
 
-Every node gets a verdict per published Service, checked in this order:
-
-1. cordoned (spec.unschedulable), excluded by the label
-   `node.kubernetes.io/exclude-from-external-load-balancers`, or tainted
-   `ToBeDeletedByClusterAutoscaler`: not published;
-2. no address of a preferred type (settings.address_preference, default
-   ExternalIP then InternalIP; only addresses that parse as IPs count): not
-   published;
-3. externalTrafficPolicy Local and no ready, non-terminating endpoint of the
-   Service on the node (EndpointSlice nodeName + conditions): not published,
-   since kube-proxy drops such traffic and its healthCheckNodePort answers 503;
-4. Ready condition not True: published with `ready=False`;
-5. otherwise eligible: published with `ready=True`.
-
-Why NotReady nodes are published (rule 4): the gateway's compiler keeps a
-NotReady node in its locality level as unavailable, so the level's healthy
-share drops and traffic spills to the next priority the way Envoy's does;
-the node is never picked outside panic mode. Leaving it out would make a
-zone with two of three nodes NotReady look fully healthy. The set of nodes
-the gateway routes to in normal operation, the `ready=True` ones, is exactly
-kube-proxy's serving set.
-
-Under Local each published node carries its count of ready local endpoints
-(pods counted once across address families) and the record carries
-healthCheckNodePort. Zones are the nodes' `topology.kubernetes.io/zone`
-labels; the region is settings.region, else the region label most published
-nodes carry. Records are deterministic: nodes sorted by name, zones sorted.
+Where a published Service's traffic may land is controller/placement.py:
+every node gets a verdict per Service, by the rules kube-proxy serves
+NodePorts by (cordoned, excluded or being deleted, no usable address, no
+ready local endpoint under Local: left out; NotReady: published as
+unavailable), and the record's zones and region follow from the nodes
+published. Records are deterministic: nodes sorted by name, zones sorted.
 
 Weight and canary hints are not derived from annotations: the record has no
 field for them and the gateway takes weights and canaries from its routing
@@ -48,23 +27,26 @@ config, so a hint would be published and then ignored.
 from __future__ import annotations
 
 import enum
-import ipaddress
-from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from controller.nodeports import PortViolation, check_health_check_port, check_ports
 from controller.objects import (
-    EXCLUDE_LB_LABEL,
-    TO_BE_DELETED_TAINT,
     ClusterSettings,
     EndpointSliceInfo,
     NodeInfo,
     ServiceInfo,
     ServiceType,
 )
+from controller.placement import (
+    NodeVerdict,
+    Placement,
+    assess_node,
+    count_endpoints,
+    node_verdicts,
+    place,
+)
 from portway.model import (
-    Node,
     RecordError,
     ServiceKey,
     ServicePort,
@@ -83,40 +65,6 @@ class Outcome(enum.Enum):
     UNSUPPORTED_TYPE = "unsupported type"
     NO_VALID_PORTS = "no valid ports"
     INVALID = "invalid"
-
-
-class Eligibility(enum.Enum):
-    """Why a node does (or does not) receive a Service's traffic."""
-
-    ELIGIBLE = "eligible"
-    NOT_READY = "not ready"
-    UNSCHEDULABLE = "unschedulable"
-    EXCLUDED = "excluded"
-    DELETING = "deleting"
-    NO_ADDRESS = "no address"
-    NO_LOCAL_ENDPOINT = "no ready local endpoint"
-
-    @property
-    def published(self) -> bool:
-        """In the record (a NotReady node as unavailable, see the module docstring)."""
-        return self in (Eligibility.ELIGIBLE, Eligibility.NOT_READY)
-
-    @property
-    def serving(self) -> bool:
-        """Published with ready=True: kube-proxy forwards what arrives on its NodePorts."""
-        return self is Eligibility.ELIGIBLE
-
-
-@dataclass(frozen=True, slots=True)
-class NodeVerdict:
-    """One node's verdict for one Service; `address` is the one that would be published."""
-
-    node: str
-    eligibility: Eligibility
-    reason: str
-    address: str = ""
-    zone: str = ""
-    local_endpoints: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,28 +106,6 @@ class Derivation:
         return None
 
 
-@dataclass(frozen=True, slots=True)
-class _NodeBase:
-    """The service-independent half of a node's verdict, computed once per derive."""
-
-    info: NodeInfo
-    blocked: NodeVerdict | None
-    address: str
-    no_local: NodeVerdict
-    """The verdict for any Local Service without a usable endpoint here (shared)."""
-
-
-@dataclass(frozen=True, slots=True)
-class _Placement:
-    """Where a Service's traffic may land: every node's verdict and the record's node list."""
-
-    verdicts: tuple[NodeVerdict, ...]
-    nodes: tuple[Node, ...]
-    zones: tuple[str, ...]
-    region: str
-    summary: str
-
-
 class ClusterView:
     """Nodes assessed once and slices indexed by Service, to derive many Services cheaply."""
 
@@ -192,12 +118,12 @@ class ClusterView:
         slices: Iterable[EndpointSliceInfo],
     ) -> None:
         self._settings = settings
-        self._nodes = tuple(_assess_node(settings, n) for n in sorted(nodes, key=lambda n: n.name))
+        self._nodes = tuple(assess_node(settings, n) for n in sorted(nodes, key=lambda n: n.name))
         index: dict[tuple[str, str], list[EndpointSliceInfo]] = {}
         for s in slices:
             index.setdefault((s.namespace, s.service_name), []).append(s)
         self._slices = index
-        self._cluster_placement: _Placement | None = None
+        self._cluster_placement: Placement | None = None
 
     def derive_service(
         self, service: ServiceInfo, now: float, *, verdicts_always: bool = False
@@ -206,7 +132,7 @@ class ClusterView:
         every Service of a publishable type when `verdicts_always` (what doctor wants)."""
         settings = self._settings
         slices = self._slices.get((service.namespace, service.name), ())
-        total, ready, local = _count_endpoints(slices)
+        total, ready, local = count_endpoints(slices)
         typed = service.type in _PUBLISHABLE_TYPES
         exported = is_exported(settings, service)
 
@@ -293,66 +219,19 @@ class ClusterView:
             endpoints_ready=ready,
         )
 
-    def _placement(self, service: ServiceInfo, local: Mapping[str, int]) -> _Placement:
+    def _placement(self, service: ServiceInfo, local: Mapping[str, int]) -> Placement:
         """Verdicts and published nodes; under policy Cluster the same for every Service,
         so computed once per view (a cluster's worth of Services shares one tuple)."""
         if service.external_traffic_policy is TrafficPolicy.LOCAL:
-            return self._place(self._verdicts(service, local))
+            return place(self._settings, self._nodes, self._verdicts(service, local))
         if self._cluster_placement is None:
-            self._cluster_placement = self._place(self._verdicts(service, local))
+            verdicts = self._verdicts(service, local)
+            self._cluster_placement = place(self._settings, self._nodes, verdicts)
         return self._cluster_placement
-
-    def _place(self, verdicts: tuple[NodeVerdict, ...]) -> _Placement:
-        published = [v for v in verdicts if v.eligibility.published]
-        unready = sum(v.eligibility is Eligibility.NOT_READY for v in published)
-        nodes = tuple(
-            Node(
-                v.node, v.address, v.zone, v.eligibility is Eligibility.ELIGIBLE, v.local_endpoints
-            )
-            for v in published
-        )
-        return _Placement(
-            verdicts,
-            nodes,
-            tuple(sorted({v.zone for v in published if v.zone})),
-            self._settings.region or _majority_region(self._nodes, published),
-            f"{len(published)} node(s) published, {unready} of them NotReady"
-            if unready
-            else f"{len(published)} node(s) published",
-        )
 
     def _verdicts(self, service: ServiceInfo, local: Mapping[str, int]) -> tuple[NodeVerdict, ...]:
         is_local = service.external_traffic_policy is TrafficPolicy.LOCAL
-        out: list[NodeVerdict] = []
-        for base in self._nodes:
-            if base.blocked is not None:
-                out.append(base.blocked)
-                continue
-            n = base.info
-            count = local.get(n.name, 0)
-            if is_local and count == 0:
-                out.append(base.no_local)
-                continue
-            published_count = count if is_local else 0
-            if not n.ready:
-                out.append(
-                    NodeVerdict(
-                        n.name,
-                        Eligibility.NOT_READY,
-                        "Ready condition is not True: published as unavailable",
-                        base.address,
-                        n.zone,
-                        published_count,
-                    )
-                )
-                continue
-            why = f"{count} ready local endpoint(s)" if is_local else "Ready and schedulable"
-            out.append(
-                NodeVerdict(
-                    n.name, Eligibility.ELIGIBLE, why, base.address, n.zone, published_count
-                )
-            )
-        return tuple(out)
+        return node_verdicts(self._nodes, local_policy=is_local, local=local)
 
 
 def derive(
@@ -372,90 +251,3 @@ def is_exported(settings: ClusterSettings, service: ServiceInfo) -> bool:
     """Annotated with the export annotation set to "true", or ServiceExport-ed."""
     value = service.annotations.get(settings.export_annotation, "")
     return service.service_export or value.strip().lower() == "true"
-
-
-def preferred_address(settings: ClusterSettings, node: NodeInfo) -> str:
-    """The first address of the most preferred type present that parses as an IP, or ""."""
-    for wanted in settings.address_preference:
-        for a in node.addresses:
-            if a.type is wanted and _is_ip(a.address):
-                return a.address
-    return ""
-
-
-def _assess_node(settings: ClusterSettings, n: NodeInfo) -> _NodeBase:
-    address = preferred_address(settings, n)
-    blocked: NodeVerdict | None = None
-    if n.unschedulable:
-        blocked = NodeVerdict(
-            n.name, Eligibility.UNSCHEDULABLE, "cordoned (spec.unschedulable)", address, n.zone
-        )
-    elif EXCLUDE_LB_LABEL in n.labels:
-        blocked = NodeVerdict(
-            n.name, Eligibility.EXCLUDED, f"labelled {EXCLUDE_LB_LABEL}", address, n.zone
-        )
-    elif any(t.key == TO_BE_DELETED_TAINT for t in n.taints):
-        blocked = NodeVerdict(
-            n.name,
-            Eligibility.DELETING,
-            f"tainted {TO_BE_DELETED_TAINT}: the cluster autoscaler is removing it",
-            address,
-            n.zone,
-        )
-    elif not address:
-        wanted = ", ".join(t.value for t in settings.address_preference)
-        blocked = NodeVerdict(
-            n.name, Eligibility.NO_ADDRESS, f"no IP address of type {wanted}", "", n.zone
-        )
-    no_local = NodeVerdict(
-        n.name,
-        Eligibility.NO_LOCAL_ENDPOINT,
-        "externalTrafficPolicy Local and no ready, non-terminating endpoint on this node",
-        address,
-        n.zone,
-    )
-    return _NodeBase(n, blocked, address, no_local)
-
-
-def _count_endpoints(
-    slices: Sequence[EndpointSliceInfo],
-) -> tuple[int, int, dict[str, int]]:
-    """(distinct endpoints, ready ones, ready non-terminating ones per node).
-
-    FQDN slices are ignored as kube-proxy ignores them; an endpoint present in
-    several slices (one per address family) counts once, ready if any copy is.
-    """
-    seen: dict[str, tuple[str | None, bool]] = {}
-    for s in slices:
-        if s.address_type == "FQDN":
-            continue
-        for e in s.endpoints:
-            usable = e.ready and not e.terminating
-            key = e.identity
-            prev = seen.get(key)
-            if prev is None or (usable and not prev[1]):
-                seen[key] = (e.node_name, usable)
-    local: dict[str, int] = {}
-    ready = 0
-    for node_name, usable in seen.values():
-        if usable:
-            ready += 1
-            if node_name:
-                local[node_name] = local.get(node_name, 0) + 1
-    return len(seen), ready, local
-
-
-def _majority_region(bases: Sequence[_NodeBase], published: Sequence[NodeVerdict]) -> str:
-    names = {v.node for v in published}
-    counts = Counter(b.info.region for b in bases if b.info.name in names and b.info.region)
-    if not counts:
-        return ""
-    return min(counts, key=lambda r: (-counts[r], r))
-
-
-def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True

@@ -19,8 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from controller.derive import Eligibility, Outcome, ServiceDerivation
+from controller.derive import Outcome, ServiceDerivation
 from controller.network_policy import PolicyEffect, PolicyFinding, overall
+from controller.placement import Eligibility
 from portway.model import Protocol, ServiceRecord, TrafficPolicy
 
 

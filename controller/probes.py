@@ -24,7 +24,7 @@ from typing import Any
 
 import aiohttp
 
-from controller.derive import ClusterView, Eligibility, ServiceDerivation
+from controller.derive import ClusterView, ServiceDerivation
 from controller.doctor import (
     DnsProbe,
     Facts,
@@ -46,6 +46,7 @@ from controller.kube_objects import (
 )
 from controller.network_policy import assess
 from controller.objects import SERVICE_NAME_LABEL, ClusterSettings
+from controller.placement import Eligibility
 from portway.model import RecordError, ServiceRecord
 
 SERVICE_EXPORT = ("multicluster.x-k8s.io", "v1alpha1", "serviceexports")

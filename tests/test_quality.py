@@ -15,6 +15,7 @@ STRICT = [
     "gateway/rollout",
     "portway/model.py",
     "controller/derive.py",
+    "controller/placement.py",
     "controller/incremental.py",
 ]
 
