@@ -3,15 +3,29 @@
     python benchmarks/scale.py --services 1000 10000 --registry files etcd --phase-s 10
 
 For each N and registry it generates N services (a route and a registry
-backend each; 25 nodes in each of 2 clusters), writes their 2N records (a
-files directory, or a real etcd started as tests/registry/etcd_server.py
-does), starts a real `portway gateway` (one worker, pinned to CPU 1 when
-`taskset` exists) and a loopback upstream behind service 0, and runs phases
-under load (wrk -t1 -c32 on CPU 0 when installed, else an aiohttp loop):
+backend each), writes their 2N records (a files directory, or a real etcd
+started as tests/registry/etcd_server.py does), starts a real `portway
+gateway` (one worker, pinned to CPU 1 when `taskset` exists) and a loopback
+upstream behind service 0, and runs phases under load (wrk -t1 -c32 on CPU 0
+when installed, else an aiohttp loop):
 
 - `steady`: no changes;
 - `one`: one change;
 - `1/s`, `10/s`: a node of a random other service flips Ready every 1 s / 0.1 s.
+
+The fleet is shaped like real clusters, so every one of its 50 N endpoints is
+distinct and the gateway holds each on its own. Clusters come in pairs, one
+in us-east-1 and one in us-west-2 (`east-0`/`west-0`, `east-1`/`west-1`, ...),
+each of 25 nodes with their own addresses (`127.<cluster + 1>.0.<node + 1>`,
+names `<cluster>-n<node>`, zones a/b alternating). A service is exported from
+both clusters of one pair; a pair carries `--per-cluster` services (default
+2,000, so 10,000 services make 5 pairs, 10 clusters, 250 nodes). A NodePort
+is allocated once per cluster and opened on every node of it (kube-proxy),
+so within a cluster each service has its own NodePort (30000 + its index in
+the pair), every record of a cluster names the same 25 nodes, and no
+(node address, NodePort) pair recurs anywhere in the fleet. The one
+exception is service 0, whose nodes are the live upstream on 127.0.0.1-25
+(NodePort 31001 in east-0, 31002 in west-0): every request goes there.
 
 A change is a record write (atomic file replace, or an etcd put); its
 change-to-table latency is the time until the admin API's `/endpoints`
@@ -20,7 +34,7 @@ every phase `/readyz` and `/metrics` are fetched once a second (their
 answer times are reported). Printed per phase: rps, p50/p99/max latency,
 change-to-table p50/p99/max and how many changes were seen, probe times,
 and the gateway's RSS (and peak RSS). Startup reports the time to the
-first 200 on service 0 and to /readyz 200.
+first 200 on service 0 and to /readyz 200, and RSS then.
 """
 
 from __future__ import annotations
@@ -50,9 +64,12 @@ import aiohttp  # noqa: E402
 from portway.model import Node, ServicePort, ServiceRecord  # noqa: E402
 from portway.registry.record_files import file_name, record_file_bytes  # noqa: E402
 
-CLUSTERS = (("east", "us-east-1"), ("west", "us-west-2"))
+REGIONS = ("us-east-1", "us-west-2")
 NODES_PER_CLUSTER = 25
-HOT_PORTS = {"east": 31001, "west": 31002}
+PER_CLUSTER = 2000
+"""Services per cluster by default (a cluster opens at most 2,768 NodePorts: 30000-32767)."""
+MAX_PER_CLUSTER = 32767 - 30000 + 1
+HOT_PORTS = {"east-0": 31001, "west-0": 31002}
 NAMESPACE = "bench"
 
 
@@ -60,33 +77,49 @@ def service_name(i: int) -> str:
     return f"svc-{i:05d}"
 
 
-def make_record(
-    i: int, cluster: str, region: str, down: frozenset[int] = frozenset()
-) -> ServiceRecord:
-    """Service i's record in `cluster`; service 0's nodes are the live loopback upstream.
+@dataclass(frozen=True)
+class Fleet:
+    """Where each service lives: `per_cluster` services per pair of clusters (module docstring)."""
 
-    Other services share their cluster's 25 node addresses (a NodePort is open on
-    every node) and differ by nodePort, as in a real cluster.
-    """
-    if i == 0:
-        addresses = [f"127.0.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
-        node_port = HOT_PORTS[cluster]
-    else:
-        # a NodePort listens on every node of the cluster: the same nodes in every record
-        c = 1 if cluster == "east" else 2
-        addresses = [f"127.{c}.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
-        node_port = 30000 + i % 2700
-    return ServiceRecord(
-        cluster=cluster,
-        namespace=NAMESPACE,
-        service=service_name(i),
-        region=region,
-        ports=(ServicePort("http", 80, node_port),),
-        nodes=tuple(
-            Node(f"n{n}", a, f"{region}{'ab'[n % 2]}", ready=n not in down)
-            for n, a in enumerate(addresses)
-        ),
-    )
+    n: int
+    per_cluster: int = PER_CLUSTER
+
+    def clusters_of(self, i: int) -> tuple[tuple[int, str, str], ...]:
+        """(cluster index, cluster name, region) of service i's two clusters."""
+        pair = i // self.per_cluster
+        return tuple(
+            (2 * pair + side, f"{('east', 'west')[side]}-{pair}", REGIONS[side]) for side in (0, 1)
+        )
+
+    @property
+    def clusters(self) -> int:
+        return 2 * -(-self.n // self.per_cluster)
+
+    def record(
+        self, i: int, cluster: tuple[int, str, str], down: frozenset[int] = frozenset()
+    ) -> ServiceRecord:
+        """Service i's record in `cluster`: every node of the cluster on the service's NodePort.
+
+        Service 0's nodes are the live loopback upstream instead.
+        """
+        index, name, region = cluster
+        if i == 0:
+            addresses = [f"127.0.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
+            node_port = HOT_PORTS[name]
+        else:
+            addresses = [f"127.{index + 1}.0.{n + 1}" for n in range(NODES_PER_CLUSTER)]
+            node_port = 30000 + i % self.per_cluster
+        return ServiceRecord(
+            cluster=name,
+            namespace=NAMESPACE,
+            service=service_name(i),
+            region=region,
+            ports=(ServicePort("http", 80, node_port),),
+            nodes=tuple(
+                Node(f"{name}-n{n}", a, f"{region}{'ab'[n % 2]}", ready=n not in down)
+                for n, a in enumerate(addresses)
+            ),
+        )
 
 
 def config_text(n: int, registry: str, where: str, port: int, admin_port: int) -> str:
@@ -160,14 +193,14 @@ class EtcdWriter:
         self.cluster.stop()
 
 
-async def populate(writer: Any, n: int) -> None:
+async def populate(writer: Any, fleet: Fleet) -> None:
     sem = asyncio.Semaphore(32)
 
-    async def one(i: int, cluster: str, region: str) -> None:
+    async def one(i: int, cluster: tuple[int, str, str]) -> None:
         async with sem:
-            await writer.put(make_record(i, cluster, region))
+            await writer.put(fleet.record(i, cluster))
 
-    await asyncio.gather(*(one(i, c, r) for i in range(n) for c, r in CLUSTERS))
+    await asyncio.gather(*(one(i, c) for i in range(fleet.n) for c in fleet.clusters_of(i)))
 
 
 # ---- processes ------------------------------------------------------------------
@@ -290,24 +323,25 @@ async def loop_load(port: int, duration_s: float, result: PhaseResult) -> None:
 class Churn:
     """Flips one node of a random service (never service 0) and times its arrival in the table."""
 
-    def __init__(self, writer: Any, n: int, admin: str) -> None:
+    def __init__(self, writer: Any, fleet: Fleet, admin: str) -> None:
         self.writer = writer
-        self.n = n
+        self.fleet = fleet
+        self.n = fleet.n
         self.admin = admin
-        self.names = sorted(service_name(i) for i in range(n))
+        self.names = sorted(service_name(i) for i in range(fleet.n))
         self.down: dict[tuple[int, str], set[int]] = {}
         self.rng = random.Random(7)
         self.session: aiohttp.ClientSession | None = None
 
     async def change(self, result: PhaseResult) -> None:
         i = self.rng.randrange(1, self.n)
-        cluster, region = CLUSTERS[self.rng.randrange(2)]
+        cluster = self.fleet.clusters_of(i)[self.rng.randrange(2)]
         node = self.rng.randrange(NODES_PER_CLUSTER)
-        down = self.down.setdefault((i, cluster), set())
+        down = self.down.setdefault((i, cluster[1]), set())
         down ^= {node}
-        record = make_record(i, cluster, region, frozenset(down))
+        record = self.fleet.record(i, cluster, frozenset(down))
         target = record.nodes[node]
-        key = f"{cluster}/{target.address}:{record.ports[0].node_port}"
+        key = f"{record.cluster}/{target.address}:{record.ports[0].node_port}"
         t0 = time.perf_counter()
         await self.writer.put(record)
         result.sent += 1
@@ -393,14 +427,15 @@ def show(n: int, registry: str, r: PhaseResult) -> None:
     )
 
 
-async def run(n: int, registry: str, phase_s: float, base: Path) -> None:
+async def run(n: int, registry: str, phase_s: float, base: Path, per_cluster: int) -> None:
     from etcd_server import free_port
 
+    fleet = Fleet(n, per_cluster)
     work = base / f"{registry}-{n}"
     work.mkdir(parents=True)
     writer: Any = FilesWriter(work / "registry") if registry == "files" else EtcdWriter(work)
     t0 = time.perf_counter()
-    await populate(writer, n)
+    await populate(writer, fleet)
     populate_s = time.perf_counter() - t0
     port, admin_port = free_port(), free_port()
     cfg = work / "gateway.yaml"
@@ -430,12 +465,13 @@ async def run(n: int, registry: str, phase_s: float, base: Path) -> None:
         served_s = time.perf_counter() - started
         rss, peak = rss_kib(gateway.pid)
         print(
-            f"{n:>6} {registry:>5} startup: records written in {populate_s:.1f} s; first 200 "
+            f"{n:>6} {registry:>5} startup: {2 * n} records ({50 * n} distinct endpoints, "
+            f"{fleet.clusters} clusters) written in {populate_s:.1f} s; first 200 "
             f"after {first:.2f} s, /readyz 200 after {served_s:.2f} s; RSS {rss / 1024:.0f} MiB "
             f"(peak {peak / 1024:.0f})",
             flush=True,
         )
-        churn = Churn(writer, n, admin)
+        churn = Churn(writer, fleet, admin)
         async with aiohttp.ClientSession() as session:
             churn.session = session
             for name, rate, count in (
@@ -467,8 +503,17 @@ async def main() -> None:
     parser.add_argument(
         "--phase-s", type=float, default=10.0, help="seconds per phase (default 10)"
     )
+    parser.add_argument(
+        "--per-cluster",
+        type=int,
+        default=PER_CLUSTER,
+        help=f"services per cluster (default {PER_CLUSTER}, at most {MAX_PER_CLUSTER}: "
+        "one NodePort each)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     args = parser.parse_args()
+    if not 2 <= args.per_cluster <= MAX_PER_CLUSTER:
+        parser.error(f"--per-cluster must be 2-{MAX_PER_CLUSTER}")
     base = Path(tempfile.mkdtemp(prefix="portway-scale-"))
     print(
         "     N   reg   phase       rps  p50 ms   p99 ms   max ms | change→table ms p50 p99 max"
@@ -478,7 +523,7 @@ async def main() -> None:
     try:
         for n in args.services:
             for registry in args.registry:
-                await run(n, registry, args.phase_s, base)
+                await run(n, registry, args.phase_s, base, args.per_cluster)
     finally:
         if not args.keep:
             shutil.rmtree(base, ignore_errors=True)
