@@ -21,7 +21,7 @@ from portway.registry.base import (
     RegistryUnavailable,
     Snapshot,
 )
-from portway.registry.etcd import DECODE_INLINE_BYTES, EtcdRegistry, prefix_end
+from portway.registry.etcd import DECODE_INLINE_BYTES, EtcdRegistry
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -40,12 +40,6 @@ def root() -> str:
     return f"test-{uuid.uuid4().hex[:10]}/"
 
 
-def test_prefix_end_covers_exactly_the_prefix() -> None:
-    assert prefix_end(b"a/") == b"a0"
-    assert prefix_end(b"a\xff") == b"b"
-    assert prefix_end(b"\xff\xff") == b"\0"
-
-
 async def test_watch_from_a_compacted_revision_resyncs_with_a_snapshot(
     etcd_endpoints: list[str],
 ) -> None:
@@ -57,7 +51,7 @@ async def test_watch_from_a_compacted_revision_resyncs_with_a_snapshot(
         await reg.publish(b, ttl_s=10)
         await reg.withdraw(a.key)
         now = (await reg.snapshot()).revision
-        await reg._call("/v3/kv/compaction", {"revision": str(now)})
+        await reg.client.call("/v3/kv/compaction", {"revision": str(now)})
         items: list[Change | Snapshot] = []
         async with asyncio.timeout(5):
             async for item in reg.watch(start):
@@ -79,7 +73,7 @@ async def test_a_writer_whose_lease_was_revoked_cannot_overwrite_the_new_owner(
     )
     try:
         lease = await first.publish(rec("a"), ttl_s=10)
-        await first._revoke(lease.lease_id)  # as if it had expired during a partition
+        await first.client.revoke(lease.lease_id)  # as if it had expired during a partition
         await second.publish(rec("a", node_port=30099), ttl_s=10)
         with pytest.raises(OwnershipError):
             await first.publish(rec("a", node_port=30001), ttl_s=10)
@@ -135,7 +129,7 @@ async def test_three_member_cluster_keeps_publishing_and_watching_with_one_membe
         task = asyncio.create_task(_follow(reader, start, seen))
         await writer.publish(rec("a"), ttl_s=3)
         await _until(lambda: len(seen) == 1)
-        victim = cluster.members[reader._current]  # the member both are talking to
+        victim = cluster.members[reader.client.current]  # the member both are talking to
         victim.kill()
         await writer.publish(rec("b"), ttl_s=3)
         await writer.publish(rec("a", node_port=30081), ttl_s=3)
