@@ -237,6 +237,7 @@ class ResponseCore:
         "feed",
         "has_length",
         "head_only",
+        "upgrade_asked",
         "keep_alive",
         "lines",
         "parser",
@@ -268,6 +269,7 @@ class ResponseCore:
         """A Content-Length came (llhttp has validated it): the body is length-delimited."""
         self.keep_alive = True
         self.head_only = False
+        self.upgrade_asked = False
 
     def _to(self, event: int) -> bool:
         """Take `event` by the table; False (and CLOSED) when the table does not allow it."""
@@ -280,12 +282,19 @@ class ResponseCore:
 
     # --- inputs --------------------------------------------------------------
     def start(
-        self, sink: ResponseSink, *, head_only: bool, drop: frozenset[bytes] = frozenset()
+        self,
+        sink: ResponseSink,
+        *,
+        head_only: bool,
+        drop: frozenset[bytes] = frozenset(),
+        upgrade: bool = False,
     ) -> None:
         """A request was written for `sink`; `head_only`: it was a HEAD request;
-        `drop`: response header names its rule removes or sets (lowercased)."""
+        `drop`: response header names its rule removes or sets (lowercased);
+        `upgrade`: it asked for a protocol upgrade (only then may the answer be 101)."""
         self.sink = sink
         self.head_only = head_only
+        self.upgrade_asked = upgrade
         self.action = _NONE
         if drop is not self.drop:
             self.drop_names(drop)
@@ -302,7 +311,7 @@ class ResponseCore:
             self.feed(data)
         except httptools.HttpParserUpgrade as upgrade:
             rest = data[upgrade.args[0] :]
-            if rest and self.sink is not None:
+            if rest and self.state == _TUNNEL and self.sink is not None:
                 self.sink.tunnel_data(rest)
             return self.action
         except httptools.HttpParserError:
@@ -397,6 +406,9 @@ class ResponseCore:
                 self._fail(UpstreamProtocolError("response without a request"))
             elif status != 100 and self.sink is not None:
                 self.sink.on_interim(self, status)
+            return
+        if status == 101 and not self.upgrade_asked:  # RFC 9110 15.2.2: nothing to switch to
+            self._fail(UpstreamProtocolError("101 Switching Protocols to a request without Upgrade"))
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()

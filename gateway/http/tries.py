@@ -98,7 +98,9 @@ class TryRunner(RequestReader):
         ex.conn = conn
         plan = ex.plan
         assert plan is not None
-        conn.bind(self, head_only=ex.method == b"HEAD", drop=plan.response_drop)  # type: ignore[arg-type]
+        conn.bind(  # type: ignore[arg-type]
+            self, head_only=ex.method == b"HEAD", drop=plan.response_drop, upgrade=bool(ex.upgrade)
+        )
         endpoint = ex.endpoint
         assert endpoint is not None
         key = endpoint.key

@@ -127,7 +127,12 @@ class UpstreamConnection(ResponseCore):
                 self.transport.abort()
 
     def bind(
-        self, sink: ResponseSink, *, head_only: bool, drop: frozenset[bytes] = frozenset()
+        self,
+        sink: ResponseSink,
+        *,
+        head_only: bool,
+        drop: frozenset[bytes] = frozenset(),
+        upgrade: bool = False,
     ) -> None:
         """Serve `sink`'s request (`ResponseCore.start`)."""
-        self.start(sink, head_only=head_only, drop=drop)
+        self.start(sink, head_only=head_only, drop=drop, upgrade=upgrade)

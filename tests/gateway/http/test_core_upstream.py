@@ -54,13 +54,14 @@ class Recorder:
 
 
 def run(
-    reads: list[bytes], *, head_only: bool = False, eof: bool = False
+    reads: list[bytes], *, head_only: bool = False, eof: bool = False, upgrade: bool = False
 ) -> tuple[list[Action], ResponseCore]:
-    """Feed `reads` to a core serving one request; the sink's actions and the core's
-    returned actions in one list, body and tunnel chunks joined."""
+    """Feed `reads` to a core serving one request (`upgrade`: one asking to switch
+    protocols); the sink's actions and the core's returned actions in one list, body
+    and tunnel chunks joined."""
     core = ResponseCore()
     sink = Recorder()
-    core.start(sink, head_only=head_only)
+    core.start(sink, head_only=head_only, upgrade=upgrade)
     for data in reads:
         action = core.receive(data)
         if action:
@@ -171,11 +172,22 @@ def test_switching_protocols_turns_bytes_into_tunnel_data() -> None:
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\n\r\nab",
             b"cd",
-        ]
+        ],
+        upgrade=True,
     )
     assert actions == [("head", 101, b"", False), ("tunnel", b"abcd")]
     assert core.upgrade == b"websocket"
     assert core.state == ResponseState.TUNNEL
+
+
+def test_switching_protocols_for_a_request_without_upgrade_fails_the_exchange() -> None:
+    """A 101 answers only an Upgrade request (RFC 9110 15.2.2); to any other it is the
+    endpoint's protocol error (502), never a tunnel."""
+    actions, core = run(
+        [b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\nopaque bytes"]
+    )
+    assert actions == [("action", "FAIL"), ("failure", "UpstreamProtocolError")]
+    assert core.state != ResponseState.TUNNEL
 
 
 def test_eof_mid_length_body_is_a_reset() -> None:
@@ -246,8 +258,9 @@ def test_any_split_of_the_stream_gives_the_same_actions(
 ) -> None:
     reads, head_only, eof = stream
     whole = b"".join(reads)
-    expected, _ = run([whole], head_only=head_only, eof=eof)
+    upgrade = whole.startswith(b"HTTP/1.1 101")
+    expected, _ = run([whole], head_only=head_only, eof=eof, upgrade=upgrade)
     points = sorted({min(c, len(whole)) for c in cuts} | {0, len(whole)})
     pieces = [whole[a:b] for a, b in itertools.pairwise(points) if b > a]
-    actual, _ = run(pieces, head_only=head_only, eof=eof)
+    actual, _ = run(pieces, head_only=head_only, eof=eof, upgrade=upgrade)
     assert actual == expected

@@ -404,3 +404,31 @@ async def test_a_response_head_split_over_reads_and_after_an_interim_100_is_rela
         assert b"X-Long-Header: " + b"v" * 300 + b"\r\n" in head
         assert b"Server: raw\r\n" in head and b"100 Continue" not in head
         assert b"keep-alive" not in head.lower()
+
+
+async def test_a_101_to_a_request_without_upgrade_is_502_and_never_a_tunnel(
+    make_gateway: GatewayFactory,
+) -> None:
+    """An endpoint answering a plain GET with 101 has broken HTTP: the client gets a
+    502 and none of the bytes the endpoint sent after its 101."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\n\r\nSECRET-TUNNEL-BYTES"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await make_gateway(simple_config([port]))
+        out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+    finally:
+        server.close()
+    assert out.startswith(b"HTTP/1.1 502 ")
+    assert b"portway-error: upstream_protocol_error" in out.lower()
+    assert b"SECRET-TUNNEL-BYTES" not in out and b"101" not in out.partition(b"\r\n")[0]
