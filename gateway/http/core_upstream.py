@@ -237,7 +237,6 @@ class ResponseCore:
         "feed",
         "has_length",
         "head_only",
-        "upgrade_asked",
         "keep_alive",
         "lines",
         "parser",
@@ -245,6 +244,7 @@ class ResponseCore:
         "state",
         "status",
         "upgrade",
+        "upgrade_asked",
     )
 
     def __init__(self) -> None:
@@ -408,7 +408,7 @@ class ResponseCore:
                 self.sink.on_interim(self, status)
             return
         if status == 101 and not self.upgrade_asked:  # RFC 9110 15.2.2: nothing to switch to
-            self._fail(UpstreamProtocolError("101 Switching Protocols to a request without Upgrade"))
+            self._fail(UpstreamProtocolError("101 to a request without Upgrade"))
             return
         self.status = status
         self.keep_alive = self.parser.should_keep_alive()
