@@ -44,7 +44,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from portway.demo import DemoError, run_demo
+    from portway.demo import run_demo
+    from portway.demo_site import DemoError
 
     console = Console(stderr=args.json)
 
@@ -55,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             print_report(console, report)
         if args.keep:
-            from portway.demo import ADMIN_URL, GATEWAY_URL
+            from portway.demo_site import ADMIN_URL, GATEWAY_URL
 
             console.print(
                 f"left running: gateway {GATEWAY_URL}, dashboard {ADMIN_URL}/dashboard, "
@@ -85,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 def print_report(console: Console, report: DemoReport) -> None:
     from rich.table import Table
 
-    from portway.demo import ADMIN_URL
+    from portway.demo_site import ADMIN_URL
 
     console.print("\n[bold]How the gateway routes GET http://127.0.0.1:18080/[/bold]")
     for step in report.explain:

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from portway.cli import main
-from portway.demo import Demo, describe_summary
+from portway.demo import describe_summary
+from portway.demo_site import DemoSite
 from portway.port_holder import port_taken
 from portway.traffic import Summary
 
@@ -54,8 +55,8 @@ def test_demo_refuses_to_start_on_a_taken_port_with_one_line(
 
 
 def test_the_demo_wants_its_gateway_admin_and_every_node_port(tmp_path: Path) -> None:
-    demo = Demo(tmp_path, phase_s=0.1, log=lambda _: None)
-    wanted = {(address, port) for address, port, _ in demo.wanted_ports()}
+    site = DemoSite(tmp_path, log=lambda _: None)
+    wanted = {(address, port) for address, port, _ in site.wanted_ports()}
     assert {("127.0.0.1", 18080), ("127.0.0.1", 19901), ("127.0.0.11", 30080)} <= wanted
     assert ("127.0.0.21", 30081) in wanted
 
@@ -74,11 +75,11 @@ def test_losing_the_gateway_mid_demo_is_one_line(
 ) -> None:
     import aiohttp
 
-    async def gateway_gone(self: Demo) -> None:
+    async def gateway_gone(self: DemoSite) -> None:
         raise aiohttp.ClientConnectionError("Cannot connect to host 127.0.0.1:19901")
 
-    monkeypatch.setattr(Demo, "check_ports", lambda self: None)
-    monkeypatch.setattr(Demo, "start", gateway_gone)
+    monkeypatch.setattr(DemoSite, "check_ports", lambda self: None)
+    monkeypatch.setattr(DemoSite, "start", gateway_gone)
     assert main(["demo", "--phase-seconds", "0.1"]) == 1
     err = capsys.readouterr().err
     assert err == (
