@@ -35,6 +35,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from random import Random
 
 from gateway.config.model import (
@@ -49,7 +50,7 @@ from gateway.config.model import (
     RouteMatch,
 )
 from gateway.routing.backend import CompiledBackend
-from gateway.routing.endpoints import Endpoint
+from gateway.routing.endpoints import NOWHERE, Endpoint, Site
 from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout, SlotSpec
 from gateway.routing.locality import group_levels
@@ -57,7 +58,7 @@ from gateway.routing.match import CompiledMatch, MatchSet
 from gateway.routing.route import CompiledRoute, RulePlanner, compile_rule
 from gateway.routing.split import NO_SLOT, BackendSplit
 from gateway.routing.table import RoutingTable
-from portway.model import ServiceRecord, TrafficPolicy
+from portway.model import Node, ServiceRecord, TrafficPolicy
 
 MAX_ENDPOINT_WEIGHT = 128
 _L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/"))
@@ -65,11 +66,45 @@ _HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
 
 RecordIndex = dict[tuple[str, str], list[ServiceRecord]]
 ExpansionKey = tuple[int, int, str, str, bool, int | None]
-ExpansionMemo = dict[ExpansionKey, tuple[object, tuple[Endpoint, ...]]]
-"""One compile's endpoints per (nodes tuple, nodePort, cluster, region, policy, health
-check port): records that name the same nodes (the record decoder shares a cluster's
-node tuple) with the same NodePort give the same endpoints, built and held once. The
-nodes tuple is kept in the value so its id cannot be reused while the memo lives."""
+
+
+@dataclass(slots=True)
+class ExpansionMemo:
+    """What one compile or update expands once and shares.
+
+    `endpoints`: per (nodes tuple, nodePort, cluster, region, policy, health check
+    port): records that name the same nodes (the record decoder shares a cluster's
+    node tuple) with the same NodePort give the same endpoints, built and held once.
+    `sites`: per (nodes tuple, region), the `Site` of each node, looked up once per
+    cluster rather than once per endpoint. The nodes tuple is kept in each value so
+    its id cannot be reused while the memo lives.
+    """
+
+    endpoints: dict[ExpansionKey, tuple[object, tuple[Endpoint, ...]]] = field(default_factory=dict)
+    sites: dict[tuple[int, str], tuple[object, tuple[Site, ...]]] = field(default_factory=dict)
+
+
+_SITES: dict[tuple[str, str, str], Site] = {}
+_SITES_LIMIT = 1 << 16
+
+
+def site(region: str, zone: str, node: str) -> Site:
+    """The one `Site` of these names (interned across compiles, so every table shares it).
+
+    Bounded like the record decoder's node memo: past `_SITES_LIMIT` names (nodes
+    replaced over a long life) it starts afresh, and tables built before keep theirs.
+    """
+    if not (region or zone or node):
+        return NOWHERE
+    key = (region, zone, node)
+    found = _SITES.get(key)
+    if found is None:
+        if len(_SITES) >= _SITES_LIMIT:
+            _SITES.clear()
+        found = _SITES[key] = Site(region, zone, node)
+    return found
+
+
 SlotLookup = Callable[[str, tuple[str, ...], str], int]
 
 
@@ -135,7 +170,7 @@ def _compile(
     plan_rule: RulePlanner | None = None,
 ) -> RoutingTable:
     gw = config.gateway
-    memo: ExpansionMemo = {}
+    memo = ExpansionMemo()
     slots: list[CompiledBackend] = []
     specs: list[SlotSpec] = []
     bases: dict[str, int] = {}
@@ -214,7 +249,7 @@ def registry_endpoints(
     """
     if backend.service is None:
         return [
-            Endpoint(s.address, s.port, s.cluster, s.region, s.zone, "", s.weight)
+            Endpoint(s.address, s.port, s.cluster, site(s.region, s.zone, ""), s.weight)
             for s in backend.endpoints
         ]
     ref = backend.service
@@ -227,18 +262,26 @@ def registry_endpoints(
         if port is None:
             continue
         if memo is None:
-            _expand_record(rec, port.node_port, out)
+            _expand_record(rec, port.node_port, _sites(rec.nodes, rec.region), out)
             continue
         local = rec.external_traffic_policy is TrafficPolicy.LOCAL
         hc = rec.health_check_node_port if local else None
         key = (id(rec.nodes), port.node_port, rec.cluster, rec.region, local, hc)
-        known = memo.get(key)
+        known = memo.endpoints.get(key)
         if known is None or known[0] is not rec.nodes:
+            at = (id(rec.nodes), rec.region)
+            sites = memo.sites.get(at)
+            if sites is None or sites[0] is not rec.nodes:
+                sites = memo.sites[at] = (rec.nodes, _sites(rec.nodes, rec.region))
             mine: list[Endpoint] = []
-            _expand_record(rec, port.node_port, mine)
-            known = memo[key] = (rec.nodes, tuple(mine))
+            _expand_record(rec, port.node_port, sites[1], mine)
+            known = memo.endpoints[key] = (rec.nodes, tuple(mine))
         out += known[1]
     return out
+
+
+def _sites(nodes: tuple[Node, ...], region: str) -> tuple[Site, ...]:
+    return tuple(site(region, n.zone, n.name) for n in nodes)
 
 
 _NEW = Endpoint.__new__
@@ -246,9 +289,7 @@ _NEW = Endpoint.__new__
     _SET_ADDRESS,
     _SET_PORT,
     _SET_CLUSTER,
-    _SET_REGION,
-    _SET_ZONE,
-    _SET_NODE,
+    _SET_SITE,
     _SET_WEIGHT,
     _SET_HC,
     _SET_KEY,
@@ -259,9 +300,7 @@ _NEW = Endpoint.__new__
         "address",
         "port",
         "cluster",
-        "region",
-        "zone",
-        "node",
+        "site",
         "weight",
         "health_check_port",
         "key",
@@ -270,20 +309,23 @@ _NEW = Endpoint.__new__
 )
 
 
-def _expand_record(rec: ServiceRecord, node_port: int, out: list[Endpoint]) -> None:
-    """Append one endpoint per eligible node of `rec` (see module docstring).
+def _expand_record(
+    rec: ServiceRecord, node_port: int, sites: tuple[Site, ...], out: list[Endpoint]
+) -> None:
+    """Append one endpoint per eligible node of `rec` (see module docstring); `sites` are
+    the nodes' sites, in order.
 
     This loop runs once per endpoint of the whole registry, so it fills the
     frozen `Endpoint` slots directly through their descriptors: the generated
     frozen `__init__` costs about three times as much (compiled or not), which
     alone would eat the compile budget.
     """
-    cluster, region = rec.cluster, rec.region
+    cluster = rec.cluster
     local = rec.external_traffic_policy is TrafficPolicy.LOCAL
     hc = rec.health_check_node_port if local else None
     suffix = f":{node_port}"
     prefix = cluster + "/"
-    for n in rec.nodes:
+    for n, where in zip(rec.nodes, sites, strict=True):
         weight = 1
         if local:
             if n.local_endpoints <= 0:
@@ -294,9 +336,7 @@ def _expand_record(rec: ServiceRecord, node_port: int, out: list[Endpoint]) -> N
         _SET_ADDRESS(e, address)
         _SET_PORT(e, node_port)
         _SET_CLUSTER(e, cluster)
-        _SET_REGION(e, region)
-        _SET_ZONE(e, n.zone)
-        _SET_NODE(e, n.name)
+        _SET_SITE(e, where)
         _SET_WEIGHT(e, weight)
         _SET_HC(e, hc)
         _SET_KEY(e, prefix + (f"[{address}]" if ":" in address else address) + suffix)

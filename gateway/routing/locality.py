@@ -119,7 +119,8 @@ def group_levels(
     buckets: list[list[Endpoint]] = [[] for _ in labels]
     by_place: dict[tuple[str, str, str], list[Endpoint]] = {}
     for ep in endpoints:
-        place = (ep.region, ep.zone, ep.cluster)
+        site = ep.site
+        place = (site.region, site.zone, ep.cluster)
         bucket = by_place.get(place)
         if bucket is None:
             bucket = by_place[place] = buckets[level_of(ep, locality, region, zone)]

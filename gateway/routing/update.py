@@ -88,7 +88,7 @@ def _update(
 ) -> RoutingTable:
     layout = table.layout
     gw = table.gateway
-    memo: ExpansionMemo = {}
+    memo = ExpansionMemo()
     slots: list[CompiledBackend] | None = None
     backends: dict[str, CompiledBackend] = {}
     variants: dict[tuple[str, tuple[str, ...]], CompiledBackend] = {}
