@@ -16,6 +16,14 @@ class Ep:
     key: str
     ready: bool = True
 
+    @property
+    def cluster(self) -> str:
+        return "c" if self.key < "t" else "d"
+
+    @property
+    def port(self) -> int:
+        return 30000 + len(self.key) % 2
+
 
 @dataclass(frozen=True, eq=False)
 class Backend:
@@ -42,7 +50,7 @@ def test_a_first_table_is_counted_in_slices_and_ramps_nothing() -> None:
         assert len(step.added) <= 10 and not step.ramp and not step.gone
         slices += 1
     assert slices == 10
-    assert roster.holders == counted(table)
+    assert roster.holders() == counted(table)
 
 
 def test_a_change_walks_only_the_backends_that_are_new_objects() -> None:
@@ -109,6 +117,6 @@ def test_sliced_following_ends_where_counting_anew_does_and_never_drops_a_held_k
         assert not set(step.gone) & set(counted(previous))
         known |= {e.key for _, b in step.added for e in b.endpoints}
         known -= set(step.gone)
-    assert roster.holders == counted(previous)
+    assert roster.holders() == counted(previous)
     assert known == set(counted(previous))
     assert roster.backends == previous
