@@ -10,9 +10,10 @@ pending.
 `with_weights` is how rollout state reaches routing: the compile input is
 the file's config with each target rule's canary `percent` replaced by its
 rollout's weight, so a table is a pure function of config, records and
-rollout states (`gateway.runtime.reload`). At 0% and at 100% the sticky
-cookie stops pinning clients, so a rollback really returns every client to
-the stable side and a promotion sends every client to the canary.
+rollout states (`gateway.runtime.reload`, through `RolloutWeights`). At 0%
+and at 100% the sticky cookie stops pinning clients, so a rollback really
+returns every client to the stable side and a promotion sends every client
+to the canary.
 """
 
 from __future__ import annotations
@@ -134,3 +135,38 @@ def _route_with(route: Route, weights: Mapping[int, float]) -> Route:
         sticky = canary.sticky and 0.0 < weight < 100.0
         rules[ui] = replace(rules[ui], canary=replace(canary, percent=weight, sticky=sticky))
     return replace(route, rules=tuple(rules))
+
+
+class RolloutWeights:
+    """The rollouts' stored statuses as a reloader last heard them, and the weights in force.
+
+    Statuses are polled often and most polls change no weight: `changed`
+    tells whether a recompile is due. Each config's targets are found once.
+    """
+
+    def __init__(self) -> None:
+        self._statuses: dict[str, RolloutStatus] = {}
+        self._targets_of: tuple[GatewayConfig | None, tuple[RolloutTarget, ...]] = (None, ())
+        self.in_force: Mapping[str, float] = {}
+        """Each rollout's canary weight in the table in force, by rollout name."""
+
+    def heard(self, statuses: Mapping[str, RolloutStatus]) -> None:
+        """Every stored rollout status, by rollout name (the rollout runner's poll)."""
+        self._statuses = dict(statuses)
+
+    def targets(self, config: GatewayConfig) -> tuple[RolloutTarget, ...]:
+        cached, targets = self._targets_of
+        if cached is not config:
+            targets = rollout_targets(config)
+            self._targets_of = (config, targets)
+        return targets
+
+    def changed(self, config: GatewayConfig) -> bool:
+        """Whether the statuses heard give `config` other weights than those in force."""
+        return weights_for(self.targets(config), self._statuses) != self.in_force
+
+    def weighted(self, config: GatewayConfig) -> tuple[GatewayConfig, dict[str, float]]:
+        """`config` at the statuses' weights (what to compile), and those weights."""
+        targets = self.targets(config)
+        weights = weights_for(targets, self._statuses)
+        return with_weights(config, weights, targets), weights

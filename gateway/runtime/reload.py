@@ -18,23 +18,21 @@ arrive while a compile runs are coalesced into the next one), then
   else is shared, and routes are not recompiled at all.
 
 The feed hands over per-key changes (`on_changes`); they accumulate until
-the pump takes them, folded into the reloader's records and its index by
-service (one pointer per record, no copy of the records). A compile or
-update that is small runs inline on the event loop; a big one (more than
-`executor_endpoints` endpoints involved) runs in a thread so accepted
-connections keep being served while it runs. Measured (2 shared cores):
-compile costs ~3 µs per endpoint, so 2,000 endpoints stall the loop ~6 ms
-inline; 20,000 endpoints stall it ~38 ms inline but at most ~8 ms from a
-thread (the GIL switch interval), for ~20% more wall time. The result is handed to
-`on_swap(table, active)`, which assigns `ctx.table` (one attribute store:
-requests already routing hold their own reference to the old table).
+the pump takes them, folded into the reloader's records. Tables are built
+by its `TableBuilder` (`gateway.runtime.table_builder`: the index of records
+by service, and whether a build runs inline or in a thread). The result is
+handed to `on_swap(table, active)`, which assigns `ctx.table` (one attribute
+store: requests already routing hold their own reference to the old table).
 
 A third input is the progressive rollouts' stored statuses (`on_rollouts`,
-from `gateway.rollout.runner`). A full compile takes the file's config with
-each rollout rule's canary at its rollout's weight
-(`gateway.rollout.targets.with_weights`), so a table is a pure function of
-config, records and rollout statuses; statuses that change a weight mark a
-full compile (routes hold the split), others change nothing.
+from `gateway.rollout.runner`, held as `rollout.targets.RolloutWeights`). A
+full compile takes the file's config with each rollout rule's canary at its
+rollout's weight, so a table is a pure function of config, records and
+rollout statuses; statuses that change a weight mark a full compile (routes
+hold the split), others change nothing.
+
+The config file is followed by `gateway.runtime.file_watch.watch_config_file`
+(with `request_reload` as its callback), started by the process.
 """
 
 from __future__ import annotations
@@ -43,24 +41,22 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.loader import ConfigReport, check_config_file
-from gateway.config.model import GatewayConfig, LbPolicy
+from gateway.config.model import GatewayConfig
 from gateway.ops.metrics import ReloadStats
 from gateway.rollout.machine import RolloutStatus
-from gateway.rollout.targets import RolloutTarget, rollout_targets, weights_for, with_weights
-from gateway.routing.compiler import RecordIndex, compile_indexed, index_records
-from gateway.routing.update import apply_record_changes, update_table
+from gateway.rollout.targets import RolloutWeights
+from gateway.runtime.table_builder import CompileFn, TableBuilder
 from portway.model import ServiceKey, ServiceRecord
 
 log = logging.getLogger("portway.gateway.runtime.reload")
 
-CompileFn = Callable[..., Any]
 SwapFn = Callable[[Any, "ActiveConfig"], None]
 
 
@@ -81,20 +77,6 @@ class ReloadFailure:
 
     at: float
     issues: tuple[str, ...]
-
-
-def _has_hashed(config: GatewayConfig) -> bool:
-    """Whether warming builds ring/Maglev tables (tens of ms: keep them off the loop)."""
-    hashed = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
-    return any(b.load_balancer.policy in hashed for b in config.backends)
-
-
-def count_endpoints(records: Iterable[Any]) -> int:
-    """Endpoints in a snapshot (nodes × ports), the measure of compile cost."""
-    total = 0
-    for record in records:
-        total += len(getattr(record, "nodes", ())) * max(1, len(getattr(record, "ports", ())))
-    return total
 
 
 class Reloader:
@@ -120,22 +102,21 @@ class Reloader:
         supervisor, which says it once for the whole gateway."""
         self.path = Path(path)
         self._announce = announce
-        self._plan_rule = plan_rule
         self._on_swap = on_swap
-        self._compile = compile_fn
+        self._builder = TableBuilder(
+            compile_fn=compile_fn,
+            plan_rule=plan_rule,
+            seed=seed,
+            executor_endpoints=executor_endpoints,
+        )
         self.debounce_s = debounce_s
-        self.executor_endpoints = executor_endpoints
-        self._seed = seed
         self._clock = clock
         self.active: ActiveConfig | None = None
         self.table: Any = None
         self._records: dict[ServiceKey, ServiceRecord] = {}
-        self._index: RecordIndex = {}
         self._changes: dict[ServiceKey, ServiceRecord | None] = {}
         self._changes_seen = False
-        self._index_suspect = False
         self.last_swap_full = False
-        self._hashed: tuple[GatewayConfig | None, bool] = (None, False)
         """Whether the table last swapped was built whole (a full compile, or an
         update of more than `executor_endpoints` endpoints): a sign for the worker to
         move the new long-lived objects out of the cyclic collector's sight."""
@@ -147,9 +128,7 @@ class Reloader:
         self._table_version = 0
         self._config_pending = False
         self._records_pending = False
-        self._rollouts: Mapping[str, RolloutStatus] = {}
-        self._targets_of: tuple[GatewayConfig | None, tuple[RolloutTarget, ...]] = (None, ())
-        self._rollout_weights: dict[str, float] = {}
+        self._rollouts = RolloutWeights()
         self._rollouts_pending = False
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -189,27 +168,16 @@ class Reloader:
 
     def on_rollouts(self, states: Mapping[str, RolloutStatus]) -> None:
         """The rollout runner's callback: every stored rollout status, by rollout name."""
-        self._rollouts = dict(states)
-        if self.active is None:
-            return
-        weights = weights_for(self._targets(self.active.config), self._rollouts)
-        if weights != self._rollout_weights:
+        self._rollouts.heard(states)
+        if self.active is not None and self._rollouts.changed(self.active.config):
             self._rollouts_pending = True
             self._idle.clear()
             self._wake.set()
 
-    def _targets(self, config: GatewayConfig) -> tuple[RolloutTarget, ...]:
-        """`config`'s rollouts, found once per config (every rollout poll asks)."""
-        cached, targets = self._targets_of
-        if cached is not config:
-            targets = rollout_targets(config)
-            self._targets_of = (config, targets)
-        return targets
-
     @property
     def rollout_weights(self) -> Mapping[str, float]:
         """Each rollout's canary weight in the table in force, by rollout name."""
-        return self._rollout_weights
+        return self._rollouts.in_force
 
     # ---- work ----------------------------------------------------------------
 
@@ -296,31 +264,14 @@ class Reloader:
     async def _update(self) -> None:
         """Records changed, config did not: update the table in force (module docstring)."""
         assert self.active is not None
-        if self._compile is not None or self.table is None or self._index_suspect:
-            self._index_suspect = False
+        if self.table is None or not self._builder.can_update:
             await self._install(self.active.config, self.active.version)
             return
         changes, synced = self._take_changes()
         self._table_version += 1
         tag = f"{self.active.version}.{self._table_version}"
-        table = self.table
         started = time.perf_counter()
-
-        def build() -> Any:
-            self._index_suspect = True  # until the update is done: a failure rebuilds it whole
-            touched = apply_record_changes(self._index, changes)
-            updated = update_table(table, self._index, touched, version=tag)
-            self._index_suspect = False
-            return updated
-
-        involved = count_endpoints(r for r in changes.values() if r is not None)
-        config = self.active.config
-        if self._hashed[0] is not config:
-            self._hashed = (config, _has_hashed(config))  # a walk of every backend: once
-        if involved > self.executor_endpoints or self._hashed[1]:
-            new = await asyncio.to_thread(build)
-        else:
-            new = build()
+        new, whole = await self._builder.update(self.table, self.active.config, changes, tag=tag)
         self.last_compile_s = time.perf_counter() - started
         self.active = ActiveConfig(
             self.active.config,
@@ -330,7 +281,7 @@ class Reloader:
             self._table_version,
         )
         self.table = new
-        self.last_swap_full = involved > self.executor_endpoints
+        self.last_swap_full = whole
         self._on_swap(new, self.active)
         self.registry_synced = self.registry_synced or synced
 
@@ -340,31 +291,8 @@ class Reloader:
         _changes, synced = self._take_changes()
         tag = f"{digest}.{version}"
         started = time.perf_counter()
-        compile_fn = self._compile
-        targets = self._targets(config)
-        weights = weights_for(targets, self._rollouts)
-        weighted = with_weights(config, weights, targets)
-
-        def build() -> Any:
-            if compile_fn is not None:
-                table = compile_fn(
-                    weighted, list(self._records.values()), version=tag, seed=self._seed
-                )
-            else:
-                self._index = index_records(self._records.values())
-                planner = {} if self._plan_rule is None else {"plan_rule": self._plan_rule}
-                table = compile_indexed(
-                    weighted, self._index, version=tag, seed=self._seed, **planner
-                )
-            warm = getattr(table, "warm", None)
-            if warm is not None:
-                warm()  # hash tables are built here, never on a request
-            return table
-
-        if count_endpoints(self._records.values()) > self.executor_endpoints or _has_hashed(config):
-            table = await asyncio.to_thread(build)
-        else:
-            table = build()
+        weighted, weights = self._rollouts.weighted(config)
+        table = await self._builder.compile(weighted, self._records, tag=tag)
         self.last_compile_s = time.perf_counter() - started
         now = self._clock()
         previous = self.active
@@ -372,7 +300,7 @@ class Reloader:
         loaded_at = previous.loaded_at if same_file and previous else now
         self.active = ActiveConfig(config, digest, str(self.path), loaded_at, version)
         self.table = table
-        self._rollout_weights = weights
+        self._rollouts.in_force = weights
         self.last_swap_full = True
         if not same_file:
             self.stats.success += 1
@@ -401,22 +329,3 @@ class Reloader:
                 "active_version": self.active.version if self.active else None,
             },
         )
-
-    async def watch_file(self, stop: asyncio.Event | None = None) -> None:
-        """Watch the config file's directory (editors replace files by rename)."""
-        import watchfiles
-
-        target = self.path.resolve()
-
-        def relevant(_change: watchfiles.Change, changed: str) -> bool:
-            return Path(changed).resolve() == target
-
-        async for _changes in watchfiles.awatch(
-            target.parent,
-            watch_filter=relevant,
-            debounce=50,
-            step=20,
-            stop_event=stop,
-            recursive=False,
-        ):
-            self.request_reload()

@@ -70,6 +70,7 @@ from gateway.ops.observer import GatewayObserver
 from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
+from gateway.runtime.file_watch import watch_config_file
 from gateway.runtime.reload import ActiveConfig, Reloader
 from portway.telemetry import setup_tracing
 
@@ -432,7 +433,11 @@ class Worker:
         await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1
         self._tasks.append(asyncio.create_task(self.reloader.run(), name="reload-pump"))
         self._tasks.append(asyncio.create_task(self.rollouts.run(), name="rollouts"))
-        self._tasks.append(asyncio.create_task(self.reloader.watch_file(self._stop)))
+        self._tasks.append(
+            asyncio.create_task(
+                watch_config_file(self.reloader.path, self.reloader.request_reload, self._stop)
+            )
+        )
         self._tasks.append(asyncio.create_task(self.watch_tls_files(), name="tls-watch"))
         await self._follower.start(config)
         if self.serve_admin:

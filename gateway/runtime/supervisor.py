@@ -28,6 +28,7 @@ from gateway.ops.metrics import MetricsSnapshot, merge
 from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
+from gateway.runtime.file_watch import watch_config_file
 from gateway.runtime.reload import ActiveConfig, Reloader
 from gateway.runtime.server import RegistryFollower, ServerOptions, install_signals, needs_registry
 
@@ -201,7 +202,9 @@ class Supervisor:
         install_signals(self.stop, self.reload)
         pump = asyncio.create_task(self.reloader.run())
         watch_stop = asyncio.Event()
-        watcher = asyncio.create_task(self.reloader.watch_file(watch_stop))
+        watcher = asyncio.create_task(
+            watch_config_file(self.reloader.path, self.reloader.request_reload, watch_stop)
+        )
         await self._follower.start(active.config)
         for worker in self.workers:
             await worker.spawn(self.options, self.rate_limits)

@@ -19,7 +19,7 @@ from gateway.rollout.record import (
     encode_lease,
     encode_status,
 )
-from gateway.rollout.targets import rollout_targets, weights_for, with_weights
+from gateway.rollout.targets import RolloutWeights, rollout_targets, weights_for, with_weights
 from gateway.rollout.window import Counters, quantile, sample_of, window
 
 
@@ -141,3 +141,21 @@ def test_a_status_of_another_spec_weighs_nothing() -> None:
     (target,) = rollout_targets(CONFIG)
     stale = RolloutStatus(Phase.PROMOTED, 2, 100.0, 0.0, "", "another-spec")
     assert weights_for((target,), {"shop/v2": stale}) == {"shop/v2": 0.0}
+
+
+def test_only_a_status_that_moves_a_weight_asks_for_a_recompile() -> None:
+    (target,) = rollout_targets(CONFIG)
+    rollouts = RolloutWeights()
+    assert rollouts.changed(CONFIG), "nothing in force yet: the pending rollout's 0% is news"
+    weighted, weights = rollouts.weighted(CONFIG)
+    rollouts.in_force = weights
+    assert weights == {"shop/v2": 0.0} and not rollouts.changed(CONFIG)
+    paused = RolloutStatus(Phase.PAUSED, 0, 0.0, 0.0, "", target.spec.digest)
+    rollouts.heard({"shop/v2": paused})
+    assert not rollouts.changed(CONFIG)
+    step = RolloutStatus(Phase.PROGRESSING, 0, 25.0, 0.0, "", target.spec.digest)
+    rollouts.heard({"shop/v2": step})
+    assert rollouts.changed(CONFIG)
+    weighted, weights = rollouts.weighted(CONFIG)
+    canary = weighted.routes[0].rules[1].canary
+    assert weights == {"shop/v2": 25.0} and canary is not None and canary.percent == 25.0
