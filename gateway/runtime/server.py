@@ -1,55 +1,37 @@
-"""The gateway process runtime: one worker's event loop, and the multi-worker supervisor.
+"""One gateway worker: the event loop that serves the listeners.
 
 `Worker` is what serves traffic: it loads the config (`Reloader`), builds the
 `GatewayContext` (table, endpoint state, observer, upstream pools), follows the
-registry (`EndpointFeed` → `Reloader.on_changes`), starts one server per
-listener with SO_REUSEPORT, and applies listener changes on reload (listeners
-added, removed or changed are started/stopped). The `admin`, `telemetry` and
-`registry` sections are read at startup: a reload that changes them logs a
-warning that a restart is needed. SIGHUP reloads. SIGTERM/SIGINT drain: stop
-accepting, set `ctx.draining`, close idle keep-alive client connections (and
-each busy one as soon as its response is done: `HttpProxy.close_idle`, swept
-every 20 ms), wait for in-flight requests up to the drain deadline, then
-flush the access log and traces and exit. Open TCP/TLS passthrough
-connections (`ctx.tunnels`) are waited for like requests and cut at the deadline.
+registry (`RegistryFollower`: `EndpointFeed` → `Reloader.on_changes`), starts
+one server per listener with SO_REUSEPORT, and applies listener changes on
+reload (listeners added, removed or changed are started/stopped). The `admin`,
+`telemetry` and `registry` sections are read at startup: a reload that changes
+them logs a warning that a restart is needed. SIGHUP reloads the config and
+every listener's certificates; certificate and JWKS files are also polled
+(`file_watch`). SIGTERM/SIGINT drain: stop accepting, set `ctx.draining`,
+close idle keep-alive client connections (and each busy one as soon as its
+response is done: `HttpProxy.close_idle`, swept every 20 ms), wait for
+in-flight requests up to the drain deadline, then flush the access log and
+traces and exit. Open TCP/TLS passthrough connections (`ctx.tunnels`) are
+waited for like requests and cut at the deadline.
 
-`Supervisor` (`gateway.runtime.supervisor`) runs when `--workers N` > 1: it
-spawns N `portway gateway --worker` processes (fresh interpreters, no fork of a running loop), each
-given one end of a socketpair as its control channel, restarts a worker that
-dies, forwards SIGHUP and SIGTERM, and serves the admin API itself. Metrics
-design: the supervisor asks every worker for a JSON report over the control
-channel at scrape time and sums them (`gateway.ops.metrics.merge`); workers keep
-plain counters, so nothing on the request path knows about processes, and
-there is no shared directory of mmapped files to clean up after a crash
-(prometheus_client's multiprocess mode), at the price of one round trip per
-worker per scrape. The admin API is served by exactly one process, so its
-answers do not depend on which worker a connection lands on.
-
-Control protocol: newline-delimited JSON. Supervisor → worker:
-`{"op": "report", "id": N}` (answered by one report line carrying the same
-`id`, so a late answer to a timed-out request is recognised and skipped) and
-`{"op": "drain_endpoint", "key": K, "draining": bool}`. A worker whose control
-channel closes (the supervisor died) drains and exits.
-
-Rate limits of `scope: shared` live in a table of shared memory the
-supervisor creates and hands to every worker as a second descriptor
-(`--rate-limit-fd`, with `--worker-index` naming the worker's count in it;
-`gateway.http.filters.shared_buckets`).
+A worker alone is also the admin API's source (`ops.source.AdminSource`),
+its reports made by `worker_report.WorkerReports`. With `--workers N` > 1
+each worker is one of the supervisor's (`gateway.runtime.supervisor`), which
+serves the admin API and reaches the worker over its control channel
+(`gateway.runtime.control`). Rate limits of `scope: shared` live in a table
+of shared memory the supervisor creates and hands to every worker as a
+second descriptor (`--rate-limit-fd`, with `--worker-index` naming the
+worker's count in it; `gateway.http.filters.shared_buckets`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
-import json
 import logging
 import os
-import signal
-import socket
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -58,114 +40,32 @@ from gateway import compiled
 from gateway.config.model import GatewayConfig, Listener
 from gateway.config.ports import socket_groups
 from gateway.context import GatewayContext, Tunnel
-from gateway.http.filters.auth import refresh_jwks
-from gateway.http.filters.mirror import MIRRORS
 from gateway.http.filters.shared_buckets import attach as attach_shared_buckets
 from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
-from gateway.ops.backend_health import BackendCounter, unavailable_keys
-from gateway.ops.metrics import MetricsSnapshot
 from gateway.ops.observer import GatewayObserver
 from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
-from gateway.runtime.file_watch import watch_config_file
+from gateway.runtime.control import follow_control
+from gateway.runtime.file_watch import poll_credential_files, watch_config_file
+from gateway.runtime.process import ServerOptions, install_signals
+from gateway.runtime.registry_follower import RegistryFollower, needs_registry
 from gateway.runtime.reload import ActiveConfig, Reloader
+from gateway.runtime.worker_report import WorkerReports
 from portway.telemetry import setup_tracing
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
     from gateway.routing.table import RoutingTable
-    from gateway.runtime.feed import EndpointFeed
     from gateway.runtime.tls import ServerTls
     from gateway.upstream.health_driver import HealthDriver
-    from gateway.upstream.pool import PoolSet
-
-BackendCounts = dict[tuple[str, str], tuple[int, int]]
-"""(available, total) endpoints per (backend, cluster), as the metrics report them."""
 
 log = logging.getLogger("portway.gateway.runtime.server")
 
 DRAIN_GRACE_S = 0.1
-TLS_POLL_S = 1.0
-"""How often certificate and key files are checked for a change."""
-
-
-def file_stamp(name: str) -> tuple[int, int, int] | None:
-    """What tells a replaced file from the one read before; None when it is missing."""
-    try:
-        st = os.stat(name)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-@dataclass(frozen=True, slots=True)
-class ServerOptions:
-    """Command-line knobs of `portway gateway`."""
-
-    config_path: str
-    workers: int = 1
-    drain_timeout_s: float = 30.0
-    admin_port: int | None = None
-    control_fd: int | None = None
-    rate_limit_fd: int | None = None
-    """A worker's descriptor of the supervisor's shared rate limit table
-    (`http.filters.shared_buckets`), mapped before the first table is compiled."""
-    worker_index: int = 0
-    """Which of the supervisor's workers this is (its count in that table)."""
-
-
-def needs_registry(config: GatewayConfig) -> bool:
-    """Whether any backend takes endpoints from the registry."""
-    return any(backend.service is not None for backend in config.backends)
-
-
-def pool_connections(pools: PoolSet | None) -> dict[str, int]:
-    """Upstream pool connections by state (idle / active) from `ctx.pools`."""
-    idle = active = 0
-    for pool in pools.pools.values() if pools is not None else ():
-        n_idle = len(pool.idle)
-        idle += n_idle
-        active += max(0, pool.total - n_idle)
-    return {"idle": idle, "active": active}
-
-
-class RegistryFollower:
-    """Runs the registry feed for a config (none when no backend uses the registry).
-
-    A relative `registry.path` is relative to the working directory, as for
-    every other `portway` verb.
-    """
-
-    def __init__(self, reloader: Reloader) -> None:
-        self.reloader = reloader
-        self.feed: EndpointFeed | None = None
-
-    async def start(self, config: GatewayConfig) -> None:
-        if not needs_registry(config):
-            return
-        from gateway.runtime.feed import EndpointFeed
-        from portway.registry.backends import open_registry, root_from_prefix
-
-        settings = config.registry
-        registry = open_registry(
-            settings.type,
-            path=settings.path,
-            endpoints=settings.endpoints,
-            root=root_from_prefix(settings.prefix),
-        )
-        feed = EndpointFeed(registry, self.reloader.on_changes, debounce_s=settings.debounce_s)
-        feed.start()
-        self.feed = feed
-
-    async def close(self) -> None:
-        if self.feed is not None:
-            await self.feed.stop()
-            with contextlib.suppress(Exception):
-                await self.feed.registry.close()
 
 
 class Worker:
@@ -199,88 +99,11 @@ class Worker:
             self.reloader, measure=self._rollout_counters if serve_admin else None
         )
         """Follows the rollouts' stored weights; drives them when this process is alone."""
-        self._counts_memo: tuple[tuple[RoutingTable | None, int], list[list[Any]] | None] = (
-            (None, -1),
-            None,
-        )
-        self._text_memo: tuple[tuple[RoutingTable | None, int], str | None] = ((None, -1), None)
-        self._counting = asyncio.Lock()
-        self._warming: asyncio.Task[None] | None = None
-        self._counter = BackendCounter()
+        self.reporting = WorkerReports(self)
+        """This worker's reports: to the admin API when alone, else to its supervisor."""
         self._started_with: GatewayConfig | None = None
 
-    # ---- admin source ------------------------------------------------------
-
-    def report(
-        self,
-        *,
-        backend_endpoints: BackendCounts | None = None,
-        backend_endpoints_json: list[list[Any]] | None = None,
-        per_endpoint: bool = False,
-    ) -> dict[str, Any]:
-        """This worker's counters and endpoint state; see `full_report` for the health part.
-
-        `backend_endpoints_json` is the counts already in their JSON form (made
-        in a thread by `full_report`: 20,000 pairs at 10,000 services), taken
-        as they are instead of being converted here, on the event loop.
-
-        `per_endpoint` adds one health value per endpoint (`/metrics?endpoints=1`):
-        a walk of the whole table, so it is only done when asked.
-        """
-        now = time.time()
-        ctx = self.ctx
-        state = ctx.state if ctx is not None else None
-        snap = MetricsSnapshot.capture(
-            self.observer.stats,
-            pool_connections=pool_connections(ctx.pools if ctx else None),
-            endpoint_health=self._endpoint_health() if per_endpoint else None,
-            backend_endpoints=backend_endpoints,
-            active_connections=len(ctx.connections) if ctx is not None else 0,
-            tls_expiry=self._tls_expiry(now),
-            state_changes=self._state_changes(),
-            mirrors=MIRRORS.totals(),
-        )
-        metrics = snap.to_json()
-        if backend_endpoints_json is not None:
-            metrics["backend_endpoints"] = backend_endpoints_json
-        return {
-            "pid": os.getpid(),
-            "config_version": ctx.config_version if ctx else "",
-            "metrics": metrics,
-            "endpoints": {
-                "unhealthy": sorted(state.unhealthy) if state else [],
-                "ejected": sorted(state.ejected) if state else [],
-                "draining": sorted(state.draining) if state else [],
-                "in_flight": dict(state.in_flight) if state else {},
-                "reasons": dict(self.health.reasons) if self.health is not None else {},
-            },
-            "tls": [
-                status.as_json(now) for tls in self.server_tls.values() for status in tls.status
-            ],
-        }
-
-    def _state_changes(self) -> dict[tuple[str, str, str], int]:
-        """Ejections, health changes and overflows for `/metrics` (`STATE_CHANGE_METRICS`)."""
-        out: dict[tuple[str, str, str], int] = {}
-        if self.health is not None:
-            stats = self.health.stats
-            for (backend, reason), n in stats.ejections.items():
-                out[("ejection", backend, reason)] = n
-            for (backend, to), n in stats.health_changes.items():
-                out[("health", backend, to)] = n
-        if self.ctx is not None:
-            for (backend, limit), n in self.ctx.breakers.overflows.items():
-                out[("overflow", backend, limit)] = n
-        return out
-
-    def _tls_expiry(self, now: float) -> dict[tuple[str, str], float]:
-        if self.ctx is None:
-            return {}
-        return {
-            (status.listener, status.cert_file): status.expires_in_s(now)
-            for tls in self.server_tls.values()
-            for status in tls.status
-        }
+    # ---- admin source and SIGHUP ---------------------------------------------
 
     def reload(self) -> None:
         """SIGHUP: re-read the config file and every listener's certificate files."""
@@ -291,91 +114,13 @@ class Worker:
         for tls in list(self.server_tls.values()):
             tls.reload()
 
-    async def watch_tls_files(self, interval_s: float = TLS_POLL_S) -> None:
-        """Reload a listener's certificates, or an auth filter's JWKS, when its file changes.
-
-        Polled (`os.stat`: inode, size, mtime), not inotify: certificate
-        rotation replaces files by rename or, in Kubernetes Secrets, by
-        swapping a symlinked directory, which a stat of the path follows.
-        """
-        seen: dict[str, tuple[int, int, int] | None] = {}
-        while not self._stop.is_set():
-            for tls in list(self.server_tls.values()):
-                changed = False
-                for name in tls.files:
-                    stamp = file_stamp(name)
-                    if name in seen and seen[name] != stamp:
-                        changed = True
-                    seen[name] = stamp
-                if changed:
-                    tls.reload()
-            refresh_jwks()  # JWKS files of auth filters, re-read when they change
-            await asyncio.sleep(interval_s)
-
     async def reports(
         self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
     ) -> list[dict[str, Any]]:
-        report = await self.full_report(
+        report = await self.reporting.full(
             per_endpoint=per_endpoint, availability=availability, rendered=rendered
         )
         return [report]
-
-    async def full_report(
-        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
-    ) -> dict[str, Any]:
-        """`report` with availability per (backend, cluster), counted in a thread.
-
-        The count reads the immutable table and a copy of the few unavailable
-        keys, so the event loop keeps serving while it runs (10,000 backends);
-        backends shared with the table counted last time are not recounted.
-        `availability=False` leaves it out (the admin's /endpoints and /explain
-        read only the endpoint state). `rendered` answers it as exposition
-        text instead of rows (`metrics.backend_endpoints_text`): what this
-        process's own `/metrics` asks, 20,000 pairs with no object per pair.
-        Counts are made one at a time (a scrape and the dashboard may ask at once).
-        """
-        ctx = self.ctx
-        counts: list[list[Any]] | None = None
-        text: str | None = None
-        if availability and ctx is not None and ctx.table is not None:
-            async with self._counting:
-                table, generation = ctx.table, ctx.state.generation
-                key = (table, generation)
-                backends = table.backends
-                if rendered:
-                    (seen, seen_generation), text = self._text_memo
-                    # identity: a table's == compares its whole description
-                    if seen is not table or seen_generation != generation:
-                        unavailable = unavailable_keys(ctx.state)
-                        text = await asyncio.to_thread(
-                            self._counter.exposition, backends, unavailable
-                        )
-                        self._text_memo = (key, text)
-                else:
-                    (seen, seen_generation), counts = self._counts_memo
-                    if seen is not table or seen_generation != generation:
-                        unavailable = unavailable_keys(ctx.state)
-                        counts = await asyncio.to_thread(self._count_json, backends, unavailable)
-                        self._counts_memo = (key, counts)
-        report = self.report(backend_endpoints_json=counts, per_endpoint=per_endpoint)
-        if text is not None:
-            report["metrics"]["backend_endpoints_text"] = text
-        return report
-
-    async def _warm_counts(self) -> None:
-        """Count a table built whole before a scrape asks (a first count of 10,000
-        backends indexes each: ~0.1 s, in a thread, now rather than in a scrape)."""
-        try:
-            await self.full_report(rendered=True)
-        except Exception:
-            log.exception("counting endpoint availability failed")
-        finally:
-            self._warming = None
-
-    def _count_json(self, backends: Any, unavailable: frozenset[str]) -> list[list[Any]]:
-        """Availability per (backend, cluster) in its JSON form (runs in a thread)."""
-        counts = self._counter.count(backends, unavailable)
-        return [[b, c, available, total] for (b, c), (available, total) in counts.items()]
 
     async def _rollout_counters(self) -> Counters:
         """This process's request counters, judged by the rollout driver."""
@@ -385,16 +130,6 @@ class Worker:
     async def set_endpoint_draining(self, key: str, draining: bool) -> None:
         if self.ctx is not None:
             self.ctx.state.set_draining(key, draining)
-
-    def _endpoint_health(self) -> dict[tuple[str, str], int]:
-        ctx = self.ctx
-        if ctx is None:
-            return {}
-        out: dict[tuple[str, str], int] = {}
-        for backend in ctx.table.backends.values() if ctx.table is not None else ():
-            for ep in backend.endpoints:
-                out[(ep.cluster, ep.key)] = int(ctx.state.available(ep.key))
-        return out
 
     # ---- lifecycle -----------------------------------------------------------
 
@@ -435,10 +170,15 @@ class Worker:
         self._tasks.append(asyncio.create_task(self.rollouts.run(), name="rollouts"))
         self._tasks.append(
             asyncio.create_task(
-                watch_config_file(self.reloader.path, self.reloader.request_reload, self._stop)
+                watch_config_file(self.reloader.path, self.reloader.request_reload, self._stop),
+                name="config-watch",
             )
         )
-        self._tasks.append(asyncio.create_task(self.watch_tls_files(), name="tls-watch"))
+        self._tasks.append(
+            asyncio.create_task(
+                poll_credential_files(self.server_tls, self._stop), name="credentials-watch"
+            )
+        )
         await self._follower.start(config)
         if self.serve_admin:
             RolloutCollector.install(self.rollouts)
@@ -466,8 +206,8 @@ class Worker:
             # a whole table is hundreds of thousands of long-lived objects: out of the
             # cyclic collector's sight, so no full collection walks them while serving
             gc.freeze()
-            if self.serve_admin and self._warming is None:
-                self._warming = asyncio.create_task(self._warm_counts(), name="warm-counts")
+            if self.serve_admin:
+                self.reporting.warm()
         if ctx.config_version != active.version:
             self._warn_restart_only(active.config)
         ctx.config_version = active.version
@@ -599,34 +339,6 @@ class Worker:
         if self._admin is not None:
             await self._admin.cleanup()
 
-    async def follow_control(self, fd: int) -> None:
-        """Answer the supervisor on the control channel; stop if it goes away."""
-        sock = socket.socket(fileno=fd)
-        reader, writer = await asyncio.open_unix_connection(sock=sock)
-        try:
-            while line := await reader.readline():
-                message = json.loads(line)
-                if message.get("op") == "report":
-                    report = await self.full_report(
-                        per_endpoint=bool(message.get("endpoints")),
-                        availability=bool(message.get("availability", True)),
-                    )
-                    answer = {**report, "id": message.get("id")}
-                    text = await asyncio.to_thread(json.dumps, answer)  # MBs at fleet size
-                    writer.write(text.encode() + b"\n")
-                    await writer.drain()
-                elif message.get("op") == "drain_endpoint":
-                    await self.set_endpoint_draining(message["key"], bool(message["draining"]))
-        finally:
-            self.request_stop()
-
-
-def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) -> None:
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, on_stop)
-    loop.add_signal_handler(signal.SIGINT, on_stop)
-    loop.add_signal_handler(signal.SIGHUP, on_reload)
-
 
 async def run_worker(options: ServerOptions) -> int:
     """A gateway process serving traffic (alone, or as one of a supervisor's workers)."""
@@ -636,7 +348,7 @@ async def run_worker(options: ServerOptions) -> int:
     install_signals(worker.request_stop, worker.reload)
     await worker.start()
     if options.control_fd is not None:
-        worker._tasks.append(asyncio.create_task(worker.follow_control(options.control_fd)))
+        worker._tasks.append(asyncio.create_task(follow_control(options.control_fd, worker)))
     await worker.serve()
     return 0
 

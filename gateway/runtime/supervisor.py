@@ -1,8 +1,20 @@
 """The multi-worker supervisor: spawn, watch, restart and signal `portway gateway --worker`s.
 
-See `gateway.runtime.server` for why workers are fresh processes sharing listener
-ports through SO_REUSEPORT, and for the control channel protocol. The
-supervisor also loads the config itself (for the admin API's `/config`,
+`Supervisor` runs when `--workers N` > 1: it spawns N `portway gateway
+--worker` processes (fresh interpreters, no fork of a running loop; they
+share the listener ports through SO_REUSEPORT), each given one end of a
+socketpair as its control channel (`gateway.runtime.control`), restarts a
+worker that dies, forwards SIGHUP and SIGTERM, and serves the admin API
+itself. Metrics design: the supervisor asks every worker for a JSON report
+over the control channel at scrape time and sums them
+(`gateway.ops.metrics.merge`); workers keep plain counters, so nothing on the
+request path knows about processes, and there is no shared directory of
+mmapped files to clean up after a crash (prometheus_client's multiprocess
+mode), at the price of one round trip per worker per scrape. The admin API
+is served by exactly one process, so its answers do not depend on which
+worker a connection lands on.
+
+The supervisor also loads the config itself (for the admin API's `/config`,
 `/routes` and `/explain`) and follows the same file and SIGHUPs, so its view
 and the workers' agree once a reload settles. It creates the table of shared
 rate limit buckets (`gateway.http.filters.shared_buckets`) before the first
@@ -29,8 +41,9 @@ from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
 from gateway.runtime.file_watch import watch_config_file
+from gateway.runtime.process import ServerOptions, install_signals
+from gateway.runtime.registry_follower import RegistryFollower, needs_registry
 from gateway.runtime.reload import ActiveConfig, Reloader
-from gateway.runtime.server import RegistryFollower, ServerOptions, install_signals, needs_registry
 
 log = logging.getLogger("portway.gateway.runtime.supervisor")
 

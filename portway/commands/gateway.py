@@ -64,7 +64,8 @@ def _event_loop_runner() -> asyncio.Runner:
 
 def run(args: argparse.Namespace) -> int:
     from gateway.config.errors import ConfigError
-    from gateway.runtime.server import ServerOptions, run_worker
+    from gateway.runtime.process import ServerOptions
+    from gateway.runtime.server import run_worker
     from portway.telemetry import setup_logging
 
     setup_logging(args.log_level.upper())

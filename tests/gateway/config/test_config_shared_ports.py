@@ -13,7 +13,8 @@ from typing import Any
 
 from gateway.config.loader import check_config_text, load_config_text
 from gateway.config.ports import socket_groups
-from gateway.runtime.server import ServerOptions, Worker
+from gateway.runtime.process import ServerOptions
+from gateway.runtime.server import Worker
 from tests.gateway.conftest import Upstream
 
 

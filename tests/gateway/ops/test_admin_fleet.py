@@ -280,7 +280,8 @@ class _Table:
 async def test_a_scrape_recounts_a_new_table_without_comparing_tables(tmp_path: Path) -> None:
     import types
 
-    from gateway.runtime.server import ServerOptions, Worker
+    from gateway.runtime.process import ServerOptions
+    from gateway.runtime.server import Worker
 
     path = tmp_path / "gw.yaml"
     path.write_text(CONFIG)

@@ -11,8 +11,8 @@ from pydantic import TypeAdapter
 
 from gateway.config.model import GatewayConfig
 from gateway.http.filters.shared_buckets import MIN_SLOTS, SharedBucketTable, table_slots
+from gateway.runtime.process import ServerOptions
 from gateway.runtime.reload import ActiveConfig
-from gateway.runtime.server import ServerOptions
 from gateway.runtime.supervisor import Supervisor
 
 

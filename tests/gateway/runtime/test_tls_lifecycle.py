@@ -123,7 +123,9 @@ async def test_a_broken_certificate_file_keeps_the_current_certificate(
 async def test_worker_polls_certificate_files_and_reloads_on_change(
     ca: trustme.CA, tmp_path: Path, unused_tcp_port_factory: Any
 ) -> None:
-    from gateway.runtime.server import ServerOptions, Worker
+    from gateway.runtime.file_watch import poll_credential_files
+    from gateway.runtime.process import ServerOptions
+    from gateway.runtime.server import Worker
 
     cert_file, key_file = write_cert(tmp_path, "a", ca.issue_cert(A))
     config = https_config(1, [{"certFile": cert_file, "keyFile": key_file}])
@@ -136,7 +138,8 @@ async def test_worker_polls_certificate_files_and_reloads_on_change(
     try:
         assert worker.ctx is not None
         tls = worker.server_tls["web"]
-        watch = asyncio.create_task(worker.watch_tls_files(interval_s=0.02))
+        stop = asyncio.Event()
+        watch = asyncio.create_task(poll_credential_files(worker.server_tls, stop, 0.02))
         await asyncio.sleep(0.1)
         write_cert(tmp_path, "a", ca.issue_cert(A))
         for _ in range(100):
@@ -147,7 +150,7 @@ async def test_worker_polls_certificate_files_and_reloads_on_change(
         before = tls.reloads
         worker.reload()  # SIGHUP reloads certificates too, even when the config is unchanged
         assert tls.reloads == before + 1
-        report = worker.report()
+        report = worker.reporting.report()
         assert report["tls"][0]["cert_file"] == cert_file
         assert report["tls"][0]["days_left"] > 0
         watch.cancel()

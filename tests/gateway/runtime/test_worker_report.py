@@ -1,0 +1,70 @@
+"""One worker's report: counters, endpoint state, pools and mirrors, as its readers sum them."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from gateway.config.loader import load_config_text
+from gateway.context import GatewayContext, RequestLog
+from gateway.http.filters.mirror import MIRRORS
+from gateway.ops.observer import GatewayObserver
+from gateway.runtime.worker_report import WorkerReports, pool_connections
+
+STATIC = """\
+version: 1
+routes:
+  - name: r
+    rules: [{backendRefs: [{name: api}]}]
+backends:
+  - name: api
+    endpoints: [{address: 127.0.0.1, port: 9}]
+"""
+
+
+def worker(*, started: bool = True) -> SimpleNamespace:
+    """What a report reads of a worker (`ReportedWorker`), before or after it started."""
+    ctx = GatewayContext(table=None, settings=load_config_text(STATIC).gateway) if started else None
+    return SimpleNamespace(ctx=ctx, health=None, observer=GatewayObserver(), server_tls={})
+
+
+def test_pool_connections_splits_idle_and_active() -> None:
+    pools = SimpleNamespace(
+        pools={
+            "a": SimpleNamespace(idle=[1, 2], total=5),
+            "b": SimpleNamespace(idle=[], total=1),
+        }
+    )
+    assert pool_connections(pools) == {"idle": 2, "active": 4}  # type: ignore[arg-type]
+    assert pool_connections(None) == {"idle": 0, "active": 0}
+
+
+async def test_report_carries_metrics_and_endpoint_state() -> None:
+    w = worker()
+    w.ctx.state.set_unhealthy("c/1.2.3.4:5", True)
+    log = RequestLog(route_name="r", backend_name="api", upstream_cluster="c", response_code=200)
+    w.observer.end(w.observer.begin(log, {}), log)
+    report = await WorkerReports(w).full()
+    assert report["endpoints"]["unhealthy"] == ["c/1.2.3.4:5"]
+    assert report["metrics"]["requests"] == [["r", "api", "c", 200, 1]]
+
+
+async def test_a_worker_not_started_yet_reports_nothing_out_of_rotation() -> None:
+    report = await WorkerReports(worker(started=False)).full()
+    assert report["config_version"] == ""
+    assert report["endpoints"] == {
+        "unhealthy": [],
+        "ejected": [],
+        "draining": [],
+        "in_flight": {},
+        "reasons": {},
+    }
+    assert not report["metrics"]["backend_endpoints"]
+
+
+async def test_report_carries_the_mirror_counts() -> None:
+    counts = MIRRORS.counts_for("report-test/0", "shadow")
+    counts.dropped += 1
+    report = await WorkerReports(worker()).full()
+    rows = {tuple(row[:3]): row[3] for row in report["metrics"]["mirrors"]}
+    assert rows[("report-test/0", "shadow", "dropped")] == counts.dropped
+    assert rows[("report-test/0", "shadow", "sent")] == counts.sent
