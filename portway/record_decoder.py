@@ -22,7 +22,7 @@ records for what both accept: a hypothesis test holds the two side by side.
 from __future__ import annotations
 
 import sys
-from typing import Final
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -38,8 +38,12 @@ from portway.model import (
     TrafficPolicy,
 )
 
-MEMO_LIMIT: Final = 1 << 14
-"""Distinct node (and port) lists remembered; cleared whole when full."""
+MEMO_BYTES: Final = 2 << 20
+"""Text of the distinct node (and port) lists remembered, in bytes; a memo is cleared whole
+when full. Bounded by bytes, not entries: a node list is ~100 bytes a node, and records
+that share nothing (externalTrafficPolicy Local: each service's nodes carry its own
+endpoint counts; nodes flipping Ready all day) would otherwise keep thousands of texts of
+kilobytes each that no record needs any more."""
 
 
 class _NodeDoc(msgspec.Struct, frozen=True, forbid_unknown_fields=True, rename="camel"):
@@ -89,6 +93,13 @@ _NODES_OF = msgspec.json.Decoder(tuple[_NodeDoc, ...])
 _PORTS_OF = msgspec.json.Decoder(tuple[_PortDoc, ...])
 _nodes: dict[bytes, tuple[Node, ...]] = {}
 _ports: dict[bytes, tuple[ServicePort, ...]] = {}
+_memo_bytes = [0, 0]
+"""Bytes of text held by `_nodes` and `_ports`."""
+_small: dict[tuple[str, object], Any] = {}
+"""Recurring small values of records (zone lists, NodePort ranges, affinity timeouts) by
+(field, value): one object each instead of one per record (~200 bytes a record)."""
+_SMALL_LIMIT: Final = 1 << 12
+_T = TypeVar("_T")
 _FAILED = (msgspec.ValidationError, msgspec.DecodeError, RecordError)
 
 
@@ -121,16 +132,28 @@ def _record(doc: _RecordDoc) -> ServiceRecord:
         namespace=sys.intern(doc.namespace),
         service=sys.intern(doc.service),
         region=sys.intern(doc.region),
-        zones=tuple(map(sys.intern, doc.zones)),
+        zones=_shared("zones", tuple(map(sys.intern, doc.zones))),
         ports=_port_tuple(bytes(doc.ports)),
         nodes=_node_tuple(bytes(doc.nodes)),
         external_traffic_policy=doc.external_traffic_policy,
         health_check_node_port=doc.health_check_node_port,
         session_affinity=doc.session_affinity,
-        session_affinity_timeout_s=doc.session_affinity_timeout_seconds,
-        node_port_range=doc.node_port_range,
+        session_affinity_timeout_s=_shared("timeout", doc.session_affinity_timeout_seconds),
+        node_port_range=_shared("range", doc.node_port_range),
         published_at=doc.published_at,
     )
+
+
+def _shared(field: str, value: _T) -> _T:
+    """The first object equal to `value` seen for `field` (keyed by field, so values of
+    different fields never stand in for each other)."""
+    key = (field, value)
+    found = _small.get(key)
+    if found is None:
+        if len(_small) >= _SMALL_LIMIT:
+            _small.clear()
+        found = _small[key] = value
+    return found
 
 
 def _node_tuple(text: bytes) -> tuple[Node, ...]:
@@ -146,9 +169,7 @@ def _node_tuple(text: bytes) -> tuple[Node, ...]:
             )
             for n in _NODES_OF.decode(text)
         )
-        if len(_nodes) >= MEMO_LIMIT:
-            _nodes.clear()
-        _nodes[text] = nodes
+        _remember(_nodes, 0, text, nodes)
     return nodes
 
 
@@ -159,7 +180,13 @@ def _port_tuple(text: bytes) -> tuple[ServicePort, ...]:
             ServicePort(name=p.name, port=p.port, node_port=p.node_port, protocol=p.protocol)
             for p in _PORTS_OF.decode(text)
         )
-        if len(_ports) >= MEMO_LIMIT:
-            _ports.clear()
-        _ports[text] = ports
+        _remember(_ports, 1, text, ports)
     return ports
+
+
+def _remember(memo: dict[bytes, _T], which: int, text: bytes, value: _T) -> None:
+    if _memo_bytes[which] + len(text) > MEMO_BYTES:
+        memo.clear()
+        _memo_bytes[which] = 0
+    memo[text] = value
+    _memo_bytes[which] += len(text)

@@ -144,7 +144,7 @@ class RecordDirectory:
         self.reads += 1
         signature = (st.st_mtime_ns, st.st_size, st.st_ino)
         try:
-            return FileEntry(signature, parse_record_file(path, data, st.st_mtime))
+            return FileEntry(signature, parse_record_file(name, data, st.st_mtime))
         except RecordError as exc:
             return FileEntry(signature, None, str(exc))
 

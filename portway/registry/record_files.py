@@ -48,7 +48,9 @@ class RecordFile:
     """A parsed record file: the record, its TTL, owner and renewal time (wall clock).
 
     `path` is text, not a `Path`: a view of 20,000 files holds one each, and a
-    `Path` with its parsed parts costs ~400 bytes where the text costs ~100.
+    `Path` with its parsed parts costs ~400 bytes where the text costs ~100. A
+    directory view (`record_dir`) gives the bare file name, the key it already
+    holds the file by: its directory is the view's.
     """
 
     path: str

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Any
@@ -9,6 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from portway import record_decoder
 from portway.model import Node, RecordError, ServicePort, ServiceRecord
 from portway.record_decoder import file_record, stored_record
 from portway.registry.decode import parse_stored, parse_stored_text, stored_value
@@ -45,6 +47,27 @@ def test_records_naming_the_same_nodes_share_one_node_tuple() -> None:
     assert web[0].nodes is api[0].nodes
     other = stored_record(stored_value(record("img", ready=False), ""))
     assert other is not None and other[0].nodes[0].ready is False
+
+
+def test_records_share_their_recurring_small_values() -> None:
+    web = stored_record(stored_value(record("web"), ""))
+    api = stored_record(stored_value(record("api"), ""))
+    assert web is not None and api is not None
+    assert web[0].zones is api[0].zones and web[0].zones == ("a", "b")
+    assert web[0].node_port_range is api[0].node_port_range
+    assert web[0].session_affinity_timeout_s is api[0].session_affinity_timeout_s
+
+
+def test_node_lists_that_share_nothing_are_remembered_within_a_bound_of_text() -> None:
+    """Local-policy records carry per-service endpoint counts: no two node lists are equal."""
+    for i in range(3000):
+        nodes = tuple(Node(f"n{n}", f"10.0.{n}.1", "a", True, i + n) for n in range(25))
+        body = stored_value(dataclasses.replace(record(f"s{i}"), nodes=nodes), "")
+        decoded = stored_record(body)
+        assert decoded is not None and decoded[0].nodes == nodes
+    held = sum(map(len, record_decoder._nodes))
+    assert 0 < held <= record_decoder.MEMO_BYTES
+    assert held == record_decoder._memo_bytes[0]
 
 
 def test_a_typo_is_still_named_by_the_positioned_parser() -> None:
