@@ -98,9 +98,8 @@ class TryRunner(RequestReader):
         ex.conn = conn
         plan = ex.plan
         assert plan is not None
-        conn.bind(  # type: ignore[arg-type]
-            self, head_only=ex.method == b"HEAD", drop=plan.response_drop, upgrade=bool(ex.upgrade)
-        )
+        head_only = ex.method == b"HEAD"
+        conn.bind(self, head_only=head_only, drop=plan.response_drop, upgrade=bool(ex.upgrade))  # type: ignore[arg-type]
         endpoint = ex.endpoint
         assert endpoint is not None
         key = endpoint.key
