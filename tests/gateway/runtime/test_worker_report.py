@@ -4,26 +4,16 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from gateway.config.loader import load_config_text
+from gateway.config.model import GatewaySettings
 from gateway.context import GatewayContext, RequestLog
 from gateway.http.filters.mirror import MIRRORS
 from gateway.ops.observer import GatewayObserver
 from gateway.runtime.worker_report import WorkerReports, pool_connections
 
-STATIC = """\
-version: 1
-routes:
-  - name: r
-    rules: [{backendRefs: [{name: api}]}]
-backends:
-  - name: api
-    endpoints: [{address: 127.0.0.1, port: 9}]
-"""
-
 
 def worker(*, started: bool = True) -> SimpleNamespace:
     """What a report reads of a worker (`ReportedWorker`), before or after it started."""
-    ctx = GatewayContext(table=None, settings=load_config_text(STATIC).gateway) if started else None
+    ctx = GatewayContext(table=None, settings=GatewaySettings()) if started else None
     return SimpleNamespace(ctx=ctx, health=None, observer=GatewayObserver(), server_tls={})
 
 
