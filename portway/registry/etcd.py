@@ -34,7 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiohttp
 
@@ -52,9 +52,10 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
-from portway.registry.decode import decode_change, decode_records, stored_owner, stored_value
+from portway.registry.decode import decode_change, decode_record, stored_owner, stored_value
 from portway.registry.etcd_client import (
     EtcdClient,
+    EtcdError,
     b64,
     prefix_end,
     range_items,
@@ -65,9 +66,24 @@ from portway.registry.etcd_client import (
 log = logging.getLogger(__name__)
 
 DECODE_INLINE_BYTES = 200 * 2048
-"""A snapshot longer than this (about 200 records) is decoded in a thread."""
+"""A snapshot page longer than this (about 200 records) is decoded in a thread."""
+SNAPSHOT_PAGE_KEYS = 1000
+"""Keys per range request of a snapshot. 20,000 records in one answer are ~50 MB of
+JSON, held while they are decoded (a startup peak of a full second copy of the
+registry); a page of 1,000 is ~2.5 MB."""
+SNAPSHOT_ATTEMPTS = 3
+"""Snapshots started afresh when the revision they read at is compacted meanwhile."""
+COMPACTED = "required revision has been compacted"
+"""etcd's answer to a read at a compacted revision."""
 CLAIM_ATTEMPTS = 4
 """Create-or-adopt rounds before a key that keeps changing under us counts as held."""
+
+
+class _Page(NamedTuple):
+    revision: int
+    more: bool
+    last_key: bytes
+    records: dict[ServiceKey, ServiceRecord]
 
 
 def _relative(key: bytes, root: bytes) -> str:
@@ -252,22 +268,57 @@ class EtcdRegistry:
             raise VersionConflict(key, version)
 
     async def snapshot(self) -> Snapshot:
-        data = await self.client.call(
-            "/v3/kv/range",
-            {"key": b64(self._prefix), "range_end": b64(prefix_end(self._prefix))},
-            raw=True,
-        )
-        if len(data) <= DECODE_INLINE_BYTES:
-            return self._decode_range(data)
-        # 20,000 records (~50 MB of answer) take a second to decode: not on the event loop
-        return await asyncio.to_thread(self._decode_range, data)
+        """Every record, in pages of `SNAPSHOT_PAGE_KEYS` keys, all read at the revision
+        the first page saw: one consistent cut, as a single range would give. A page
+        longer than `DECODE_INLINE_BYTES` is decoded in a thread. If that revision is
+        compacted before the last page (a compaction running meanwhile), the snapshot
+        starts again at the newest one."""
+        attempt = 1
+        while True:
+            try:
+                return await self._paged_snapshot()
+            except EtcdError as exc:
+                if COMPACTED not in str(exc) or attempt >= SNAPSHOT_ATTEMPTS:
+                    raise
+            attempt += 1
+            log.info("etcd compacted a snapshot's revision while it was read; reading again")
 
-    def _decode_range(self, data: bytes) -> Snapshot:
+    async def _paged_snapshot(self) -> Snapshot:
+        end = b64(prefix_end(self._prefix))
+        start = self._prefix
+        revision = 0
+        records: dict[ServiceKey, ServiceRecord] = {}
+        while True:
+            body: dict[str, Any] = {
+                "key": b64(start),
+                "range_end": end,
+                "limit": SNAPSHOT_PAGE_KEYS,
+            }
+            if revision:
+                body["revision"] = str(revision)
+            data = await self.client.call("/v3/kv/range", body, raw=True)
+            if len(data) <= DECODE_INLINE_BYTES:
+                page = self._decode_page(data)
+            else:
+                page = await asyncio.to_thread(self._decode_page, data)
+            del data
+            revision = revision or page.revision
+            records.update(page.records)
+            if not page.more:
+                return Snapshot(records, revision)
+            start = page.last_key + b"\0"
+
+    def _decode_page(self, data: bytes) -> _Page:
         """A range answer's records, decoded one key-value at a time."""
-        revision, pairs = range_items(data)
+        revision, more, pairs = range_items(data)
         root = self.root.encode()
-        items = ((_relative(key, root), value) for key, value in pairs)
-        return Snapshot(decode_records(items, backend=self.backend), revision)
+        records: dict[ServiceKey, ServiceRecord] = {}
+        last_key = b""
+        for last_key, value in pairs:
+            record = decode_record(_relative(last_key, root), value, backend=self.backend)
+            if record is not None:
+                records[record.key] = record
+        return _Page(revision, more, last_key, records)
 
     async def watch(self, from_revision: int) -> AsyncIterator[Change | Snapshot]:
         revision = from_revision

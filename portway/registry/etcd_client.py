@@ -51,6 +51,7 @@ class _Range(msgspec.Struct):
 
     header: _Header = msgspec.field(default_factory=_Header)
     kvs: list[msgspec.Raw] = []
+    more: bool = False
     error: str | None = None
 
 
@@ -91,10 +92,10 @@ def version_compare(full_key: str, version: int) -> dict[str, Any]:
     return {"target": "MOD", "key": full_key, "mod_revision": str(version)}
 
 
-def range_items(data: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
-    """A raw `/v3/kv/range` answer: its revision, and its (key, value) pairs decoded
-    one at a time as they are iterated. `EtcdError` when etcd refused or the answer
-    cannot be read."""
+def range_items(data: bytes) -> tuple[int, bool, Iterator[tuple[bytes, bytes]]]:
+    """A raw `/v3/kv/range` answer: its revision, whether the range holds more keys than
+    a `limit` let through, and its (key, value) pairs decoded one at a time as they are
+    iterated. `EtcdError` when etcd refused or the answer cannot be read."""
     try:
         answer = _RANGE.decode(data)
     except msgspec.DecodeError as exc:
@@ -102,7 +103,7 @@ def range_items(data: bytes) -> tuple[int, Iterator[tuple[bytes, bytes]]]:
     if answer.error is not None:
         raise EtcdError(f"/v3/kv/range: {answer.error}")
     pairs = ((kv.key, kv.value) for kv in map(_KEY_VALUE.decode, answer.kvs))
-    return int(answer.header.revision), pairs
+    return int(answer.header.revision), answer.more, pairs
 
 
 class EtcdClient:

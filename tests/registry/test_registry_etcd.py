@@ -8,6 +8,7 @@ import time
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 from etcd_server import EtcdCluster
@@ -15,6 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from gateway.runtime.feed import EndpointFeed, FeedStatus
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
+from portway.registry import etcd
 from portway.registry.base import (
     Change,
     OwnershipError,
@@ -225,17 +227,85 @@ async def test_a_large_snapshot_is_decoded_whole_off_the_event_loop(
         await reg.put_raw("portway/v1/services/shop/web/broken", b"{not json")
         loop_thread = threading.get_ident()
         decoded_in: list[int] = []
-        original = reg._decode_range
+        original = reg._decode_page
 
-        def spy(data: bytes) -> Snapshot:
+        def spy(data: bytes) -> Any:
             decoded_in.append(threading.get_ident())
             assert len(data) > DECODE_INLINE_BYTES
             return original(data)
 
-        reg._decode_range = spy  # type: ignore[method-assign]
+        reg._decode_page = spy  # type: ignore[method-assign]
         snap = await reg.snapshot()
         assert snap.records == {r.key: r for r in records}
         assert snap.revision > 0
         assert decoded_in and decoded_in[0] != loop_thread
+    finally:
+        await reg.close()
+
+
+async def test_a_snapshot_is_read_in_pages_at_the_revision_of_the_first(
+    etcd_endpoints: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write between two pages is not in the snapshot (the watch from its revision
+    brings it), as with one range: every page reads the first page's revision."""
+    monkeypatch.setattr(etcd, "SNAPSHOT_PAGE_KEYS", 3)
+    reg = EtcdRegistry(etcd_endpoints, root=root())
+    records = [rec(f"c{i}") for i in range(7)]
+    late = rec("c3a")  # sorts into the second page (c3, c3a, c4)
+    try:
+        for r in records:
+            await reg.put_raw(r.key.path(), r.to_json().encode())
+        pages: list[dict[str, Any]] = []
+        call = reg.client.call
+
+        async def paging(path: str, body: dict[str, Any], *, raw: bool = False) -> Any:
+            if path == "/v3/kv/range" and raw:
+                pages.append(dict(body))
+                if len(pages) == 2:
+                    await reg.put_raw(late.key.path(), late.to_json().encode())
+            return await call(path, body, raw=raw)
+
+        reg.client.call = paging  # type: ignore[method-assign]
+        snap = await reg.snapshot()
+        assert snap.records == {r.key: r for r in records}
+        assert len(pages) == 3 and all(p["limit"] == 3 for p in pages)
+        assert "revision" not in pages[0]
+        assert pages[1]["revision"] == pages[2]["revision"] == str(snap.revision)
+        items: list[Change | Snapshot] = []
+        async with asyncio.timeout(5):
+            async for item in reg.watch(snap.revision):
+                items.append(item)
+                break
+        assert isinstance(items[0], Change) and items[0].record == late
+    finally:
+        await reg.close()
+
+
+async def test_a_snapshot_whose_revision_is_compacted_between_pages_is_read_again(
+    etcd_endpoints: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(etcd, "SNAPSHOT_PAGE_KEYS", 2)
+    reg = EtcdRegistry(etcd_endpoints, root=root())
+    records = [rec(f"c{i}") for i in range(5)]
+    try:
+        for r in records:
+            await reg.put_raw(r.key.path(), r.to_json().encode())
+        calls = 0
+        call = reg.client.call
+
+        async def compacting(path: str, body: dict[str, Any], *, raw: bool = False) -> Any:
+            nonlocal calls
+            if path == "/v3/kv/range" and raw:
+                calls += 1
+                if calls == 2:  # a write and a compaction past the first page's revision
+                    await reg.put_raw(records[0].key.path(), records[0].to_json().encode())
+                    now = (await call("/v3/kv/range", {"key": "AA=="}))["header"]["revision"]
+                    await call("/v3/kv/compaction", {"revision": now})
+            return await call(path, body, raw=raw)
+
+        reg.client.call = compacting  # type: ignore[method-assign]
+        snap = await reg.snapshot()
+        assert snap.records == {r.key: r for r in records}
+        assert calls == 2 + 3  # two pages of the first try, then three
     finally:
         await reg.close()

@@ -20,9 +20,10 @@ def test_a_range_answer_gives_its_revision_and_pairs_and_an_unreadable_one_is_re
     data = (
         b'{"header": {"revision": "7"}, "kvs": [{"key": "YQ==", "value": "Yg=="}, {"key": "Yw=="}]}'
     )
-    revision, pairs = range_items(data)
-    assert revision == 7
+    revision, more, pairs = range_items(data)
+    assert revision == 7 and not more
     assert list(pairs) == [(b"a", b"b"), (b"c", b"")]
+    assert range_items(b'{"header": {"revision": "8"}, "kvs": [], "more": true}')[:2] == (8, True)
     with pytest.raises(EtcdError, match="unreadable answer"):
         range_items(b"{not json")
     with pytest.raises(EtcdError, match="etcdserver: mvcc: required revision"):
