@@ -25,6 +25,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UP, PW, NGX, HAP = 18200, 18201, 18202, 18203
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
+IDLE_S = 2.5
+"""How long the connections sit idle before RSS is read: past portway's idle sweep
+(every second), which has idle connections drop their parsers; nginx and HAProxy
+free a keep-alive connection's request buffers as soon as it is idle."""
 
 
 def rss_kib(pid: int) -> int:
@@ -70,7 +74,7 @@ async def measure(name: str, pid: int, port: int, count: int) -> float:
     await asyncio.sleep(0.3)
     before = rss_kib(pid)
     writers = await open_idle(port, count)
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(IDLE_S)
     after = rss_kib(pid)
     per_conn = (after - before) / count
     print(f"{name:8} rss {before:7d} KiB → {after:7d} KiB: {per_conn:5.2f} KiB per idle connection")

@@ -1,16 +1,23 @@
 """One coarse timer per event loop for every deadline of the HTTP proxy.
 
-Kept out of the compiled hot path (`gateway.compiled`): the proxy only adds to
-`DeadlineWatch.waiting` per request, and tests tune the class's periods.
+Compiled with the hot path (`gateway.compiled`): the proxy adds to
+`DeadlineWatch.waiting` per request. Its periods are instance attributes: a compiled
+class's attributes cannot be patched on the class by tests.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 if TYPE_CHECKING:
     from gateway.http.exchange import Exchange
+
+
+TICK_S: Final = 0.05
+"""How often the watch looks while exchanges wait for a response head."""
+IDLE_SWEEP_S: Final = 1.0
+"""How often it sweeps idle connections (tests shorten a watch's `idle_sweep_s`)."""
 
 
 class IdleConnection(Protocol):
@@ -21,29 +28,44 @@ class IdleConnection(Protocol):
 
     def close_idle(self) -> None: ...
 
+    def shed_idle(self) -> None: ...
+
 
 class DeadlineWatch:
     """One coarse timer per event loop for every deadline of the HTTP proxy.
 
     A `call_at` per request costs more than the rest of the request's timing;
     instead exchanges waiting for a response head sit in `waiting`, which a
-    single timer sweeps every `TICK_S`; deadlines fire up to `TICK_S` late,
+    single timer sweeps every `tick_s`; deadlines fire up to `tick_s` late,
     far below any configured timeout's precision. Expiry calls
     `ex.owner.timed_out(ex)`.
 
     Client connections sit in `connections` from accept to close, and every
-    `IDLE_SWEEP_S` the same timer closes those whose `idle_at` has passed
-    (keep-alive idle timeout): per request the proxy only stores a float. The
-    timer runs every `TICK_S` while exchanges wait, every `IDLE_SWEEP_S` while
+    `idle_sweep_s` the same timer closes those whose `idle_at` has passed
+    (keep-alive idle timeout) and has the other idle ones shed their parsing
+    state (`shed_idle`, as nginx frees a keep-alive connection's request
+    buffers): per request the proxy only stores a float. The
+    timer runs every `tick_s` while exchanges wait, every `idle_sweep_s` while
     only connections are open, and not at all when nothing is tracked.
     """
 
-    TICK_S = 0.05
-    IDLE_SWEEP_S = 1.0
-    __slots__ = ("connections", "due", "handle", "loop", "next_sweep", "now", "ticking", "waiting")
+    __slots__ = (
+        "connections",
+        "due",
+        "handle",
+        "idle_sweep_s",
+        "loop",
+        "next_sweep",
+        "now",
+        "tick_s",
+        "ticking",
+        "waiting",
+    )
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self.tick_s = TICK_S
+        self.idle_sweep_s = IDLE_SWEEP_S
         self.now = loop.time
         """The loop's clock, bound once for every connection of the loop."""
         self.waiting: set[Exchange] = set()
@@ -52,14 +74,14 @@ class DeadlineWatch:
         self.due = 0.0
         self.next_sweep = 0.0
         self.ticking = False
-        """Whether the timer is armed at most `TICK_S` ahead (the proxy checks it
+        """Whether the timer is armed at most `tick_s` ahead (the proxy checks it
         inline: when true, `add` is only `try_deadline` and a set add)."""
 
     def add(self, ex: Exchange, at: float) -> None:
         ex.try_deadline = at
         self.waiting.add(ex)
         if not self.ticking:
-            self.arm(self.TICK_S)
+            self.arm(self.tick_s)
 
     def discard(self, ex: Exchange) -> None:
         self.waiting.discard(ex)
@@ -68,8 +90,8 @@ class DeadlineWatch:
         """Watch `conn`'s idle deadline until `untrack`."""
         self.connections.add(conn)
         if self.handle is None:
-            self.next_sweep = self.loop.time() + self.IDLE_SWEEP_S
-            self.arm(self.IDLE_SWEEP_S)
+            self.next_sweep = self.loop.time() + self.idle_sweep_s
+            self.arm(self.idle_sweep_s)
 
     def untrack(self, conn: IdleConnection) -> None:
         self.connections.discard(conn)
@@ -78,7 +100,7 @@ class DeadlineWatch:
         """(Re)start the timer `delay` seconds from now."""
         if self.handle is not None:
             self.handle.cancel()
-        self.ticking = delay <= self.TICK_S
+        self.ticking = delay <= self.tick_s
         self.due = self.loop.time() + delay
         self.handle = self.loop.call_later(delay, self._tick)
 
@@ -94,11 +116,14 @@ class DeadlineWatch:
                 if owner is not None:
                     owner.timed_out(ex)
         if self.connections and now >= self.next_sweep - 1e-3:
-            self.next_sweep = now + self.IDLE_SWEEP_S
-            for conn in [c for c in self.connections if 0.0 < c.idle_at <= now]:
-                conn.close_idle()
+            self.next_sweep = now + self.idle_sweep_s
+            for conn in [c for c in self.connections if c.idle_at > 0.0]:
+                if conn.idle_at <= now:
+                    conn.close_idle()
+                else:
+                    conn.shed_idle()
         if self.waiting:
-            self.arm(self.TICK_S)
+            self.arm(self.tick_s)
         elif self.connections:
             self.arm(max(self.next_sweep - now, 0.0))
 

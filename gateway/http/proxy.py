@@ -194,6 +194,20 @@ class HttpProxy(ResponseRelay):
             self.closed()
             self.transport.close()
 
+    def shed_idle(self) -> None:
+        """Between requests for a while (the watch's idle sweep): drop the parser and the
+        per-request memos, made again by the next request. What an idle keep-alive
+        connection holds is then its transport, this object and its addresses."""
+        if self.shed():
+            self.head_memo = None
+            self.facts = None
+            self.fwd_host = None
+            self.fwd_lines = b""
+            self.via11 = b""
+            self.host_raw = None
+            self.host_name = ""
+            self.valid_host = b""
+
     def eof_received(self) -> bool:
         if self.active is None:
             return False

@@ -7,15 +7,20 @@ import time
 
 import pytest
 
-from gateway.http.deadline_watch import DeadlineWatch
+from gateway.http.deadline_watch import deadline_watch
 from tests.gateway.conftest import GatewayFactory, Upstream, simple_config
 
 _GET = b"GET /slow?s=%s HTTP/1.1\r\nHost: a\r\n\r\n"
 
 
+SWEEP_S = 0.05
+
+
 @pytest.fixture(autouse=True)
-def fast_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(DeadlineWatch, "IDLE_SWEEP_S", 0.05)
+async def fast_sweep() -> None:
+    """The test loop's watch (the gateway's, made in-process on the same loop) sweeps
+    every `SWEEP_S` instead of every second."""
+    deadline_watch(asyncio.get_running_loop()).idle_sweep_s = SWEEP_S
 
 
 async def _closed_after(reader: asyncio.StreamReader, limit_s: float) -> float:
@@ -68,3 +73,29 @@ async def test_a_request_in_progress_is_not_cut_by_the_idle_timeout(
         assert body.startswith(b"HTTP/1.1 200 ")
         await asyncio.sleep(0.03)
     writer.close()
+
+
+async def test_an_idle_keep_alive_connection_sheds_its_parser_and_serves_the_next_request(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """The sweep drops an idle connection's parser (memory per idle connection); the
+    next request on it makes a new one and is answered as the first was. A connection
+    holding half a head keeps its parser: the rest of the head still parses."""
+    gw = await make_gateway(simple_config([upstream.port]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    half_reader, half_writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    half_writer.write(b"GET /slow?s=0 HTTP/1.1\r\nHo")
+    for n in (b"0", b"0"):
+        writer.write(_GET % n)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+        assert head.startswith(b"HTTP/1.1 200 ")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        await reader.readexactly(length)
+        await asyncio.sleep(SWEEP_S * 4)
+        states = sorted((conn.parser is None) for conn in gw.ctx.connections)  # type: ignore[attr-defined]
+        assert states == [False, True]  # the idle one shed, the one mid-head did not
+    half_writer.write(b"st: a\r\n\r\n")
+    head = await asyncio.wait_for(half_reader.readuntil(b"\r\n\r\n"), 3)
+    assert head.startswith(b"HTTP/1.1 200 ")
+    writer.close()
+    half_writer.close()
