@@ -17,7 +17,7 @@ keys), RS256 (`RSA`), ES256 (`EC`), the key type always matching the
 token's algorithm (no HMAC-with-a-public-key confusion); `iss`, `aud`,
 `exp` and `nbf` are checked with the configured clock skew. The JWKS file is
 re-read when it changes: `refresh_jwks()` is polled by the worker with the
-certificate files (`runtime.server.Worker.watch_tls_files`), never on a
+certificate files (`runtime.file_watch.poll_credential_files`), never on a
 request.
 
 Secrets never reach a log line: no credential is put in an exception, a log
