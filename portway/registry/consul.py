@@ -41,7 +41,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import collections
 import contextlib
 import json
 import logging
@@ -76,14 +75,19 @@ from portway.registry.consul_listing import (
     DECODE_INLINE_BYTES,
     Decoded,
     Records,
+    RememberedStates,
+    Undo,
     fold,
     raw_listing,
+    undo_of,
 )
 from portway.registry.decode import stored_owner, stored_value
 
 log = logging.getLogger(__name__)
 
 REMEMBERED_STATES = 32
+"""Revisions a watch can resume from without a snapshot (as undo entries, see
+`consul_listing.RememberedStates`)."""
 CLAIM_ATTEMPTS = 4
 """Acquire-or-adopt rounds before a key that keeps changing under us counts as held."""
 _TRANSPORT_ERRORS = (aiohttp.ClientError, TimeoutError, OSError, consul.ConsulException)
@@ -119,9 +123,7 @@ class ConsulRegistry:
         self._leases: dict[ServiceKey, Lease] = {}
         self._renewers: dict[ServiceKey, asyncio.Task[None]] = {}
         self._mirrored: dict[ServiceKey, list[str]] = {}
-        self._states: collections.OrderedDict[int, dict[ServiceKey, ServiceRecord]] = (
-            collections.OrderedDict()
-        )
+        self._states = RememberedStates(REMEMBERED_STATES)
         self._decoded: Decoded = ({}, {})
 
     def _consul(self) -> consul.aio.Consul:
@@ -339,24 +341,21 @@ class ConsulRegistry:
                 raw=True,
             )
         )
+        latest = self._states.state
         if len(body) > DECODE_INLINE_BYTES:
-            seen, state = await asyncio.to_thread(self._fold, body, self._decoded)
+            seen, state, undo = await asyncio.to_thread(self._fold, body, self._decoded, latest)
         else:
-            seen, state = self._fold(body, self._decoded)
+            seen, state, undo = self._fold(body, self._decoded, latest)
         self._decoded = seen
         revision = int(got_index)
-        self._remember(revision, state)
+        self._states.remember(revision, state, undo, latest)
         return revision, state
 
-    def _fold(self, body: bytes, before: Decoded) -> tuple[Decoded, Records]:
-        """The listing's records (`consul_listing.fold`; in a thread when large)."""
-        return fold(body, before, root=self.root, backend=self.backend)
-
-    def _remember(self, revision: int, state: dict[ServiceKey, ServiceRecord]) -> None:
-        self._states[revision] = state
-        self._states.move_to_end(revision)
-        while len(self._states) > REMEMBERED_STATES:
-            self._states.popitem(last=False)
+    def _fold(self, body: bytes, before: Decoded, latest: Records) -> tuple[Decoded, Records, Undo]:
+        """The listing's records (`consul_listing.fold`) and their undo against `latest`;
+        in a thread when large."""
+        seen, state = fold(body, before, root=self.root, backend=self.backend)
+        return seen, state, undo_of(latest, state)
 
     async def snapshot(self) -> Snapshot:
         revision, state = await self._list()

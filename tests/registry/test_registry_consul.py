@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 import uuid
 from typing import Any
@@ -10,10 +11,13 @@ from typing import Any
 import aiohttp
 import pytest
 from consul_emulator import ConsulEmulator
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from portway.model import Node, ServicePort, ServiceRecord
+from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.base import Change, RegistryUnavailable, Snapshot
 from portway.registry.consul import ConsulRegistry
+from portway.registry.consul_listing import RememberedStates, undo_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -146,9 +150,9 @@ async def test_a_blocking_query_decodes_only_the_keys_whose_modify_index_moved(
         decoded.append(key)
         return original_decode(key, value, backend=backend)
 
-    def fold(body: bytes, before: Any) -> Any:
+    def fold(body: bytes, before: Any, latest: Any) -> Any:
         threads.append(threading.get_ident())
-        return original_fold(body, before)
+        return original_fold(body, before, latest)
 
     monkeypatch.setattr(consul_backend, "decode_record", counting)
     reg._fold = fold  # type: ignore[method-assign]
@@ -166,3 +170,61 @@ async def test_a_blocking_query_decodes_only_the_keys_whose_modify_index_moved(
         assert decoded == [changed.key.path()]
     finally:
         await reg.close()
+
+
+KEYS = [ServiceKey("shop", s, c) for s in ("web", "api") for c in ("a", "b", "c")]
+VERSIONS = [rec("a"), rec("a", nodes=1), rec("b"), rec("c", nodes=3)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    listings=st.lists(
+        st.dictionaries(
+            st.sampled_from(KEYS),
+            st.tuples(st.sampled_from(range(len(VERSIONS))), st.booleans()),
+            max_size=6,
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    limit=st.integers(0, 5),
+)
+def test_remembered_states_give_back_every_listing_within_the_limit(
+    listings: list[dict[ServiceKey, tuple[int, bool]]], limit: int
+) -> None:
+    """Listings as `fold` gives them: an entry that did not move keeps its record object; one
+    that moved (`fresh`) is decoded anew, equal to before or not."""
+    states = RememberedStates(limit)
+    seen: list[dict[ServiceKey, ServiceRecord]] = []
+    for revision, listing in enumerate(listings, start=10):
+        before = states.state
+        state = {
+            k: dataclasses.replace(VERSIONS[v])
+            if fresh or before.get(k) != VERSIONS[v]
+            else before[k]
+            for k, (v, fresh) in listing.items()
+        }
+        states.remember(revision, state, undo_of(before, state), before)
+        seen.append(state)
+    last = 10 + len(listings) - 1
+    for revision, state in enumerate(seen, start=10):
+        got = states.get(revision)
+        if last - revision <= limit:
+            assert got == state
+        else:
+            assert got is None
+    assert states.get(last) is seen[-1]
+
+
+def test_remembered_states_forget_the_past_when_built_on_another_listing() -> None:
+    states = RememberedStates(4)
+    one = {KEYS[0]: VERSIONS[0]}
+    two = {KEYS[1]: VERSIONS[1]}
+    states.remember(1, one, undo_of({}, one), {})
+    states.remember(2, two, undo_of(one, two), one)
+    assert states.get(1) == one
+    stale_base = {KEYS[2]: VERSIONS[2]}  # a listing folded against a state no longer newest
+    states.remember(3, one, undo_of(stale_base, one), stale_base)
+    assert states.get(3) is one and states.get(2) is None and states.get(1) is None
+    states.remember(2, two, undo_of(one, two), one)  # the index went back
+    assert states.get(2) is two and states.get(3) is None
