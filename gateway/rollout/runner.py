@@ -36,8 +36,9 @@ import os
 import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
+from gateway.config.active import ActiveConfig
 from gateway.config.model import GatewayConfig
 from gateway.rollout.lease import DEFAULT_TTL_S, DriverLease, claim
 from gateway.rollout.machine import (
@@ -61,9 +62,6 @@ from gateway.rollout.record import (
 from gateway.rollout.targets import RolloutTarget, effective, rollout_targets
 from gateway.rollout.window import Counters, Sample, sample_of, window
 from portway.registry.base import Registry, RegistryError, VersionConflict, describe_error
-
-if TYPE_CHECKING:
-    from gateway.runtime.reload import ActiveConfig
 
 log = logging.getLogger("portway.gateway.rollout")
 

@@ -42,10 +42,10 @@ import logging
 import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.config.active import ActiveConfig, ReloadFailure
 from gateway.config.errors import ConfigError, ConfigIssue
 from gateway.config.loader import ConfigReport, check_config_file
 from gateway.config.model import GatewayConfig
@@ -57,26 +57,7 @@ from portway.model import ServiceKey, ServiceRecord
 
 log = logging.getLogger("portway.gateway.runtime.reload")
 
-SwapFn = Callable[[Any, "ActiveConfig"], None]
-
-
-@dataclass(frozen=True, slots=True)
-class ActiveConfig:
-    """The config currently serving: its digest (version), file and load time."""
-
-    config: GatewayConfig
-    version: str
-    source: str
-    loaded_at: float
-    table_version: int
-
-
-@dataclass(frozen=True, slots=True)
-class ReloadFailure:
-    """Why the last reload was rejected (cleared by the next successful one)."""
-
-    at: float
-    issues: tuple[str, ...]
+SwapFn = Callable[[Any, ActiveConfig], None]
 
 
 class Reloader:

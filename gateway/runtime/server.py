@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from gateway import compiled
+from gateway.config.active import ActiveConfig
 from gateway.config.model import GatewayConfig, Listener
 from gateway.config.ports import socket_groups
 from gateway.context import GatewayContext, Tunnel
@@ -52,7 +53,7 @@ from gateway.runtime.control import follow_control
 from gateway.runtime.file_watch import poll_credential_files, watch_config_file
 from gateway.runtime.process import ServerOptions, install_signals
 from gateway.runtime.registry_follower import RegistryFollower, needs_registry
-from gateway.runtime.reload import ActiveConfig, Reloader
+from gateway.runtime.reload import Reloader
 from gateway.runtime.worker_report import WorkerReports
 from portway.telemetry import setup_tracing
 

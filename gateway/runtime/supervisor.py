@@ -33,6 +33,7 @@ import socket
 import sys
 from typing import Any
 
+from gateway.config.active import ActiveConfig
 from gateway.config.model import GatewayConfig
 from gateway.http.filters.shared_buckets import SharedBucketTable, table_slots
 from gateway.ops.admin import start_admin
@@ -43,7 +44,7 @@ from gateway.rollout.window import Counters
 from gateway.runtime.file_watch import watch_config_file
 from gateway.runtime.process import ServerOptions, install_signals
 from gateway.runtime.registry_follower import RegistryFollower, needs_registry
-from gateway.runtime.reload import ActiveConfig, Reloader
+from gateway.runtime.reload import Reloader
 
 log = logging.getLogger("portway.gateway.runtime.supervisor")
 

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
+from gateway.config.active import ActiveConfig
 from gateway.config.errors import ConfigError
-from gateway.runtime.reload import ActiveConfig, Reloader
+from gateway.runtime.reload import Reloader
 from portway.telemetry import setup_logging
 
 

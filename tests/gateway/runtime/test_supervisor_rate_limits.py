@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from pydantic import TypeAdapter
 
+from gateway.config.active import ActiveConfig
 from gateway.config.model import GatewayConfig
 from gateway.http.filters.shared_buckets import MIN_SLOTS, SharedBucketTable, table_slots
 from gateway.runtime.process import ServerOptions
-from gateway.runtime.reload import ActiveConfig
 from gateway.runtime.supervisor import Supervisor
 
 
