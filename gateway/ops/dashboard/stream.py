@@ -44,8 +44,7 @@ from gateway.ops.dashboard.events import (
 from gateway.ops.dashboard.traffic import TrafficCounters, TrafficRates, traffic_rates
 
 if TYPE_CHECKING:
-    from gateway.ops.source import AdminSource
-    from gateway.runtime.reload import Reloader
+    from gateway.ops.source import AdminSource, ReloadSource
 
 log = logging.getLogger("portway.gateway.ops.dashboard")
 
@@ -65,7 +64,7 @@ def sampling_pause_s(
     return max(tick_s - cost_s, cost_s * (1.0 - budget) / budget)
 
 
-def reload_view(reloader: Reloader) -> ReloadView:
+def reload_view(reloader: ReloadSource) -> ReloadView:
     active, failure = reloader.active, reloader.last_failure
     return ReloadView(
         version=active.version if active else None,
