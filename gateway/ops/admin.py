@@ -24,7 +24,9 @@ page); `/metrics` reports endpoint availability per backend and cluster
 opt-in), counted and rendered in threads.
 
 Progressive rollouts (`gateway.rollout.api`): GET `/rollouts[/NAME]`, POST
-`/rollouts/NAME/pause|resume|promote|abort`.
+`/rollouts/NAME/pause|resume|promote|abort`, mounted by the process that
+serves the API (`AdminRoutes`): the rollouts judge the counters ops keeps, so
+they sit above ops, and ops does not import them.
 
 `/readyz` is also 503 from the moment the gateway is asked to stop, in
 every mode, so a load balancer stops sending before the listeners close.
@@ -42,7 +44,8 @@ from __future__ import annotations
 import asyncio
 import datetime
 from bisect import bisect_right
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
@@ -61,7 +64,6 @@ from gateway.ops.dashboard import DashboardSite
 from gateway.ops.endpoint_view import backend_rows, merged_reasons, merged_state
 from gateway.ops.metrics import MetricsSnapshot, merge, render
 from gateway.ops.source import AdminSource
-from gateway.rollout.api import RolloutApi
 from gateway.routing.explain import explain_http
 
 _ROUTE = TypeAdapter(Route)
@@ -73,11 +75,19 @@ def _iso(ts: float) -> str:
     return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat(timespec="seconds")
 
 
-class AdminApi:
-    """Builds the aiohttp application over an `AdminSource`."""
+class AdminRoutes(Protocol):
+    """More routes of the admin API, from a part of the gateway above ops, given by the
+    process that serves the API (`gateway.rollout.api.RolloutApi`)."""
 
-    def __init__(self, source: AdminSource) -> None:
+    def add_routes(self, app: web.Application) -> None: ...
+
+
+class AdminApi:
+    """Builds the aiohttp application over an `AdminSource`, with the routes `mounted`."""
+
+    def __init__(self, source: AdminSource, mounted: Sequence[AdminRoutes] = ()) -> None:
         self.source = source
+        self.mounted = tuple(mounted)
         self._names: tuple[Any, list[str]] = (None, [])
 
     def app(self) -> web.Application:
@@ -92,7 +102,8 @@ class AdminApi:
         app.router.add_get("/tls", self.tls)
         app.router.add_post("/drain", self.drain)
         DashboardSite(self.source).register(app)
-        RolloutApi(self.source).add_routes(app)
+        for routes in self.mounted:
+            routes.add_routes(app)
         return app
 
     async def healthz(self, request: web.Request) -> web.Response:
@@ -242,9 +253,11 @@ class AdminApi:
         return web.json_response({"endpoint": key, "draining": draining})
 
 
-async def start_admin(source: AdminSource, address: str, port: int) -> web.AppRunner:
+async def start_admin(
+    source: AdminSource, address: str, port: int, *, mounted: Sequence[AdminRoutes] = ()
+) -> web.AppRunner:
     """Serve the admin API; the caller keeps the runner and calls `cleanup()` to stop."""
-    runner = web.AppRunner(AdminApi(source).app(), access_log=None)
+    runner = web.AppRunner(AdminApi(source, mounted).app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, address, port).start()
     return runner

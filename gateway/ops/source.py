@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from gateway.config.active import ActiveConfig, ReloadFailure
 from gateway.ops.metrics import ReloadStats
-from gateway.rollout.runner import RolloutRunner
 from gateway.routing.table import RoutingTable
 
 
@@ -54,7 +53,6 @@ class ReloadSource(Protocol):
 class AdminSource(Protocol):
     """What the admin API reads; implemented by the worker runtime and the supervisor."""
 
-    rollouts: RolloutRunner
     needs_registry: bool
     expected_workers: int
 

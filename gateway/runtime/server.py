@@ -46,6 +46,7 @@ from gateway.http.plan import build_plan
 from gateway.ops.accesslog import AccessLog
 from gateway.ops.admin import start_admin
 from gateway.ops.observer import GatewayObserver
+from gateway.rollout.api import RolloutApi
 from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
@@ -184,7 +185,9 @@ class Worker:
         if self.serve_admin:
             RolloutCollector.install(self.rollouts)
             port = self.options.admin_port or config.admin.port
-            self._admin = await start_admin(self, config.admin.address, port)
+            self._admin = await start_admin(
+                self, config.admin.address, port, mounted=(RolloutApi(self),)
+            )
         frozen = freeze_startup_heap()
         log.info(
             "gateway worker serving",

@@ -38,6 +38,7 @@ from gateway.config.model import GatewayConfig
 from gateway.http.filters.shared_buckets import SharedBucketTable, table_slots
 from gateway.ops.admin import start_admin
 from gateway.ops.metrics import MetricsSnapshot, merge
+from gateway.rollout.api import RolloutApi
 from gateway.rollout.metrics import RolloutCollector
 from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
@@ -224,7 +225,9 @@ class Supervisor:
             await worker.spawn(self.options, self.rate_limits)
         keepers = [asyncio.create_task(self._keep_alive(w)) for w in self.workers]
         port = self.options.admin_port or active.config.admin.port
-        admin = await start_admin(self, active.config.admin.address, port)
+        admin = await start_admin(
+            self, active.config.admin.address, port, mounted=(RolloutApi(self),)
+        )
         log.info(
             "gateway supervisor serving",
             extra={"workers": len(self.workers), "pid": os.getpid(), "admin_port": port},

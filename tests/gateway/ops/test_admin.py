@@ -14,6 +14,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway import compiled
 from gateway.ops.admin import start_admin
 from gateway.ops.metrics import MetricsSnapshot, RequestStats
+from gateway.rollout.api import RolloutApi
+from gateway.rollout.runner import RolloutRunner
 from gateway.routing.endpoints import EndpointState
 from gateway.runtime.reload import Reloader
 
@@ -48,6 +50,7 @@ class LocalSource:
         self.draining = False
         self.state = EndpointState()
         self.stats = RequestStats()
+        self.rollouts: RolloutRunner | None = None
 
     async def reports(self, **_options: bool) -> list[dict[str, Any]]:
         snap = MetricsSnapshot.capture(self.stats)
@@ -284,3 +287,30 @@ async def test_readyz_is_503_while_draining(admin: tuple[str, LocalSource]) -> N
     source.draining = True
     status, body = await _get(base + "/readyz")
     assert status == 503 and body["not_draining"] is False and body["ready"] is False
+
+
+async def test_the_rollout_endpoints_are_served_when_the_process_mounts_them(
+    tmp_path: Path,
+) -> None:
+    """The rollouts sit above ops: the runtime mounts their routes; the API alone has none."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(CONFIG.format(route="shop"))
+    reloader = Reloader(path, lambda t, a: None, debounce_s=0.01)
+    await reloader.load_initial()
+    source = LocalSource(reloader)
+    source.rollouts = RolloutRunner(reloader)
+    bare, mounted = _free_port(), _free_port()
+    runners = [
+        await start_admin(source, "127.0.0.1", bare),
+        await start_admin(source, "127.0.0.1", mounted, mounted=(RolloutApi(source),)),
+    ]
+    try:
+        status, body = await _get(f"http://127.0.0.1:{bare}/rollouts")
+        assert status == 404 and body["error"] == "no such admin path '/rollouts'"
+        status, body = await _get(f"http://127.0.0.1:{mounted}/rollouts")
+        assert status == 200 and body["rollouts"] == [] and body["driving"] is False
+        status, _ = await _get(f"http://127.0.0.1:{mounted}/healthz")
+        assert status == 200
+    finally:
+        for runner in runners:
+            await runner.cleanup()
