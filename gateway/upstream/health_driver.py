@@ -41,12 +41,14 @@ import contextlib
 import logging
 from collections import Counter
 from random import Random
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from gateway.config.model import ListenerProtocol
-from gateway.context import GatewayContext
+from gateway.routing.endpoints import EndpointState
+from gateway.routing.table import RoutingTable
 from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec, Target, judge_http
 from gateway.upstream.health import probe_spec as make_spec
+from gateway.upstream.outlier import OutlierDetector
 from gateway.upstream.roster import EndpointRoster
 
 log = logging.getLogger("portway.gateway.upstream.health")
@@ -172,12 +174,32 @@ def http_backends(table: Any) -> frozenset[str]:
     return frozenset(out)
 
 
+class JudgedWorker(Protocol):
+    """What the driver reads and moves of its worker: the worker's `GatewayContext`
+    (`gateway.context`, which holds the upstream pools and so sits above this package)."""
+
+    @property
+    def table(self) -> RoutingTable | None:
+        """The routing table in force, swapped by the runtime."""
+        ...
+
+    @property
+    def state(self) -> EndpointState:
+        """The endpoints' health, ejection and ramp state the routing core reads."""
+        ...
+
+    @property
+    def outliers(self) -> OutlierDetector:
+        """The worker's passive outlier detection, fed by every try."""
+        ...
+
+
 class HealthDriver:
     """Runs probes and the outlier sweep for one worker's context (module docstring)."""
 
     def __init__(
         self,
-        ctx: GatewayContext,
+        ctx: JudgedWorker,
         *,
         rng: Random | None = None,
         readmission_timeout_s: float = READMISSION_TIMEOUT_S,
