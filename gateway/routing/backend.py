@@ -40,6 +40,7 @@ from gateway.routing.picker import (
     RoundRobinPicker,
 )
 from gateway.routing.ring_hash import HashRing, RingHashPicker
+from portway.model import ServiceRecord
 
 _HASHED: Final = (LbPolicy.RING_HASH, LbPolicy.MAGLEV)
 
@@ -99,6 +100,10 @@ class CompiledBackend:
     health_check: HealthCheck | None = None
     tls: bool = False
     config: Backend | None = field(default=None, repr=False)
+    records: tuple[ServiceRecord, ...] = field(default=(), repr=False)
+    """The registry records it was expanded from (as the compiler's record index held
+    them), so a later whole compile of an equal config keeps this backend when they are
+    the same objects (`compiler._compile`)."""
     _cache: _BackendCache = field(default_factory=_BackendCache, repr=False)
 
     @property

@@ -23,7 +23,11 @@ Each compiled backend sits in a slot of the table (`BackendLayout`), and
 rules name backends by slot, so `gateway.routing.update.update_table` can
 replace the backends a registry change touches and share everything else;
 this whole compile is what config changes go through, and the oracle the
-incremental update is tested against.
+incremental update is tested against. Given the `previous` table, a whole
+compile keeps each of its backends (endpoints, levels, warm hash tables)
+whose config is equal and whose records are the same objects, and the
+route-region variants of those: a config change or a rollout step that
+touches no backend builds routes, not a second copy of 500,000 endpoints.
 
 The endpoint loop is the only per-endpoint work (10,000 services × 50
 endpoints must compile in under a second); hash rings, Maglev tables and
@@ -119,16 +123,23 @@ def compile_table(
     version: str = "",
     seed: int | None = None,
     plan_rule: RulePlanner | None = None,
+    previous: RoutingTable | None = None,
 ) -> RoutingTable:
     """Compile `config` against a registry snapshot; see the module docstring.
 
     `plan_rule` is called once per compiled rule and its result kept on the
     rule (`CompiledRule.plan`): the HTTP proxy passes the builder of its
     filter chains (`gateway.http.plan.compile_http_table`); routing alone
-    (`portway routes`, tests of the routing core) needs none.
+    (`portway routes`, tests of the routing core) needs none. Backends of
+    `previous` are kept where nothing they were built from changed.
     """
     return compile_indexed(
-        config, index_records(records), version=version, seed=seed, plan_rule=plan_rule
+        config,
+        index_records(records),
+        version=version,
+        seed=seed,
+        plan_rule=plan_rule,
+        previous=previous,
     )
 
 
@@ -139,10 +150,11 @@ def compile_indexed(
     version: str = "",
     seed: int | None = None,
     plan_rule: RulePlanner | None = None,
+    previous: RoutingTable | None = None,
 ) -> RoutingTable:
     """`compile_table` over records already indexed (`index_records`, `apply_record_changes`)."""
     with collector_paused():
-        return _compile(config, by_service, version, seed, plan_rule)
+        return _compile(config, by_service, version, seed, plan_rule, previous)
 
 
 @contextmanager
@@ -168,16 +180,26 @@ def _compile(
     version: str,
     seed: int | None,
     plan_rule: RulePlanner | None = None,
+    previous: RoutingTable | None = None,
 ) -> RoutingTable:
     gw = config.gateway
     memo = ExpansionMemo()
     slots: list[CompiledBackend] = []
     specs: list[SlotSpec] = []
     bases: dict[str, int] = {}
+    kept: dict[str, CompiledBackend] = {}
+    before = previous.backends if previous is not None and previous.gateway == gw else {}
     for b in config.backends:
         bases[b.name] = len(slots)
         specs.append(SlotSpec(b, (), len(slots)))
-        slots.append(compile_backend(b, registry_endpoints(b, by_service, memo), gw))
+        records = backend_records(b, by_service)
+        old = before.get(b.name)
+        if old is not None and _unchanged(old, b, records):
+            kept[b.name] = old
+            slots.append(old)
+            continue
+        endpoints = registry_endpoints(b, by_service, memo)
+        slots.append(compile_backend(b, endpoints, gw, records=records))
     variants: dict[tuple[str, tuple[str, ...]], int] = {}
 
     def slot_for(name: str, route_regions: tuple[str, ...], where: str) -> int:
@@ -191,7 +213,10 @@ def _compile(
         if slot is None:
             slot = variants[key] = len(slots)
             specs.append(SlotSpec(specs[base].backend, route_regions, base))
-            slots.append(compile_variant(slots[base], route_regions, gw))
+            old = previous.variants.get(key) if name in kept and previous is not None else None
+            if old is None:
+                old = compile_variant(slots[base], route_regions, gw)
+            slots.append(old)
         return slot
 
     routes = tuple(
@@ -224,6 +249,21 @@ def compile_variant(
         allowed &= set(base.allowed_regions)
     eps = [e for e in base.endpoints if e.region in allowed]
     return compile_backend(base.config, eps, gw, tuple(sorted(allowed)), filtered=True)
+
+
+def backend_records(backend: Backend, by_service: RecordIndex) -> tuple[ServiceRecord, ...]:
+    """The records a backend is expanded from: its service's, as indexed (none if static)."""
+    ref = backend.service
+    if ref is None:
+        return ()
+    return tuple(by_service.get((ref.namespace, ref.name), ()))
+
+
+def _unchanged(old: CompiledBackend, backend: Backend, records: tuple[ServiceRecord, ...]) -> bool:
+    """Whether `old` is what compiling `backend` from `records` would give again."""
+    if len(old.records) != len(records) or not (old.config is backend or old.config == backend):
+        return False
+    return all(a is b for a, b in zip(old.records, records, strict=True))
 
 
 def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
@@ -351,8 +391,10 @@ def compile_backend(
     allowed_regions: tuple[str, ...] = (),
     *,
     filtered: bool = False,
+    records: tuple[ServiceRecord, ...] = (),
 ) -> CompiledBackend:
-    """Group `endpoints` into locality levels; applies the backend's allowedRegions."""
+    """Group `endpoints` into locality levels; applies the backend's allowedRegions.
+    `records` are those `endpoints` were expanded from (`backend_records`)."""
     allowed = allowed_regions or tuple(backend.allowed_regions)
     eps = tuple(endpoints)
     if backend.allowed_regions and not filtered:
@@ -374,6 +416,7 @@ def compile_backend(
         health_check=backend.health_check,
         tls=backend.tls,
         config=backend,
+        records=records,
     )
 
 

@@ -29,6 +29,7 @@ from gateway.routing.backend import CompiledBackend
 from gateway.routing.compiler import (
     ExpansionMemo,
     RecordIndex,
+    backend_records,
     collector_paused,
     compile_backend,
     compile_variant,
@@ -100,7 +101,8 @@ def _update(
                 variants = dict(table.variants)
             spec = layout.specs[slot]
             endpoints = registry_endpoints(spec.backend, index, memo)
-            base = compile_backend(spec.backend, endpoints, gw)
+            records = backend_records(spec.backend, index)
+            base = compile_backend(spec.backend, endpoints, gw, records=records)
             base.warm()
             slots[slot] = backends[spec.backend.name] = base
             for vslot in layout.variants_of.get(slot, ()):

@@ -17,6 +17,11 @@ per endpoint, so 2,000 endpoints stall the loop ~6 ms inline; 20,000
 endpoints stall it ~38 ms inline but at most ~8 ms from a thread (the GIL
 switch interval), for ~20% more wall time. A compiled table is warmed
 (`RoutingTable.warm`) where it is built, never on a request.
+
+A whole compile is given the last table built (`compile_indexed`'s
+`previous`): the backends it would build again unchanged are that table's
+own, so a config reload or a rollout step holds one copy of the fleet's
+endpoints, not two.
 """
 
 from __future__ import annotations
@@ -68,6 +73,8 @@ class TableBuilder:
         self.executor_endpoints = executor_endpoints
         self._index: RecordIndex = {}
         self._index_suspect = False
+        self._last: Any = None
+        """The last table built: a whole compile keeps what it would build again."""
         self._hashed: tuple[GatewayConfig | None, bool] = (None, False)
 
     @property
@@ -89,8 +96,14 @@ class TableBuilder:
                 self._index_suspect = False
                 planner = {} if self._plan_rule is None else {"plan_rule": self._plan_rule}
                 table = compile_indexed(
-                    config, self._index, version=tag, seed=self._seed, **planner
+                    config,
+                    self._index,
+                    version=tag,
+                    seed=self._seed,
+                    previous=self._last,
+                    **planner,
                 )
+                self._last = table
             warm = getattr(table, "warm", None)
             if warm is not None:
                 warm()  # hash tables are built here, never on a request
@@ -116,6 +129,7 @@ class TableBuilder:
             touched = apply_record_changes(self._index, changes)
             updated = update_table(table, self._index, touched, version=tag)
             self._index_suspect = False
+            self._last = updated
             return updated
 
         involved = count_endpoints(r for r in changes.values() if r is not None)

@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routing_builders import WEB, config, facts, record
 
-from gateway.routing.compiler import compile_table, index_records
+from gateway.routing.compiler import compile_indexed, compile_table, index_records
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
 from gateway.routing.update import apply_record_changes, update_table
@@ -155,7 +155,13 @@ def test_any_sequence_of_updates_equals_a_full_compile(
         before = table
         touched = apply_record_changes(index, changes)
         table = update_table(table, index, touched, version=str(n))
-        _same(table, compile_table(cfg, records.values(), version=str(n)))
+        full = compile_table(cfg, records.values(), version=str(n))
+        _same(table, full)
+        kept = compile_indexed(cfg, index, version=str(n), previous=before)
+        _same(kept, full)
+        for name, backend in kept.backends.items():
+            if table.backends[name] is before.backends[name]:
+                assert backend is before.backends[name], "kept where an update shares it"
         assert table.routes is before.routes
         fed = {s for svc in touched for s in table.layout.by_service.get(svc, ())}
         fed |= {v for s in fed for v in table.layout.variants_of.get(s, ())}
@@ -242,3 +248,57 @@ def test_records_naming_the_same_nodes_and_nodeport_share_their_endpoints() -> N
     assert not updated.backends["api"].endpoints[0].ready
     assert updated.backends["web"].endpoints[0].ready
     _same(updated, compile_table(config(doc), [web, down, img], version="2"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    backends=backend_docs,
+    routes=route_docs,
+    other_backends=backend_docs,
+    other_routes=route_docs,
+    step=change_steps,
+)
+def test_a_whole_compile_keeps_the_backends_a_new_config_does_not_change(
+    backends: list[Any],
+    routes: list[Any],
+    other_backends: list[Any],
+    other_routes: list[Any],
+    step: list[Any],
+) -> None:
+    """Config reloads and rollout steps: an equal backend over the same record objects is
+    the previous table's own object (endpoints, levels, hash tables); the table equals a
+    compile from scratch either way."""
+    records: dict[ServiceKey, ServiceRecord] = {}
+    for service, cluster, nodes, local in step[0]:
+        if nodes is not None:
+            rec = _record(service, cluster, nodes, local)
+            records[rec.key] = rec
+    first_cfg = config(_build_config(backends, routes))
+    first = compile_table(first_cfg, records.values(), version="1")
+    first.warm()
+    for cfg in (
+        config(_build_config(backends, routes)),  # reloaded unchanged: equal, not identical
+        config(_build_config(backends, other_routes)),
+        config(_build_config(other_backends, other_routes)),
+    ):
+        again = compile_table(cfg, records.values(), version="2", previous=first)
+        _same(again, compile_table(cfg, records.values(), version="2"))
+        for name, backend in again.backends.items():
+            old = first.backends.get(name)
+            kept = old is not None and old.config == backend.config
+            assert (backend is old) == kept
+        for key, variant in again.variants.items():
+            if key in first.variants and again.backends[key[0]] is first.backends.get(key[0]):
+                assert variant is first.variants[key]
+
+
+def test_a_whole_compile_rebuilds_a_backend_whose_records_changed() -> None:
+    cfg = config(_doc([_svc_backend("web", "web"), _svc_backend("api", "api")], []))
+    web = _record("web", "a", [(1, True, 0)], False)
+    api = _record("api", "a", [(2, True, 0)], False)
+    first = compile_table(cfg, [web, api], version="1")
+    equal_web = _record("web", "a", [(1, True, 0)], False)  # equal, but another object
+    second = compile_table(cfg, [equal_web, api], version="2", previous=first)
+    assert second.backends["api"] is first.backends["api"]
+    assert second.backends["web"] is not first.backends["web"]
+    assert second == compile_table(cfg, [equal_web, api], version="2")

@@ -83,3 +83,25 @@ async def test_an_update_that_failed_half_way_is_not_built_on(
     monkeypatch.undo()
     await builder.compile(config, {a.key: a}, tag="v.4")
     assert builder.can_update
+
+
+async def test_a_whole_compile_keeps_the_backends_of_the_last_table_it_built() -> None:
+    """A config reload or rollout step holds one copy of the endpoints, not two."""
+    builder = TableBuilder()
+    a, b = record("a", "10.0.0.1"), record("b", "10.0.1.1")
+    records = {a.key: a, b.key: b}
+    first = await builder.compile(load_config_text(CONFIG), records, tag="v.1")
+    reloaded = await builder.compile(load_config_text(CONFIG), records, tag="v.2")
+    assert reloaded.backends["shop"] is first.backends["shop"]
+    moved = record("a", "10.0.0.9")
+    updated, _ = await builder.update(
+        reloaded, load_config_text(CONFIG), {moved.key: moved}, tag="v.3"
+    )
+    again = await builder.compile(load_config_text(CONFIG), {moved.key: moved, b.key: b}, tag="v.4")
+    assert again.backends["shop"] is updated.backends["shop"]
+    assert [e.address for e in again.backends["shop"].endpoints] == ["10.0.0.9", "10.0.1.1"]
+    other = record("b", "10.0.1.2")
+    last = await builder.compile(
+        load_config_text(CONFIG), {moved.key: moved, other.key: other}, tag="v.5"
+    )
+    assert last.backends["shop"] is not again.backends["shop"]
