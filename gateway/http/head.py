@@ -1,7 +1,7 @@
 """HTTP/1.1 head rules for the proxy: what is hop-by-hop, what is refused, how heads are built.
 
-Pure functions and constants, no sockets: `http.proxy` and `upstream.pool` call them
-on the request path, tests call them with plain bytes. Headers travel as lists
+Pure functions and constants, no sockets: `http.proxy` and the connection cores call
+them on the request path, tests call them with plain bytes. Headers travel as lists
 of `(name, value)` byte pairs in arrival order; names keep their original case
 (only compared lowercased) so upstreams see what clients sent.
 
@@ -21,6 +21,9 @@ import re
 from collections.abc import ItemsView, Iterator, KeysView, Sequence
 from typing import Final
 
+# a retry's rule, owned by the retry policy; named here too for `http.tries`
+from gateway.upstream.retry_policy import IDEMPOTENT_METHODS as IDEMPOTENT_METHODS
+
 Headers = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP: Final = frozenset(
@@ -39,7 +42,6 @@ HOP_BY_HOP: Final = frozenset(
 FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
-IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 
 REASONS: Final[dict[int, bytes]] = {
     100: b"Continue",

@@ -33,8 +33,11 @@ from __future__ import annotations
 import random
 from typing import Any, Final
 
-from gateway.http.head import IDEMPOTENT_METHODS
 from gateway.outcome import ErrorKind
+
+IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+"""The methods a request may be sent again with after a failed try (RFC 9110 9.2.2: an
+idempotent request can be repeated automatically after a communication failure)."""
 
 NEVER_SENT = frozenset({ErrorKind.UPSTREAM_CONNECT_FAILURE, ErrorKind.OVERFLOW})
 
