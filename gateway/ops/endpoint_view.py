@@ -11,12 +11,13 @@ of it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gateway.routing.endpoints import EndpointState
 
 
-def merged_state(reports: list[dict[str, Any]]) -> tuple[EndpointState, dict[str, int]]:
+def merged_state(reports: Iterable[Mapping[str, Any]]) -> tuple[EndpointState, dict[str, int]]:
     """Endpoint state as the whole gateway sees it: down anywhere = down; in-flight summed."""
     state = EndpointState()
     in_flight: dict[str, int] = {}
@@ -31,7 +32,7 @@ def merged_state(reports: list[dict[str, Any]]) -> tuple[EndpointState, dict[str
     return state, in_flight
 
 
-def merged_reasons(reports: list[dict[str, Any]]) -> dict[str, str]:
+def merged_reasons(reports: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     """Why each endpoint is out of rotation (health check, ejection), as workers said it."""
     out: dict[str, str] = {}
     for report in reports:

@@ -26,9 +26,11 @@ from __future__ import annotations
 
 import enum
 from collections import Counter, deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from gateway.ops.endpoint_view import merged_reasons, merged_state
 
 DEFAULT_CAPACITY = 200
 FOLD_OVER = 8
@@ -147,21 +149,23 @@ def reload_happenings(before: ReloadView | None, after: ReloadView, now: float) 
     return out
 
 
-def out_of_rotation(reports: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+def out_of_rotation(reports: Sequence[Mapping[str, Any]]) -> dict[str, str]:
     """Endpoint key → why it takes no new requests, over every worker's report.
 
-    Out anywhere is out (a worker that judged it unhealthy sends it nothing).
+    The reports merged as the admin API's `/endpoints` merges them
+    (`gateway.ops.endpoint_view`): out anywhere is out (a worker that judged
+    it unhealthy sends it nothing), and the first reason a worker gives is
+    the one shown.
     """
+    state, _ = merged_state(reports)
+    reasons = merged_reasons(reports)
     out: dict[str, str] = {}
-    for report in reports:
-        eps = report.get("endpoints", {})
-        reasons = eps.get("reasons", {})
-        for key in eps.get("unhealthy", ()):
-            out.setdefault(key, reasons.get(key) or "unhealthy")
-        for key in eps.get("ejected", ()):
-            out.setdefault(key, reasons.get(key) or "ejected")
-        for key in eps.get("draining", ()):
-            out[key] = "drained"
+    for key in state.unhealthy:
+        out[key] = reasons.get(key) or "unhealthy"
+    for key in state.ejected:
+        out.setdefault(key, reasons.get(key) or "ejected")
+    for key in state.draining:
+        out[key] = "drained"
     return out
 
 

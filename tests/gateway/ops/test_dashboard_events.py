@@ -14,6 +14,7 @@ from gateway.ops.dashboard.events import (
     reload_happenings,
     rotation_happenings,
 )
+from gateway.ops.endpoint_view import merged_reasons
 
 LOADED = ReloadView(
     version="0123456789abcdef",
@@ -100,6 +101,18 @@ def test_out_of_rotation_is_the_union_over_workers_with_reasons() -> None:
     assert out_of_rotation(reports[:1]) == {
         "a/10.0.0.1:30080": "health check failed: timeout after 1s"
     }
+
+
+def test_out_of_rotation_gives_the_reason_endpoints_gives() -> None:
+    """The dashboard and `/endpoints` merge the same reports the same way: one reason per key."""
+    key = "a/10.0.0.1:30080"
+    reports = [
+        {"endpoints": {"unhealthy": [key]}},
+        {"endpoints": {"ejected": [key], "reasons": {key: "ejected: 5 consecutive 5xx"}}},
+    ]
+    assert (
+        out_of_rotation(reports) == merged_reasons(reports) == {key: "ejected: 5 consecutive 5xx"}
+    )
 
 
 def test_rotation_changes_name_each_endpoint_and_its_reason() -> None:
