@@ -16,15 +16,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import aiohttp
 
+from portway.drill.gateway_process import GatewayProcess
 from portway.port_holder import port_taken
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SimNode, SimulatedCluster
@@ -79,7 +77,7 @@ class DemoSite:
             "alpha": FilesRegistry(registry_dir),
             "beta": FilesRegistry(registry_dir),
         }
-        self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway = GatewayProcess(workdir, workdir / "demo.yaml", "--workers", "1")
 
     async def publish(self, name: str) -> None:
         cluster = self.clusters[name]
@@ -120,20 +118,14 @@ class DemoSite:
 
         config.write_text(demo_config_text(), encoding="utf-8")
         self.log(f"gateway: portway gateway --config {config} (cwd {self.workdir})")
-        self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "portway", "gateway", "--config", str(config), "--workers", "1"],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "gateway.log", "wb"),  # noqa: SIM115
-        )
+        self.gateway.start()
         await self._wait_ready()
 
     async def _wait_ready(self, timeout_s: float = 20.0) -> None:
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while time.monotonic() < deadline:
-                assert self.gateway is not None
-                if self.gateway.poll() is not None:
+                if self.gateway.exited:
                     raise DemoError(f"the demo gateway exited at startup: {self.last_log()}")
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                     async with session.get(f"{ADMIN_URL}/readyz") as resp:
@@ -144,9 +136,8 @@ class DemoSite:
 
     def last_log(self) -> str:
         """The gateway's last log message, for the one line the user reads."""
-        try:
-            lines = (self.workdir / "gateway.log").read_text(errors="replace").splitlines()
-        except OSError:
+        lines = self.gateway.log_lines()
+        if not lines:
             return "no log written"
         for line in reversed(lines):
             with contextlib.suppress(ValueError):
@@ -154,7 +145,7 @@ class DemoSite:
                 if isinstance(entry, dict) and entry.get("level") in ("error", "critical"):
                     detail = entry.get("error") or ""
                     return f"{entry.get('msg', '')}{': ' + str(detail) if detail else ''}"
-        return lines[-1] if lines else "no log written"
+        return lines[-1]
 
     async def _serves(self, session: aiohttp.ClientSession) -> bool:
         with contextlib.suppress(aiohttp.ClientError):
@@ -180,12 +171,7 @@ class DemoSite:
         return {ep["cluster"] for ep in body["backends"].get(backend, [])}
 
     async def stop(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.gateway.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
+        await self.gateway.stop()
         for writer in self.writers.values():
             await writer.close()
         for cluster in self.clusters.values():

@@ -15,10 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import ssl
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,8 +24,8 @@ from typing import Any
 import aiohttp
 
 from portway.drill.certs import DrillCa, install
-from portway.drill.child import dies_with_parent
 from portway.drill.etcd_member import EtcdMember, EtcdUnavailable
+from portway.drill.gateway_process import GatewayProcess
 from portway.drill.loader import LoadedScenario
 from portway.registry.base import Registry
 from portway.registry.etcd import EtcdRegistry
@@ -96,7 +93,8 @@ class DrillSite:
         self.etcd: EtcdMember | None = None
         if scenario.registry.type == "etcd":
             self.etcd = EtcdMember(config.registry.endpoints[0], workdir / "etcd-data")
-        self.gateway: subprocess.Popen[bytes] | None = None
+        self.gateway: GatewayProcess | None = None
+        """The gateway under test when the drill starts it (None: one already running)."""
         # HTTPS listeners with relative certificate paths get a drill CA's certificates
         self.ca: DrillCa | None = None
         self.ssl_context: ssl.SSLContext | None = None
@@ -216,13 +214,8 @@ class DrillSite:
         )
         self._make_certificates()
         self.log(f"gateway: portway gateway --config {self.config_path} (cwd {self.workdir})")
-        self.gateway = subprocess.Popen(
-            [sys.executable, "-m", "portway", "gateway", "--config", "gateway.yaml"],
-            cwd=self.workdir,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.workdir / "gateway.log", "wb"),  # noqa: SIM115
-            preexec_fn=dies_with_parent(),
-        )
+        self.gateway = GatewayProcess(self.workdir, "gateway.yaml")
+        self.gateway.start()
 
     async def _find_external_gateway(self) -> None:
         """The running gateway's config file (faults that rewrite it edit that file) and,
@@ -252,7 +245,7 @@ class DrillSite:
         deadline = time.monotonic() + timeout_s
         async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session:
             while time.monotonic() < deadline:
-                if self.gateway is not None and self.gateway.poll() is not None:
+                if self.gateway is not None and self.gateway.exited:
                     tail = self._log_tail()
                     raise SiteError(f"the gateway exited: {tail}")
                 with contextlib.suppress(aiohttp.ClientError, TimeoutError):
@@ -260,7 +253,7 @@ class DrillSite:
                         if resp.status == 200:
                             return
                 await asyncio.sleep(0.05)
-        where = "" if self.gateway is None else f"; its log: {self.workdir / 'gateway.log'}"
+        where = "" if self.gateway is None else f"; its log: {self.gateway.log_path}"
         raise SiteError(
             f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
             f"{self._log_tail()}"
@@ -289,9 +282,8 @@ class DrillSite:
                     await asyncio.sleep(0.05)
 
     def _log_tail(self) -> str:
-        try:
-            lines = (self.workdir / "gateway.log").read_text(errors="replace").splitlines()
-        except OSError:
+        lines = None if self.gateway is None else self.gateway.log_lines()
+        if lines is None:
             return "(no log)"
         return lines[-1] if lines else "(empty log)"
 
@@ -310,12 +302,8 @@ class DrillSite:
             return await resp.text()
 
     async def stop(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.send_signal(signal.SIGTERM)
-            try:
-                await asyncio.to_thread(self.gateway.wait, 15)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
+        if self.gateway is not None:
+            await self.gateway.stop()
         for controller in self.controllers.values():
             with contextlib.suppress(Exception):  # an etcd already stopped
                 await controller.close()
