@@ -21,8 +21,6 @@ import re
 from collections.abc import ItemsView, Iterator, KeysView, Sequence
 from typing import Final
 
-# a retry's rule, owned by the retry policy; named here too for `http.tries`
-from gateway.upstream.retry_policy import IDEMPOTENT_METHODS as IDEMPOTENT_METHODS
 
 Headers = list[tuple[bytes, bytes]]
 

@@ -22,7 +22,7 @@ from gateway.routing.endpoints import Endpoint
 from gateway.upstream.failure import CircuitOpen, UpstreamFailure, UpstreamTimeout
 from gateway.upstream.outlier import Outcome
 from gateway.upstream.pool import EndpointPool, UpstreamConnection
-from gateway.upstream.retry_policy import retry_allowed, retry_delay_s
+from gateway.upstream.retry_policy import IDEMPOTENT_METHODS, retry_allowed, retry_delay_s
 
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _SAME_ENDPOINT_OK: Final = frozenset({"upstream_reset", "gateway_status", "server_status"})
@@ -191,7 +191,7 @@ class TryRunner(RequestReader):
             failure.cause == "upstream_reset"
             and ex.reused
             and not ex.stale_retried
-            and ex.method in hh.IDEMPOTENT_METHODS
+            and ex.method in IDEMPOTENT_METHODS
             and (not ex.body_sent or ex.replay is not None)
             and not ex.upgrade
         ):
