@@ -21,7 +21,6 @@ import re
 from collections.abc import ItemsView, Iterator, KeysView, Sequence
 from typing import Final
 
-
 Headers = list[tuple[bytes, bytes]]
 
 HOP_BY_HOP: Final = frozenset(
