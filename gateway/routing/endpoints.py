@@ -47,7 +47,9 @@ class Endpoint:
     the request path reads (address, port, cluster, key, weight, ready) and what
     differs per service (the health check NodePort); where the node is (`site`:
     region, zone, node name) is shared by reference. One costs 96 bytes (112
-    in the mypyc build) plus its key, ~70 (`benchmarks/scale.py` notes).
+    in the mypyc build) plus its key string (80 allocated for a key like
+    `east-0/10.1.0.7:31234`), and 16-20 more as a pointer in its backend's
+    endpoint and level tuples.
     """
 
     address: str
