@@ -56,7 +56,9 @@ class HealthCheck:
     `localEndpoints` > 0 is healthy, 503 is not. Probes of one endpoint are
     `interval` apart (`unhealthy_interval` while it is failing), each start
     moved by up to `jitter_percent` of the interval, and the first probes of
-    a backend's endpoints are spread over one interval.
+    a backend's endpoints are spread over one interval. With `--workers N`
+    the probes are sent once, by worker 0, and every worker acts on its
+    verdicts (`gateway.upstream.shared_verdicts`).
     """
 
     protocol: Literal["http", "tcp"] = "http"

@@ -29,6 +29,9 @@ class ServerOptions:
     (`http.filters.shared_buckets`), mapped before the first table is compiled."""
     worker_index: int = 0
     """Which of the supervisor's workers this is (its count in that table)."""
+    health_fd: int | None = None
+    """A worker's descriptor of the supervisor's shared health verdicts
+    (`upstream.shared_verdicts`): worker 0 probes, the others follow."""
 
 
 def install_signals(on_stop: Callable[[], None], on_reload: Callable[[], None]) -> None:

@@ -163,8 +163,11 @@ class Worker:
         )
         self.ctx = ctx
         from gateway.upstream.health_driver import HealthDriver
+        from gateway.upstream.shared_verdicts import attach as attach_verdicts
 
-        self.health = HealthDriver(ctx)
+        self.health = HealthDriver(
+            ctx, verdicts=attach_verdicts(self.options.health_fd, self.options.worker_index)
+        )
         self.health.start()
         self._started_with = config
         await self._apply_listeners(config, strict=True)  # a port we cannot bind: exit 1

@@ -19,7 +19,9 @@ The supervisor also loads the config itself (for the admin API's `/config`,
 and the workers' agree once a reload settles. It creates the table of shared
 rate limit buckets (`gateway.http.filters.shared_buckets`) before the first
 worker starts and passes it to each, restarted ones too, so their buckets
-outlive any one worker.
+outlive any one worker; and, the same way, the table of health verdicts
+(`gateway.upstream.shared_verdicts`) through which worker 0's active checks
+serve every worker.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ from gateway.runtime.file_watch import watch_config_file
 from gateway.runtime.process import ServerOptions, install_signals
 from gateway.runtime.registry_follower import RegistryFollower, needs_registry
 from gateway.runtime.reload import Reloader
+from gateway.upstream.shared_verdicts import SharedVerdicts, slots_for
 
 log = logging.getLogger("portway.gateway.runtime.supervisor")
 
@@ -65,7 +68,9 @@ class WorkerProcess:
         self.lock = asyncio.Lock()
         self._next_id = 0
 
-    async def spawn(self, options: ServerOptions, rate_limits: SharedBucketTable) -> None:
+    async def spawn(
+        self, options: ServerOptions, rate_limits: SharedBucketTable, verdicts: SharedVerdicts
+    ) -> None:
         parent, child = socket.socketpair()
         args = [
             sys.executable,
@@ -83,9 +88,13 @@ class WorkerProcess:
             str(rate_limits.fd),
             "--worker-index",
             str(self.index),
+            "--health-fd",
+            str(verdicts.fd),
         ]
         self.proc = await asyncio.create_subprocess_exec(
-            *args, pass_fds=(child.fileno(), rate_limits.fd), start_new_session=False
+            *args,
+            pass_fds=(child.fileno(), rate_limits.fd, verdicts.fd),
+            start_new_session=False,
         )
         child.close()
         self.reader, self.writer = await asyncio.open_unix_connection(
@@ -144,6 +153,8 @@ class Supervisor:
         self.rollouts = RolloutRunner(self.reloader, measure=self._rollout_counters)
         self.rate_limits: SharedBucketTable | None = None
         """The workers' shared rate limit buckets, made once the first config is read."""
+        self.verdicts: SharedVerdicts | None = None
+        """The workers' shared health verdicts, made once the first table is built."""
         self._sized_for: GatewayConfig | None = None
 
     def _swapped(self, table: Any, active: ActiveConfig) -> None:
@@ -203,12 +214,15 @@ class Supervisor:
             await asyncio.sleep(RESTART_BACKOFF_S)
             if self._stopping.is_set():
                 return
-            assert self.rate_limits is not None
-            await worker.spawn(self.options, self.rate_limits)
+            assert self.rate_limits is not None and self.verdicts is not None
+            await worker.spawn(self.options, self.rate_limits, self.verdicts)
 
     async def run(self) -> int:
         active = await self.reloader.load_initial()
         self.rate_limits = SharedBucketTable.create(table_slots(active.config), len(self.workers))
+        table = self.reloader.table
+        backends = table.backends.values() if table is not None else ()
+        self.verdicts = SharedVerdicts.create(slots_for(backends))
         await self.rollouts.start()
         await self.reloader.apply_pending()
         RolloutCollector.install(self.rollouts)
@@ -222,7 +236,7 @@ class Supervisor:
         )
         await self._follower.start(active.config)
         for worker in self.workers:
-            await worker.spawn(self.options, self.rate_limits)
+            await worker.spawn(self.options, self.rate_limits, self.verdicts)
         keepers = [asyncio.create_task(self._keep_alive(w)) for w in self.workers]
         port = self.options.admin_port or active.config.admin.port
         admin = await start_admin(

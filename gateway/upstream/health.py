@@ -205,6 +205,13 @@ class HealthChecker:
         self._seq += 1
         heapq.heappush(self._heap, (at, self._seq, target.key))
 
+    def respread(self, now: float) -> None:
+        """Schedule every target's next probe anew, at a random point of its interval
+        (a worker that followed another's verdicts starts probing: no burst)."""
+        for target in self.targets.values():
+            if not target.in_flight:
+                self._schedule(target, now + self.rng.uniform(0.0, target.settings.interval_s))
+
     def next_due(self) -> float | None:
         """When the earliest scheduled probe is due (None: nothing scheduled)."""
         heap = self._heap

@@ -30,6 +30,13 @@ state. Which backends changed and which keys left is the `EndpointRoster`'s
 work, done in slices of `SYNC_SLICE_ENDPOINTS` with the loop free between
 them (a first table of 500,000 endpoints is not one stall).
 
+Under a supervisor (`--workers N`) the active checks run once, not once
+per worker (`shared_verdicts`): worker 0's driver probes and publishes each
+verdict change, the others' drivers probe nothing and apply the verdicts
+that changed (in and out of rotation, a ramp on recovery; worker 0 alone
+counts and logs them). Outlier detection and readmission probes stay per
+worker. Should the shared table overflow, every worker probes again.
+
 All decisions are in the two state machines (`health`, `outlier`); this
 module only moves bytes and time.
 """
@@ -50,6 +57,7 @@ from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec,
 from gateway.upstream.health import probe_spec as make_spec
 from gateway.upstream.outlier import OutlierDetector
 from gateway.upstream.roster import EndpointRoster
+from gateway.upstream.shared_verdicts import SharedVerdicts, VerdictFollower
 
 log = logging.getLogger("portway.gateway.upstream.health")
 
@@ -203,6 +211,7 @@ class HealthDriver:
         *,
         rng: Random | None = None,
         readmission_timeout_s: float = READMISSION_TIMEOUT_S,
+        verdicts: SharedVerdicts | None = None,
     ) -> None:
         self.ctx = ctx
         self.readmission_timeout_s = readmission_timeout_s
@@ -219,6 +228,10 @@ class HealthDriver:
         self._http_backends: frozenset[str] = frozenset()
         """Backends routed to from HTTP(S) listeners: readmission may ask them over HTTP."""
         self._slow_start_s = 0.0
+        self.verdicts = verdicts
+        """The workers' shared verdicts: published here (`writer`: worker 0), or followed."""
+        self.follower = None if verdicts is None or verdicts.writer else VerdictFollower(verdicts)
+        """Set while this worker applies worker 0's verdicts instead of probing."""
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="health")
@@ -274,6 +287,12 @@ class HealthDriver:
             state.set_unhealthy(key, False)
             self.reasons.pop(key, None)
         self.ctx.outliers.forget_keys(gone)
+        if self.follower is not None:
+            self.follower.track(key for key, _, _, _ in added)
+            self.follower.drop(gone)
+        elif self.verdicts is not None:
+            for key in gone:
+                self.verdicts.forget(key)
         return not roster.pending
 
     def step(self, now: float) -> None:
@@ -281,7 +300,15 @@ class HealthDriver:
         ctx = self.ctx
         if ctx.table is not self._table or self.roster.pending:
             self.sync_table(now, SYNC_SLICE_ENDPOINTS)
-        for target in self.checker.due(now):
+        follower = self.follower
+        if follower is not None and follower.table.overflowed:
+            log.warning("shared health verdicts are full: this worker probes for itself")
+            self.follower = follower = None
+            self.checker.respread(now)
+        if follower is not None:
+            for key, old, new in follower.changed(SYNC_SLICE_ENDPOINTS):
+                self._apply_health(key, old, new, "worker 0's probe", now)
+        for target in self.checker.due(now) if follower is None else ():
             task = asyncio.get_running_loop().create_task(self._probe(target))
             self._probes.add(task)
             task.add_done_callback(self._probes.discard)
@@ -346,15 +373,13 @@ class HealthDriver:
                     extra={"endpoint": target.key, "reason": "health check passed"},
                 )
             return
+        shared = self.verdicts
+        if shared is not None and shared.writer:
+            was_full = shared.overflowed
+            if not shared.publish(change.key, change.new) and not was_full:
+                log.warning("shared health verdicts are full: every worker probes for itself")
+        self._apply_health(change.key, change.old, change.new, detail, now)
         unhealthy = change.new is Health.UNHEALTHY
-        state.set_unhealthy(change.key, unhealthy)
-        if unhealthy:
-            self.reasons[change.key] = f"health check failed: {detail}"
-        else:
-            self.reasons.pop(change.key, None)
-            state.uneject(change.key)
-            if change.old is Health.UNHEALTHY:
-                state.start_ramp(change.key, now)
         if change.old is Health.UNKNOWN and not unhealthy:
             return  # a new endpoint confirmed healthy: not news
         self.stats.health_changes[(change.backend, change.new.value)] += 1
@@ -368,6 +393,20 @@ class HealthDriver:
                 "reason": detail,
             },
         )
+
+    def _apply_health(self, key: str, old: Health, new: Health, detail: str, now: float) -> None:
+        """An endpoint's verdict changed: out of rotation, or back in (ramping up when it
+        was unhealthy; a passing check also ends an outlier ejection)."""
+        state = self.ctx.state
+        unhealthy = new is Health.UNHEALTHY
+        state.set_unhealthy(key, unhealthy)
+        if unhealthy:
+            self.reasons[key] = f"health check failed: {detail}"
+        else:
+            self.reasons.pop(key, None)
+            state.uneject(key)
+            if old is Health.UNHEALTHY:
+                state.start_ramp(key, now)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()

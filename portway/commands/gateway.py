@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--control-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--rate-limit-fd", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--health-fd", type=int, default=None, help=argparse.SUPPRESS)
 
 
 def _event_loop_runner() -> asyncio.Runner:
@@ -80,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         control_fd=args.control_fd,
         rate_limit_fd=args.rate_limit_fd,
         worker_index=args.worker_index,
+        health_fd=args.health_fd,
     )
     try:
         with _event_loop_runner() as runner:
