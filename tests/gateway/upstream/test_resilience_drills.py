@@ -194,9 +194,17 @@ class Load:
 
 
 def free_port(address: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((address, 0))
-        return int(s.getsockname()[1])
+    return free_ports(1, address)[0]
+
+
+def free_ports(n: int, address: str = "127.0.0.1") -> list[int]:
+    """`n` different ports nothing listens on (bound together: two lone picks can be the
+    same port, as a gateway's listener and admin once were: "address already in use")."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind((address, 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 def config_text(port: int, admin: int, node_port: int, health_check: bool = True) -> str:
@@ -434,7 +442,8 @@ async def test_drill(
     scenario: Scenario, nodes: dict[str, Node], tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
     node_port = next(iter(nodes.values())).port
-    gw = GatewayProcess(tmp_path, free_port(), free_port(), node_port, scenario.health_check)
+    port, admin = free_ports(2)
+    gw = GatewayProcess(tmp_path, port, admin, node_port, scenario.health_check)
     try:
         await gw.ready()
         with collector_paused():
