@@ -161,7 +161,7 @@ class HttpProxy(ResponseRelay):
                 if subject:
                     self.subject_line = name + b": " + header_safe(subject) + b"\r\n"
         self.ctx.connections.add(self)
-        self.idle_at = self.loop.time() + self.first_request_idle_s
+        self.idle_at = self.now() + self.first_request_idle_s
         self.watch.track(self)
 
     def data_received(self, data: bytes) -> None:

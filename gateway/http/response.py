@@ -71,7 +71,7 @@ class ResponseRelay(TryRunner):
                 ex,
                 cause,
                 pools,
-                self.loop.time(),
+                self.now(),
                 endpoint_out=not self.ctx.state.available(endpoint.key),
             ):
                 self._drop_upstream(ex)
@@ -316,7 +316,7 @@ class ResponseRelay(TryRunner):
         log.response_flags = FLAG_TEXT[ex.flags]
         log.bytes_received = ex.bytes_in
         log.bytes_sent = ex.bytes_out
-        log.duration = self.loop.time() - ex.started
+        log.duration = self.now() - ex.started
         log.attempts = ex.attempts
         log.x_request_id = ex.request_id.decode("latin-1")
         decision = ex.decision

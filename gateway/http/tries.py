@@ -61,7 +61,7 @@ class TryRunner(RequestReader):
         assert plan is not None
         per_try = plan.per_try_s
         if per_try:
-            at = min(at, self.loop.time() + per_try)
+            at = min(at, self.now() + per_try)
         ex.owner = self
         self.watch.add(ex, at)
         conn = pool.take_idle()
@@ -137,7 +137,7 @@ class TryRunner(RequestReader):
         """`ExchangeOwner.timed_out`: the try deadline passed before a response head."""
         if ex.done or ex.responded or ex is not self.active:
             return
-        whole = self.loop.time() >= ex.deadline - 1e-3
+        whole = self.now() >= ex.deadline - 1e-3
         self._drop_upstream(ex)
         if whole and not ex.body_done:
             # the client is still sending its body (a slow POST): its fault, never the
@@ -211,7 +211,7 @@ class TryRunner(RequestReader):
             ex,
             failure.cause,
             pools,
-            self.loop.time(),
+            self.now(),
             endpoint_out=not self.ctx.state.available(current.key),
         ):
             tried = ex.tried if ex.tried is not None else set()
