@@ -1,12 +1,16 @@
 """Memory per idle keep-alive client connection: portway vs nginx vs HAProxy.
 
-    .venv/bin/python benchmarks/idle.py [--connections 10000]
+    .venv/bin/python benchmarks/idle.py [--connections 10000] [--waves 1]
 
 For each proxy (each in front of the same nginx `return 200` upstream): start
 it, make one warm-up request, read its RSS, open N client connections that
 each send one keep-alive request and read the answer (100 at a time, so the
-upstream pools stay small), then read the RSS again while all N sit idle.
-Reports (RSS after - RSS before) / N. Proxies missing from PATH are skipped.
+upstream pools stay small), then read the RSS again while all N sit idle
+(`IDLE_S` after the last one). `--waves K` opens them in K waves `IDLE_S`
+apart, as connections arrive over time at a long-lived gateway: what an idle
+connection frees (portway's sweep drops its parser) is then reused by later
+ones, which a single burst cannot show (RSS keeps its peak). Reports
+(RSS after - RSS before) / N. Proxies missing from PATH are skipped.
 """
 
 from __future__ import annotations
@@ -69,12 +73,14 @@ async def open_idle(port: int, count: int) -> list[asyncio.StreamWriter]:
     return writers
 
 
-async def measure(name: str, pid: int, port: int, count: int) -> float:
+async def measure(name: str, pid: int, port: int, count: int, waves: int = 1) -> float:
     await open_idle(port, 1)
     await asyncio.sleep(0.3)
     before = rss_kib(pid)
-    writers = await open_idle(port, count)
-    await asyncio.sleep(IDLE_S)
+    writers: list[asyncio.StreamWriter] = []
+    for wave in range(waves):
+        writers += await open_idle(port, count // waves + (wave < count % waves))
+        await asyncio.sleep(IDLE_S)
     after = rss_kib(pid)
     per_conn = (after - before) / count
     print(f"{name:8} rss {before:7d} KiB → {after:7d} KiB: {per_conn:5.2f} KiB per idle connection")
@@ -91,6 +97,7 @@ def start(cmd: list[str], work: Path) -> subprocess.Popen[bytes]:
 async def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--waves", type=int, default=1)
     args = parser.parse_args()
     raise_nofile()
     nginx, haproxy = shutil.which("nginx"), shutil.which("haproxy")
@@ -134,12 +141,12 @@ async def main() -> int:
             targets.append(("nginx", [nginx, "-c", str(work / "ngx.conf")], NGX))
             if haproxy:
                 targets.append(("haproxy", [haproxy, "-db", "-f", str(work / "hap.cfg")], HAP))
-            print(f"{args.connections} idle keep-alive connections per proxy")
+            print(f"{args.connections} idle keep-alive connections per proxy, {args.waves} wave(s)")
             for name, cmd, port in targets:
                 proc = start(cmd, work)
                 procs.append(proc)
                 wait_port(port)
-                await measure(name, proc.pid, port, args.connections)
+                await measure(name, proc.pid, port, args.connections, args.waves)
                 proc.terminate()
                 proc.wait()
         finally:
