@@ -80,7 +80,7 @@ four calls cost ~0.3 us a request (`benchmarks/proxy_cost.py`).
 `gateway.transport` and `gateway.outcome` stay out on purpose: a Protocol
 and enums that compiled code must not check at run time. mypyc builds frozen
 dataclasses through their generated Python `__init__`, so the compiler fills
-its 500,000 `Endpoint`s slot by slot instead (`compiler._expand_record`).
+its 500,000 `Endpoint`s slot by slot instead (`expansion._expand_record`).
 Compiled dataclasses need their field types at class creation, so these
 modules import each other at run time without cycles."""
 

@@ -4,16 +4,10 @@ Theory of operation. `compile_table` is a pure function: the same config,
 the same records (in any order) and the same seed give an equal table.
 Records are sorted by key first. Each backend is compiled once:
 
-- a registry backend (`service: {namespace, name, port, clusters}`) becomes
-  one endpoint per eligible node of each matching record: the node's address
-  and the record port's nodePort. Under externalTrafficPolicy Local only
-  nodes holding a ready local endpoint are eligible (kube-proxy drops
-  traffic on other nodes); NotReady nodes are kept with `ready=False`, so
-  they count in their locality level's size but are never picked outside
-  panic mode; Local endpoints carry the record's
-  healthCheckNodePort and weigh their local endpoint count, so each pod, not
-  each node, gets an even share;
-- static endpoints are taken as written;
+- a registry backend (`service: {namespace, name, port, clusters}`) is
+  expanded from its records into one endpoint per eligible node
+  (`gateway.routing.expansion`: nodePorts, externalTrafficPolicy Local,
+  NotReady nodes); static endpoints are taken as written;
 - `allowedRegions` of the backend drops endpoints of other regions here, at
   compile time, so no pick can ever leave them. A route with its own
   `allowedRegions` gets its own variant of each backend, filtered to the
@@ -29,7 +23,7 @@ whose config is equal and whose records are the same objects, and the
 route-region variants of those: a config change or a rollout step that
 touches no backend builds routes, not a second copy of 500,000 endpoints.
 
-The endpoint loop is the only per-endpoint work (10,000 services × 50
+The endpoint loop (`expansion._expand_record`) is the only per-endpoint work (10,000 services × 50
 endpoints must compile in under a second); hash rings, Maglev tables and
 locality plans are built lazily on first use.
 """
@@ -39,7 +33,6 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from random import Random
 
 from gateway.config.model import (
@@ -54,7 +47,14 @@ from gateway.config.model import (
     RouteMatch,
 )
 from gateway.routing.backend import CompiledBackend
-from gateway.routing.endpoints import NOWHERE, Endpoint, Site
+from gateway.routing.endpoints import Endpoint
+from gateway.routing.expansion import (
+    ExpansionMemo,
+    RecordIndex,
+    backend_records,
+    index_records,
+    registry_endpoints,
+)
 from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout, SlotSpec
 from gateway.routing.locality import group_levels
@@ -62,52 +62,10 @@ from gateway.routing.match import CompiledMatch, MatchSet
 from gateway.routing.route import CompiledRoute, RulePlanner, compile_rule
 from gateway.routing.split import NO_SLOT, BackendSplit
 from gateway.routing.table import RoutingTable
-from portway.model import Node, ServiceRecord, TrafficPolicy
+from portway.model import ServiceRecord
 
-MAX_ENDPOINT_WEIGHT = 128
 _L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/"))
 _HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
-
-RecordIndex = dict[tuple[str, str], list[ServiceRecord]]
-ExpansionKey = tuple[int, int, str, str, bool, int | None]
-
-
-@dataclass(slots=True)
-class ExpansionMemo:
-    """What one compile or update expands once and shares.
-
-    `endpoints`: per (nodes tuple, nodePort, cluster, region, policy, health check
-    port): records that name the same nodes (the record decoder shares a cluster's
-    node tuple) with the same NodePort give the same endpoints, built and held once.
-    `sites`: per (nodes tuple, region), the `Site` of each node, looked up once per
-    cluster rather than once per endpoint. The nodes tuple is kept in each value so
-    its id cannot be reused while the memo lives.
-    """
-
-    endpoints: dict[ExpansionKey, tuple[object, tuple[Endpoint, ...]]] = field(default_factory=dict)
-    sites: dict[tuple[int, str], tuple[object, tuple[Site, ...]]] = field(default_factory=dict)
-
-
-_SITES: dict[tuple[str, str, str], Site] = {}
-_SITES_LIMIT = 1 << 16
-
-
-def site(region: str, zone: str, node: str) -> Site:
-    """The one `Site` of these names (interned across compiles, so every table shares it).
-
-    Bounded like the record decoder's node memo: past `_SITES_LIMIT` names (nodes
-    replaced over a long life) it starts afresh, and tables built before keep theirs.
-    """
-    if not (region or zone or node):
-        return NOWHERE
-    key = (region, zone, node)
-    found = _SITES.get(key)
-    if found is None:
-        if len(_SITES) >= _SITES_LIMIT:
-            _SITES.clear()
-        found = _SITES[key] = Site(region, zone, node)
-    return found
-
 
 SlotLookup = Callable[[str, tuple[str, ...], str], int]
 
@@ -251,137 +209,11 @@ def compile_variant(
     return compile_backend(base.config, eps, gw, tuple(sorted(allowed)), filtered=True)
 
 
-def backend_records(backend: Backend, by_service: RecordIndex) -> tuple[ServiceRecord, ...]:
-    """The records a backend is expanded from: its service's, as indexed (none if static)."""
-    ref = backend.service
-    if ref is None:
-        return ()
-    return tuple(by_service.get((ref.namespace, ref.name), ()))
-
-
 def _unchanged(old: CompiledBackend, backend: Backend, records: tuple[ServiceRecord, ...]) -> bool:
     """Whether `old` is what compiling `backend` from `records` would give again."""
     if len(old.records) != len(records) or not (old.config is backend or old.config == backend):
         return False
     return all(a is b for a, b in zip(old.records, records, strict=True))
-
-
-def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
-    """Records by (namespace, service), each list sorted by cluster; newest wins a duplicate key."""
-    ordered = sorted(records, key=lambda r: (r.namespace, r.service, r.cluster, -r.published_at))
-    out: RecordIndex = {}
-    last: tuple[str, str, str] | None = None
-    for r in ordered:
-        key = (r.namespace, r.service, r.cluster)
-        if key == last:
-            continue
-        last = key
-        out.setdefault((r.namespace, r.service), []).append(r)
-    return out
-
-
-def registry_endpoints(
-    backend: Backend, by_service: RecordIndex, memo: ExpansionMemo | None = None
-) -> list[Endpoint]:
-    """The backend's endpoints: static as written, or expanded from registry records.
-
-    With `memo` (one per compile or update), equal expansions share their endpoints.
-    """
-    if backend.service is None:
-        return [
-            Endpoint(s.address, s.port, s.cluster, site(s.region, s.zone, ""), s.weight)
-            for s in backend.endpoints
-        ]
-    ref = backend.service
-    clusters = set(ref.clusters)
-    out: list[Endpoint] = []
-    for rec in by_service.get((ref.namespace, ref.name), ()):
-        if clusters and rec.cluster not in clusters:
-            continue
-        port = rec.port(ref.port)
-        if port is None:
-            continue
-        if memo is None:
-            _expand_record(rec, port.node_port, _sites(rec.nodes, rec.region), out)
-            continue
-        local = rec.external_traffic_policy is TrafficPolicy.LOCAL
-        hc = rec.health_check_node_port if local else None
-        key = (id(rec.nodes), port.node_port, rec.cluster, rec.region, local, hc)
-        known = memo.endpoints.get(key)
-        if known is None or known[0] is not rec.nodes:
-            at = (id(rec.nodes), rec.region)
-            sites = memo.sites.get(at)
-            if sites is None or sites[0] is not rec.nodes:
-                sites = memo.sites[at] = (rec.nodes, _sites(rec.nodes, rec.region))
-            mine: list[Endpoint] = []
-            _expand_record(rec, port.node_port, sites[1], mine)
-            known = memo.endpoints[key] = (rec.nodes, tuple(mine))
-        out += known[1]
-    return out
-
-
-def _sites(nodes: tuple[Node, ...], region: str) -> tuple[Site, ...]:
-    return tuple(site(region, n.zone, n.name) for n in nodes)
-
-
-_NEW = Endpoint.__new__
-(
-    _SET_ADDRESS,
-    _SET_PORT,
-    _SET_CLUSTER,
-    _SET_SITE,
-    _SET_WEIGHT,
-    _SET_HC,
-    _SET_KEY,
-    _SET_READY,
-) = (
-    Endpoint.__dict__[f].__set__
-    for f in (
-        "address",
-        "port",
-        "cluster",
-        "site",
-        "weight",
-        "health_check_port",
-        "key",
-        "ready",
-    )
-)
-
-
-def _expand_record(
-    rec: ServiceRecord, node_port: int, sites: tuple[Site, ...], out: list[Endpoint]
-) -> None:
-    """Append one endpoint per eligible node of `rec` (see module docstring); `sites` are
-    the nodes' sites, in order.
-
-    This loop runs once per endpoint of the whole registry, so it fills the
-    frozen `Endpoint` slots directly through their descriptors: the generated
-    frozen `__init__` costs about three times as much (compiled or not), which
-    alone would eat the compile budget.
-    """
-    cluster = rec.cluster
-    local = rec.external_traffic_policy is TrafficPolicy.LOCAL
-    hc = rec.health_check_node_port if local else None
-    suffix = f":{node_port}"
-    prefix = cluster + "/"
-    for n, where in zip(rec.nodes, sites, strict=True):
-        weight = 1
-        if local:
-            if n.local_endpoints <= 0:
-                continue
-            weight = min(n.local_endpoints, MAX_ENDPOINT_WEIGHT)
-        address = n.address
-        e = _NEW(Endpoint)
-        _SET_ADDRESS(e, address)
-        _SET_PORT(e, node_port)
-        _SET_CLUSTER(e, cluster)
-        _SET_SITE(e, where)
-        _SET_WEIGHT(e, weight)
-        _SET_HC(e, hc)
-        _SET_KEY(e, prefix + (f"[{address}]" if ":" in address else address) + suffix)
-        _SET_READY(e, n.ready)
-        out.append(e)
 
 
 def compile_backend(

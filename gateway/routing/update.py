@@ -26,13 +26,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from gateway.routing.backend import CompiledBackend
-from gateway.routing.compiler import (
+from gateway.routing.compiler import collector_paused, compile_backend, compile_variant
+from gateway.routing.expansion import (
     ExpansionMemo,
     RecordIndex,
     backend_records,
-    collector_paused,
-    compile_backend,
-    compile_variant,
     registry_endpoints,
 )
 from gateway.routing.layout import ServiceName

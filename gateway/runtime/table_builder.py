@@ -1,7 +1,7 @@
 """Routing tables for the reloader: a whole compile, or an update of the table in force.
 
 Theory of operation. `compile` builds a table from a config and every
-record, indexing the records by service on the way (`compiler.index_records`:
+record, indexing the records by service on the way (`expansion.index_records`:
 one pointer per record, no copy); `update` folds per-key record changes into
 that index and rebuilds only the backends fed by the services they touch
 (`routing.update.update_table`: routes, rules and untouched backends are the
@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from gateway.config.model import GatewayConfig, LbPolicy
-from gateway.routing.compiler import RecordIndex, compile_indexed, index_records
+from gateway.routing.compiler import compile_indexed
+from gateway.routing.expansion import RecordIndex, index_records
 from gateway.routing.update import apply_record_changes, update_table
 from portway.model import ServiceKey, ServiceRecord
 

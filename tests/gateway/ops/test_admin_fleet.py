@@ -165,7 +165,7 @@ def test_a_counter_recounts_only_what_an_update_or_an_ejection_touched() -> None
             {"name": "api", "service": {"namespace": "shop", "name": "api", "port": "http"}},
         ],
     }
-    from gateway.routing.compiler import index_records
+    from gateway.routing.expansion import index_records
     from gateway.routing.update import apply_record_changes, update_table
 
     web = record("a", ["10.0.0.1"])

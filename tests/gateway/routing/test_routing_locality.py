@@ -1,4 +1,4 @@
-"""Compile-time endpoint expansion and filtering, locality spill and panic."""
+"""Compile-time region filtering, locality levels, spill and panic."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ from routing_builders import WEB, facts, record, table
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.explain import explain_http
 from gateway.routing.locality import priority_load
-from portway.model import TrafficPolicy
 
 EAST = record("east", "us-east-1", [(f"e{i}", f"10.0.0.{i + 1}", "us-east-1a") for i in range(4)])
 EAST_B = record(
@@ -32,25 +31,6 @@ def _doc(
     }
 
 
-def test_registry_backend_expands_nodes_with_node_port_and_readiness() -> None:
-    rec = record(
-        "east", "us-east-1", [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "b")], not_ready=["n2"]
-    )
-    t = table(_doc(), [rec])
-    ep, down = t.backends["web"].endpoints
-    assert (ep.address, ep.port, ep.cluster, ep.region, ep.zone, ep.node, ep.ready) == (
-        "10.0.0.1",
-        30080,
-        "east",
-        "us-east-1",
-        "a",
-        "n1",
-        True,
-    )
-    assert ep.key == "east/10.0.0.1:30080"
-    assert (down.node, down.ready) == ("n2", False)
-
-
 def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
     """1 of 2 local nodes NotReady: level 0 keeps 50% × 1.4 = 70%, 30% spills to the next zone."""
     local = record(
@@ -68,26 +48,6 @@ def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
     assert picks["e1"] == 0
     assert picks["e0"] / 20_000 == pytest.approx(0.70, abs=0.02)
     assert (picks["b0"] + picks["b1"]) / 20_000 == pytest.approx(0.30, abs=0.02)
-
-
-def test_local_policy_skips_nodes_without_ready_endpoints() -> None:
-    rec = record(
-        "east",
-        "us-east-1",
-        [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "a"), ("n3", "10.0.0.3", "a")],
-        policy=TrafficPolicy.LOCAL,
-        health_check_node_port=32000,
-        local={"n1": 2, "n3": 0},
-    )
-    t = table(_doc(), [rec])
-    (ep,) = t.backends["web"].endpoints
-    assert ep.node == "n1" and ep.health_check_port == 32000 and ep.weight == 2
-
-
-def test_clusters_filter_and_port_by_number() -> None:
-    doc = _doc({"service": {"namespace": "shop", "name": "web", "port": 80, "clusters": ["west"]}})
-    t = table(doc, [EAST, WEST])
-    assert {e.cluster for e in t.backends["web"].endpoints} == {"west"}
 
 
 def test_allowed_regions_drop_endpoints_at_compile_time() -> None:

@@ -8,8 +8,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from routing_builders import WEB, config, facts, record
 
-from gateway.routing.compiler import compile_indexed, compile_table, index_records
+from gateway.routing.compiler import compile_indexed, compile_table
 from gateway.routing.endpoints import EndpointState
+from gateway.routing.expansion import index_records
 from gateway.routing.table import RoutingTable
 from gateway.routing.update import apply_record_changes, update_table
 from portway.model import ServiceKey, ServiceRecord, TrafficPolicy
