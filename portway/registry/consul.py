@@ -28,9 +28,8 @@ starts with a `Snapshot`. An index that goes backwards (agent restored,
 leader change) also means a `Snapshot`, as Consul's docs ask.
 
 With `mirror_catalog=True` published endpoints are also registered with the
-local agent as catalog services (`<namespace>-<service>`, one instance per
-node, tags `cluster=`, `zone=`, `region=`) for other Consul users; portway
-itself only reads KV.
+local agent as catalog services for other Consul users (`consul_catalog`);
+portway itself only reads KV.
 
 State values are KV entries under the root without a session; a state
 key's version is its ModifyIndex and writes use Consul's `?cas=` (0: create
@@ -59,7 +58,6 @@ from consul.callback import CB
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
 from portway.registry.base import (
     Change,
-    ChangeKind,
     Lease,
     OwnershipError,
     RegistryError,
@@ -71,12 +69,15 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
+from portway.registry.consul_catalog import CatalogMirror
 from portway.registry.consul_listing import (
     DECODE_INLINE_BYTES,
+    DIFF_INLINE_RECORDS,
     Decoded,
     Records,
     RememberedStates,
     Undo,
+    diff,
     fold,
     raw_listing,
     undo_of,
@@ -122,7 +123,7 @@ class ConsulRegistry:
         self._client: consul.aio.Consul | None = None
         self._leases: dict[ServiceKey, Lease] = {}
         self._renewers: dict[ServiceKey, asyncio.Task[None]] = {}
-        self._mirrored: dict[ServiceKey, list[str]] = {}
+        self._catalog = CatalogMirror(self._consul, self._guard) if mirror_catalog else None
         self._states = RememberedStates(REMEMBERED_STATES)
         self._decoded: Decoded = ({}, {})
 
@@ -179,7 +180,8 @@ class ConsulRegistry:
         lease = self._leases.get(key)
         if lease is not None and not lease.lost:
             if await self._acquire(key, value, lease.lease_id):
-                await self._mirror(record)
+                if self._catalog is not None:
+                    await self._catalog.register(record)
                 return lease
             self._forget(key)
         sid = await self._create_session(key, ttl_s)
@@ -192,7 +194,8 @@ class ConsulRegistry:
         self._leases[key] = lease
         if ttl_s is not None:
             self._renewers[key] = asyncio.create_task(self._renew_forever(lease))
-        await self._mirror(record)
+        if self._catalog is not None:
+            await self._catalog.register(record)
         return lease
 
     async def _claim(self, key: ServiceKey, value: str, sid: str) -> None:
@@ -263,7 +266,8 @@ class ConsulRegistry:
         lease = self._forget(key)
         if lease is not None:
             await self._guard(self._consul().session.destroy(lease.lease_id))
-            await self._unmirror(key)
+            if self._catalog is not None:
+                await self._catalog.deregister(key)
 
     async def abandon(self, key: ServiceKey) -> None:
         lease = self._forget(key)
@@ -297,35 +301,6 @@ class ConsulRegistry:
             return
         if not await self._guard(self._consul().kv.delete(full, cas=version)):
             raise VersionConflict(key, version)
-
-    async def _mirror(self, record: ServiceRecord) -> None:
-        if not self.mirror_catalog:
-            return
-        agent = self._consul().agent
-        ids = []
-        for node in record.nodes:
-            for port in record.ports:
-                sid = f"portway-{record.cluster}-{record.namespace}-{record.service}-{node.name}"
-                sid += f"-{port.name or port.port}"
-                tags = [f"cluster={record.cluster}", f"zone={node.zone}"]
-                tags.append(f"region={record.region}")
-                await self._guard(
-                    agent.service.register(
-                        f"{record.namespace}-{record.service}",
-                        service_id=sid,
-                        address=node.address,
-                        port=port.node_port,
-                        tags=tags,
-                    )
-                )
-                ids.append(sid)
-        for stale in set(self._mirrored.get(record.key, [])) - set(ids):
-            await self._guard(agent.service.deregister(stale))
-        self._mirrored[record.key] = ids
-
-    async def _unmirror(self, key: ServiceKey) -> None:
-        for sid in self._mirrored.pop(key, []):
-            await self._guard(self._consul().agent.service.deregister(sid))
 
     async def _list(self, index: int | None = None) -> tuple[int, dict[ServiceKey, ServiceRecord]]:
         c = self._consul()
@@ -377,9 +352,9 @@ class ConsulRegistry:
             if index == revision:
                 continue
             if len(state) > DIFF_INLINE_RECORDS:
-                changes = await asyncio.to_thread(_diff, known, state, index)
+                changes = await asyncio.to_thread(diff, known, state, index)
             else:
-                changes = _diff(known, state, index)
+                changes = diff(known, state, index)
             for change in changes:
                 yield change
             revision, known = index, state
@@ -395,10 +370,6 @@ class ConsulRegistry:
             self._client = None
 
 
-DIFF_INLINE_RECORDS = 500
-"""More records than this are diffed in a thread."""
-
-
 def _status_code(response: Any) -> int:
     """The HTTP status of a py-consul response (a txn answers 409 when rolled back)."""
     return int(response.code)
@@ -409,20 +380,3 @@ def _state_entry(entry: dict[str, Any]) -> StateEntry:
     return StateEntry(
         raw.decode() if isinstance(raw, bytes) else str(raw), int(entry["ModifyIndex"])
     )
-
-
-def _diff(
-    old: dict[ServiceKey, ServiceRecord], new: dict[ServiceKey, ServiceRecord], revision: int
-) -> list[Change]:
-    out = [
-        Change(ChangeKind.DELETE, k, revision)
-        for k in sorted(old.keys() - new.keys(), key=ServiceKey.path)
-    ]
-    # `_list` reuses the decoded record of an entry whose ModifyIndex did not
-    # move, so an unchanged key costs an identity check, not a deep compare
-    for k, record in new.items():
-        before = old.get(k)
-        if before is not record and before != record:
-            out.append(Change(ChangeKind.PUT, k, revision, record))
-    out.sort(key=lambda c: (c.kind is ChangeKind.PUT, c.key.path()))
-    return out

@@ -15,6 +15,8 @@ records in full and, for each of the older revisions remembered, only the
 entries that differed from the next one (an undo log). Holding 32 listings
 whole was 32 dicts of 20,000 records and their keys (~1.9 MB each) once 32
 changes had come; undo entries cost what changed.
+
+`diff` turns two consecutive listings into the `Change`s a watch yields.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import msgspec
 from consul.callback import CB
 
 from portway.model import ServiceKey, ServiceRecord
-from portway.registry.base import RegistryUnavailable
+from portway.registry.base import Change, ChangeKind, RegistryUnavailable
 from portway.registry.decode import decode_record
 
 DECODE_INLINE_BYTES = 200 * 2048
@@ -37,6 +39,9 @@ Decoded = tuple[dict[str, int], dict[str, ServiceRecord | None]]
 """By key under the root: its ModifyIndex, and its record (None when unusable); two
 dicts, not a tuple per key, so a listing adds no 20,000 objects for the collector."""
 Records = dict[ServiceKey, ServiceRecord]
+
+DIFF_INLINE_RECORDS = 500
+"""More records than this are diffed in a thread."""
 
 
 class _Entry(msgspec.Struct, rename="pascal", gc=False):
@@ -144,3 +149,20 @@ class RememberedStates:
             if older == revision:
                 break
         return state
+
+
+def diff(old: Records, new: Records, revision: int) -> list[Change]:
+    """The changes from `old` to `new`, all stamped `revision`: deletes first, then puts,
+    each by key path. Pure; the caller runs it in a thread past `DIFF_INLINE_RECORDS`."""
+    out = [
+        Change(ChangeKind.DELETE, k, revision)
+        for k in sorted(old.keys() - new.keys(), key=ServiceKey.path)
+    ]
+    # `fold` reuses the decoded record of an entry whose ModifyIndex did not
+    # move, so an unchanged key costs an identity check, not a deep compare
+    for k, record in new.items():
+        before = old.get(k)
+        if before is not record and before != record:
+            out.append(Change(ChangeKind.PUT, k, revision, record))
+    out.sort(key=lambda c: (c.kind is ChangeKind.PUT, c.key.path()))
+    return out
