@@ -3,7 +3,7 @@
 `HealthDriver` runs one task per worker. Every `TICK_S` it (1) asks the
 `HealthChecker` for the probes now due and starts each as a task (a TCP
 connect, or one HTTP/1.1 GET read to its end, all bounded by the check's
-timeout), (2) runs the `OutlierDetector`'s sweep, and (3) applies what
+timeout: `probe.run_probe`), (2) runs the `OutlierDetector`'s sweep, and (3) applies what
 changed to the worker's `EndpointState`:
 
 - a health transition sets or clears `unhealthy`;
@@ -53,9 +53,10 @@ from typing import Any, Final, Protocol
 from gateway.config.model import ListenerProtocol
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
-from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec, Target, judge_http
+from gateway.upstream.health import Health, HealthChecker, ProbeKind, ProbeSpec, Target
 from gateway.upstream.health import probe_spec as make_spec
 from gateway.upstream.outlier import OutlierDetector
+from gateway.upstream.probe import run_probe
 from gateway.upstream.roster import EndpointRoster
 from gateway.upstream.shared_verdicts import SharedVerdicts, VerdictFollower
 
@@ -64,7 +65,6 @@ log = logging.getLogger("portway.gateway.upstream.health")
 TICK_S: Final = 0.05
 READMISSION_TIMEOUT_S: Final = 1.0
 """How long a readmission probe may take (a connect, or a GET for any answer)."""
-MAX_PROBE_BODY: Final = 65536
 SYNC_SLICE_ENDPOINTS: Final = 10_000
 """Endpoints a table sync handles per turn of the loop (~3 ms interpreted)."""
 
@@ -81,88 +81,6 @@ class ResilienceStats:
         """(backend, new status) → transitions."""
         self.overflows: Counter[tuple[str, str]] = Counter()
         """(backend, limit) → requests answered 503 overflow."""
-
-
-async def run_probe(spec: ProbeSpec, timeout_s: float) -> tuple[bool, str]:
-    """One probe over the network: (passed, reason).
-
-    HTTP probes read the head and then exactly the body its framing says
-    (Content-Length, chunked, or up to the close), at most `MAX_PROBE_BODY`
-    bytes: a server that keeps the connection open despite `Connection:
-    close` must not turn a healthy answer into a timeout.
-    """
-    writer: asyncio.StreamWriter | None = None
-    try:
-        async with asyncio.timeout(timeout_s):
-            reader, writer = await asyncio.open_connection(spec.address, spec.port)
-            if spec.kind is ProbeKind.TCP:
-                return True, "connected"
-            writer.write(
-                f"GET {spec.path} HTTP/1.1\r\nHost: {spec.host or spec.address}\r\n"
-                "User-Agent: portway-health\r\nConnection: close\r\n\r\n".encode("latin-1")
-            )
-            head = await reader.readuntil(b"\r\n\r\n")
-            status, body = _status(head), b""
-            if status is None:
-                return False, "not an HTTP answer"
-            fields = head.lower()
-            length = _content_length(fields)
-            if length is not None:
-                body = await reader.readexactly(min(length, MAX_PROBE_BODY))
-            elif b"transfer-encoding: chunked" in fields:
-                body = _dechunk(await _read_chunked(reader))
-            else:
-                body = await reader.read(MAX_PROBE_BODY)
-    except TimeoutError:
-        return False, f"timeout after {timeout_s:g}s"
-    except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-        return False, "answer cut short"
-    except OSError as exc:
-        return False, exc.strerror or type(exc).__name__
-    finally:
-        if writer is not None:
-            writer.close()
-    return judge_http(spec, status, body)
-
-
-def _status(head: bytes) -> int | None:
-    parts = head.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-        return None
-    return int(parts[1])
-
-
-def _content_length(fields: bytes) -> int | None:
-    for line in fields.split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip() == b"content-length" and value.strip().isdigit():
-            return int(value.strip())
-    return None
-
-
-def _dechunk(body: bytes) -> bytes:
-    out = b""
-    while body:
-        size_line, _, rest = body.partition(b"\r\n")
-        try:
-            size = int(size_line.split(b";")[0], 16)
-        except ValueError:
-            return out
-        if size == 0:
-            break
-        out += rest[:size]
-        body = rest[size + 2 :]
-    return out
-
-
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
-    data = b""
-    while b"\r\n0\r\n" not in b"\r\n" + data and len(data) < MAX_PROBE_BODY:
-        more = await reader.read(MAX_PROBE_BODY - len(data))
-        if not more:
-            break
-        data += more
-    return data
 
 
 def http_backends(table: Any) -> frozenset[str]:

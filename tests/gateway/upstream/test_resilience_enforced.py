@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 
 from gateway.upstream.health import ProbeKind, ProbeSpec
-from gateway.upstream.health_driver import HealthDriver, run_probe
+from gateway.upstream.health_driver import HealthDriver
+from gateway.upstream.probe import run_probe
 from tests.gateway.conftest import GatewayFactory, Upstream, free_port, simple_config
 
 
