@@ -1,26 +1,27 @@
 """`portway doctor`: the NodePort troubleshooting guide as verdicts (pure).
 
-Theory of operation: the probes (controller/probes.py) gather `Facts` about
-one Service: the Kubernetes objects, derive()'s decision for it, TCP and
-healthz answers from the nodes, DNS, network policies, the registry record
-and what a gateway's admin API lists. `judge(facts)` turns them into one
-`Step` per question of the guide, each ok / warn / fail / skip with the why,
-in the order one would troubleshoot: Service -> endpoints -> nodes -> the
-NodePort on each node -> health check -> network policies -> DNS -> registry
--> gateway. Which nodes should serve is never decided here: the node step
-prints derive()'s verdicts, so doctor and the controller cannot disagree.
-A step that fails makes the exit status 1; warnings do not.
+Theory of operation: the probes (controller/probes.py) gather `Facts`
+(controller/doctor_facts.py) about one Service: the Kubernetes objects,
+derive()'s decision for it, TCP and healthz answers from the nodes, DNS,
+network policies, the registry record and what a gateway's admin API lists.
+`judge(facts)` turns them into one `Step` per question of the guide, each
+ok / warn / fail / skip with the why, in the order one would troubleshoot:
+Service -> endpoints -> nodes -> the NodePort on each node -> health check
+-> network policies -> DNS -> registry -> gateway. Which nodes should serve
+is never decided here: the node step prints derive()'s verdicts, so doctor
+and the controller cannot disagree. A step that fails makes the exit status
+1; warnings do not.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from controller.derive import Outcome, ServiceDerivation
-from controller.network_policy import PolicyEffect, PolicyFinding, overall
+from controller.doctor_facts import Facts
+from controller.network_policy import PolicyEffect, overall
 from controller.placement import Eligibility
 from portway.model import Protocol, ServiceRecord, TrafficPolicy
 
@@ -65,82 +66,6 @@ class Report:
             "ok": self.exit_code == 0,
             "steps": [s.to_dict() for s in self.steps],
         }
-
-
-@dataclass(frozen=True, slots=True)
-class TcpProbe:
-    node: str
-    address: str
-    port: int
-    error: str = ""
-    elapsed_ms: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class HealthzProbe:
-    """kube-proxy's answer on healthCheckNodePort: 200 with localEndpoints > 0, else 503."""
-
-    node: str
-    address: str
-    port: int
-    status: int | None = None
-    local_endpoints: int | None = None
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DnsProbe:
-    node: str
-    addresses: tuple[str, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class RegistryFacts:
-    backend: str
-    record: ServiceRecord | None = None
-    other_clusters: tuple[str, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayEndpoint:
-    backend: str
-    cluster: str
-    address: str
-    port: int
-    ready: bool
-
-
-@dataclass(frozen=True, slots=True)
-class GatewayFacts:
-    url: str
-    endpoints: tuple[GatewayEndpoint, ...] = ()
-    error: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Facts:
-    """What the probes found; None for a probe that was not asked for."""
-
-    namespace: str
-    name: str
-    cluster: str
-    now: float
-    kube_error: str = ""
-    derivation: ServiceDerivation | None = None
-    policies: tuple[PolicyFinding, ...] | None = None
-    policy_note: str = ""
-    tcp: tuple[TcpProbe, ...] = ()
-    healthz: tuple[HealthzProbe, ...] = ()
-    dns: tuple[DnsProbe, ...] = ()
-    registry: RegistryFacts | None = None
-    gateway: GatewayFacts | None = None
-
-    @property
-    def record(self) -> ServiceRecord | None:
-        """The record derive() would publish now, which the registry and gateway should match."""
-        return self.derivation.record if self.derivation is not None else None
 
 
 def judge(f: Facts) -> Report:
@@ -396,18 +321,3 @@ def expected_gateway_endpoints(rec: ServiceRecord) -> dict[str, set[tuple[str, i
 
 def _hostport(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
-
-
-def eligible_targets(
-    d: ServiceDerivation, rec: ServiceRecord | None
-) -> Sequence[tuple[str, str, int]]:
-    """(node, address, nodePort) the nodeport probe connects to: eligible nodes x TCP ports."""
-    if rec is None:
-        return ()
-    return [
-        (v.node, v.address, p.node_port)
-        for v in d.nodes
-        if v.eligibility is Eligibility.ELIGIBLE
-        for p in rec.ports
-        if p.protocol is Protocol.TCP
-    ]

@@ -1,6 +1,6 @@
 """`portway doctor`'s I/O: read the cluster, probe the nodes, ask the registry and gateway.
 
-Theory of operation: `gather` collects `controller.doctor.Facts` for one
+Theory of operation: `gather` collects `controller.doctor_facts.Facts` for one
 Service and nothing else; every verdict is `controller.doctor.judge`'s. The
 Kubernetes reads go through the official client (blocking, so each runs in a
 worker thread) as raw JSON, converted by controller/kube_objects.py, then
@@ -25,7 +25,7 @@ from typing import Any
 import aiohttp
 
 from controller.derive import ClusterView, ServiceDerivation
-from controller.doctor import (
+from controller.doctor_facts import (
     DnsProbe,
     Facts,
     GatewayEndpoint,

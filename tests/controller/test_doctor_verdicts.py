@@ -5,17 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 
 from controller.derive import ClusterView
-from controller.doctor import (
+from controller.doctor import Status, Step, judge
+from controller.doctor_facts import (
     DnsProbe,
     Facts,
     GatewayEndpoint,
     GatewayFacts,
     HealthzProbe,
     RegistryFacts,
-    Status,
-    Step,
     TcpProbe,
-    judge,
 )
 from controller.network_policy import PolicyEffect, PolicyFinding
 from controller.objects import (
