@@ -18,7 +18,7 @@ from gateway.config.errors import Path
 from gateway.config.model import Backend, PathMatchType, Rule
 
 Report = Callable[..., None]
-"""`semantic._Report.add`: (path, message, *, at_key=False, warn=False)."""
+"""`issue_report.IssueReport.add`: (path, message, *, at_key=False, warn=False)."""
 
 ORIGIN: Final = re.compile(r"^\*$|^[a-z][a-z0-9+.-]*://(\*\.)?[^*/:]+(:\d{1,5})?$", re.IGNORECASE)
 

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterable
+
+from gateway.config.errors import Path
+from gateway.config.filter_checks import Report
 
 _LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$", re.IGNORECASE)
 MAX_HOSTNAME_CHARS = 253
@@ -49,3 +53,11 @@ def _is_ip(text: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def check_hostnames(add: Report, path: Path, hostnames: Iterable[str]) -> None:
+    """Report each hostname of the list at `path` that is not a valid pattern."""
+    for index, hostname in enumerate(hostnames):
+        problem = hostname_problem(hostname)
+        if problem is not None:
+            add((*path, index), problem)

@@ -2,10 +2,10 @@
 
 pydantic checks each value on its own; these rules need the whole file: a
 route naming a listener or backend that does not exist, two listeners on one
-socket that cannot share it (`ports`), a TCP route with HTTP matches, a
-data-residency rule that no static endpoint can satisfy. Each rule reports
-at the key that should change, using the file's camelCase paths so the
-position lookup finds it.
+socket that cannot share it (`listener_checks`), a TCP route with HTTP
+matches, a data-residency rule that no static endpoint can satisfy. Each
+rule reports at the key that should change, using the file's camelCase
+paths so the position lookup (`issue_report`) finds it.
 
 Binding rule the compiler shares: a route that names no `listeners` binds to
 every HTTP/HTTPS listener; TCP and TLS-passthrough routes must name theirs.
@@ -14,14 +14,14 @@ every HTTP/HTTPS listener; TCP and TLS-passthrough routes must name theirs.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 
-from gateway.config.errors import ConfigIssue, Path, Severity, format_path
+from gateway.config.errors import ConfigIssue, Path
 from gateway.config.filter_checks import check_filters
-from gateway.config.hostnames import hostname_problem
+from gateway.config.hostnames import check_hostnames
+from gateway.config.issue_report import IssueReport
+from gateway.config.listener_checks import check_listeners
 from gateway.config.model import (
     Backend,
     GatewayConfig,
@@ -37,7 +37,6 @@ from gateway.config.model import (
     StaticEndpoint,
     StringMatchType,
 )
-from gateway.config.ports import sharing_problem
 from gateway.config.rollout_checks import check_rollout
 from gateway.config.source import SourceMap
 from gateway.config.unread_fields import (
@@ -45,40 +44,20 @@ from gateway.config.unread_fields import (
     check_balancer,
     check_layer4_route,
     check_registry,
-    check_tcp_listener,
 )
 
 L4_PROTOCOLS = frozenset({ListenerProtocol.TCP, ListenerProtocol.TLS})
-
-
-@dataclass(slots=True)
-class _Report:
-    """Collects issues, turning data paths into positions."""
-
-    positions: SourceMap
-    filename: str
-    issues: list[ConfigIssue] = field(default_factory=list)
-
-    def add(self, path: Path, message: str, *, at_key: bool = False, warn: bool = False) -> None:
-        line, column = self.positions.key_at(path) if at_key else self.positions.value_at(path)
-        severity = Severity.WARNING if warn else Severity.ERROR
-        self.issues.append(
-            ConfigIssue(self.filename, line + 1, column + 1, format_path(path), message, severity)
-        )
-
-    def line_of(self, path: Path) -> int:
-        return self.positions.value_at(path)[0] + 1
 
 
 def check_semantics(
     config: GatewayConfig, positions: SourceMap, filename: str
 ) -> list[ConfigIssue]:
     """Every cross-reference problem in `config` (errors and warnings)."""
-    report = _Report(positions, filename)
+    report = IssueReport(positions, filename)
     _check_unique(report, "listeners", [item.name for item in config.listeners])
     _check_unique(report, "routes", [item.name for item in config.routes])
     _check_unique(report, "backends", [item.name for item in config.backends])
-    _check_listeners(report, config.listeners)
+    check_listeners(report, config.listeners)
     check_registry(report.add, config.registry)
     for index, backend in enumerate(config.backends):
         _check_backend(report, ("backends", index), backend)
@@ -95,7 +74,7 @@ def check_semantics(
     return report.issues
 
 
-def _check_unique(report: _Report, section: str, names: Sequence[str]) -> None:
+def _check_unique(report: IssueReport, section: str, names: Sequence[str]) -> None:
     first: dict[str, int] = {}
     for index, name in enumerate(names):
         if name in first:
@@ -108,66 +87,7 @@ def _check_unique(report: _Report, section: str, names: Sequence[str]) -> None:
             first[name] = index
 
 
-def _check_listeners(report: _Report, listeners: Sequence[Listener]) -> None:
-    bound: list[tuple[int, Listener]] = []
-    for index, listener in enumerate(listeners):
-        path: Path = ("listeners", index)
-        if listener.protocol is ListenerProtocol.HTTPS and listener.tls is None:
-            report.add(
-                (*path, "protocol"), "an HTTPS listener needs a `tls` block with certificates"
-            )
-        elif listener.protocol is not ListenerProtocol.HTTPS and listener.tls is not None:
-            hint = {
-                ListenerProtocol.TLS: "TLS passthrough forwards encrypted bytes untouched",
-                ListenerProtocol.TCP: "TCP listeners forward bytes untouched",
-                ListenerProtocol.HTTP: "use protocol HTTPS to terminate TLS",
-            }[listener.protocol]
-            report.add(
-                (*path, "tls"),
-                f"`tls` termination is only for HTTPS listeners; {hint}",
-                at_key=True,
-            )
-        _check_hostnames(report, (*path, "hostnames"), listener.hostnames)
-        check_tcp_listener(report.add, path, listener)
-        if listener.tls is not None:
-            for cert_index, cert in enumerate(listener.tls.certificates):
-                cert_path = (*path, "tls", "certificates", cert_index, "hostnames")
-                _check_hostnames(report, cert_path, cert.hostnames)
-        for other_index, other in bound:
-            if other.port == listener.port and _addresses_overlap(other.address, listener.address):
-                # the same address and port: one socket for both, if they can share it
-                problem = (
-                    sharing_problem(other, listener)
-                    if ipaddress.ip_address(other.address) == ipaddress.ip_address(listener.address)
-                    else ""
-                )
-                if problem is None:
-                    continue
-                report.add(
-                    (*path, "port"),
-                    f"{listener.address}:{listener.port} is already used by listener "
-                    f"{other.name!r} (line {report.line_of(('listeners', other_index))})"
-                    + (f"; {problem}" if problem else ""),
-                )
-                break
-        bound.append((index, listener))
-
-
-def _addresses_overlap(first: str, second: str) -> bool:
-    a, b = ipaddress.ip_address(first), ipaddress.ip_address(second)
-    if a.version != b.version:
-        return False
-    return a == b or a.is_unspecified or b.is_unspecified
-
-
-def _check_hostnames(report: _Report, path: Path, hostnames: Iterable[str]) -> None:
-    for index, hostname in enumerate(hostnames):
-        problem = hostname_problem(hostname)
-        if problem is not None:
-            report.add((*path, index), problem)
-
-
-def _check_backend(report: _Report, path: Path, backend: Backend) -> None:
+def _check_backend(report: IssueReport, path: Path, backend: Backend) -> None:
     if backend.service is None and not backend.endpoints:
         report.add(
             path, "a backend needs exactly one of `service` (registry) or `endpoints` (static)"
@@ -192,7 +112,7 @@ def _check_backend(report: _Report, path: Path, backend: Backend) -> None:
 
 
 def _check_residency(
-    report: _Report, path: Path, backend: Backend, allowed: set[str], owner: str
+    report: IssueReport, path: Path, backend: Backend, allowed: set[str], owner: str
 ) -> None:
     """Static endpoints outside the allowed regions: all → error, some → warning."""
     if not backend.endpoints:
@@ -221,7 +141,7 @@ def _where(endpoints: Sequence[StaticEndpoint]) -> str:
 
 
 def _check_route(
-    report: _Report,
+    report: IssueReport,
     path: Path,
     route: Route,
     listeners: dict[str, Listener],
@@ -241,7 +161,7 @@ def _check_route(
             (*path, "listeners"),
             "a route binds either HTTP/HTTPS listeners or TCP/TLS listeners, not both",
         )
-    _check_hostnames(report, (*path, "hostnames"), route.hostnames)
+    check_hostnames(report.add, (*path, "hostnames"), route.hostnames)
     if layer4:
         _check_layer4_route(report, path, route, ListenerProtocol.TCP in protocols)
     used: set[str] = set()
@@ -250,7 +170,7 @@ def _check_route(
     return used
 
 
-def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool) -> None:
+def _check_layer4_route(report: IssueReport, path: Path, route: Route, has_tcp: bool) -> None:
     if len(route.rules) != 1:
         report.add(
             (*path, "rules"),
@@ -295,7 +215,7 @@ def _check_layer4_route(report: _Report, path: Path, route: Route, has_tcp: bool
 
 
 def _check_rule(
-    report: _Report, path: Path, rule: Rule, route: Route, backends: dict[str, Backend]
+    report: IssueReport, path: Path, rule: Rule, route: Route, backends: dict[str, Backend]
 ) -> set[str]:
     used: set[str] = set()
     for index, ref in enumerate(rule.backend_refs):
@@ -368,7 +288,7 @@ def _allowed(route: Route, backend: Backend) -> set[str]:
     return allowed & set(backend.allowed_regions) if backend.allowed_regions else allowed
 
 
-def _check_match(report: _Report, path: Path, match: RouteMatch) -> None:
+def _check_match(report: IssueReport, path: Path, match: RouteMatch) -> None:
     if match.path.type is PathMatchType.REGULAR_EXPRESSION:
         _check_regex(report, (*path, "path", "value"), match.path.value)
     elif not match.path.value.startswith("/"):
@@ -383,7 +303,7 @@ def _check_match(report: _Report, path: Path, match: RouteMatch) -> None:
                 _check_regex(report, (*path, section, index, "value"), item.value)
 
 
-def _check_regex(report: _Report, path: Path, pattern: str) -> None:
+def _check_regex(report: IssueReport, path: Path, pattern: str) -> None:
     try:
         re.compile(pattern)
     except re.error as exc:
