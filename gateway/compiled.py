@@ -43,6 +43,7 @@ HOT_PATH = (
     "http.request",
     "http.tries",
     "http.response",
+    "http.upstream_head",
     "http.proxy",
     "upstream.connection",
     "upstream.pool",

@@ -30,17 +30,19 @@ Between route match and upstream runs the rule's filter chain
 (`gateway.http.filters`), built once per rule when the table was compiled
 (`CompiledRule.plan`, a `http.plan.RulePlan`): request filters that may answer
 locally (CORS preflight, redirect, ...), then the header edits and URL
-rewrite joined into the upstream head, then mirrors; the response gets the
-rule's response header edits. A rule without filters pays a truthiness test
-per kind. Forwarding header lines
-are cached per connection and Host; with metrics-only telemetry the observer
-is told `open_request`/`close_request` and no `RequestLog` is built.
+rewrite joined into the upstream head (`http.upstream_head.UpstreamHeads`,
+which keeps a keep-alive connection's last plain head and its forwarding
+lines per Host), then mirrors; the response gets the rule's response header
+edits. A rule without filters pays a truthiness test per kind. With
+metrics-only telemetry the observer is told `open_request`/`close_request`
+and no `RequestLog` is built.
 
 Layout: this module is the connection (lifecycle, flow control, starting an
 exchange, answers made by the proxy itself); the request core is
 `http.core_client.RequestCore`, the shell's flow control
 `http.request.RequestReader`, tries and retries `http.tries.TryRunner`, the
-response side `http.response.ResponseRelay`, all mixed into `HttpProxy`.
+response side `http.response.ResponseRelay`, all mixed into `HttpProxy`; the
+upstream request head is built by `http.upstream_head.UpstreamHeads`.
 """
 
 from __future__ import annotations
@@ -51,22 +53,14 @@ from typing import Any, Final
 from gateway.context import GatewayContext, NullObserver
 from gateway.http import head as hh
 from gateway.http.core_client import FLUSH, REFUSE, START
-from gateway.http.exchange import (
-    REQUEST_IDS,
-    Exchange,
-)
+from gateway.http.exchange import Exchange
 from gateway.http.filters.access import DENIED as ACCESS_DENIED
 from gateway.http.filters.access import AccessCheck
 from gateway.http.filters.base import LocalAnswer
-from gateway.http.plan import (
-    RulePlan,
-    forwarding_lines,
-    plain_forwarding_lines,
-    shared,
-    via_line,
-)
+from gateway.http.plan import RulePlan
 from gateway.http.response import ResponseRelay
 from gateway.http.tls_facts import ConnectionTls, header_safe, peer_subject
+from gateway.http.upstream_head import UpstreamHeads
 from gateway.ops.observer import GatewayObserver
 from gateway.outcome import ErrorKind, ResponseFlag, flag_of
 from gateway.routing.decision import RequestFacts
@@ -79,9 +73,7 @@ class HttpProxy(ResponseRelay):
     __slots__ = (
         "denied",
         "facts",
-        "fwd_host",
-        "fwd_lines",
-        "head_memo",
+        "heads",
         "host_name",
         "host_raw",
         "listener_access",
@@ -92,7 +84,6 @@ class HttpProxy(ResponseRelay):
         "sni",
         "subject_drop",
         "subject_line",
-        "via11",
         "view",
     )
 
@@ -132,12 +123,11 @@ class HttpProxy(ResponseRelay):
             self.counter = observer
         self.host_raw: bytes | None = None
         self.host_name = ""
-        self.fwd_host: bytes | None = None
-        self.fwd_lines = b""
-        self.via11 = b""
         self.facts: RequestFacts | None = None
         self.view = hh.HeaderView([])
-        self.head_memo: HeadMemo | None = None
+        self.heads: UpstreamHeads | None = None
+        """Builds this connection's upstream request heads (made by its first request,
+        dropped while idle)."""
 
     # --- asyncio.Protocol: client side -------------------------------------
     def connection_made(self, transport: Transport) -> None:
@@ -199,11 +189,8 @@ class HttpProxy(ResponseRelay):
         per-request memos, made again by the next request. What an idle keep-alive
         connection holds is then its transport, this object and its addresses."""
         if self.shed():
-            self.head_memo = None
+            self.heads = None
             self.facts = None
-            self.fwd_host = None
-            self.fwd_lines = b""
-            self.via11 = b""
             self.host_raw = None
             self.host_name = ""
             self.valid_host = b""
@@ -327,129 +314,18 @@ class HttpProxy(ResponseRelay):
             plan = plan.for_backend(backend.name)
         ex.plan = plan
         ex.deadline = now + plan.request_s
-        self._request_head(ex, plan)
+        heads = self.heads
+        if heads is None:
+            heads = self.heads = UpstreamHeads(
+                ctx, self.client_ip, self.proto, self.trusted, self.subject_drop, self.subject_line
+            )
+        heads.fill(ex, plan)
         if plan.forward_filters:
             for forward_filter in plan.forward_filters:
                 forward_filter.on_forward(ex, facts, ctx)
         self.pools.active_requests += 1
         ex.counted = True
         self._try(ex, endpoint)
-
-    def _request_head(self, ex: Exchange, plan: RulePlan) -> None:
-        """Set `ex.line` (request line) and `ex.head` (header lines and the blank line).
-
-        A keep-alive client usually repeats its request: `head_memo` keeps the
-        last plain one (HTTP/1.1, no body framing, upgrade, trace, believed
-        forwarding headers or client request id) split around its request id,
-        so the same request again costs two concatenations.
-        """
-        memo = self.head_memo
-        if (
-            memo is not None
-            and memo.plan is plan
-            and memo.path == ex.path
-            and memo.headers == ex.headers
-            and memo.host == ex.host
-            and memo.method == ex.method
-            and memo.query == ex.query
-            and ex.log is None
-            and ex.fwd is None
-            and not ex.request_id
-            and not ex.chunked
-            and not ex.upgrade
-            and ex.version == "1.1"
-        ):
-            ex.line = memo.line
-            ex.request_id = rid = REQUEST_IDS.next()
-            ex.head = memo.before_id + rid + memo.after_id
-            ex.via = self.via11
-            if plan.host_rewrite:
-                ex.fixed_host = plan.host_rewrite
-            elif plan.preserve_host:
-                ex.fixed_host = ex.host
-            return
-        plain = not ex.request_id
-        rewrite = plan.path_rewrite
-        target = rewrite.target(ex.path) if rewrite is not None else ex.path
-        if ex.query:
-            target += b"?" + ex.query
-        ex.line = ex.method + b" " + target + b" HTTP/1.1\r\n"
-        trace: hh.Headers = []
-        if ex.log is not None:
-            trace = self.ctx.observer.upstream_headers(ex.token)
-        drop = plan.request_drop
-        if self.subject_drop is not None:
-            drop = drop | self.subject_drop
-        if trace:  # replaces the client's traceparent/tracestate, never duplicates them
-            drop = drop | {name for name, _ in trace}
-        if not ex.headers:
-            lines = []
-        elif drop:
-            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers if n.lower() not in drop]
-        else:
-            lines = [n + b": " + v + b"\r\n" for n, v in ex.headers]
-        lines.append(plan.request_lines)
-        split = len(lines)
-        if not ex.request_id:
-            ex.request_id = rid = REQUEST_IDS.next()
-            lines.append(b"X-Request-Id: " + rid + b"\r\n")
-        if ex.fwd is None:  # nothing believed from the client: the same lines per Host
-            if ex.host != self.fwd_host or not self.fwd_lines:
-                self.fwd_host = ex.host
-                self.fwd_lines = plain_forwarding_lines(self.client_ip, self.proto, ex.host)
-            lines.append(self.fwd_lines)
-        else:
-            lines.append(self._forwarding(ex))
-        if self.subject_line:
-            lines.append(self.subject_line)
-        if ex.chunked:
-            lines.append(b"Transfer-Encoding: chunked\r\n")
-        if ex.upgrade:
-            lines.append(b"Connection: upgrade\r\nUpgrade: " + ex.upgrade + b"\r\n")
-        for name, value in trace:
-            lines.append(name + b": " + value + b"\r\n")
-        if ex.version == "1.1":
-            via = self.via11
-            if not via:
-                via = self.via11 = via_line("1.1", self.ctx.settings.via)
-        else:
-            via = via_line(ex.version, self.ctx.settings.via)
-        ex.via = via
-        lines.append(via)
-        lines.append(b"\r\n")
-        ex.head = b"".join(lines)
-        if (
-            plain
-            and ex.log is None
-            and ex.fwd is None
-            and not ex.chunked
-            and not ex.upgrade
-            and ex.version == "1.1"
-        ):
-            self.head_memo = HeadMemo(
-                plan,
-                ex.path,
-                ex.headers,  # not copied: a new list is made for each request
-                ex.host,
-                ex.method,
-                ex.query,
-                ex.line,
-                b"".join(lines[:split]) + b"X-Request-Id: ",
-                shared(b"\r\n" + b"".join(lines[split + 1 :])),
-            )
-        if plan.host_rewrite:
-            ex.fixed_host = plan.host_rewrite
-        elif plan.preserve_host:
-            ex.fixed_host = ex.host
-
-    def _forwarding(self, ex: Exchange) -> bytes:
-        return forwarding_lines(
-            ex.fwd,
-            trusted=self.trusted,
-            client_ip=self.client_ip.encode("ascii"),
-            proto=self.proto,
-            host=ex.host,
-        )
 
     # --- answers made here -------------------------------------------------------
     def _must_close(self, ex: Exchange) -> bool:
@@ -530,46 +406,6 @@ class HttpProxy(ResponseRelay):
         data = hh.error_response(err.status, err.cause, close=True, head_only=head_only)
         self.transport.write(data)
         self.transport.close()
-
-
-class HeadMemo:
-    """A connection's last plain upstream request head, split around its request id
-    (`HttpProxy._request_head`); the other fields say which request it was (`plan`:
-    the matched rule's, or its backendRef's)."""
-
-    __slots__ = (
-        "after_id",
-        "before_id",
-        "headers",
-        "host",
-        "line",
-        "method",
-        "path",
-        "plan",
-        "query",
-    )
-
-    def __init__(
-        self,
-        plan: RulePlan,
-        path: bytes,
-        headers: hh.Headers,
-        host: bytes,
-        method: bytes,
-        query: bytes,
-        line: bytes,
-        before_id: bytes,
-        after_id: bytes,
-    ) -> None:
-        self.plan = plan
-        self.path = path
-        self.headers = headers
-        self.host = host
-        self.method = method
-        self.query = query
-        self.line = line
-        self.before_id = before_id
-        self.after_id = after_id
 
 
 _METHODS: Final = {
