@@ -33,6 +33,7 @@ from gateway.config.unsupported import NOT_SUPPORTED
 TESTS = Path(__file__).resolve().parents[2]
 
 ROUTING_LOCALITY = "gateway/routing/test_routing_locality.py"
+ROUTING_EXPANSION = "gateway/routing/test_routing_expansion.py"
 ROUTING_FIELDS = "gateway/routing/test_routing_config_fields.py"
 HTTP_FIELDS = "gateway/http/test_http_config_fields.py"
 HTTP_PROXY = "gateway/http/test_http_proxy.py"
@@ -200,10 +201,10 @@ COVERAGE: dict[str, str] = {
     "routes[].auth.jwt.claimHeaders[].header": f"{AUTH}::test_valid_jwt_passes_without_the_token_and_with_the_identity",
     # backends
     "backends[].name": "gateway/routing/test_routing_properties.py::test_weighted_split_converges_within_one_percent",
-    "backends[].service.namespace": f"{ROUTING_LOCALITY}::test_clusters_filter_and_port_by_number",
-    "backends[].service.name": f"{ROUTING_LOCALITY}::test_clusters_filter_and_port_by_number",
-    "backends[].service.port": f"{ROUTING_LOCALITY}::test_clusters_filter_and_port_by_number",
-    "backends[].service.clusters": f"{ROUTING_LOCALITY}::test_clusters_filter_and_port_by_number",
+    "backends[].service.namespace": f"{ROUTING_EXPANSION}::test_clusters_filter_and_port_by_number",
+    "backends[].service.name": f"{ROUTING_EXPANSION}::test_clusters_filter_and_port_by_number",
+    "backends[].service.port": f"{ROUTING_EXPANSION}::test_clusters_filter_and_port_by_number",
+    "backends[].service.clusters": f"{ROUTING_EXPANSION}::test_clusters_filter_and_port_by_number",
     "backends[].endpoints[].address": "gateway/l4/test_tcp_proxy.py::test_tls_passthrough_routes_on_sni_without_terminating",
     "backends[].endpoints[].port": "gateway/l4/test_tcp_proxy.py::test_tls_passthrough_routes_on_sni_without_terminating",
     "backends[].endpoints[].cluster": f"{ROUTING_FIELDS}::test_static_endpoint_cluster_names_its_key_and_its_priority",
