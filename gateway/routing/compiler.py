@@ -13,6 +13,9 @@ Records are sorted by key first. Each backend is compiled once:
   `allowedRegions` gets its own variant of each backend, filtered to the
   intersection.
 
+Each listener gets an index of the routes it serves by hostname
+(`gateway.routing.listener_index`).
+
 Each compiled backend sits in a slot of the table (`BackendLayout`), and
 rules name backends by slot, so `gateway.routing.update.update_table` can
 replace the backends a registry change touches and share everything else;
@@ -23,9 +26,9 @@ whose config is equal and whose records are the same objects, and the
 route-region variants of those: a config change or a rollout step that
 touches no backend builds routes, not a second copy of 500,000 endpoints.
 
-The endpoint loop (`expansion._expand_record`) is the only per-endpoint work (10,000 services × 50
-endpoints must compile in under a second); hash rings, Maglev tables and
-locality plans are built lazily on first use.
+The endpoint loop (`expansion._expand_record`) is the only per-endpoint
+work (10,000 services × 50 endpoints must compile in under a second); hash
+rings, Maglev tables and locality plans are built lazily on first use.
 """
 
 from __future__ import annotations
@@ -39,12 +42,7 @@ from gateway.config.model import (
     Backend,
     GatewayConfig,
     GatewaySettings,
-    Listener,
-    ListenerProtocol,
-    PathMatch,
-    PathMatchType,
     Route,
-    RouteMatch,
 )
 from gateway.routing.backend import CompiledBackend
 from gateway.routing.endpoints import Endpoint
@@ -55,17 +53,13 @@ from gateway.routing.expansion import (
     index_records,
     registry_endpoints,
 )
-from gateway.routing.hosts import HostIndex
 from gateway.routing.layout import BackendLayout, SlotSpec
+from gateway.routing.listener_index import listener_indexes
 from gateway.routing.locality import group_levels
-from gateway.routing.match import CompiledMatch, MatchSet
 from gateway.routing.route import CompiledRoute, RulePlanner, compile_rule
 from gateway.routing.split import NO_SLOT, BackendSplit
 from gateway.routing.table import RoutingTable
 from portway.model import ServiceRecord
-
-_L4_MATCH = RouteMatch(path=PathMatch(type=PathMatchType.PATH_PREFIX, value="/"))
-_HTTP = (ListenerProtocol.HTTP, ListenerProtocol.HTTPS)
 
 SlotLookup = Callable[[str, tuple[str, ...], str], int]
 
@@ -180,7 +174,7 @@ def _compile(
     routes = tuple(
         _compile_route(route, i, slot_for, plan_rule) for i, route in enumerate(config.routes)
     )
-    http, l4 = _listener_indexes(config.listeners, routes)
+    http, l4 = listener_indexes(config.listeners, routes)
     layout = BackendLayout.of(specs)
     return RoutingTable(
         version=version,
@@ -282,93 +276,4 @@ def _compile_route(
         access=route.access,
         auth=route.auth,
         config=route,
-    )
-
-
-def host_matches(pattern: str, host: str) -> bool:
-    """Gateway API hostname match: exact, or `*.suffix` over one or more labels."""
-    if pattern.startswith("*."):
-        return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
-    return pattern == host
-
-
-def effective_hostnames(
-    route: tuple[str, ...], listener: tuple[str, ...]
-) -> tuple[str, ...] | None:
-    """The route's hostnames as seen on a listener; None when they do not intersect."""
-    if not listener:
-        return route
-    if not route:
-        return listener
-    out = []
-    for h in route:
-        for lh in listener:
-            if host_matches(lh, h) or host_matches(h, lh) or h == lh:
-                out.append(h if not h.startswith("*.") or lh.startswith("*.") else lh)
-                break
-    return tuple(out) or None
-
-
-def _listener_indexes(
-    listeners: Sequence[Listener], routes: Sequence[CompiledRoute]
-) -> tuple[dict[str, HostIndex], dict[str, HostIndex]]:
-    http: dict[str, HostIndex] = {}
-    l4: dict[str, HostIndex] = {}
-    http_routes: list[CompiledRoute] = []
-    unnamed: dict[tuple[int, ...], HostIndex] = {}
-    """Indexes of listeners without hostnames by their routes: the index of listener ""
-    is the same as theirs when it serves the same routes (built once: 10,000 routes
-    make a 4.5 MB index)."""
-    for lst in listeners:
-        attached = [r for r in routes if not r.listeners or lst.name in r.listeners]
-        lhosts = tuple(h.lower().rstrip(".") for h in lst.hostnames)
-        if lst.protocol in _HTTP:
-            http[lst.name] = _host_index(attached, lhosts, l4_mode=False)
-            if not lhosts:
-                unnamed.setdefault(tuple(r.index for r in attached), http[lst.name])
-            seen = {id(r) for r in http_routes}
-            http_routes += [r for r in attached if id(r) not in seen]
-        else:
-            ignore_hosts = lst.protocol is ListenerProtocol.TCP
-            l4[lst.name] = _host_index(attached, lhosts, l4_mode=True, ignore_hosts=ignore_hosts)
-    if not listeners:
-        http_routes = list(routes)
-    if "" not in http:
-        same = unnamed.get(tuple(r.index for r in http_routes))
-        http[""] = same if same is not None else _host_index(http_routes, (), l4_mode=False)
-    return http, l4
-
-
-def _host_index(
-    routes: Sequence[CompiledRoute],
-    listener_hosts: tuple[str, ...],
-    *,
-    l4_mode: bool,
-    ignore_hosts: bool = False,
-) -> HostIndex:
-    exact: dict[str, list[CompiledMatch]] = {}
-    wildcard: dict[str, list[CompiledMatch]] = {}
-    catch_all: list[CompiledMatch] = []
-    for route in routes:
-        hosts = () if ignore_hosts else effective_hostnames(route.hostnames, listener_hosts)
-        if hosts is None:
-            continue
-        matches: list[CompiledMatch] = []
-        for rule in route.rules:
-            assert rule.config is not None
-            specs = (_L4_MATCH,) if l4_mode else rule.config.matches
-            for mi, spec in enumerate(specs):
-                order = (route.index, rule.index, mi)
-                matches.append(CompiledMatch.build(route, rule, spec, order))
-        if not hosts:
-            catch_all += matches
-        for h in hosts:
-            if h.startswith("*."):
-                wildcard.setdefault(h[1:], []).extend(matches)
-            else:
-                exact.setdefault(h, []).extend(matches)
-    return HostIndex(
-        {h: MatchSet(ms) for h, ms in exact.items()},
-        {h: MatchSet(ms) for h, ms in wildcard.items()},
-        MatchSet(catch_all) if catch_all else None,
     )

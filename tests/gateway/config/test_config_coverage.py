@@ -71,7 +71,7 @@ COVERAGE: dict[str, str] = {
     "gateway.firstRequestTimeout": "gateway/http/test_http_idle.py::test_connection_that_never_sends_a_request_is_closed_after_first_request_timeout",
     "gateway.via": f"{HTTP_FIELDS}::test_via_names_the_gateway_in_the_via_header",
     # listeners
-    "listeners[].name": "gateway/routing/test_routing_match.py::test_route_attaches_only_to_named_listeners",
+    "listeners[].name": "gateway/routing/test_routing_listener_index.py::test_route_attaches_only_to_named_listeners",
     "listeners[].protocol": "gateway/l4/test_tcp_proxy.py::test_tls_passthrough_routes_on_sni_without_terminating",
     "listeners[].port": "gateway/runtime/test_bind_addresses.py::test_listener_and_admin_bind_the_configured_addresses",
     "listeners[].address": "gateway/runtime/test_bind_addresses.py::test_listener_and_admin_bind_the_configured_addresses",
@@ -93,7 +93,7 @@ COVERAGE: dict[str, str] = {
     "listeners[].maxRequestBodyBytes": f"{BODY_LIMITS}::test_listener_limit_refuses_a_larger_content_length_before_forwarding",
     # routes
     "routes[].name": TELEMETRY_E2E,
-    "routes[].listeners": "gateway/routing/test_routing_match.py::test_route_attaches_only_to_named_listeners",
+    "routes[].listeners": "gateway/routing/test_routing_listener_index.py::test_route_attaches_only_to_named_listeners",
     "routes[].hostnames": "gateway/routing/test_routing_match.py::test_exact_host_then_longest_wildcard_then_no_hostnames",
     "routes[].allowedRegions": f"{ROUTING_LOCALITY}::test_route_allowed_regions_intersect_with_backend_ones",
     "routes[].rules[].name": "gateway/ops/test_admin.py::test_routes_lists_the_active_routes_in_config_vocabulary",

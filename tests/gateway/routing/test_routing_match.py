@@ -114,23 +114,3 @@ def test_exact_host_then_longest_wildcard_then_no_hostnames() -> None:
     assert _winner(t, host="a.b.example.com") == "wild"
     assert _winner(t, host="EXAMPLE.com") == "any"
     assert _winner(t, host="other.org") == "any"
-
-
-def test_route_attaches_only_to_named_listeners() -> None:
-    doc = _routes({**_route("r", "b0"), "listeners": ["admin"]})
-    doc["listeners"] = [WEB, {"name": "admin", "protocol": "HTTP", "port": 8081}]
-    t = table(doc)
-    assert _winner(t, listener="admin") == "r"
-    assert _winner(t, listener="web") is None
-    assert t.route_http(facts(listener="web"), EndpointState()).error == "no_route"
-
-
-def test_the_unnamed_listener_shares_the_index_of_a_listener_serving_the_same_routes() -> None:
-    one = table(_routes(_route("a", "b0"), _route("b", "b1", ["x.example.com"])))
-    assert one._http[""] is one._http["web"]  # one index of every route, not two
-    assert _winner(one, listener="", host="x.example.com") == "b"
-    doc = _routes({**_route("r", "b0"), "listeners": ["admin"]}, _route("s", "b1"))
-    doc["listeners"] = [WEB, {"name": "admin", "protocol": "HTTP", "port": 8081}]
-    two = table(doc)
-    assert two._http[""] is not two._http["web"]  # "" serves r too, web does not
-    assert _winner(two, listener="", url_path="/") in ("r", "s")
