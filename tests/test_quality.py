@@ -14,6 +14,7 @@ STRICT = [
     "gateway/routing",
     "gateway/rollout",
     "portway/model.py",
+    "portway/record_parser.py",
     "controller/derive.py",
     "controller/placement.py",
     "controller/incremental.py",
