@@ -10,6 +10,7 @@ from pydantic import TypeAdapter
 from gateway.config.model import GatewayConfig
 from gateway.routing.compiler import compile_table
 from gateway.routing.decision import RequestFacts
+from gateway.routing.endpoints import EndpointState
 from gateway.routing.table import RoutingTable
 from portway.model import Node, ServicePort, ServiceRecord, TrafficPolicy
 
@@ -88,3 +89,29 @@ def facts(
 
 
 WEB = {"name": "web", "protocol": "HTTP", "port": 8080}
+
+
+def routes_doc(*routes: dict[str, object]) -> dict[str, object]:
+    """A config on listener WEB with these routes and ten static backends b0..b9."""
+    return {
+        "listeners": [WEB],
+        "routes": list(routes),
+        "backends": [static(f"b{i}", 9000 + i) for i in range(10)],
+    }
+
+
+def route_doc(
+    name: str, backend: str, hostnames: list[str] | None = None, **match: object
+) -> dict[str, object]:
+    """One route, one rule to backend; match keywords form its single match (none: match all)."""
+    return {
+        "name": name,
+        "hostnames": hostnames or [],
+        "rules": [{"matches": [match] if match else [{}], "backendRefs": [{"name": backend}]}],
+    }
+
+
+def winner(t: RoutingTable, **kw: Any) -> str | None:
+    """The name of the route t picks for facts(**kw), None when no route matches."""
+    d = t.route_http(facts(**kw), EndpointState())
+    return d.route.name if d.route else None
