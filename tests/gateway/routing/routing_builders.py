@@ -115,3 +115,22 @@ def winner(t: RoutingTable, **kw: Any) -> str | None:
     """The name of the route t picks for facts(**kw), None when no route matches."""
     d = t.route_http(facts(**kw), EndpointState())
     return d.route.name if d.route else None
+
+
+EAST = record("east", "us-east-1", [(f"e{i}", f"10.0.0.{i + 1}", "us-east-1a") for i in range(4)])
+WEST = record("west", "us-west-2", [(f"w{i}", f"10.1.0.{i + 1}", "us-west-2a") for i in range(4)])
+
+
+def service_doc(
+    backend: dict[str, Any] | None = None, route: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """A gateway in us-east-1a routing all of WEB to registry backend shop/web:http.
+
+    backend and route are merged over the defaults (e.g. {"service": ...} or {"filters": ...})."""
+    b = {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
+    return {
+        "gateway": {"region": "us-east-1", "zone": "us-east-1a"},
+        "listeners": [WEB],
+        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}], **(route or {})}],
+        "backends": [{**b, **(backend or {})}],
+    }

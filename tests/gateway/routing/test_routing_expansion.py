@@ -2,33 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from routing_builders import WEB, record, table
+from routing_builders import EAST, WEST, record, service_doc, table
 
 from portway.model import TrafficPolicy
-
-EAST = record("east", "us-east-1", [(f"e{i}", f"10.0.0.{i + 1}", "us-east-1a") for i in range(4)])
-WEST = record("west", "us-west-2", [(f"w{i}", f"10.1.0.{i + 1}", "us-west-2a") for i in range(4)])
-
-
-def _doc(
-    backend: dict[str, Any] | None = None, route: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    b = {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
-    return {
-        "gateway": {"region": "us-east-1", "zone": "us-east-1a"},
-        "listeners": [WEB],
-        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}], **(route or {})}],
-        "backends": [{**b, **(backend or {})}],
-    }
 
 
 def test_registry_backend_expands_nodes_with_node_port_and_readiness() -> None:
     rec = record(
         "east", "us-east-1", [("n1", "10.0.0.1", "a"), ("n2", "10.0.0.2", "b")], not_ready=["n2"]
     )
-    t = table(_doc(), [rec])
+    t = table(service_doc(), [rec])
     ep, down = t.backends["web"].endpoints
     assert (ep.address, ep.port, ep.cluster, ep.region, ep.zone, ep.node, ep.ready) == (
         "10.0.0.1",
@@ -52,12 +35,14 @@ def test_local_policy_skips_nodes_without_ready_endpoints() -> None:
         health_check_node_port=32000,
         local={"n1": 2, "n3": 0},
     )
-    t = table(_doc(), [rec])
+    t = table(service_doc(), [rec])
     (ep,) = t.backends["web"].endpoints
     assert ep.node == "n1" and ep.health_check_port == 32000 and ep.weight == 2
 
 
 def test_clusters_filter_and_port_by_number() -> None:
-    doc = _doc({"service": {"namespace": "shop", "name": "web", "port": 80, "clusters": ["west"]}})
+    doc = service_doc(
+        {"service": {"namespace": "shop", "name": "web", "port": 80, "clusters": ["west"]}}
+    )
     t = table(doc, [EAST, WEST])
     assert {e.cluster for e in t.backends["web"].endpoints} == {"west"}

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
 
 import pytest
-from routing_builders import WEB, facts, record, table
+from routing_builders import EAST, WEST, facts, record, service_doc, table
 
 from gateway.routing.endpoints import EndpointState
 from gateway.routing.explain import explain_http
 from gateway.routing.locality import priority_load
 
-EAST = record("east", "us-east-1", [(f"e{i}", f"10.0.0.{i + 1}", "us-east-1a") for i in range(4)])
 EAST_B = record(
     "east-b", "us-east-1", [(f"b{i}", f"10.0.1.{i + 1}", "us-east-1b") for i in range(4)]
 )
-WEST = record("west", "us-west-2", [(f"w{i}", f"10.1.0.{i + 1}", "us-west-2a") for i in range(4)])
-
-
-def _doc(
-    backend: dict[str, Any] | None = None, route: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    b = {"name": "web", "service": {"namespace": "shop", "name": "web", "port": "http"}}
-    return {
-        "gateway": {"region": "us-east-1", "zone": "us-east-1a"},
-        "listeners": [WEB],
-        "routes": [{"name": "r", "rules": [{"backendRefs": [{"name": "web"}]}], **(route or {})}],
-        "backends": [{**b, **(backend or {})}],
-    }
 
 
 def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
@@ -42,7 +27,7 @@ def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
     other = record(
         "east-b", "us-east-1", [("b0", "10.0.1.1", "us-east-1b"), ("b1", "10.0.1.2", "us-east-1b")]
     )
-    t = table(_doc(), [local, other])
+    t = table(service_doc(), [local, other])
     state = EndpointState()
     picks = Counter(t.route_http(facts(), state).endpoint.node for _ in range(20_000))  # type: ignore[union-attr]
     assert picks["e1"] == 0
@@ -51,13 +36,15 @@ def test_not_ready_node_is_never_picked_and_shrinks_its_levels_health() -> None:
 
 
 def test_allowed_regions_drop_endpoints_at_compile_time() -> None:
-    t = table(_doc({"allowedRegions": ["us-west-2"]}), [EAST, WEST])
+    t = table(service_doc({"allowedRegions": ["us-west-2"]}), [EAST, WEST])
     assert {e.region for e in t.backends["web"].endpoints} == {"us-west-2"}
 
 
 def test_route_allowed_regions_intersect_with_backend_ones() -> None:
     t = table(
-        _doc({"allowedRegions": ["us-east-1", "us-west-2"]}, {"allowedRegions": ["us-east-1"]}),
+        service_doc(
+            {"allowedRegions": ["us-east-1", "us-west-2"]}, {"allowedRegions": ["us-east-1"]}
+        ),
         [EAST, WEST],
     )
     state = EndpointState()
@@ -69,7 +56,7 @@ def test_route_allowed_regions_intersect_with_backend_ones() -> None:
 
 
 def test_levels_follow_zone_then_region_then_rest() -> None:
-    t = table(_doc(), [EAST, EAST_B, WEST])
+    t = table(service_doc(), [EAST, EAST_B, WEST])
     b = t.backends["web"]
     assert [{e.cluster for e in level} for level in b.levels] == [{"east"}, {"east-b"}, {"west"}]
     state = EndpointState()
@@ -97,7 +84,7 @@ def test_priority_load_panics_below_threshold_and_fails_with_nothing_up() -> Non
 
 
 def test_measured_spill_matches_the_rule() -> None:
-    t = table(_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
+    t = table(service_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
     state = EndpointState()
     east = [e for e in t.backends["web"].endpoints if e.cluster == "east"]
     state.set_unhealthy(east[0].key, True)
@@ -112,7 +99,7 @@ def test_measured_spill_matches_the_rule() -> None:
 
 
 def test_panic_mode_routes_over_all_endpoints_ignoring_health() -> None:
-    t = table(_doc({"locality": {"prefer": "none"}}), [EAST])
+    t = table(service_doc({"locality": {"prefer": "none"}}), [EAST])
     state = EndpointState()
     eps = t.backends["web"].endpoints
     for e in eps[:3]:
@@ -123,7 +110,7 @@ def test_panic_mode_routes_over_all_endpoints_ignoring_health() -> None:
 
 
 def test_no_available_endpoint_is_no_healthy_upstream() -> None:
-    t = table(_doc(), [EAST])
+    t = table(service_doc(), [EAST])
     state = EndpointState()
     for e in t.backends["web"].endpoints:
         state.eject(e.key, until=100.0)
@@ -131,7 +118,7 @@ def test_no_available_endpoint_is_no_healthy_upstream() -> None:
 
 
 def test_retry_fails_over_to_the_next_level() -> None:
-    t = table(_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
+    t = table(service_doc({"locality": {"prefer": "region"}}), [EAST, WEST])
     state = EndpointState()
     d = t.route_http(facts(), state)
     assert d.endpoint is not None and d.endpoint.cluster == "east"
