@@ -91,6 +91,46 @@ async def _sink(request: web.Request) -> web.Response:
     return web.json_response({"body_len": total, "body_sha": digest.hexdigest()})
 
 
+async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
+    """Serve app on 127.0.0.1 at a kernel-chosen port; the caller cleans up the runner."""
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+
+
+class ProbedUpstream:
+    """An upstream answering `text` on every path, counting the probes of its /healthz.
+
+    /healthz answers the status in `health` (switchable while it runs); `probes` counts them."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.health = 200
+        self.probes = 0
+        self.port = 0
+        self.runner: web.AppRunner | None = None
+
+    async def start(self) -> ProbedUpstream:
+        app = web.Application()
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_route("*", "/{tail:.*}", self._any)
+        self.runner, self.port = await serve_app(app)
+        return self
+
+    async def stop(self) -> None:
+        assert self.runner is not None
+        await self.runner.cleanup()
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        self.probes += 1
+        return web.Response(status=self.health)
+
+    async def _any(self, request: web.Request) -> web.Response:
+        return web.Response(text=self.text)
+
+
 @dataclass
 class Upstream:
     port: int
@@ -107,11 +147,7 @@ async def start_upstream(name: str = "up") -> Upstream:
     app.router.add_get("/slow", _slow)
     app.router.add_post("/sink", _sink)
     app.router.add_route("*", "/{tail:.*}", _echo)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    runner, port = await serve_app(app)
     return Upstream(port, name, runner)
 
 

@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,59 +20,25 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
+
+from tests.gateway.conftest import ProbedUpstream, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 ROOT = Path(__file__).resolve().parents[3]
 INTERVAL_S = 0.2
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Node:
-    """An upstream answering its name, counting the probes of its /healthz."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.health = 200
-        self.probes = 0
-        self.port = 0
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> None:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_route("*", "/{tail:.*}", self._any)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        self.probes += 1
-        return web.Response(status=self.health)
-
-    async def _any(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.name)
-
-
 @pytest.fixture
-async def nodes() -> AsyncIterator[tuple[Node, Node]]:
-    made = (Node("probed"), Node("steady"))
+async def nodes() -> AsyncIterator[tuple[ProbedUpstream, ProbedUpstream]]:
+    made = (ProbedUpstream("probed"), ProbedUpstream("steady"))
     for node in made:
         await node.start()
     yield made
     for node in made:
-        assert node.runner is not None
-        await node.runner.cleanup()
+        await node.stop()
 
 
-def config_text(port: int, admin: int, nodes: tuple[Node, Node]) -> str:
+def config_text(port: int, admin: int, nodes: tuple[ProbedUpstream, ProbedUpstream]) -> str:
     endpoints = "".join(
         f"      - {{address: 127.0.0.1, port: {n.port}, cluster: c{i}}}\n"
         for i, n in enumerate(nodes)
@@ -113,7 +78,7 @@ async def answers(port: int, n: int) -> list[str]:
 
 
 async def test_two_workers_probe_once_and_both_take_the_verdicts(
-    nodes: tuple[Node, Node], tmp_path: Path
+    nodes: tuple[ProbedUpstream, ProbedUpstream], tmp_path: Path
 ) -> None:
     probed, _ = nodes
     port, admin = free_port(), free_port()

@@ -16,7 +16,7 @@ from aiohttp import web
 from gateway.upstream.health import ProbeKind, ProbeSpec
 from gateway.upstream.health_driver import HealthDriver
 from gateway.upstream.probe import run_probe
-from tests.gateway.conftest import GatewayFactory, Upstream, free_port, simple_config
+from tests.gateway.conftest import GatewayFactory, Upstream, free_port, serve_app, simple_config
 
 
 class Switchable:
@@ -34,11 +34,7 @@ class Switchable:
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/kube", self._kube)
         app.router.add_route("*", "/{tail:.*}", self._any)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.runner, self.port = await serve_app(app)
         return self
 
     async def _healthz(self, request: web.Request) -> web.Response:

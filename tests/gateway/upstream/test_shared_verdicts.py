@@ -10,7 +10,6 @@ from random import Random
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from gateway.upstream.health import Health
 from gateway.upstream.health_driver import HealthDriver
@@ -22,7 +21,7 @@ from gateway.upstream.shared_verdicts import (
     attach,
     key_tag,
 )
-from tests.gateway.conftest import GatewayFactory, Upstream, simple_config
+from tests.gateway.conftest import GatewayFactory, ProbedUpstream, Upstream, simple_config
 
 
 def test_a_verdict_published_in_one_mapping_is_read_in_another() -> None:
@@ -132,40 +131,11 @@ def test_a_follower_reads_a_key_it_starts_tracking_and_reads_in_slices() -> None
     assert sorted(k for k, _, _ in first + rest) == sorted(f"k{n}" for n in range(10))
 
 
-class Probed:
-    """An upstream answering everything and counting the probes of its /healthz."""
-
-    def __init__(self) -> None:
-        self.health = 200
-        self.probes = 0
-        self.port = 0
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> Probed:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_route("*", "/{tail:.*}", self._any)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        self.probes += 1
-        return web.Response(status=self.health)
-
-    async def _any(self, request: web.Request) -> web.Response:
-        return web.Response(text="probed")
-
-
 @pytest.fixture
-async def probed() -> AsyncIterator[Probed]:
-    p = await Probed().start()
+async def probed() -> AsyncIterator[ProbedUpstream]:
+    p = await ProbedUpstream("probed").start()
     yield p
-    assert p.runner is not None
-    await p.runner.cleanup()
+    await p.stop()
 
 
 async def answers(url: str, n: int) -> list[str]:
@@ -185,7 +155,7 @@ async def eventually(check: object, timeout_s: float = 3.0) -> None:
 
 
 async def test_only_the_prober_probes_and_the_follower_takes_its_verdicts(
-    make_gateway: GatewayFactory, upstream: Upstream, probed: Probed
+    make_gateway: GatewayFactory, upstream: Upstream, probed: ProbedUpstream
 ) -> None:
     cfg = simple_config([probed.port, upstream.port])
     cfg["backends"][0]["healthCheck"] = {
@@ -223,7 +193,7 @@ async def test_only_the_prober_probes_and_the_follower_takes_its_verdicts(
 
 
 async def test_a_follower_probes_for_itself_once_the_table_overflows(
-    make_gateway: GatewayFactory, probed: Probed
+    make_gateway: GatewayFactory, probed: ProbedUpstream
 ) -> None:
     cfg = simple_config([probed.port])
     cfg["backends"][0]["healthCheck"] = {"path": "/healthz", "interval": "100ms"}
