@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from derive_builders import EXPORT, service
+
 from controller.derive import ClusterView
 from controller.doctor import Status, Step, judge
 from controller.doctor_facts import (
@@ -23,10 +25,8 @@ from controller.objects import (
     EndpointSliceInfo,
     NodeAddress,
     NodeInfo,
-    PortInfo,
     ServiceInfo,
     ServiceType,
-    frozen_map,
 )
 from portway.model import Node, TrafficPolicy
 
@@ -51,14 +51,11 @@ SLICES = (
 
 
 def svc(policy: TrafficPolicy = TrafficPolicy.CLUSTER, export: bool = True) -> ServiceInfo:
-    return ServiceInfo(
-        "shop",
-        "web",
-        ServiceType.LOAD_BALANCER,
-        (PortInfo("http", 80, 30080),),
-        frozen_map({"portway.io/export": "true"} if export else {}),
-        external_traffic_policy=policy,
-        health_check_node_port=32000 if policy is TrafficPolicy.LOCAL else None,
+    return service(
+        type=ServiceType.LOAD_BALANCER,
+        policy=policy,
+        annotations=EXPORT if export else {},
+        hc=32000 if policy is TrafficPolicy.LOCAL else None,
     )
 
 
