@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -334,6 +335,21 @@ async def test_head_response_has_no_body_and_connection_is_reused(
     assert rest.startswith(b"HTTP/1.1 200") and b'"/g"' in rest
 
 
+async def exchange_with_raw_endpoint(
+    make_gateway: GatewayFactory,
+    handle: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]],
+    request: bytes = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+) -> bytes:
+    """The client's raw answer to `request` through a gateway whose one endpoint is `handle`."""
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        gw = await make_gateway(simple_config([port]))
+        return await raw_exchange(gw.port, request)
+    finally:
+        server.close()
+
+
 async def test_response_hop_by_hop_and_connection_named_headers_are_not_forwarded(
     make_gateway: GatewayFactory,
 ) -> None:
@@ -348,13 +364,7 @@ async def test_response_hop_by_hop_and_connection_named_headers_are_not_forwarde
         await writer.drain()
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        gw = await make_gateway(simple_config([port]))
-        out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    finally:
-        server.close()
+    out = await exchange_with_raw_endpoint(make_gateway, handle)
     head, _, body = out.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 200 OK") and body == b"ok"
     lower = head.lower()
@@ -422,13 +432,7 @@ async def test_a_101_to_a_request_without_upgrade_is_502_and_never_a_tunnel(
         await asyncio.sleep(0.5)
         writer.close()
 
-    server = await asyncio.start_server(handle, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    try:
-        gw = await make_gateway(simple_config([port]))
-        out = await raw_exchange(gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
-    finally:
-        server.close()
+    out = await exchange_with_raw_endpoint(make_gateway, handle)
     assert out.startswith(b"HTTP/1.1 502 ")
     assert b"portway-error: upstream_protocol_error" in out.lower()
     assert b"SECRET-TUNNEL-BYTES" not in out and b"101" not in out.partition(b"\r\n")[0]
