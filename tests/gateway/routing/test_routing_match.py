@@ -77,10 +77,13 @@ def test_exact_host_then_longest_wildcard_then_no_hostnames() -> None:
     t = table(
         routes_doc(
             route_doc("any", "b0"),
-            route_doc("wild", "b1", ["*.example.com"]),
-            route_doc("wild-shop", "b2", ["*.shop.example.com"]),
+            route_doc("wild", "b1", hostnames=["*.example.com"]),
+            route_doc("wild-shop", "b2", hostnames=["*.shop.example.com"]),
             route_doc(
-                "exact", "b3", ["api.shop.example.com"], path={"type": "PathPrefix", "value": "/v1"}
+                "exact",
+                "b3",
+                hostnames=["api.shop.example.com"],
+                path={"type": "PathPrefix", "value": "/v1"},
             ),
         )
     )
