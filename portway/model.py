@@ -4,9 +4,9 @@ Theory of operation: one `ServiceRecord` per (cluster, namespace, service) is
 written by exactly one controller and read by every gateway. It says which
 nodes of that cluster may receive traffic for the service and on which
 NodePorts. The record is a value: frozen, checked on construction
-(`validate`), parsed from JSON by `ServiceRecord.from_json` (the explaining
-parser is `portway.record_parser`; the fast one, `portway.record_decoder`),
-and serialised back with `to_json`. Anything a gateway cannot trust (an
+(`validate`), parsed from JSON by `portway.record_parser` (`parse_record`,
+`record_from_json`: the explaining parser; the fast one is
+`portway.record_decoder`), and serialised back with `to_json`. Anything a gateway cannot trust (an
 unknown version, a nodePort outside the cluster's range, an address that
 does not parse, a key the format does not have) is refused with a
 `RecordError` that says which field is wrong and what is allowed, so a
@@ -19,7 +19,6 @@ import enum
 import functools
 import ipaddress
 import json
-from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -184,24 +183,6 @@ class ServiceRecord:
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-
-    @classmethod
-    def from_json(cls, data: str | bytes) -> ServiceRecord:
-        try:
-            raw = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise RecordError("", f"not JSON: {exc}") from None
-        return cls.from_dict(raw)
-
-    @classmethod
-    def from_dict(cls, raw: object, *, outer_keys: Collection[str] = ()) -> ServiceRecord:
-        """Parse the JSON form (`record_parser.parse_record`): every problem is a
-        RecordError naming the field; `outer_keys` are keys the caller already took out
-        (a record file's `ttlSeconds`), offered in the did-you-mean.
-        """
-        from portway.record_parser import parse_record  # it builds records: imports this module
-
-        return parse_record(raw, outer_keys=outer_keys)
 
 
 def validate(record: ServiceRecord) -> None:

@@ -1,10 +1,10 @@
 """The fast way from a stored record's JSON to a `ServiceRecord`, for the common case.
 
 Theory of operation. A gateway reads every record of the fleet at startup
-(20,000 at 10,000 services over two clusters), and `ServiceRecord.from_dict`
+(20,000 at 10,000 services over two clusters), and `record_parser.parse_record`
 after `json.loads` costs ~70 µs a record, most of it walking 25 node dicts in
 Python. Here msgspec decodes the record's JSON straight into typed structs in
-C, refusing unknown keys and wrong types as `from_dict` does, and leaves the
+C, refusing unknown keys and wrong types as `parse_record` does, and leaves the
 `nodes` and `ports` lists as raw JSON text: the records of one cluster name
 the same nodes, so each distinct text is decoded once and its tuple of
 frozen `Node`s (or `ServicePort`s) shared by every record naming it (held

@@ -1,6 +1,6 @@
 """The registry record's JSON form, described once as data.
 
-`portway.model.ServiceRecord.from_dict` accepts exactly the keys listed here
+`portway.record_parser.parse_record` accepts exactly the keys listed here
 (anything else is refused with a did-you-mean: a typo such as `raedy: false`
 would otherwise leave `ready: true` in force without a word), and
 `docs/registry-record.md` is generated from the same tables
@@ -20,7 +20,7 @@ from typing import Any
 class RecordField:
     """One key of the record's JSON form: what it holds, its default, why it is there.
 
-    The tables below are the record format's single description: `from_dict`
+    The tables below are the record format's single description: `parse_record`
     accepts exactly these keys (anything else is refused with a did-you-mean)
     and `docs/registry-record.md` is generated from them.
     """

@@ -1,8 +1,8 @@
 """The explaining parse of a registry record's JSON form: every problem is a `RecordError`.
 
-Theory of operation: `parse_record` is what `ServiceRecord.from_dict` (and
-`from_json`) run. It walks the decoded JSON in Python and, at the first thing
-a gateway cannot trust, raises a `RecordError` whose `path` names the field
+Theory of operation: `parse_record` (and `record_from_json`, from text)
+walks the decoded JSON in Python and, at the first thing a gateway cannot
+trust, raises a `RecordError` whose `path` names the field
 (`nodes[3].ready`, `ports[0].nodePort`) and whose message says what is
 allowed: keys the format does not have (`record_format`, with a
 did-you-mean), a wrong type, an unknown version or enum value. What it
@@ -18,6 +18,7 @@ serves, so `_node` decodes each distinct node once and shares the frozen
 from __future__ import annotations
 
 import enum
+import json
 import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
@@ -42,6 +43,15 @@ from portway.record_format import (
 )
 
 _E = TypeVar("_E", bound=enum.Enum)
+
+
+def record_from_json(data: str | bytes) -> ServiceRecord:
+    """Parse a record's JSON text (`parse_record`); text that is not JSON is a RecordError."""
+    try:
+        raw = json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise RecordError("", f"not JSON: {exc}") from None
+    return parse_record(raw)
 
 
 def parse_record(raw: object, *, outer_keys: Collection[str] = ()) -> ServiceRecord:

@@ -1,6 +1,6 @@
 """Generate `docs/registry-record.md`, the registry record format's reference.
 
-The tables come from `portway.record_format` (what `ServiceRecord.from_dict`
+The tables come from `portway.record_format` (what `record_parser.parse_record`
 accepts), the example from a real `ServiceRecord` (so it always parses), the
 files registry's own keys from `portway.registry.record_files`. A test fails
 while the file is stale; regenerate it with

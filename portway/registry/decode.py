@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
 from portway.record_decoder import stored_record
+from portway.record_parser import parse_record
 from portway.registry.base import Change, ChangeKind
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,7 @@ def parse_stored_text(value: str | bytes) -> ServiceRecord:
         raise RecordError("", f"not JSON: {exc}") from None
     if isinstance(raw, dict) and not isinstance(raw.pop(OWNER_FIELD, ""), str):
         raise RecordError(OWNER_FIELD, "must be a string")
-    return ServiceRecord.from_dict(raw, outer_keys=(OWNER_FIELD,))
+    return parse_record(raw, outer_keys=(OWNER_FIELD,))
 
 
 def decode_record(key: str, value: str | bytes, *, backend: str) -> ServiceRecord | None:

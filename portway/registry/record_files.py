@@ -35,6 +35,7 @@ from ruamel.yaml.error import YAMLError
 
 from portway.model import RecordError, ServiceKey, ServiceRecord
 from portway.record_decoder import file_record
+from portway.record_parser import parse_record
 from portway.registry.decode import OWNER_FIELD, report_bad
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,7 @@ def parse_record_text(path: str | os.PathLike[str], data: bytes, mtime: float) -
     if not isinstance(owner, str):
         raise RecordError(OWNER_FIELD, "must be a string")
     raw.setdefault("v", 1)
-    record = ServiceRecord.from_dict(raw, outer_keys=(TTL_FIELD, OWNER_FIELD))
+    record = parse_record(raw, outer_keys=(TTL_FIELD, OWNER_FIELD))
     return RecordFile(
         path=text,
         record=record,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from portway.model import RecordError, ServiceRecord
+from portway.model import RecordError
+from portway.record_parser import parse_record
 
 
 def _raw(service: str, ready: object = True) -> dict[str, object]:
@@ -19,13 +20,13 @@ def _raw(service: str, ready: object = True) -> dict[str, object]:
 
 
 def test_the_same_node_in_two_records_is_one_object() -> None:
-    web = ServiceRecord.from_dict(_raw("web"))
-    api = ServiceRecord.from_dict(_raw("api"))
+    web = parse_record(_raw("web"))
+    api = parse_record(_raw("api"))
     assert web.nodes[0] is api.nodes[0]
-    assert ServiceRecord.from_dict(_raw("img", ready=False)).nodes[0].ready is False
+    assert parse_record(_raw("img", ready=False)).nodes[0].ready is False
 
 
 def test_a_memoised_node_does_not_let_a_look_alike_value_through() -> None:
-    ServiceRecord.from_dict(_raw("web", ready=True))
+    parse_record(_raw("web", ready=True))
     with pytest.raises(RecordError, match="ready"):
-        ServiceRecord.from_dict(_raw("api", ready=1))
+        parse_record(_raw("api", ready=1))

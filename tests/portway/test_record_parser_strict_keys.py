@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
-from portway.model import RecordError, ServiceRecord
+from portway.model import RecordError
 from portway.record_format import NODE_FIELDS, PORT_FIELDS, RECORD_FIELDS
+from portway.record_parser import parse_record
 
 
 def good() -> dict[str, Any]:
@@ -28,7 +29,7 @@ def test_the_issue_s_record_names_every_typo_with_a_did_you_mean() -> None:
     node = raw["nodes"][0]
     node["raedy"], node["zoen"] = node.pop("ready"), node.pop("zone")
     with pytest.raises(RecordError) as caught:
-        ServiceRecord.from_dict(raw)
+        parse_record(raw)
     assert caught.value.path == "externalTraficPolicy"
     text = str(caught.value)
     assert text.startswith(
@@ -47,23 +48,23 @@ def test_a_port_key_typo_is_refused_with_its_path() -> None:
         match=r"ports\[0\]\.node_port: unknown key 'node_port'; "
         r"did you mean 'nodePort'\?",
     ):
-        ServiceRecord.from_dict(raw)
+        parse_record(raw)
 
 
 def test_a_key_unlike_any_gets_the_allowed_list_and_no_guess() -> None:
     raw = good() | {"xyzzy": "blue"}
     with pytest.raises(RecordError) as caught:
-        ServiceRecord.from_dict(raw)
+        parse_record(raw)
     assert caught.value.message.startswith("unknown key 'xyzzy' (allowed keys: v, cluster,")
 
 
 def test_every_key_the_writer_emits_is_in_the_format_tables() -> None:
-    record = ServiceRecord.from_dict(good())
+    record = parse_record(good())
     out = record.to_dict()
     assert set(out) == {f.key for f in RECORD_FIELDS}
     assert set(out["ports"][0]) == {f.key for f in PORT_FIELDS}
     assert set(out["nodes"][0]) == {f.key for f in NODE_FIELDS}
-    assert ServiceRecord.from_dict(out) == record
+    assert parse_record(out) == record
 
 
 def test_a_record_file_s_own_keys_are_offered_as_suggestions(tmp_path: Any) -> None:
