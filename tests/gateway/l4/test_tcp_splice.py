@@ -6,6 +6,8 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -96,3 +98,20 @@ async def test_spliced_pair_obeys_idle_timeout_and_abort(
         assert await asyncio.wait_for(reader2.read(), 3) != b""
     writer2.close()
     server.close()
+
+
+@pytest.mark.parametrize(("value", "spliced"), [(None, False), ("0", False), ("1", True)])
+def test_portway_splice_turns_the_zero_copy_path_on(value: str | None, spliced: bool) -> None:
+    """`PORTWAY_SPLICE=1` is the only switch to splice(2); unset or 0 keeps the copy path."""
+    env = {k: v for k, v in os.environ.items() if k != "PORTWAY_SPLICE"}
+    if value is not None:
+        env["PORTWAY_SPLICE"] = value
+    out = subprocess.run(
+        [sys.executable, "-c", "from gateway.l4 import tcp; print(tcp.SPLICE)"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert out.stdout.strip() == str(spliced)
