@@ -104,22 +104,22 @@ class UpstreamHeads:
             and self.host == ex.host
             and self.method == ex.method
             and self.query == ex.query
-            and ex.log is None
-            and ex.fwd is None
             and not ex.request_id
-            and not ex.chunked
-            and not ex.upgrade
-            and ex.version == "1.1"
+            and _plain(ex)
         ):
             ex.line = self.line
             ex.request_id = rid = REQUEST_IDS.next()
             ex.head = self.before_id + rid + self.after_id
             ex.via = self.via11
-            if plan.host_rewrite:
-                ex.fixed_host = plan.host_rewrite
-            elif plan.preserve_host:
-                ex.fixed_host = ex.host
-            return
+        else:
+            self._build(ex, plan)
+        if plan.host_rewrite:
+            ex.fixed_host = plan.host_rewrite
+        elif plan.preserve_host:
+            ex.fixed_host = ex.host
+
+    def _build(self, ex: Exchange, plan: RulePlan) -> None:
+        """`fill` for a request unlike the last plain one; it becomes the memo if plain."""
         plain = not ex.request_id
         rewrite = plan.path_rewrite
         target = rewrite.target(ex.path) if rewrite is not None else ex.path
@@ -170,14 +170,7 @@ class UpstreamHeads:
         lines.append(via)
         lines.append(b"\r\n")
         ex.head = b"".join(lines)
-        if (
-            plain
-            and ex.log is None
-            and ex.fwd is None
-            and not ex.chunked
-            and not ex.upgrade
-            and ex.version == "1.1"
-        ):
+        if plain and _plain(ex):
             self.plan = plan
             self.path = ex.path
             self.headers = ex.headers  # not copied: a new list is made for each request
@@ -187,10 +180,6 @@ class UpstreamHeads:
             self.line = ex.line
             self.before_id = b"".join(lines[:split]) + b"X-Request-Id: "
             self.after_id = shared(b"\r\n" + b"".join(lines[split + 1 :]))
-        if plan.host_rewrite:
-            ex.fixed_host = plan.host_rewrite
-        elif plan.preserve_host:
-            ex.fixed_host = ex.host
 
     def _forwarding(self, ex: Exchange) -> bytes:
         return forwarding_lines(
@@ -200,3 +189,15 @@ class UpstreamHeads:
             proto=self.proto,
             host=ex.host,
         )
+
+
+def _plain(ex: Exchange) -> bool:
+    """Whether `ex`'s head may be remembered: HTTP/1.1 without body framing, upgrade,
+    trace context or believed forwarding headers (the request id is checked apart)."""
+    return (
+        ex.log is None
+        and ex.fwd is None
+        and not ex.chunked
+        and not ex.upgrade
+        and ex.version == "1.1"
+    )
