@@ -7,6 +7,7 @@ Additive: other test modules may add fixtures here. Everything binds
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import socket
@@ -25,11 +26,19 @@ from gateway.runtime.listener import start_listener
 from gateway.runtime.tls import ServerTls
 
 
-def free_port() -> int:
+def free_port(address: str = "127.0.0.1") -> int:
     """A port nothing listens on right now (for 'endpoint is down' cases)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_ports(1, address)[0]
+
+
+def free_ports(n: int, address: str = "127.0.0.1") -> list[int]:
+    """`n` different ports nothing listens on (bound together: two lone picks can be the
+    same port, as a gateway's listener and admin once were: "address already in use")."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind((address, 0))
+        return [int(s.getsockname()[1]) for s in socks]
 
 
 async def _echo(request: web.Request) -> web.StreamResponse:

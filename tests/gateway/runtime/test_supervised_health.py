@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.gateway.conftest import ProbedUpstream, free_port
+from tests.gateway.conftest import ProbedUpstream, free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 ROOT = Path(__file__).resolve().parents[3]
@@ -81,7 +81,7 @@ async def test_two_workers_probe_once_and_both_take_the_verdicts(
     nodes: tuple[ProbedUpstream, ProbedUpstream], tmp_path: Path
 ) -> None:
     probed, _ = nodes
-    port, admin = free_port(), free_port()
+    port, admin = free_ports(2)
     config = tmp_path / "gateway.yaml"
     config.write_text(config_text(port, admin, nodes))
     log_path = tmp_path / "gateway.log"

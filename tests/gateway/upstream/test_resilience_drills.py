@@ -34,7 +34,6 @@ import gc
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -45,6 +44,8 @@ from typing import Any
 
 import aiohttp
 import pytest
+
+from tests.gateway.conftest import free_port, free_ports
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 ROOT = Path(__file__).resolve().parents[3]
@@ -191,20 +192,6 @@ class Load:
             await asyncio.wait(self.tasks, timeout=6)
         for _, writer in self.idle:
             writer.close()
-
-
-def free_port(address: str = "127.0.0.1") -> int:
-    return free_ports(1, address)[0]
-
-
-def free_ports(n: int, address: str = "127.0.0.1") -> list[int]:
-    """`n` different ports nothing listens on (bound together: two lone picks can be the
-    same port, as a gateway's listener and admin once were: "address already in use")."""
-    with contextlib.ExitStack() as stack:
-        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
-        for s in socks:
-            s.bind((address, 0))
-        return [int(s.getsockname()[1]) for s in socks]
 
 
 def config_text(port: int, admin: int, node_port: int, health_check: bool = True) -> str:
