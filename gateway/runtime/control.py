@@ -15,15 +15,15 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from typing import Protocol
-
-from gateway.runtime.worker_report import WorkerReports
+from typing import Any, Protocol
 
 
 class ControlledWorker(Protocol):
     """What the channel asks of a worker (`gateway.runtime.server.Worker`)."""
 
-    reporting: WorkerReports
+    async def reports(
+        self, *, per_endpoint: bool = False, availability: bool = True, rendered: bool = False
+    ) -> list[dict[str, Any]]: ...
 
     async def set_endpoint_draining(self, key: str, draining: bool) -> None: ...
 
@@ -38,7 +38,7 @@ async def follow_control(fd: int, worker: ControlledWorker) -> None:
         while line := await reader.readline():
             message = json.loads(line)
             if message.get("op") == "report":
-                report = await worker.reporting.full(
+                [report] = await worker.reports(
                     per_endpoint=bool(message.get("endpoints")),
                     availability=bool(message.get("availability", True)),
                 )
