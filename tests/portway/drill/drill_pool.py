@@ -25,6 +25,7 @@ selected are started.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import random
@@ -39,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from portway.drill.gateway_process import GatewayProcess
 from portway.drill.loader import load_scenario
 from portway.port_holder import port_taken
 
@@ -160,12 +162,10 @@ def drills_on_one_running_gateway(*names: str) -> Run:
         admin = first.gateway_config.admin
         admin_url = f"http://{admin.address}:{admin.port}"
         START_GATE.wait_turn()
-        gateway = subprocess.Popen(
-            [sys.executable, "-m", "portway", "gateway", "--config", "gateway.yaml"],
-            cwd=gateway_dir,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        gateway = GatewayProcess(gateway_dir, "gateway.yaml")
+        gateway.start()
+        proc = gateway.proc
+        assert proc is not None
         out: dict[str, DrillRun] = {}
         try:
             for name, scenario in zip(names, scenarios, strict=True):
@@ -175,11 +175,10 @@ def drills_on_one_running_gateway(*names: str) -> Run:
                     *("--gateway-admin", admin_url, "--registry", str(gateway_dir / "registry")),
                     *("--html", str(scenario.parent / "report.html")),
                 )
-                alive = gateway.poll() is None
-                out[name] = dataclasses.replace(ran, gateway_pid=gateway.pid, gateway_alive=alive)
+                alive = proc.poll() is None
+                out[name] = dataclasses.replace(ran, gateway_pid=proc.pid, gateway_alive=alive)
         finally:
-            gateway.terminate()
-            gateway.wait(15)
+            asyncio.run(gateway.stop())
         return out
 
     return run
@@ -205,7 +204,6 @@ class DrillPool:
         self._nets = Nets()
         self._executor = ThreadPoolExecutor(max_workers=PARALLEL, thread_name_prefix="drill")
         self._futures: dict[str, Future[dict[str, DrillRun]]] = {}
-        self.started = time.monotonic()
         for name in sorted(set(names), key=lambda n: -RUNS[n][0]):
             self._futures[name] = self._executor.submit(RUNS[name][1], workdir / name, self._nets)
 
