@@ -22,7 +22,8 @@ import asyncio
 import logging
 import os
 import time
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from gateway.http.filters.mirror import MIRRORS
 from gateway.ops.backend_health import BackendCounter, unavailable_keys
@@ -38,8 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("portway.gateway.runtime.worker_report")
 
-BackendCounts = dict[tuple[str, str], tuple[int, int]]
-"""(available, total) endpoints per (backend, cluster), as the metrics report them."""
+T = TypeVar("T")
 
 
 def pool_connections(pools: PoolSet | None) -> dict[str, int]:
@@ -50,6 +50,17 @@ def pool_connections(pools: PoolSet | None) -> dict[str, int]:
         idle += n_idle
         active += max(0, pool.total - n_idle)
     return {"idle": idle, "active": active}
+
+
+class _TableMemo(Generic[T]):
+    """One value made from a table and its endpoint state, kept until either changes."""
+
+    __slots__ = ("generation", "table", "value")
+
+    def __init__(self) -> None:
+        self.table: RoutingTable | None = None
+        self.generation = -1
+        self.value: T | None = None
 
 
 class ReportedWorker(Protocol):
@@ -68,18 +79,14 @@ class WorkerReports:
     def __init__(self, worker: ReportedWorker) -> None:
         self._worker = worker
         self._counter = BackendCounter()
-        self._counts_memo: tuple[tuple[RoutingTable | None, int], list[list[Any]] | None] = (
-            (None, -1),
-            None,
-        )
-        self._text_memo: tuple[tuple[RoutingTable | None, int], str | None] = ((None, -1), None)
+        self._counts_memo: _TableMemo[list[list[Any]]] = _TableMemo()
+        self._text_memo: _TableMemo[str] = _TableMemo()
         self._counting = asyncio.Lock()
         self._warming: asyncio.Task[None] | None = None
 
     def report(
         self,
         *,
-        backend_endpoints: BackendCounts | None = None,
         backend_endpoints_json: list[list[Any]] | None = None,
         per_endpoint: bool = False,
     ) -> dict[str, Any]:
@@ -100,7 +107,6 @@ class WorkerReports:
             worker.observer.stats,
             pool_connections=pool_connections(ctx.pools if ctx else None),
             endpoint_health=self._endpoint_health() if per_endpoint else None,
-            backend_endpoints=backend_endpoints,
             active_connections=len(ctx.connections) if ctx is not None else 0,
             tls_expiry=self._tls_expiry(now),
             state_changes=self._state_changes(),
@@ -140,24 +146,14 @@ class WorkerReports:
         text: str | None = None
         if availability and ctx is not None and ctx.table is not None:
             async with self._counting:
-                table, generation = ctx.table, ctx.state.generation
-                key = (table, generation)
-                backends = table.backends
                 if rendered:
-                    (seen, seen_generation), text = self._text_memo
-                    # identity: a table's == compares its whole description
-                    if seen is not table or seen_generation != generation:
-                        unavailable = unavailable_keys(ctx.state)
-                        text = await asyncio.to_thread(
-                            self._counter.exposition, backends, unavailable
-                        )
-                        self._text_memo = (key, text)
+                    text = await self._memoised(
+                        self._text_memo, ctx.table, ctx, self._counter.exposition
+                    )
                 else:
-                    (seen, seen_generation), counts = self._counts_memo
-                    if seen is not table or seen_generation != generation:
-                        unavailable = unavailable_keys(ctx.state)
-                        counts = await asyncio.to_thread(self._count_json, backends, unavailable)
-                        self._counts_memo = (key, counts)
+                    counts = await self._memoised(
+                        self._counts_memo, ctx.table, ctx, self._count_json
+                    )
         report = self.report(backend_endpoints_json=counts, per_endpoint=per_endpoint)
         if text is not None:
             report["metrics"]["backend_endpoints_text"] = text
@@ -176,6 +172,23 @@ class WorkerReports:
             log.exception("counting endpoint availability failed")
         finally:
             self._warming = None
+
+    @staticmethod
+    async def _memoised(
+        memo: _TableMemo[T],
+        table: RoutingTable,
+        ctx: GatewayContext,
+        count: Callable[[Any, frozenset[str]], T],
+    ) -> T:
+        """`memo`'s value if made from `table` at this endpoint state, else `count`
+        of the table's backends and the unavailable keys, made in a thread and kept."""
+        generation = ctx.state.generation
+        # identity: a table's == compares its whole description
+        if memo.value is None or memo.table is not table or memo.generation != generation:
+            unavailable = unavailable_keys(ctx.state)
+            memo.value = await asyncio.to_thread(count, table.backends, unavailable)
+            memo.table, memo.generation = table, generation
+        return memo.value
 
     def _count_json(self, backends: Any, unavailable: frozenset[str]) -> list[list[Any]]:
         """Availability per (backend, cluster) in its JSON form (runs in a thread)."""
