@@ -83,6 +83,15 @@ class TableBuilder:
         """Whether `update` may build on the table in force (else compile it whole)."""
         return self._compile is None and not self._index_suspect
 
+    def _off_loop(self, config: GatewayConfig, involved: int) -> bool:
+        """Whether a build of `involved` endpoints under `config` runs in a thread:
+        past `executor_endpoints`, or when warming builds hash tables."""
+        if involved > self.executor_endpoints:
+            return True
+        if self._hashed[0] is not config:
+            self._hashed = (config, has_hashed(config))  # a walk of every backend: once
+        return self._hashed[1]
+
     async def compile(
         self, config: GatewayConfig, records: Mapping[ServiceKey, ServiceRecord], *, tag: str
     ) -> Any:
@@ -110,7 +119,7 @@ class TableBuilder:
                 warm()  # hash tables are built here, never on a request
             return table
 
-        if count_endpoints(records.values()) > self.executor_endpoints or has_hashed(config):
+        if self._off_loop(config, count_endpoints(records.values())):
             return await asyncio.to_thread(build)
         return build()
 
@@ -134,9 +143,7 @@ class TableBuilder:
             return updated
 
         involved = count_endpoints(r for r in changes.values() if r is not None)
-        if self._hashed[0] is not config:
-            self._hashed = (config, has_hashed(config))  # a walk of every backend: once
-        if involved > self.executor_endpoints or self._hashed[1]:
+        if self._off_loop(config, involved):
             new = await asyncio.to_thread(build)
         else:
             new = build()
