@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from pathlib import Path
 
 from gateway.config.loader import load_config_text
 from gateway.runtime.registry_follower import RegistryFollower, needs_registry
 from gateway.runtime.reload import Reloader
+from portway.model import Node, ServicePort, ServiceRecord
+from portway.registry.files import FilesRegistry
 
 STATIC = """\
 version: 1
@@ -36,14 +40,31 @@ async def test_a_config_of_static_endpoints_opens_no_registry(tmp_path: Path) ->
 
 
 async def test_a_config_fed_by_the_registry_follows_it_into_the_reloader(tmp_path: Path) -> None:
-    reloader = Reloader(tmp_path / "gw.yaml", lambda table, active: None)
-    follower = RegistryFollower(reloader)
-    config = load_config_text(
-        WITH_SERVICE + f"registry: {{type: files, path: {tmp_path / 'registry'}}}\n"
+    record = ServiceRecord(
+        cluster="a",
+        namespace="shop",
+        service="api",
+        ports=(ServicePort("http", 80, 30080),),
+        nodes=(Node("n1", "127.0.0.11"),),
     )
-    await follower.start(config)
+    writer = FilesRegistry(tmp_path / "registry")
+    await writer.publish(record, None)
+    text = WITH_SERVICE + f"registry: {{type: files, path: {tmp_path / 'registry'}}}\n"
+    (tmp_path / "gw.yaml").write_text(text)
+    reloader = Reloader(tmp_path / "gw.yaml", lambda table, active: None)
+    await reloader.load_initial()
+    assert record.key not in reloader.records
+    pump = asyncio.create_task(reloader.run())
+    follower = RegistryFollower(reloader)
+    await follower.start(load_config_text(text))
     try:
-        assert follower.feed is not None
-        assert follower.feed.registry.backend == "files"
+        async with asyncio.timeout(10):
+            while record.key not in reloader.records:
+                await asyncio.sleep(0.02)
+        assert reloader.records[record.key] == record
     finally:
         await follower.close()
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        await writer.close()
