@@ -153,7 +153,8 @@ async def test_worker_polls_certificate_files_and_reloads_on_change(
         report = worker.reporting.report()
         assert report["tls"][0]["cert_file"] == cert_file
         assert report["tls"][0]["days_left"] > 0
-        watch.cancel()
+        stop.set()
+        await asyncio.wait_for(watch, timeout=1)  # the poller ends when told to stop
     finally:
         worker.request_stop()
         await worker.drain(0.1)
