@@ -281,4 +281,4 @@ async def run_demo(
         finally:
             await site.stop()
             if os.environ.get("PORTWAY_DEMO_KEEP_LOG"):
-                log((Path(tmp) / "gateway.log").read_text(errors="replace")[-4000:])
+                log(site.gateway.log_path.read_text(errors="replace")[-4000:])

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import aiohttp
 
-from portway.drill.gateway_process import GatewayProcess
+from portway.drill.gateway_process import GatewayProcess, NotReady
 from portway.port_holder import port_taken
 from portway.registry.files import FilesRegistry
 from portway.simcluster import SimNode, SimulatedCluster
@@ -122,15 +122,21 @@ class DemoSite:
         await self._wait_ready()
 
     async def _wait_ready(self, timeout_s: float = 20.0) -> None:
+        """Ready (its admin API says so), then serving the demo's route."""
         deadline = time.monotonic() + timeout_s
+        try:
+            await self.gateway.wait_ready(ADMIN_URL, timeout_s)
+        except NotReady as exc:
+            if exc.exited:
+                raise DemoError(f"the demo gateway exited at startup: {self.last_log()}") from None
+            raise DemoError(f"the demo gateway was not ready within {timeout_s:g} s") from None
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as session:
             while time.monotonic() < deadline:
                 if self.gateway.exited:
                     raise DemoError(f"the demo gateway exited at startup: {self.last_log()}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{ADMIN_URL}/readyz") as resp:
-                        if resp.status == 200 and await self._serves(session):
-                            return
+                with contextlib.suppress(TimeoutError):
+                    if await self._serves(session):
+                        return
                 await asyncio.sleep(0.1)
         raise DemoError(f"the demo gateway was not ready within {timeout_s:g} s")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import ssl
 import time
 from collections.abc import Callable
@@ -25,7 +26,13 @@ import aiohttp
 
 from portway.drill.certs import DrillCa, install
 from portway.drill.etcd_member import EtcdMember, EtcdUnavailable
-from portway.drill.gateway_process import GatewayProcess
+from portway.drill.gateway_process import (
+    PROBE_TIMEOUT,
+    READY_TIMEOUT_S,
+    GatewayProcess,
+    NotReady,
+    until_ready,
+)
 from portway.drill.loader import LoadedScenario
 from portway.registry.base import Registry
 from portway.registry.etcd import EtcdRegistry
@@ -33,7 +40,6 @@ from portway.registry.files import FilesRegistry
 from portway.simcluster import SERVED_BY, SimNode, SimulatedCluster
 
 SimKey = tuple[str, str]  # (cluster, service)
-PROBE_TIMEOUT = aiohttp.ClientTimeout(total=2.0)  # a server that accepts and never answers
 
 
 class SiteError(RuntimeError):
@@ -241,23 +247,17 @@ class DrillSite:
             )
         self.registry_dir = Path(path)
 
-    async def wait_ready(self, timeout_s: float = 20.0) -> None:
-        deadline = time.monotonic() + timeout_s
-        async with aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session:
-            while time.monotonic() < deadline:
-                if self.gateway is not None and self.gateway.exited:
-                    tail = self._log_tail()
-                    raise SiteError(f"the gateway exited: {tail}")
-                with contextlib.suppress(aiohttp.ClientError, TimeoutError):
-                    async with session.get(f"{self.admin_url}/readyz") as resp:
-                        if resp.status == 200:
-                            return
-                await asyncio.sleep(0.05)
-        where = "" if self.gateway is None else f"; its log: {self.gateway.log_path}"
-        raise SiteError(
-            f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
-            f"{self._log_tail()}"
-        )
+    async def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> None:
+        try:
+            await until_ready(self.admin_url, timeout_s, self.gateway)
+        except NotReady as exc:
+            if exc.exited:
+                raise SiteError(f"the gateway exited: {exc.last_line}") from None
+            where = "" if self.gateway is None else f"; its log: {self.gateway.log_path}"
+            raise SiteError(
+                f"the gateway at {self.admin_url} was not ready within {timeout_s:g} s{where}: "
+                f"{exc.last_line}"
+            ) from None
 
     async def wait_serving(self, timeout_s: float = 10.0, in_a_row: int = 20) -> None:
         """Until `in_a_row` requests, each on a new connection (so every worker of the
@@ -281,18 +281,8 @@ class DrillSite:
                 if not answered:
                     await asyncio.sleep(0.05)
 
-    def _log_tail(self) -> str:
-        lines = None if self.gateway is None else self.gateway.log_lines()
-        if lines is None:
-            return "(no log)"
-        return lines[-1] if lines else "(empty log)"
-
     async def admin_json(self, path: str) -> Any:
-        async with (
-            aiohttp.ClientSession(timeout=PROBE_TIMEOUT) as session,
-            session.get(f"{self.admin_url}{path}") as resp,
-        ):
-            return await resp.json()
+        return json.loads(await self.admin_text(path))
 
     async def admin_text(self, path: str) -> str:
         async with (

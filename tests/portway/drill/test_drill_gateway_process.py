@@ -10,10 +10,9 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-import aiohttp
 import pytest
 
-from portway.drill.gateway_process import GatewayProcess
+from portway.drill.gateway_process import GatewayProcess, NotReady
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -48,6 +47,20 @@ async def test_a_refused_config_exits_and_its_log_says_why(tmp_path: Path) -> No
     await gateway.stop()  # not running: nothing to do
 
 
+async def test_wait_ready_fails_fast_when_the_gateway_exits_and_names_its_last_log_line(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "gw.yaml").write_text("version: 1\nlisteners: nope\n")
+    gateway = GatewayProcess(tmp_path, "gw.yaml")
+    gateway.start()
+    started = time.monotonic()
+    with pytest.raises(NotReady) as raised:
+        await gateway.wait_ready(f"http://127.0.0.1:{free_port()}", timeout_s=30)
+    assert raised.value.exited and time.monotonic() - started < 20
+    assert raised.value.last_line == (gateway.log_lines() or ["?"])[-1]
+    assert raised.value.last_line in str(raised.value)
+
+
 async def test_stop_drains_a_serving_gateway(tmp_path: Path) -> None:
     port, admin = free_port(), free_port()
     (tmp_path / "gw.yaml").write_text(
@@ -62,19 +75,8 @@ admin: {{address: 127.0.0.1, port: {admin}}}
     gateway = GatewayProcess(tmp_path, tmp_path / "gw.yaml")
     gateway.start()
 
-    async def ready() -> bool:
-        assert not gateway.exited, gateway.log_lines()
-        try:
-            async with (
-                aiohttp.ClientSession() as session,
-                session.get(f"http://127.0.0.1:{admin}/readyz") as resp,
-            ):
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
-
     try:
-        await until(ready)
+        await gateway.wait_ready(f"http://127.0.0.1:{admin}")
     finally:
         await gateway.stop()
     assert gateway.exited and gateway.proc is not None and gateway.proc.returncode == 0
