@@ -93,12 +93,10 @@ def index_records(records: Iterable[ServiceRecord]) -> RecordIndex:
 
 
 def registry_endpoints(
-    backend: Backend, by_service: RecordIndex, memo: ExpansionMemo | None = None
+    backend: Backend, by_service: RecordIndex, memo: ExpansionMemo
 ) -> list[Endpoint]:
-    """The backend's endpoints: static as written, or expanded from registry records.
-
-    With `memo` (one per compile or update), equal expansions share their endpoints.
-    """
+    """The backend's endpoints: static as written, or expanded from registry records;
+    equal expansions share their endpoints through `memo` (one per compile or update)."""
     if backend.service is None:
         return [
             Endpoint(s.address, s.port, s.cluster, site(s.region, s.zone, ""), s.weight)
@@ -112,9 +110,6 @@ def registry_endpoints(
             continue
         port = rec.port(ref.port)
         if port is None:
-            continue
-        if memo is None:
-            _expand_record(rec, port.node_port, _sites(rec.nodes, rec.region), out)
             continue
         local = rec.external_traffic_policy is TrafficPolicy.LOCAL
         hc = rec.health_check_node_port if local else None

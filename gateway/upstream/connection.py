@@ -19,13 +19,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from gateway.http.core_upstream import ResponseCore, ResponseSink
+from gateway.http.core_upstream import ResponseAction, ResponseCore, ResponseSink
 from gateway.transport import Transport, unconnected
 
 __all__ = ["ConnectionPool", "ResponseSink", "UpstreamConnection"]
 
-_REUSE: Final = 1
-_FAIL: Final = 3
+_REUSE: Final = int(ResponseAction.REUSE)
+_FAIL: Final = int(ResponseAction.FAIL)
 """`ResponseAction.REUSE` and `.FAIL` as plain ints (compiled code compares them natively)."""
 
 
