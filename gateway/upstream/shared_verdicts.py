@@ -9,7 +9,8 @@ for a while. A verdict is a fact about the node, not about the worker.
 Theory of operation. The supervisor creates an anonymous memory file
 (`memfd_create`) before it spawns the workers and hands its descriptor to
 each (`--health-fd`), as it does the rate limit table
-(`gateway.http.filters.shared_buckets`), so nothing is left behind by a
+(`gateway.http.filters.shared_buckets`; both are made, mapped and
+hashed by `gateway.shared_table`), so nothing is left behind by a
 crash and a restarted worker maps the same table. Worker 0 is the prober:
 it runs the checks as a lone gateway does and `publish`es every change of an
 endpoint's verdict (HEALTHY, UNHEALTHY) into the endpoint's slot, then moves
@@ -41,31 +42,35 @@ first table, plus the ring (32 KiB); pages are touched as keys land on them.
 
 from __future__ import annotations
 
-import hashlib
-import mmap
-import os
 from collections.abc import Iterable
 from typing import Final
 
 from gateway.routing.backend import CompiledBackend
+from gateway.shared_table import (
+    HEADER_BYTES,
+    WAYS,
+    check_slots,
+    create_table_fd,
+    map_table,
+    set_pair,
+    tag64,
+)
 from gateway.upstream.health import Health
 
-WAYS: Final = 8
 MIN_SLOTS: Final = 1 << 17
 RING: Final = 4096
 """Changes remembered by tag: a reader this far behind re-reads all its targets."""
-_MAGIC: Final = int.from_bytes(b"PWHV0001", "little")
-_HEADER_WORDS: Final = 8
-MAGIC, SLOTS, VERSION, OVERFLOW = 0, 1, 2, 3
-"""Header word offsets."""
+_MAGIC: Final = b"PWHV0001"
+_HEADER_WORDS: Final = HEADER_BYTES // 8
+VERSION, OVERFLOW = 2, 3
+"""Header word offsets (words 0 and 1 hold the magic and the slot count)."""
 _CODES: Final = {Health.UNKNOWN: 0, Health.HEALTHY: 1, Health.UNHEALTHY: 2}
 _VERDICTS: Final = {code: health for health, code in _CODES.items()}
 
 
-def key_tag(key: str) -> int:
-    """The key's tag (never 0: that marks a free slot)."""
-    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") or 1
+def _size(slots: int) -> int:
+    """Bytes of a table of `slots` slots: header, slots, ring."""
+    return (_HEADER_WORDS + 2 * slots + RING) * 8
 
 
 class SharedVerdicts:
@@ -75,16 +80,12 @@ class SharedVerdicts:
 
     def __init__(self, fd: int, *, writer: bool = False) -> None:
         """Map the table in `fd` (made by `create`, maybe in another process)."""
-        size = os.fstat(fd).st_size
-        header = os.pread(fd, 16, 0)
-        if size < _HEADER_WORDS * 8 or int.from_bytes(header[:8], "little") != _MAGIC:
-            raise ValueError(f"descriptor {fd} holds no shared health verdict table")
-        self.slots = int.from_bytes(header[8:16], "little")
-        if size != (_HEADER_WORDS + 2 * self.slots + RING) * 8:
-            raise ValueError(f"shared health verdict table in descriptor {fd} is {size} bytes")
+        self.map, fields = map_table(
+            fd, _MAGIC, "shared health verdict table", lambda fields: _size(fields[0])
+        )
+        self.slots = fields[0]
         self.fd = fd
         self.writer = writer
-        self.map = mmap.mmap(fd, size)
         self.words = memoryview(self.map).cast("Q")
         self.set_mask = self.slots // WAYS - 1
         self.ring_at = _HEADER_WORDS + 2 * self.slots
@@ -92,11 +93,8 @@ class SharedVerdicts:
     @classmethod
     def create(cls, slots: int = MIN_SLOTS) -> SharedVerdicts:
         """A new, empty table of `slots` slots (a power of two, at least `WAYS`)."""
-        if slots < WAYS or slots & (slots - 1):
-            raise ValueError(f"slots must be a power of two >= {WAYS}, not {slots}")
-        fd = os.memfd_create("portway-health-verdicts", os.MFD_CLOEXEC)
-        os.ftruncate(fd, (_HEADER_WORDS + 2 * slots + RING) * 8)
-        os.pwrite(fd, _MAGIC.to_bytes(8, "little") + slots.to_bytes(8, "little"), 0)
+        check_slots(slots)
+        fd = create_table_fd("portway-health-verdicts", _MAGIC, (slots,), _size(slots))
         return cls(fd, writer=True)
 
     @property
@@ -111,7 +109,8 @@ class SharedVerdicts:
 
     def publish(self, key: str, verdict: Health) -> bool:
         """Store `key`'s verdict (the prober); False when no slot was free for it."""
-        tag = key_tag(key)
+        assert self.writer, "only the prober (worker 0) publishes verdicts"
+        tag = tag64(key)
         at = self._find(tag)
         if at < 0:
             at = self._find(tag, holding=0)
@@ -128,7 +127,8 @@ class SharedVerdicts:
 
     def forget(self, key: str) -> None:
         """Free `key`'s slot (the prober, when the endpoint left its table)."""
-        tag = key_tag(key)
+        assert self.writer, "only the prober (worker 0) forgets verdicts"
+        tag = tag64(key)
         at = self._find(tag)
         if at >= 0:
             self.words[at] = 0
@@ -154,8 +154,8 @@ class SharedVerdicts:
         self.words[VERSION] = version + 1
 
     def read(self, key: str, tag: int | None = None) -> Health:
-        """`key`'s verdict; UNKNOWN when it has none (`tag`: `key_tag(key)`, if known)."""
-        tag = key_tag(key) if tag is None else tag
+        """`key`'s verdict; UNKNOWN when it has none (`tag`: `tag64(key)`, if known)."""
+        tag = tag64(key) if tag is None else tag
         at = self._find(tag)
         if at < 0:
             return Health.UNKNOWN
@@ -167,7 +167,7 @@ class SharedVerdicts:
         `tag` itself; 0: a free slot), or -1."""
         words, span = self.words, 2 * WAYS
         wanted = tag if holding is None else holding
-        for choice in (tag & self.set_mask, tag >> 32 & self.set_mask):
+        for choice in set_pair(tag, self.set_mask):
             first = _HEADER_WORDS + choice * span
             for at in range(first, first + span, 2):
                 if words[at] == wanted:
@@ -200,7 +200,7 @@ class VerdictFollower:
     def track(self, keys: Iterable[str]) -> None:
         for key in keys:
             if key not in self.tags:
-                tag = self.tags[key] = key_tag(key)
+                tag = self.tags[key] = tag64(key)
                 self.by_tag[tag] = key
             self.queue.add(key)
 

@@ -75,23 +75,32 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
-import mmap
-import os
 from typing import TYPE_CHECKING, Final
 
 from gateway.config.resilience import RateLimit
 from gateway.http.filters.gcra import Gcra
+from gateway.shared_table import (
+    HEADER_BYTES,
+    WAYS,
+    check_slots,
+    create_table_fd,
+    map_table,
+    set_pair,
+    tag64,
+)
 
 if TYPE_CHECKING:
     from gateway.config.model import GatewayConfig
 
-WAYS: Final = 8
-"""Slots in a set; a key may live in either of its two sets."""
 MIN_SLOTS: Final = 1 << 16
-HEADER_BYTES: Final = 64
 _MAGIC: Final = b"PWRLv002"
 TAG, BASE, HINT, COUNTS = 0, 1, 2, 3
 """Word offsets inside a slot; `COUNTS + worker` is a worker's count."""
+
+
+def _size(slots: int, workers: int) -> int:
+    """Bytes of a table of `slots` slots with a count per worker."""
+    return HEADER_BYTES + slots * (COUNTS + workers) * 8
 
 
 class SharedBucketTable:
@@ -101,18 +110,13 @@ class SharedBucketTable:
 
     def __init__(self, fd: int) -> None:
         """Map the table in `fd` (made by `create`, maybe in another process)."""
-        size = os.fstat(fd).st_size
-        header = os.pread(fd, HEADER_BYTES, 0)
-        if size < HEADER_BYTES or header[:8] != _MAGIC:
-            raise ValueError(f"descriptor {fd} holds no shared rate limit table")
-        self.slots = int.from_bytes(header[8:16], "little")
-        self.workers = int.from_bytes(header[16:24], "little")
+        self.map, fields = map_table(
+            fd, _MAGIC, "shared rate limit table", lambda fields: _size(fields[0], fields[1])
+        )
+        self.slots, self.workers = fields[0], fields[1]
         self.stride = COUNTS + self.workers
         """Words per slot."""
-        if size != HEADER_BYTES + self.slots * self.stride * 8:
-            raise ValueError(f"shared rate limit table in descriptor {fd} is {size} bytes")
         self.fd = fd
-        self.map = mmap.mmap(fd, size)
         body = memoryview(self.map)[HEADER_BYTES:]
         self.words = body.cast("Q")
         """The slots as unsigned words (tags, counts) ..."""
@@ -124,13 +128,11 @@ class SharedBucketTable:
     def create(cls, slots: int, workers: int) -> SharedBucketTable:
         """A new, empty table of `slots` slots (a power of two, at least `WAYS`) with a
         count per worker."""
-        if slots < WAYS or slots & (slots - 1):
-            raise ValueError(f"slots must be a power of two >= {WAYS}, not {slots}")
+        check_slots(slots)
         if workers < 1:
             raise ValueError(f"workers must be at least 1, not {workers}")
-        fd = os.memfd_create("portway-rate-limits", os.MFD_CLOEXEC)
-        os.ftruncate(fd, HEADER_BYTES + slots * (COUNTS + workers) * 8)
-        os.pwrite(fd, _MAGIC + slots.to_bytes(8, "little") + workers.to_bytes(8, "little"), 0)
+        size = _size(slots, workers)
+        fd = create_table_fd("portway-rate-limits", _MAGIC, (slots, workers), size)
         return cls(fd)
 
     def count(self, at: int) -> int:
@@ -143,7 +145,9 @@ class SharedBucketTable:
         Taking one holds the table's claim lock, so two workers meeting a new key
         at once never give it two slots (see the module docstring).
         """
-        sets = self._sets(tag)
+        low, high = set_pair(tag, self.set_mask)
+        span = WAYS * self.stride
+        sets = (low * span, high * span)
         found = self._find(tag, sets)
         if found >= 0:
             return found
@@ -153,11 +157,6 @@ class SharedBucketTable:
             return found if found >= 0 else self._claim(tag, sets, now, interval_s)
         finally:
             fcntl.lockf(self.fd, fcntl.LOCK_UN, 1)
-
-    def _sets(self, tag: int) -> tuple[int, int]:
-        """The word indexes of the key's two sets: from the tag's low and high bits."""
-        span = WAYS * self.stride
-        return (tag & self.set_mask) * span, (tag >> 32 & self.set_mask) * span
 
     def _find(self, tag: int, sets: tuple[int, int]) -> int:
         words, stride = self.words, self.stride
@@ -256,7 +255,7 @@ class SharedBucketStore:
             if words[at] != tag:  # another key took the slot
                 at = self._place(key, tag, now)
         else:
-            at = self._place(key, self.tag(key), now)
+            at = self._place(key, tag64(key, self.salt), now)
         charged = sum(words[at + COUNTS : at + table.stride]) * self.interval_s
         reals = table.reals
         tat = reals[at + BASE] + charged
@@ -280,10 +279,7 @@ class SharedBucketStore:
 
     def tag(self, key: str) -> int:
         """The key's tag in this rule (never 0: that marks a slot never used)."""
-        digest = hashlib.blake2b(
-            key.encode("utf-8", "surrogatepass"), digest_size=8, key=self.salt
-        ).digest()
-        return int.from_bytes(digest, "little") or 1
+        return tag64(key, self.salt)
 
     def _place(self, key: str, tag: int, now: float) -> int:
         cache = self.cache

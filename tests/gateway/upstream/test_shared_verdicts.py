@@ -11,6 +11,7 @@ from random import Random
 import aiohttp
 import pytest
 
+from gateway.shared_table import tag64
 from gateway.upstream.health import Health
 from gateway.upstream.health_driver import HealthDriver
 from gateway.upstream.shared_verdicts import (
@@ -19,7 +20,6 @@ from gateway.upstream.shared_verdicts import (
     SharedVerdicts,
     VerdictFollower,
     attach,
-    key_tag,
 )
 from tests.gateway.conftest import GatewayFactory, ProbedUpstream, Upstream, simple_config
 
@@ -62,8 +62,8 @@ def test_changes_name_the_tags_since_a_version_until_the_ring_wraps() -> None:
     table = SharedVerdicts.create(MIN_SLOTS)
     table.publish("a", Health.UNHEALTHY)
     table.publish("b", Health.HEALTHY)
-    assert table.changes(0) == (2, [key_tag("a"), key_tag("b")])
-    assert table.changes(1) == (2, [key_tag("b")])
+    assert table.changes(0) == (2, [tag64("a"), tag64("b")])
+    assert table.changes(1) == (2, [tag64("b")])
     assert table.changes(2) == (2, [])
     for n in range(RING):
         table.publish(f"k{n}", Health.HEALTHY)
@@ -97,6 +97,10 @@ def test_attach_makes_worker_0_the_prober_and_none_without_a_supervisor() -> Non
     first, second = attach(table.fd, 0), attach(table.fd, 1)
     assert first is not None and first.writer
     assert second is not None and not second.writer
+    with pytest.raises(AssertionError):
+        second.publish("k", Health.HEALTHY)  # only the prober writes
+    with pytest.raises(AssertionError):
+        second.forget("k")
     assert attach(None, 0) is None
 
 
