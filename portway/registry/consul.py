@@ -71,7 +71,6 @@ from portway.registry.base import (
 )
 from portway.registry.consul_catalog import CatalogMirror
 from portway.registry.consul_listing import (
-    DECODE_INLINE_BYTES,
     DIFF_INLINE_RECORDS,
     Decoded,
     Records,
@@ -82,7 +81,7 @@ from portway.registry.consul_listing import (
     raw_listing,
     undo_of,
 )
-from portway.registry.decode import stored_owner, stored_value
+from portway.registry.decode import DECODE_INLINE_BYTES, stored_owner, stored_value
 
 log = logging.getLogger(__name__)
 

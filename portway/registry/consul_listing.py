@@ -32,9 +32,6 @@ from portway.model import ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind, RegistryUnavailable
 from portway.registry.decode import decode_record
 
-DECODE_INLINE_BYTES = 200 * 2048
-"""An answer longer than this (about 200 records) is walked in a thread."""
-
 Decoded = tuple[dict[str, int], dict[str, ServiceRecord | None]]
 """By key under the root: its ModifyIndex, and its record (None when unusable); two
 dicts, not a tuple per key, so a listing adds no 20,000 objects for the collector."""

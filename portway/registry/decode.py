@@ -24,6 +24,10 @@ from portway.record_decoder import stored_record
 from portway.record_parser import parse_record
 from portway.registry.base import Change, ChangeKind
 
+DECODE_INLINE_BYTES = 200 * 2048
+"""A registry answer longer than this (about 200 records) is decoded in a thread, not
+on the event loop (etcd snapshot pages, Consul listings)."""
+
 log = logging.getLogger(__name__)
 
 OWNER_FIELD = "owner"

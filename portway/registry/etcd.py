@@ -52,7 +52,13 @@ from portway.registry.base import (
     check_state_prefix,
     describe_error,
 )
-from portway.registry.decode import decode_change, decode_record, stored_owner, stored_value
+from portway.registry.decode import (
+    DECODE_INLINE_BYTES,
+    decode_change,
+    decode_record,
+    stored_owner,
+    stored_value,
+)
 from portway.registry.etcd_client import (
     EtcdClient,
     EtcdError,
@@ -65,8 +71,6 @@ from portway.registry.etcd_client import (
 
 log = logging.getLogger(__name__)
 
-DECODE_INLINE_BYTES = 200 * 2048
-"""A snapshot page longer than this (about 200 records) is decoded in a thread."""
 SNAPSHOT_PAGE_KEYS = 1000
 """Keys per range request of a snapshot. 20,000 records in one answer are ~50 MB of
 JSON, held while they are decoded (a startup peak of a full second copy of the
