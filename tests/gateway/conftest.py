@@ -112,18 +112,25 @@ async def serve_app(app: web.Application) -> tuple[web.AppRunner, int]:
 class ProbedUpstream:
     """An upstream answering `text` on every path, counting the probes of its /healthz.
 
-    /healthz answers the status in `health` (switchable while it runs); `probes` counts them."""
+    Each answer can be switched while it runs: /healthz answers the status in
+    `health` (`probes` counts them, `probe_hosts` keeps the Host headers they
+    sent); /kube answers as kube-proxy's healthz does, `{"localEndpoints": n}`
+    with 503 when `local_endpoints` is 0; every other path answers `status`."""
 
     def __init__(self, text: str) -> None:
         self.text = text
         self.health = 200
+        self.status = 200
+        self.local_endpoints = 1
         self.probes = 0
+        self.probe_hosts: set[str] = set()
         self.port = 0
         self.runner: web.AppRunner | None = None
 
     async def start(self) -> ProbedUpstream:
         app = web.Application()
         app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/kube", self._kube)
         app.router.add_route("*", "/{tail:.*}", self._any)
         self.runner, self.port = await serve_app(app)
         return self
@@ -134,10 +141,23 @@ class ProbedUpstream:
 
     async def _healthz(self, request: web.Request) -> web.Response:
         self.probes += 1
+        self.probe_hosts.add(request.headers.get("Host", ""))
         return web.Response(status=self.health)
 
+    async def _kube(self, request: web.Request) -> web.Response:
+        body = json.dumps({"localEndpoints": self.local_endpoints})
+        return web.Response(status=200 if self.local_endpoints else 503, text=body)
+
     async def _any(self, request: web.Request) -> web.Response:
-        return web.Response(text=self.text)
+        return web.Response(status=self.status, text=self.text)
+
+
+@pytest.fixture
+async def probed() -> AsyncIterator[ProbedUpstream]:
+    """A started `ProbedUpstream` answering "probed"."""
+    p = await ProbedUpstream("probed").start()
+    yield p
+    await p.stop()
 
 
 @dataclass

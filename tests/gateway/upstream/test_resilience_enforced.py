@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from random import Random
 from typing import Any
 
@@ -16,45 +15,13 @@ from aiohttp import web
 from gateway.upstream.health import ProbeKind, ProbeSpec
 from gateway.upstream.health_driver import HealthDriver
 from gateway.upstream.probe import run_probe
-from tests.gateway.conftest import GatewayFactory, Upstream, free_port, serve_app, simple_config
-
-
-class Switchable:
-    """An upstream whose /healthz and answers can be switched while it runs."""
-
-    def __init__(self) -> None:
-        self.health = 200
-        self.status = 200
-        self.local_endpoints = 1
-        self.port = 0
-        self.runner: web.AppRunner | None = None
-
-    async def start(self) -> Switchable:
-        app = web.Application()
-        app.router.add_get("/healthz", self._healthz)
-        app.router.add_get("/kube", self._kube)
-        app.router.add_route("*", "/{tail:.*}", self._any)
-        self.runner, self.port = await serve_app(app)
-        return self
-
-    async def _healthz(self, request: web.Request) -> web.Response:
-        assert request.headers["Host"] == "probe.example"
-        return web.Response(status=self.health)
-
-    async def _kube(self, request: web.Request) -> web.Response:
-        body = json.dumps({"localEndpoints": self.local_endpoints})
-        return web.Response(status=200 if self.local_endpoints else 503, text=body)
-
-    async def _any(self, request: web.Request) -> web.Response:
-        return web.Response(status=self.status, text="switchable")
-
-
-@pytest.fixture
-async def switchable() -> AsyncIterator[Switchable]:
-    s = await Switchable().start()
-    yield s
-    assert s.runner is not None
-    await s.runner.cleanup()
+from tests.gateway.conftest import (
+    GatewayFactory,
+    ProbedUpstream,
+    Upstream,
+    free_port,
+    simple_config,
+)
 
 
 async def served_by(gw_url: str, n: int) -> list[str]:
@@ -67,9 +34,9 @@ async def served_by(gw_url: str, n: int) -> list[str]:
 
 
 async def test_a_failing_health_check_takes_the_endpoint_out_and_a_passing_one_back(
-    make_gateway: GatewayFactory, upstream: Upstream, switchable: Switchable
+    make_gateway: GatewayFactory, upstream: Upstream, probed: ProbedUpstream
 ) -> None:
-    cfg = simple_config([switchable.port, upstream.port])
+    cfg = simple_config([probed.port, upstream.port])
     cfg["backends"][0]["healthCheck"] = {
         "path": "/healthz",
         "host": "probe.example",
@@ -82,44 +49,45 @@ async def test_a_failing_health_check_takes_the_endpoint_out_and_a_passing_one_b
     driver = HealthDriver(gw.ctx, rng=Random(3))
     driver.start()
     try:
-        key = f"c0/127.0.0.1:{switchable.port}"
-        switchable.health = 503
+        key = f"c0/127.0.0.1:{probed.port}"
+        probed.health = 503
         for _ in range(100):
             if key in gw.ctx.state.unhealthy:
                 break
             await asyncio.sleep(0.02)
         assert key in gw.ctx.state.unhealthy
         assert "status 503" in driver.reasons[key]
-        assert not any("switchable" in r for r in await served_by(gw.url("/x"), 20))
-        switchable.health = 200
+        assert probed.probe_hosts == {"probe.example"}
+        assert not any("probed" in r for r in await served_by(gw.url("/x"), 20))
+        probed.health = 200
         for _ in range(100):
             if key not in gw.ctx.state.unhealthy:
                 break
             await asyncio.sleep(0.02)
         assert key not in gw.ctx.state.unhealthy
-        assert any("switchable" in r for r in await served_by(gw.url("/x"), 20))
+        assert any("probed" in r for r in await served_by(gw.url("/x"), 20))
         assert driver.stats.health_changes[("app", "unhealthy")] == 1
         assert driver.stats.health_changes[("app", "healthy")] == 1
     finally:
         await driver.stop()
 
 
-async def test_kube_proxy_healthz_probe_reads_local_endpoints(switchable: Switchable) -> None:
-    spec = ProbeSpec(ProbeKind.KUBE_PROXY, "127.0.0.1", switchable.port, path="/kube")
+async def test_kube_proxy_healthz_probe_reads_local_endpoints(probed: ProbedUpstream) -> None:
+    spec = ProbeSpec(ProbeKind.KUBE_PROXY, "127.0.0.1", probed.port, path="/kube")
     assert (await run_probe(spec, 1.0))[0]
-    switchable.local_endpoints = 0
+    probed.local_endpoints = 0
     passed, detail = await run_probe(spec, 1.0)
     assert not passed and "503" in detail
-    tcp = ProbeSpec(ProbeKind.TCP, "127.0.0.1", switchable.port)
+    tcp = ProbeSpec(ProbeKind.TCP, "127.0.0.1", probed.port)
     assert (await run_probe(tcp, 1.0))[0]
 
 
 @pytest.mark.parametrize("enabled", [True, False])
 async def test_outlier_detection_ejects_a_node_answering_502_unless_disabled(
-    make_gateway: GatewayFactory, upstream: Upstream, switchable: Switchable, enabled: bool
+    make_gateway: GatewayFactory, upstream: Upstream, probed: ProbedUpstream, enabled: bool
 ) -> None:
-    switchable.status = 502
-    cfg = simple_config([switchable.port, upstream.port])
+    probed.status = 502
+    cfg = simple_config([probed.port, upstream.port])
     cfg["backends"][0]["outlierDetection"] = {"enabled": enabled, "consecutiveGatewayErrors": 2}
     cfg["backends"][0]["loadBalancer"] = {"policy": "round_robin"}
     gw = await make_gateway(cfg)
@@ -127,7 +95,7 @@ async def test_outlier_detection_ejects_a_node_answering_502_unless_disabled(
     bad = [a for a in answers if a.startswith("502")]
     if enabled:
         assert len(bad) == 2 and all(a.startswith("200") for a in answers[4:])
-        assert list(gw.ctx.state.ejected) == [f"c0/127.0.0.1:{switchable.port}"]
+        assert list(gw.ctx.state.ejected) == [f"c0/127.0.0.1:{probed.port}"]
     else:
         assert len(bad) == 15 and not gw.ctx.state.ejected
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from random import Random
 
 import aiohttp
@@ -133,13 +132,6 @@ def test_a_follower_reads_a_key_it_starts_tracking_and_reads_in_slices() -> None
     assert len(first) == 4
     rest = follower.changed(100)
     assert sorted(k for k, _, _ in first + rest) == sorted(f"k{n}" for n in range(10))
-
-
-@pytest.fixture
-async def probed() -> AsyncIterator[ProbedUpstream]:
-    p = await ProbedUpstream("probed").start()
-    yield p
-    await p.stop()
 
 
 async def answers(url: str, n: int) -> list[str]:
