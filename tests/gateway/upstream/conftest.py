@@ -18,8 +18,10 @@ DRILL_ROW = "drill_row"
 COLUMNS = (
     ("scenario", "scenario"),
     ("outcome", "outcome"),
+    ("rate", "rate (req/s)"),
     ("failed", "failed"),
     ("out_of_rotation_s", "moved within (s)"),
+    ("last_request_at_faulty_s", "last request at faulty (s)"),
     ("p99_steady_ms", "p99 steady (ms)"),
     ("p99_first_2s_ms", "p99 first 2 s (ms)"),
     ("p99_after_1s_ms", "p99 1 s after (ms)"),
