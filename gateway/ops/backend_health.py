@@ -10,14 +10,15 @@ each call then looks up the currently unavailable keys (unhealthy, ejected,
 drained: few) in every backend. The walk reads only the immutable table and
 a copy of the unavailable keys, so the caller runs it in a thread.
 
-`backend_exposition` writes the two families as Prometheus text directly:
+`backend_exposition` and `BackendCounter.exposition` write the two families
+as Prometheus text directly, through one writer (`_exposition`):
 20,000 (backend, cluster) pairs take prometheus_client's generic renderer
 about half a second, and a plain join a few tens of milliseconds.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from gateway.routing.endpoints import EndpointState
@@ -84,17 +85,7 @@ class BackendCounter:
         seen = self._seen
         if len(self._order) != len(seen) or any(name not in seen for name in self._order):
             self._order = sorted(seen)
-        chunks: list[str] = []
-        for name, help_text, column in _FAMILIES:
-            chunks.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-            for backend in self._order:
-                label = _escape(backend)
-                for row in seen[backend]:
-                    chunks.append(
-                        f'{name}{{backend="{label}",cluster="{_escape(row[0])}"}} '
-                        f"{row[1 + column]}\n"
-                    )
-        return "".join(chunks)
+        return _exposition(self._order, seen)
 
     def _refresh(self, backends: Mapping[str, Any], unavailable: frozenset[str]) -> None:
         stale: set[str] = set()
@@ -182,26 +173,38 @@ def backend_counts(backends: Mapping[str, Any], unavailable: Collection[str]) ->
 
 
 _FAMILIES = (
-    ("portway_backend_endpoints", "Endpoints of each backend in each cluster.", 1),
+    ("portway_backend_endpoints", "Endpoints of each backend in each cluster.", 2),
     (
         "portway_backend_endpoints_available",
         "Endpoints that may take traffic (ready, healthy, not ejected or drained).",
-        0,
+        1,
     ),
 )
+"""Name, help and the `Rows` column each family reports (total or available)."""
 
 
 def backend_exposition(counts: BackendCounts) -> bytes:
     """`portway_backend_endpoints{backend,cluster}` and `..._available` as exposition text."""
-    items = sorted(counts.items())
-    labels = [f'{{backend="{_escape(b)}",cluster="{_escape(c)}"}} ' for (b, c), _ in items]
-    lines: list[str] = []
+    rows: dict[str, list[tuple[str, int, int]]] = {}
+    for (backend, cluster), (available, total) in sorted(counts.items()):
+        rows.setdefault(backend, []).append((cluster, available, total))
+    return _exposition(list(rows), rows).encode()
+
+
+def _exposition(order: Sequence[str], rows: Mapping[str, Sequence[tuple[str, int, int]]]) -> str:
+    """The two families of `rows` (each backend's (cluster, available, total), clusters
+    sorted), backends in `order`: the one writer behind `backend_exposition` and
+    `BackendCounter.exposition`, so a lone process and a merged fleet say the same bytes."""
+    chunks: list[str] = []
     for name, help_text, column in _FAMILIES:
-        lines.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
-        lines += [
-            f"{name}{label}{pair[column]}\n" for label, (_, pair) in zip(labels, items, strict=True)
-        ]
-    return "".join(lines).encode()
+        chunks.append(f"# HELP {name} {help_text}\n# TYPE {name} gauge\n")
+        for backend in order:
+            label = _escape(backend)
+            for row in rows[backend]:
+                chunks.append(
+                    f'{name}{{backend="{label}",cluster="{_escape(row[0])}"}} {row[column]}\n'
+                )
+    return "".join(chunks)
 
 
 def _escape(value: str) -> str:

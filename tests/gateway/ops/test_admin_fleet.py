@@ -232,6 +232,35 @@ def test_a_counter_renders_what_its_counts_render() -> None:
     assert b'portway_backend_endpoints_available{backend="web",cluster="b"} 1\n' in text
 
 
+def test_the_availability_exposition_is_exactly_this_text() -> None:
+    counts = {
+        ("web", "b"): (1, 2),
+        ("web", "a"): (0, 3),
+        ('say "hi"\\', "line\nbreak"): (4, 4),
+    }
+    assert backend_exposition(counts) == (
+        b"# HELP portway_backend_endpoints Endpoints of each backend in each cluster.\n"
+        b"# TYPE portway_backend_endpoints gauge\n"
+        b'portway_backend_endpoints{backend="say \\"hi\\"\\\\",cluster="line\\nbreak"} 4\n'
+        b'portway_backend_endpoints{backend="web",cluster="a"} 3\n'
+        b'portway_backend_endpoints{backend="web",cluster="b"} 2\n'
+        b"# HELP portway_backend_endpoints_available Endpoints that may take traffic"
+        b" (ready, healthy, not ejected or drained).\n"
+        b"# TYPE portway_backend_endpoints_available gauge\n"
+        b'portway_backend_endpoints_available{backend="say \\"hi\\"\\\\",'
+        b'cluster="line\\nbreak"} 4\n'
+        b'portway_backend_endpoints_available{backend="web",cluster="a"} 0\n'
+        b'portway_backend_endpoints_available{backend="web",cluster="b"} 1\n'
+    )
+    assert backend_exposition({}) == (
+        b"# HELP portway_backend_endpoints Endpoints of each backend in each cluster.\n"
+        b"# TYPE portway_backend_endpoints gauge\n"
+        b"# HELP portway_backend_endpoints_available Endpoints that may take traffic"
+        b" (ready, healthy, not ejected or drained).\n"
+        b"# TYPE portway_backend_endpoints_available gauge\n"
+    )
+
+
 def test_what_a_counter_keeps_is_not_walked_by_full_collections() -> None:
     import gc
 
