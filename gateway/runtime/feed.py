@@ -49,7 +49,15 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, wait_exponential_jitter
 
 from portway.model import ServiceKey, ServiceRecord
-from portway.registry.base import Change, ChangeKind, Registry, RegistryUnavailable, Snapshot
+from portway.registry.base import (
+    DIFF_INLINE_RECORDS,
+    Change,
+    ChangeKind,
+    Registry,
+    RegistryUnavailable,
+    Snapshot,
+    records_diff,
+)
 from portway.registry.decode import on_bad_record
 
 log = logging.getLogger(__name__)
@@ -75,8 +83,6 @@ class FeedStatus:
 RecordChanges = Mapping[ServiceKey, ServiceRecord | None]
 """Key → its new record, or None when deleted or expired."""
 OnChanges = Callable[[RecordChanges, FeedStatus], None]
-DIFF_OFF_LOOP = 500
-"""A snapshot with more records than this is diffed in a thread."""
 
 
 class FeedMetrics:
@@ -273,10 +279,10 @@ class EndpointFeed:
     async def _apply_snapshot(self, snap: Snapshot) -> None:
         """Replace the state with `snap`, queueing only the keys that differ."""
         state = self._state
-        if len(snap.records) > DIFF_OFF_LOOP or len(state) > DIFF_OFF_LOOP:
-            diff = await asyncio.to_thread(snapshot_diff, state, snap.records)
+        if len(snap.records) > DIFF_INLINE_RECORDS or len(state) > DIFF_INLINE_RECORDS:
+            diff = await asyncio.to_thread(records_diff, state, snap.records)
         else:
-            diff = snapshot_diff(state, snap.records)
+            diff = records_diff(state, snap.records)
         gone = False
         for key, record in diff.items():
             if record is None:
@@ -319,18 +325,6 @@ class EndpointFeed:
             self._on_changes(types.MappingProxyType(changes), self.status)
         except Exception:
             log.exception("endpoint changes callback failed", extra={"backend": self.backend})
-
-
-def snapshot_diff(
-    state: Mapping[ServiceKey, ServiceRecord], records: Mapping[ServiceKey, ServiceRecord]
-) -> dict[ServiceKey, ServiceRecord | None]:
-    """What turns `state` into `records`: changed or new keys, and None for keys gone."""
-    out: dict[ServiceKey, ServiceRecord | None] = dict.fromkeys(state.keys() - records.keys())
-    for key, record in records.items():
-        old = state.get(key)
-        if old is not record and old != record:
-            out[key] = record
-    return out
 
 
 def describe(status: FeedStatus) -> dict[str, Any]:

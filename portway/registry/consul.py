@@ -57,6 +57,7 @@ from consul.callback import CB
 
 from portway.model import DEFAULT_RENEW_S, DEFAULT_TTL_S, KEY_PREFIX, ServiceKey, ServiceRecord
 from portway.registry.base import (
+    DIFF_INLINE_RECORDS,
     Change,
     Lease,
     OwnershipError,
@@ -71,7 +72,6 @@ from portway.registry.base import (
 )
 from portway.registry.consul_catalog import CatalogMirror
 from portway.registry.consul_listing import (
-    DIFF_INLINE_RECORDS,
     Decoded,
     Records,
     RememberedStates,

@@ -29,16 +29,13 @@ import msgspec
 from consul.callback import CB
 
 from portway.model import ServiceKey, ServiceRecord
-from portway.registry.base import Change, ChangeKind, RegistryUnavailable
+from portway.registry.base import Change, ChangeKind, RegistryUnavailable, records_diff
 from portway.registry.decode import decode_record
 
 Decoded = tuple[dict[str, int], dict[str, ServiceRecord | None]]
 """By key under the root: its ModifyIndex, and its record (None when unusable); two
 dicts, not a tuple per key, so a listing adds no 20,000 objects for the collector."""
 Records = dict[ServiceKey, ServiceRecord]
-
-DIFF_INLINE_RECORDS = 500
-"""More records than this are diffed in a thread."""
 
 
 class _Entry(msgspec.Struct, rename="pascal", gc=False):
@@ -149,17 +146,12 @@ class RememberedStates:
 
 
 def diff(old: Records, new: Records, revision: int) -> list[Change]:
-    """The changes from `old` to `new`, all stamped `revision`: deletes first, then puts,
-    each by key path. Pure; the caller runs it in a thread past `DIFF_INLINE_RECORDS`."""
+    """The changes from `old` to `new` (`base.records_diff`), all stamped `revision`:
+    deletes first, then puts, each by key path. Pure; the caller runs it in a thread past
+    `base.DIFF_INLINE_RECORDS`."""
     out = [
-        Change(ChangeKind.DELETE, k, revision)
-        for k in sorted(old.keys() - new.keys(), key=ServiceKey.path)
+        Change(ChangeKind.DELETE if record is None else ChangeKind.PUT, k, revision, record)
+        for k, record in records_diff(old, new).items()
     ]
-    # `fold` reuses the decoded record of an entry whose ModifyIndex did not
-    # move, so an unchanged key costs an identity check, not a deep compare
-    for k, record in new.items():
-        before = old.get(k)
-        if before is not record and before != record:
-            out.append(Change(ChangeKind.PUT, k, revision, record))
     out.sort(key=lambda c: (c.kind is ChangeKind.PUT, c.key.path()))
     return out

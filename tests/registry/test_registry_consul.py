@@ -15,9 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
-from portway.registry.base import Change, RegistryUnavailable, Snapshot
+from portway.registry.base import Change, ChangeKind, RegistryUnavailable, Snapshot
 from portway.registry.consul import ConsulRegistry
-from portway.registry.consul_listing import RememberedStates, undo_of
+from portway.registry.consul_listing import RememberedStates, diff, undo_of
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -228,3 +228,17 @@ def test_remembered_states_forget_the_past_when_built_on_another_listing() -> No
     assert states.get(3) is one and states.get(2) is None and states.get(1) is None
     states.remember(2, two, undo_of(one, two), one)  # the index went back
     assert states.get(2) is two and states.get(3) is None
+
+
+def test_a_listing_diff_yields_deletes_then_puts_each_by_key_path() -> None:
+    a, b, c = rec("a"), rec("b"), rec("c")
+    b2 = rec("b", nodes=1)
+    old = {rec("f").key: rec("f"), c.key: c, b.key: b, a.key: a}
+    new = {c.key: c, b.key: b2, rec("e").key: rec("e"), rec("d").key: rec("d")}
+    assert diff(old, new, 7) == [
+        Change(ChangeKind.DELETE, a.key, 7),
+        Change(ChangeKind.DELETE, rec("f").key, 7),
+        Change(ChangeKind.PUT, b.key, 7, b2),
+        Change(ChangeKind.PUT, rec("d").key, 7, rec("d")),
+        Change(ChangeKind.PUT, rec("e").key, 7, rec("e")),
+    ]

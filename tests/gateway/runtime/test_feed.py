@@ -9,7 +9,7 @@ from collections.abc import Mapping
 import pytest
 from prometheus_client import CollectorRegistry
 
-from gateway.runtime.feed import EndpointFeed, FeedStatus, snapshot_diff
+from gateway.runtime.feed import EndpointFeed, FeedStatus
 from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
 from portway.registry.memory import MemoryRegistry, MemoryStore
 
@@ -200,11 +200,3 @@ async def test_each_callback_carries_only_the_keys_that_changed() -> None:
     await asyncio.sleep(0.1)
     assert calls.changes[-1] == {fleet[3].key: None}
     await feed.stop()
-
-
-def test_a_resync_snapshot_hands_over_only_its_difference() -> None:
-    a, b, c = rec("a"), rec("b"), rec("c")
-    b2 = rec("b", node_port=30111)
-    state = {a.key: a, b.key: b}
-    assert snapshot_diff(state, {a.key: rec("a"), b.key: b2, c.key: c}) == {b.key: b2, c.key: c}
-    assert snapshot_diff(state, {b.key: b}) == {a.key: None}
