@@ -57,6 +57,24 @@ Update = tuple[str, FileEntry | None]
 """A file name and what it holds now (None: gone, or no longer a record file)."""
 
 
+def directory_unavailable(directory: Path, cause: OSError | str) -> RegistryUnavailable:
+    """The outage of a files registry whose `directory` cannot be read (module docstring):
+    the one message readers of records and of state values raise, naming the directory and
+    why (an `OSError`'s own words)."""
+    reason = cause if isinstance(cause, str) else cause.strerror or str(cause)
+    return RegistryUnavailable(f"files registry {directory} cannot be read: {reason}")
+
+
+def check_readable(directory: Path) -> None:
+    """Raise `directory_unavailable` unless `directory` is (still) a directory."""
+    try:
+        is_directory = stat.S_ISDIR(os.stat(directory).st_mode)
+    except OSError as exc:
+        raise directory_unavailable(directory, exc) from exc
+    if not is_directory:
+        raise directory_unavailable(directory, "not a directory")
+
+
 class RecordDirectory:
     """Files by name, keys they claim, and the live record of each key (see module docstring)."""
 
@@ -82,7 +100,7 @@ class RecordDirectory:
             try:
                 present = {n for n in os.listdir(self.directory) if is_record_name(n)}
             except OSError as exc:
-                raise self._unavailable(exc) from exc
+                raise directory_unavailable(self.directory, exc) from exc
             candidates = present | self.files.keys()
         else:
             candidates = {n for n in names if is_record_name(n)}
@@ -95,16 +113,8 @@ class RecordDirectory:
                     out.append((name, None))
             elif known is None or known.signature != entry.signature:
                 out.append((name, entry))
-        try:
-            if not stat.S_ISDIR(os.stat(self.directory).st_mode):
-                raise NotADirectoryError(f"{self.directory} is not a directory")
-        except OSError as exc:
-            raise self._unavailable(exc) from exc
+        check_readable(self.directory)
         return out
-
-    def _unavailable(self, exc: OSError) -> RegistryUnavailable:
-        reason = exc.strerror or str(exc)
-        return RegistryUnavailable(f"files registry {self.directory} cannot be read: {reason}")
 
     def _read_one(self, name: str) -> FileEntry | None:
         """The file's entry, reading it only if its signature is new; None if gone.

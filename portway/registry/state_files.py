@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import stat
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -33,6 +32,7 @@ from portway.registry.base import (
     check_state_key,
     check_state_prefix,
 )
+from portway.registry.record_dir import check_readable
 from portway.registry.record_files import write_atomic
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class StateFiles:
         try:
             names = sorted(os.listdir(self.state_dir))
         except OSError:
-            self._check_directory()
+            check_readable(self.directory)
             return {}
         out: dict[str, StateEntry] = {}
         for name in names:
@@ -93,22 +93,12 @@ class StateFiles:
             raw = json.loads(path.read_bytes())
             return StateEntry(str(raw["value"]), int(raw["version"]))
         except FileNotFoundError:
-            self._check_directory()
+            check_readable(self.directory)
             return None
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            self._check_directory()
+            check_readable(self.directory)
             log.warning(
                 "unreadable state file skipped",
                 extra={"file": str(path), "error": str(exc), "backend": "files"},
             )
             return None
-
-    def _check_directory(self) -> None:
-        """Raise `RegistryUnavailable` unless the registry directory can be read."""
-        try:
-            if stat.S_ISDIR(os.stat(self.directory).st_mode):
-                return
-            reason = "not a directory"
-        except OSError as exc:
-            reason = exc.strerror or str(exc)
-        raise RegistryUnavailable(f"files registry {self.directory} cannot be read: {reason}")

@@ -80,7 +80,7 @@ async def test_an_unreadable_directory_is_an_outage_and_an_empty_one_has_no_reco
         await reader.snapshot()
     assert {k: rf.record for k, rf in reader.view.live.items()} == {a.key: a}
 
-    with pytest.raises(RegistryUnavailable):
+    with pytest.raises(RegistryUnavailable, match="registry cannot be read: not a directory"):
         await reader.list_state("portway/rollouts/")
     with pytest.raises(RegistryUnavailable):
         await reader.write_state("portway/rollouts/web", "x", version=0)
