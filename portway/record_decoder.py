@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 
+from portway.bounded_memo import BoundedMemo
 from portway.model import (
     DEFAULT_NODE_PORT_RANGE,
     RECORD_VERSION,
@@ -91,14 +92,13 @@ _STORED = msgspec.json.Decoder(_RecordDoc)
 _FILE = msgspec.json.Decoder(_FileDoc)
 _NODES_OF = msgspec.json.Decoder(tuple[_NodeDoc, ...])
 _PORTS_OF = msgspec.json.Decoder(tuple[_PortDoc, ...])
-_nodes: dict[bytes, tuple[Node, ...]] = {}
-_ports: dict[bytes, tuple[ServicePort, ...]] = {}
-_memo_bytes = [0, 0]
-"""Bytes of text held by `_nodes` and `_ports`."""
-_small: dict[tuple[str, object], Any] = {}
+_SMALL_LIMIT: Final = 1 << 12
+_nodes: BoundedMemo[bytes, tuple[Node, ...]] = BoundedMemo(MEMO_BYTES)
+_ports: BoundedMemo[bytes, tuple[ServicePort, ...]] = BoundedMemo(MEMO_BYTES)
+"""Node (and port) lists by their JSON text, each costing its length (`MEMO_BYTES`)."""
+_small: BoundedMemo[tuple[str, object], Any] = BoundedMemo(_SMALL_LIMIT)
 """Recurring small values of records (zone lists, NodePort ranges, affinity timeouts) by
 (field, value): one object each instead of one per record (~200 bytes a record)."""
-_SMALL_LIMIT: Final = 1 << 12
 _T = TypeVar("_T")
 _FAILED = (msgspec.ValidationError, msgspec.DecodeError, RecordError)
 
@@ -148,11 +148,9 @@ def _shared(field: str, value: _T) -> _T:
     """The first object equal to `value` seen for `field` (keyed by field, so values of
     different fields never stand in for each other)."""
     key = (field, value)
-    found = _small.get(key)
+    found: _T | None = _small.get(key)
     if found is None:
-        if len(_small) >= _SMALL_LIMIT:
-            _small.clear()
-        found = _small[key] = value
+        found = _small.put(key, value)
     return found
 
 
@@ -169,7 +167,7 @@ def _node_tuple(text: bytes) -> tuple[Node, ...]:
             )
             for n in _NODES_OF.decode(text)
         )
-        _remember(_nodes, 0, text, nodes)
+        _nodes.put(text, nodes, len(text))
     return nodes
 
 
@@ -180,13 +178,5 @@ def _port_tuple(text: bytes) -> tuple[ServicePort, ...]:
             ServicePort(name=p.name, port=p.port, node_port=p.node_port, protocol=p.protocol)
             for p in _PORTS_OF.decode(text)
         )
-        _remember(_ports, 1, text, ports)
+        _ports.put(text, ports, len(text))
     return ports
-
-
-def _remember(memo: dict[bytes, _T], which: int, text: bytes, value: _T) -> None:
-    if _memo_bytes[which] + len(text) > MEMO_BYTES:
-        memo.clear()
-        _memo_bytes[which] = 0
-    memo[text] = value
-    _memo_bytes[which] += len(text)

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any, TypeVar
 
+from portway.bounded_memo import BoundedMemo
 from portway.model import (
     DEFAULT_NODE_PORT_RANGE,
     RECORD_VERSION,
@@ -179,8 +180,10 @@ def _port(raw: object, path: str) -> ServicePort:
     )
 
 
-_NODES: dict[tuple[tuple[tuple[str, Any], ...], tuple[type, ...]], Node] = {}
 _NODES_LIMIT = 1 << 16
+_NODES: BoundedMemo[tuple[tuple[tuple[str, Any], ...], tuple[type, ...]], Node] = BoundedMemo(
+    _NODES_LIMIT
+)
 
 
 def _node(raw: object, path: str) -> Node:
@@ -202,9 +205,7 @@ def _node(raw: object, path: str) -> Node:
         return known
     node = _decode_node(raw, path)
     if memo_key is not None:
-        if len(_NODES) >= _NODES_LIMIT:
-            _NODES.clear()
-        _NODES[memo_key] = node
+        _NODES.put(memo_key, node)
     return node
 
 

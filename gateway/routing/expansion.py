@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 from gateway.config.model import Backend
 from gateway.routing.endpoints import NOWHERE, Endpoint, Site
+from portway.bounded_memo import BoundedMemo
 from portway.model import Node, ServiceRecord, TrafficPolicy
 
 MAX_ENDPOINT_WEIGHT = 128
@@ -49,8 +50,8 @@ class ExpansionMemo:
     sites: dict[tuple[int, str], tuple[object, tuple[Site, ...]]] = field(default_factory=dict)
 
 
-_SITES: dict[tuple[str, str, str], Site] = {}
 _SITES_LIMIT = 1 << 16
+_SITES: BoundedMemo[tuple[str, str, str], Site] = BoundedMemo(_SITES_LIMIT)
 
 
 def site(region: str, zone: str, node: str) -> Site:
@@ -64,9 +65,7 @@ def site(region: str, zone: str, node: str) -> Site:
     key = (region, zone, node)
     found = _SITES.get(key)
     if found is None:
-        if len(_SITES) >= _SITES_LIMIT:
-            _SITES.clear()
-        found = _SITES[key] = Site(region, zone, node)
+        found = _SITES.put(key, Site(region, zone, node))
     return found
 
 

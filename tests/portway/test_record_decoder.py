@@ -67,7 +67,7 @@ def test_node_lists_that_share_nothing_are_remembered_within_a_bound_of_text() -
         assert decoded is not None and decoded[0].nodes == nodes
     held = sum(map(len, record_decoder._nodes))
     assert 0 < held <= record_decoder.MEMO_BYTES
-    assert held == record_decoder._memo_bytes[0]
+    assert held == record_decoder._nodes.held
 
 
 def test_a_typo_is_still_named_by_the_positioned_parser() -> None:
