@@ -103,11 +103,11 @@ _T = TypeVar("_T")
 _FAILED = (msgspec.ValidationError, msgspec.DecodeError, RecordError)
 
 
-def stored_record(value: str | bytes) -> tuple[ServiceRecord, str] | None:
-    """(record, owner) of a registry value, or None: parse it with `decode.parse_stored`."""
+def stored_record(value: str | bytes) -> ServiceRecord | None:
+    """The record of a registry value (its `owner` checked and left out: writers read it
+    with `decode.stored_owner`), or None: parse it with `decode.parse_stored`."""
     try:
-        doc = _STORED.decode(value)
-        return _record(doc), doc.owner
+        return _record(_STORED.decode(value))
     except _FAILED:
         return None
 

@@ -97,7 +97,7 @@ def parse_stored(value: str | bytes) -> ServiceRecord:
     """
     fast = stored_record(value)
     if fast is not None:
-        return fast[0]
+        return fast
     return parse_stored_text(value)
 
 
