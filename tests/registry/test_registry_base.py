@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from hypothesis import given
 from hypothesis import strategies as st
+from record_builders import rec
 
-from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
+from portway.model import ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind, Snapshot, apply, records_diff
-
-
-def rec(cluster: str, node_port: int = 30080) -> ServiceRecord:
-    return ServiceRecord(
-        cluster=cluster,
-        namespace="shop",
-        service="web",
-        ports=(ServicePort("http", 80, node_port),),
-        nodes=(Node("n1", "10.0.0.1"),),
-    )
 
 
 def test_records_diff_names_new_and_changed_records_and_none_for_keys_gone() -> None:

@@ -13,9 +13,10 @@ from typing import Any
 import pytest
 from etcd_server import EtcdCluster
 from prometheus_client import CollectorRegistry
+from record_builders import rec
 
 from gateway.runtime.feed import EndpointFeed, FeedStatus
-from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
+from portway.model import ServiceKey, ServiceRecord
 from portway.registry import etcd
 from portway.registry.base import (
     Change,
@@ -26,16 +27,6 @@ from portway.registry.base import (
 from portway.registry.etcd import DECODE_INLINE_BYTES, EtcdRegistry
 
 pytestmark = pytest.mark.timeout(90)
-
-
-def rec(cluster: str, node_port: int = 30080) -> ServiceRecord:
-    return ServiceRecord(
-        cluster=cluster,
-        namespace="shop",
-        service="web",
-        ports=(ServicePort("http", 80, node_port),),
-        nodes=(Node("n1", "10.0.0.1"),),
-    )
 
 
 def root() -> str:

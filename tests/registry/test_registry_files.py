@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from record_builders import rec
 
 from portway.model import Node, ServicePort, ServiceRecord
 from portway.registry.base import Change, ChangeKind, OwnershipError, Snapshot
@@ -29,16 +30,6 @@ nodes:
   - {name: rack1-a, address: 192.0.2.10, zone: rack1}
   - {name: rack2-a, address: 192.0.2.20, zone: rack2, ready: false}
 """
-
-
-def rec(cluster: str) -> ServiceRecord:
-    return ServiceRecord(
-        cluster=cluster,
-        namespace="shop",
-        service="web",
-        ports=(ServicePort("http", 80, 30080),),
-        nodes=(Node("n1", "10.0.0.1"),),
-    )
 
 
 def test_a_hand_written_yaml_record_is_accepted_and_never_expires(tmp_path: Path) -> None:

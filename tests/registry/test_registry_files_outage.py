@@ -13,22 +13,13 @@ import time
 from pathlib import Path
 
 import pytest
+from record_builders import rec
 
-from portway.model import Node, ServiceKey, ServicePort, ServiceRecord
+from portway.model import ServiceKey, ServiceRecord
 from portway.registry.base import Change, ChangeKind, RegistryUnavailable, apply
 from portway.registry.files import FilesRegistry
 
 pytestmark = pytest.mark.timeout(30)
-
-
-def rec(cluster: str) -> ServiceRecord:
-    return ServiceRecord(
-        cluster=cluster,
-        namespace="shop",
-        service="web",
-        ports=(ServicePort("http", 80, 30080),),
-        nodes=(Node("n1", "10.0.0.1"),),
-    )
 
 
 class Follower:

@@ -5,20 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from record_builders import rec
 
-from portway.model import Node, ServicePort, ServiceRecord
 from portway.registry.base import RegistryUnavailable, Snapshot
 from portway.registry.memory import MemoryRegistry, MemoryStore
-
-
-def rec(cluster: str) -> ServiceRecord:
-    return ServiceRecord(
-        cluster=cluster,
-        namespace="shop",
-        service="web",
-        ports=(ServicePort("http", 80, 30080),),
-        nodes=(Node("n1", "10.0.0.1"),),
-    )
 
 
 async def test_a_watch_from_a_compacted_revision_gets_a_snapshot() -> None:
