@@ -174,26 +174,18 @@ class HttpProxy(ResponseRelay):
                 assert refused is not None
                 self._refuse(refused)
 
-    def close_idle(self) -> None:
-        """Close now if no request is being received or answered (drain, idle timeout).
-
-        A connection idle past `idle_at` with half a request head is closed too:
-        `parsing` is only set once a head is complete.
-        """
-        if self.active is None and self.parsing is None and not self.queue:
-            self.closed()
-            self.transport.close()
-
-    def shed_idle(self) -> None:
-        """Between requests for a while (the watch's idle sweep): drop the parser and the
-        per-request memos, made again by the next request. What an idle keep-alive
-        connection holds is then its transport, this object and its addresses."""
-        if self.shed():
+    def shed_idle(self) -> bool:
+        """Also drop the per-request memos, made again by the next request. What an
+        idle keep-alive connection holds is then its transport, this object and its
+        addresses."""
+        if super().shed_idle():
             self.heads = None
             self.facts = None
             self.host_raw = None
             self.host_name = ""
             self.valid_host = b""
+            return True
+        return False
 
     def eof_received(self) -> bool:
         if self.active is None:

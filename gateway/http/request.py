@@ -51,6 +51,8 @@ class RequestReader(RequestCore):
         "pools",
         "refusal",
         "send",
+        "shed_listed",
+        "swept_idle_at",
         "transport",
         "tunnel",
         "watch",
@@ -91,7 +93,24 @@ class RequestReader(RequestCore):
         self.write_paused = False
         self.tunnel: UpstreamConnection | None = None
         self.idle_at = 0.0
+        self.swept_idle_at = 0.0
+        self.shed_listed = False
         self.refusal: hh.HeadError | None = None
+
+    def close_idle(self) -> None:
+        """Close now if no request is being received or answered (drain, idle timeout).
+
+        A connection idle past `idle_at` with half a request head is closed too:
+        `parsing` is only set once a head is complete.
+        """
+        if self.active is None and self.parsing is None and not self.queue:
+            self.closed()
+            self.transport.close()
+
+    def shed_idle(self) -> bool:
+        """Between requests for a while (`DeadlineWatch`): drop the parser, made again by
+        the next request (`RequestCore.shed`). True when it was dropped."""
+        return self.shed()
 
     def _start(self, ex: Exchange) -> None:
         raise NotImplementedError  # HttpProxy's

@@ -291,6 +291,8 @@ class ResponseRelay(TryRunner):
             self.idle_at = (now or self.now()) + (
                 plan.idle_s if plan is not None else self.first_request_idle_s
             )
+            if not self.shed_listed:
+                self.watch.went_idle_now(self)
 
     def _begin_log(self, ex: Exchange, facts: RequestFacts) -> RequestLog:
         headers = facts.headers

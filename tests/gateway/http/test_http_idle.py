@@ -19,8 +19,10 @@ SWEEP_S = 0.05
 @pytest.fixture(autouse=True)
 async def fast_sweep() -> None:
     """The test loop's watch (the gateway's, made in-process on the same loop) sweeps
-    every `SWEEP_S` instead of every second."""
-    deadline_watch(asyncio.get_running_loop()).idle_sweep_s = SWEEP_S
+    and looks for connections to shed every `SWEEP_S`."""
+    watch = deadline_watch(asyncio.get_running_loop())
+    watch.idle_sweep_s = SWEEP_S
+    watch.shed_s = SWEEP_S
 
 
 async def _closed_after(reader: asyncio.StreamReader, limit_s: float) -> float:
