@@ -53,6 +53,7 @@ from typing import Final
 
 import httptools
 
+from gateway.hop_by_hop import connection_tokens
 from gateway.http import field_roles as fr
 from gateway.http import head as hh
 from gateway.http.exchange import BODY_BUFFER_LIMIT, BUFFER, DONE, PIPELINE, TUNNEL_WAIT, Exchange
@@ -380,7 +381,7 @@ class RequestCore:
             self.te = value
             hh.check_transfer_encoding(value)
         elif kind == fr.CONNECTION:
-            self.conn_tokens = (self.conn_tokens or []) + hh.connection_tokens(value)
+            self.conn_tokens = (self.conn_tokens or []) + connection_tokens(value)
         elif kind == fr.UPGRADE:
             self.upgrade = value
         elif kind in (fr.FORWARDING, fr.FORWARDED_FOR):

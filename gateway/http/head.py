@@ -23,19 +23,6 @@ from typing import Final
 
 Headers = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP: Final = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-        b"proxy-connection",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-    }
-)
 FORWARDING: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
@@ -143,11 +130,6 @@ def check_transfer_encoding(value: bytes) -> None:
     """Only `chunked`, alone: any other coding would have to be decoded to re-frame."""
     if value.strip().lower() != b"chunked":
         raise HeadError(501, "unsupported_transfer_encoding")
-
-
-def connection_tokens(value: bytes) -> list[bytes]:
-    """The lowercased tokens of a Connection header value."""
-    return [token.strip().lower() for token in value.split(b",") if token.strip()]
 
 
 def split_target(target: bytes) -> tuple[bytes, bytes, bytes]:

@@ -10,7 +10,7 @@ in `queue` with their early body bytes, and reading pauses meanwhile). An
 exchange routes once on the table it started with, takes an idle pooled
 upstream connection synchronously (a Task only when a new connection must be
 opened), writes the pre-joined head, then streams the body:
-`upstream.UpstreamConnection` (the shell of `http.core_upstream.ResponseCore`)
+`upstream.UpstreamConnection` (the shell of `upstream.response_core.ResponseCore`)
 calls back into this protocol (it is the connection's *sink*) with the
 response, which is streamed to the client, re-framed as needed. Flow control
 is symmetric: when one side's write buffer fills, reading from the other

@@ -1,6 +1,6 @@
 """One keep-alive HTTP/1.1 connection to an endpoint: the asyncio shell of `ResponseCore`.
 
-`gateway.http.core_upstream.ResponseCore` parses the responses and keeps the
+`gateway.upstream.response_core.ResponseCore` parses the responses and keeps the
 framing state without I/O; this class adds what touches the world: the
 transport, the pool the connection belongs to, and acting on what the core
 returns (give the connection back to the pool or close it, then tell the
@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from gateway.http.core_upstream import ResponseAction, ResponseCore, ResponseSink
 from gateway.transport import Transport, unconnected
+from gateway.upstream.response_core import ResponseAction, ResponseCore, ResponseSink
 
 __all__ = ["ConnectionPool", "ResponseSink", "UpstreamConnection"]
 

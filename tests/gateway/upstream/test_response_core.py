@@ -7,14 +7,14 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.http.core_upstream import (
+from gateway.upstream.failure import UpstreamFailure, UpstreamProtocolError, UpstreamReset
+from gateway.upstream.response_core import (
     TRANSITIONS,
     ResponseAction,
     ResponseCore,
     ResponseEvent,
     ResponseState,
 )
-from gateway.upstream.failure import UpstreamFailure, UpstreamProtocolError, UpstreamReset
 
 Action = tuple[object, ...]
 

@@ -56,7 +56,7 @@ from typing import Final, Protocol
 
 import httptools
 
-from gateway.http.head import HOP_BY_HOP, connection_tokens
+from gateway.hop_by_hop import HOP_BY_HOP, connection_tokens
 from gateway.upstream.failure import UpstreamFailure, UpstreamProtocolError, UpstreamReset
 
 
