@@ -99,7 +99,7 @@ class TryRunner(RequestReader):
         plan = ex.plan
         assert plan is not None
         head_only = ex.method == b"HEAD"
-        conn.bind(self, head_only=head_only, drop=plan.response_drop, upgrade=bool(ex.upgrade))  # type: ignore[arg-type]
+        conn.start(self, head_only=head_only, drop=plan.response_drop, upgrade=bool(ex.upgrade))  # type: ignore[arg-type]
         endpoint = ex.endpoint
         assert endpoint is not None
         key = endpoint.key

@@ -125,14 +125,3 @@ class UpstreamConnection(ResponseCore):
             self.closed = True
             if self.transport is not None:
                 self.transport.abort()
-
-    def bind(
-        self,
-        sink: ResponseSink,
-        *,
-        head_only: bool,
-        drop: frozenset[bytes] = frozenset(),
-        upgrade: bool = False,
-    ) -> None:
-        """Serve `sink`'s request (`ResponseCore.start`)."""
-        self.start(sink, head_only=head_only, drop=drop, upgrade=upgrade)
