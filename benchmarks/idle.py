@@ -8,7 +8,7 @@ each send one keep-alive request and read the answer (100 at a time, so the
 upstream pools stay small), then read the RSS again while all N sit idle
 (`IDLE_S` after the last one). `--waves K` opens them in K waves `IDLE_S`
 apart, as connections arrive over time at a long-lived gateway: what an idle
-connection frees (portway's sweep drops its parser) is then reused by later
+connection frees (portway drops its parser 0.1-0.2 s into an idle period) is then reused by later
 ones, which a single burst cannot show (RSS keeps its peak). Reports
 (RSS after - RSS before) / N. Proxies missing from PATH are skipped.
 """
@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parent.parent
 UP, PW, NGX, HAP = 18200, 18201, 18202, 18203
 REQUEST = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"
 IDLE_S = 2.5
-"""How long the connections sit idle before RSS is read: past portway's idle sweep
-(every second), which has idle connections drop their parsers; nginx and HAProxy
-free a keep-alive connection's request buffers as soon as it is idle."""
+"""How long the connections sit idle before RSS is read: well past the 0.1-0.2 s after
+which an idle portway connection drops its parser (`DeadlineWatch.shed_s`); nginx and
+HAProxy free a keep-alive connection's request buffers as soon as it is idle."""
 
 
 def rss_kib(pid: int) -> int:
