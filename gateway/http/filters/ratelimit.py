@@ -32,6 +32,8 @@ import math
 import weakref
 from typing import TYPE_CHECKING, Final, Protocol
 
+from mypy_extensions import mypyc_attr
+
 from gateway.config.resilience import RateLimit
 from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 from gateway.http.filters.gcra import Gcra
@@ -57,6 +59,7 @@ class Buckets(Protocol):
         ...
 
 
+@mypyc_attr(native_class=False)  # compiled: `bucket_store` keeps stores weakly
 class BucketStore:
     """GCRA buckets of one rule in this process: key → theoretical arrival time."""
 

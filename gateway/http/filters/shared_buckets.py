@@ -77,6 +77,8 @@ import fcntl
 import hashlib
 from typing import TYPE_CHECKING, Final
 
+from mypy_extensions import mypyc_attr
+
 from gateway.config.resilience import RateLimit
 from gateway.http.filters.gcra import Gcra
 from gateway.shared_table import (
@@ -214,6 +216,7 @@ def rule_salt(route: str, rule_index: int, limit: RateLimit) -> bytes:
     return hashlib.blake2b(text, digest_size=16).digest()
 
 
+@mypyc_attr(native_class=False)  # compiled: `bucket_store` keeps stores weakly
 class SharedBucketStore:
     """One rule's buckets in the shared table, as worker `worker` reaches them."""
 
