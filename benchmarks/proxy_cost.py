@@ -22,13 +22,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import cProfile
+import hashlib
+import json
 import os
 import pstats
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import jwt
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -49,10 +55,17 @@ backends:
     endpoints: [{{address: 127.0.0.1, port: 18100}}]
 routes:
   - name: bench
-    rules:
+{route}    rules:
       - matches: [{{path: {{type: PathPrefix, value: {prefix}}}}}]
         backendRefs: [{{name: app}}]
 {filters}"""
+
+API_KEY_SHA256 = hashlib.sha256(b"bench-key").hexdigest()
+JWT_SECRET = b"bench-hmac-secret-of-32-bytes-ok"
+JWKS_FILE = Path(tempfile.gettempdir()) / f"proxy-cost-jwks-{os.getpid()}.json"
+JWT_TOKEN = jwt.encode(
+    {"iss": "bench", "sub": "alice", "exp": int(time.time()) + 3600}, JWT_SECRET, "HS256"
+)
 
 FILTERS = {
     "none": "",
@@ -63,23 +76,38 @@ FILTERS = {
     "rewrite-prefix": "urlRewrite: {replacePrefixMatch: /v2}",
     "rate-limit-worker": "rateLimit: {requests: 1000000000, scope: worker}",
     "rate-limit-shared": "rateLimit: {requests: 1000000000, scope: shared}",
+    "access": "access: {default: deny, rules: [{action: allow, cidrs: [10.0.0.0/8, 127.0.0.0/8]}]}",
+    "auth-api-key": f"auth: {{apiKey: {{keys: [{{id: bench, sha256: '{API_KEY_SHA256}'}}]}}}}",
+    "auth-jwt": f"auth: {{jwt: {{issuer: bench, jwksFile: '{JWKS_FILE}', algorithms: [HS256]}}}}",
 }
 """Filters `--filter` can put on the rule (the request carries no Origin, so CORS
 only looks; the mirror at 0 % never copies; the rewrite matches PathPrefix /api;
-the rate limits never refuse, `shared` in a table made here as a supervisor would)."""
+the rate limits never refuse, `shared` in a table made here as a supervisor would)
+or on the route (`access` admits the client, 127.0.0.1, by its second CIDR;
+`auth-api-key` finds the request's key, `auth-jwt` its HS256 token (same every
+request, as a client sends it), strips it and passes the identity on)."""
+ROUTE_SETTINGS = frozenset({"access", "auth-api-key", "auth-jwt"})
 
 
 def config_text(name: str) -> str:
     body = FILTERS[name]
+    if name in ROUTE_SETTINGS:
+        return CONFIG.format(route=f"    {body}\n", prefix="/", filters="")
     if name.startswith("rate-limit"):  # a rule setting, not one of its filters
-        return CONFIG.format(prefix="/", filters=f"        {body}\n")
+        return CONFIG.format(route="", prefix="/", filters=f"        {body}\n")
     filters = f"        filters:\n          {body}\n" if body else ""
     prefix = "/api" if name == "rewrite-prefix" else "/"
-    return CONFIG.format(prefix=prefix, filters=filters)
+    return CONFIG.format(route="", prefix=prefix, filters=filters)
 
 
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18103\r\n\r\n"
 REWRITE_REQUEST = b"GET /api/x HTTP/1.1\r\nHost: 127.0.0.1:18103\r\n\r\n"
+KEYED_REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18103\r\nX-Api-Key: bench-key\r\n\r\n"
+TOKEN_REQUEST = (
+    b"GET / HTTP/1.1\r\nHost: 127.0.0.1:18103\r\nAuthorization: Bearer "
+    + JWT_TOKEN.encode()
+    + b"\r\n\r\n"
+)
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nServer: nginx/1.22.1\r\nDate: Wed, 25 Nov 2026 14:00:00 GMT\r\n"
     b"Content-Type: application/octet-stream\r\nContent-Length: 2\r\n"
@@ -120,8 +148,15 @@ class MemoryTransport:
 async def measure(requests: int, repeats: int, profile: bool, filter_name: str) -> None:
     if filter_name == "rate-limit-shared":
         attach(SharedBucketTable.create(1 << 16, 2).fd, 0)
+    if filter_name == "auth-jwt":
+        secret = base64.urlsafe_b64encode(JWT_SECRET).rstrip(b"=").decode()
+        JWKS_FILE.write_text(json.dumps({"keys": [{"kty": "oct", "k": secret, "alg": "HS256"}]}))
     config = load_config_text(config_text(filter_name))
-    request = REWRITE_REQUEST if filter_name == "rewrite-prefix" else REQUEST
+    request = {
+        "rewrite-prefix": REWRITE_REQUEST,
+        "auth-api-key": KEYED_REQUEST,
+        "auth-jwt": TOKEN_REQUEST,
+    }.get(filter_name, REQUEST)
     table = compile_http_table(config, [], version="bench", seed=1)
     ctx = GatewayContext(table=table, settings=config.gateway)
     ctx.observer = GatewayObserver()
@@ -176,9 +211,13 @@ def main() -> None:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(measure(args.requests, args.repeats, args.profile, args.filter))
+        run: Any = asyncio.run
     else:
-        uvloop.run(measure(args.requests, args.repeats, args.profile, args.filter))
+        run = uvloop.run
+    try:
+        run(measure(args.requests, args.repeats, args.profile, args.filter))
+    finally:
+        JWKS_FILE.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import jwt
@@ -19,7 +20,8 @@ from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.config.access import ApiKey, ApiKeyAuth, Auth, ClaimHeader, JwtAuth
 from gateway.http.exchange import Exchange
-from gateway.http.filters.auth import AuthFilter, auth_filter, refresh_jwks
+from gateway.http.filters import auth as auth_module
+from gateway.http.filters.auth import AuthFilter, JwtVerifier, auth_filter, refresh_jwks
 from gateway.routing.facts import RequestFacts
 
 ISSUER = "https://id.example.test"
@@ -200,3 +202,62 @@ def test_identity_goes_up_in_the_configured_header_and_a_forged_one_is_dropped(
     ex = request((b"X-Api-Key", b"k"), (b"x-user", b"root"), (b"X-Portway-Identity", b"kept"))
     assert auth.on_request(ex, FACTS, 0.0) is None
     assert ex.headers == [(b"X-Portway-Identity", b"kept"), (b"X-User", b"ops")]
+
+
+def bearer(tok: str) -> Exchange:
+    return request((b"Authorization", b"Bearer " + tok.encode()))
+
+
+def test_a_verified_token_is_not_checked_again_until_it_expires(
+    keys: Keys, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A signature check costs 40-80 us: a client's next requests with the same token are
+    answered from memory, as long as the clock (with the skew) still admits the token."""
+    checks: list[str] = []
+    whole_check = JwtVerifier._verify
+
+    def counted(self: JwtVerifier, tok: str) -> dict[str, Any] | None:
+        checks.append(tok)
+        return whole_check(self, tok)
+
+    monkeypatch.setattr(JwtVerifier, "_verify", counted)
+    auth = jwt_filter(keys, tmp_path)  # clock skew 5 s
+    now = time.time()
+    tok = token(keys, "HS256", exp=int(now) + 60, nbf=None)
+    for _ in range(3):
+        assert auth.on_request(bearer(tok), FACTS, 0.0) is None
+    assert len(checks) == 1
+    clock = SimpleNamespace(time=lambda: int(now) + 60 + 4.9)  # expired, within the skew
+    monkeypatch.setattr(auth_module, "time", clock)
+    assert auth.on_request(bearer(tok), FACTS, 0.0) is None
+    assert len(checks) == 1
+    clock.time = lambda: int(now) + 60 + 5.0  # past exp + skew: not answered from memory
+    # checked in full again (jwt.decode reads the real clock, by which the token is valid)
+    assert auth.on_request(bearer(tok), FACTS, 0.0) is None
+    assert len(checks) == 2
+
+
+def test_a_remembered_token_is_refused_at_once_when_its_key_leaves_the_jwks(
+    keys: Keys, tmp_path: Path
+) -> None:
+    auth = jwt_filter(keys, tmp_path)
+    tok = token(keys, "RS256")
+    assert auth.on_request(bearer(tok), FACTS, 0.0) is None
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(Keys().jwks()))  # rotated: the old keys are gone
+    os.utime(jwks, ns=(time.time_ns() + 10**9, time.time_ns() + 10**9))
+    refresh_jwks()
+    answer = auth.on_request(bearer(tok), FACTS, 0.0)
+    assert answer is not None and answer.status == 401
+
+
+def test_a_token_not_yet_valid_is_refused_even_after_a_valid_one_was_remembered(
+    keys: Keys, tmp_path: Path
+) -> None:
+    """Only verified tokens are remembered, each under its own text."""
+    auth = jwt_filter(keys, tmp_path)
+    assert auth.on_request(bearer(token(keys, "ES256")), FACTS, 0.0) is None
+    later = token(keys, "ES256", nbf=int(time.time()) + 600)
+    for _ in range(2):
+        answer = auth.on_request(bearer(later), FACTS, 0.0)
+        assert answer is not None and answer.status == 401
