@@ -127,7 +127,7 @@ class RateLimit:
     workers of one gateway (`--workers N`; buckets in shared memory,
     `gateway.http.filters.shared_buckets`), `worker` keeps buckets per
     worker process, so a client spreading its connections may get up to N
-    times the rate (it saves ~0.3 us a request, ~5-8 us on a key's first request
+    times the rate (it saves ~0.5 us a request, ~5-8 us on a key's first request
     to the gateway: a flood of new keys costs more shared). One process: both
     are the same. Several gateway replicas (hosts) each count alone either way. At
     most `maxKeys` buckets are kept per rule (with `shared`, the gateway's
