@@ -18,6 +18,9 @@
 #   TARGETS="haproxy portway" benchmarks/http.sh
 #   BEFORE=/tmp/old-checkout benchmarks/http.sh   # adds target "before": another
 #       installed checkout of portway (its own .venv), same config, side by side
+#   TARGETS="haproxy native nativepy portway" benchmarks/http.sh   # the native relay
+#       probe (benchmarks/native_relay.py): C sockets and framing, calling nothing
+#       (native) or the routing core once per request (nativepy); never by default
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -30,7 +33,7 @@ BEFORE="${BEFORE:-}"
 if [[ -n $BEFORE && $TARGETS != *before* ]]; then TARGETS="$TARGETS before"; fi
 PROXY_CPU="${PROXY_CPU:-0}"
 LOAD_CPU="${LOAD_CPU:-1}"
-UP=18100 HAP=18101 NGX=18102 PW=18103 BARE=18104 PWB=18105
+UP=18100 HAP=18101 NGX=18102 PW=18103 BARE=18104 PWB=18105 NAT=18106 NATPY=18107
 
 missing=()
 for bin in haproxy nginx wrk; do command -v "$bin" >/dev/null || missing+=("$bin"); done
@@ -107,8 +110,18 @@ if [[ -n $BEFORE ]]; then
   taskset -c "$PROXY_CPU" "$BEFORE/.venv/bin/python" "$BEFORE/benchmarks/gateway_launcher.py" \
     --observer "${PW_OBSERVER:-metrics}" "$WORK/portway-before.yaml" >"$WORK/pwb.out" & PID[before]=$!; PIDS+=($!)
 fi
-for p in $UP $HAP $NGX $BARE $PW ${BEFORE:+$PWB}; do wait_port "$p"; done
-declare -A PORT=([direct]=$UP [haproxy]=$HAP [nginx]=$NGX [bare]=$BARE [portway]=$PW [before]=$PWB)
+NATIVE=()
+if [[ " $TARGETS " == *" native "* ]]; then
+  taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/native_relay.py" "$NAT" "$UP" --decide none \
+    >"$WORK/nat.out" & PID[native]=$!; PIDS+=($!); NATIVE+=("$NAT")
+fi
+if [[ " $TARGETS " == *" nativepy "* ]]; then
+  taskset -c "$PROXY_CPU" "$PY" "$ROOT/benchmarks/native_relay.py" "$NATPY" "$UP" --decide route \
+    >"$WORK/natpy.out" & PID[nativepy]=$!; PIDS+=($!); NATIVE+=("$NATPY")
+fi
+for p in $UP $HAP $NGX $BARE $PW ${BEFORE:+$PWB} "${NATIVE[@]}"; do wait_port "$p"; done
+declare -A PORT=([direct]=$UP [haproxy]=$HAP [nginx]=$NGX [bare]=$BARE [portway]=$PW [before]=$PWB \
+  [native]=$NAT [nativepy]=$NATPY)
 
 TCK=$(getconf CLK_TCK)
 ticks() { awk '{print $14, $15}' "/proc/$1/stat"; }
