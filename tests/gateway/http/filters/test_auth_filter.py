@@ -16,6 +16,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from hypothesis import given
+from hypothesis import strategies as st
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from gateway.config.access import ApiKey, ApiKeyAuth, Auth, ClaimHeader, JwtAuth
@@ -261,3 +263,11 @@ def test_a_token_not_yet_valid_is_refused_even_after_a_valid_one_was_remembered(
     for _ in range(2):
         answer = auth.on_request(bearer(later), FACTS, 0.0)
         assert answer is not None and answer.status == 401
+
+
+@given(st.one_of(st.text(), st.integers(), st.lists(st.text(max_size=5), max_size=3)))
+def test_a_claim_becomes_a_header_value_without_control_characters(claim: object) -> None:
+    value = auth_module._header_value(claim)
+    text = claim if isinstance(claim, str) else json.dumps(claim, separators=(",", ":"))
+    assert value == "".join(c if " " <= c != "\x7f" else "?" for c in text).encode("utf-8")
+    assert not any(b < 0x20 or b == 0x7F for b in value)
