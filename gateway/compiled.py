@@ -42,6 +42,8 @@ HOT_PATH = (
     "http.filters.networks",
     "http.filters.ratelimit",
     "http.filters.shared_buckets",
+    "http.filters.access",
+    "http.filters.auth",
     "shared_table",
     "http.filters.rewrite",
     "http.request",
@@ -78,12 +80,12 @@ HOT_PATH = (
 each other natively). The routing core's compiler and explain stay interpreted
 (not per request). Of the filter chain, the built-in filters that run per
 request and hold no asyncio are compiled (their contract in `base`, CORS,
-redirect, URL rewrite); mirrors start tasks and stay interpreted, header
-modifiers are folded into bytes at compile time, rate limits are compiled
-with their buckets (their stores stay ordinary Python classes, which
-`ratelimit.bucket_store` can keep weakly: +0.11-0.24 us a request for a
-worker-scope limit instead of +0.32-0.38 interpreted), and the edge's access
-and auth filters stay interpreted until their owners compile them.
+redirect, URL rewrite, the edge's access and auth); mirrors start tasks and
+stay interpreted, header modifiers are folded into bytes at compile time,
+and rate limits are compiled with their buckets. Objects kept in weak
+collections (rate-limit stores, JWKS key sets) are mypyc non-native classes,
+which can be weakly referenced: +0.11-0.24 us a request for a worker-scope
+limit instead of +0.32-0.38 interpreted.
 The resilience bookkeeping every request calls (breaker counts, outlier
 success reports, the deadline watch) is compiled too: interpreted, those
 four calls cost ~0.3 us a request (`benchmarks/proxy_cost.py`).

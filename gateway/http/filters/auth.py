@@ -34,11 +34,13 @@ import logging
 import os
 import time
 import weakref
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import unquote_to_bytes
 
 import jwt
 from jwt.types import Options
+from mypy_extensions import mypyc_attr
 
 from gateway.config.access import ApiKey, ApiKeyAuth, Auth, JwtAuth
 from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
@@ -68,6 +70,7 @@ def api_key_digests(config: ApiKeyAuth) -> dict[str, str]:
     return {key.sha256.lower(): key.id for key in keys}
 
 
+@mypyc_attr(native_class=False)  # compiled: `_LIVE` holds them weakly
 class JwksKeys:
     """The keys of a JWKS file, re-read when the file changes (`refresh`)."""
 
@@ -154,7 +157,17 @@ class JwtVerifier:
     removed stops its tokens at once. A refused token is never remembered.
     """
 
-    __slots__ = ("algorithms", "audiences", "config", "keys", "keys_seen", "options", "verified")
+    __slots__ = (
+        "algorithms",
+        "audiences",
+        "checks",
+        "clock",
+        "config",
+        "keys",
+        "keys_seen",
+        "options",
+        "verified",
+    )
 
     def __init__(self, config: JwtAuth, keys: JwksKeys) -> None:
         self.config = config
@@ -168,6 +181,10 @@ class JwtVerifier:
         )
         """token → (claims, not before, expiry) of the tokens that verified under `keys_seen`."""
         self.keys_seen = keys.keys
+        self.checks = 0
+        """Whole checks made (a remembered token's requests make none)."""
+        self.clock: Callable[[], float] = time.time
+        """The wall clock remembered tokens' `exp`, `nbf` and `iat` are held against."""
 
     def verify(self, token: str) -> dict[str, Any] | None:
         if self.keys.keys is not self.keys_seen:
@@ -176,7 +193,7 @@ class JwtVerifier:
         known = self.verified.get(token)
         if known is not None:
             claims, start, exp = known
-            now, skew = time.time(), self.config.clock_skew_s
+            now, skew = self.clock(), self.config.clock_skew_s
             if start - skew <= now < exp + skew:  # as jwt.decode checks nbf, iat and exp
                 return claims
         found = self._verify(token)
@@ -187,6 +204,7 @@ class JwtVerifier:
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         """The whole check: header, algorithm, signature under the JWKS keys, claims."""
+        self.checks += 1
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
