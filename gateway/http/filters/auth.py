@@ -31,7 +31,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import time
 import weakref
 from collections.abc import Callable
@@ -42,7 +41,8 @@ import jwt
 from jwt.types import Options
 from mypy_extensions import mypyc_attr
 
-from gateway.config.access import ApiKey, ApiKeyAuth, Auth, JwtAuth
+from gateway.config.access import Auth, JwtAuth
+from gateway.http.filters.api_keys import file_stamp, key_digests
 from gateway.http.filters.base import ExchangeView, FilterStage, LocalAnswer
 from portway.bounded_memo import BoundedMemo
 
@@ -52,22 +52,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("portway.gateway.http.filters.auth")
 
 _KEY_TYPES: Final = {"HS": "oct", "RS": "RSA", "ES": "EC"}
-
-
-def api_key_digests(config: ApiKeyAuth) -> dict[str, str]:
-    """SHA-256 hex digest → key id, from the config and its `keysFile`."""
-    keys: list[ApiKey] = list(config.keys)
-    if config.keys_file:
-        with open(config.keys_file, encoding="utf-8") as handle:
-            for line in handle:
-                words = line.split("#", 1)[0].split()
-                if len(words) == 1:
-                    keys.append(ApiKey(id=words[0][:12].lower(), sha256=words[0]))
-                elif len(words) == 2:
-                    keys.append(ApiKey(id=words[0], sha256=words[1]))
-                elif words:
-                    raise ValueError(f"{config.keys_file}: a line is 'ID SHA256HEX' or 'SHA256HEX'")
-    return {key.sha256.lower(): key.id for key in keys}
 
 
 @mypyc_attr(native_class=False)  # compiled: `_LIVE` holds them weakly
@@ -86,7 +70,7 @@ class JwksKeys:
 
     def load(self) -> None:
         """Read the file; raises (`OSError`, `ValueError`, `jwt.PyJWKError`) when unusable."""
-        stamp = _stamp(self.path)
+        stamp = file_stamp(self.path)
         with open(self.path, encoding="utf-8") as handle:
             document = json.load(handle)
         keys = tuple(
@@ -99,7 +83,7 @@ class JwksKeys:
     def refresh(self) -> None:
         """Reload if the file changed; keep the current keys when the new file is unusable."""
         try:
-            if _stamp(self.path) == self.stamp:
+            if file_stamp(self.path) == self.stamp:
                 return
             self.load()
             log.info("JWKS reloaded", extra={"file": self.path, "keys": len(self.keys)})
@@ -350,29 +334,10 @@ def _take_param(query: bytes, name: bytes) -> tuple[bytes | None, bytes]:
     return found, b"&".join(kept)
 
 
-_API_KEYS: Final[dict[ApiKeyAuth, tuple[tuple[int, int, int] | None, dict[str, str]]]] = {}
-
-
-def _api_keys(config: ApiKeyAuth) -> dict[str, str]:
-    """`api_key_digests`, the key file read again only when it changed (tables compile often)."""
-    stamp = _stamp(config.keys_file) if config.keys_file else None
-    found = _API_KEYS.get(config)
-    if found is None or found[0] != stamp:
-        if len(_API_KEYS) > 1024:
-            _API_KEYS.clear()
-        found = _API_KEYS[config] = (stamp, api_key_digests(config))
-    return found[1]
-
-
 def auth_filter(config: Auth) -> AuthFilter:
     """Build a route's filter (table compile time): read the key list and the JWKS."""
-    api_keys = _api_keys(config.api_key) if config.api_key is not None else None
+    api_keys = key_digests(config.api_key) if config.api_key is not None else None
     verifier = None
     if config.jwt is not None:
         verifier = JwtVerifier(config.jwt, jwks_keys(config.jwt.jwks_file))
     return AuthFilter(config, api_keys=api_keys, verifier=verifier)
-
-
-def _stamp(path: str) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
