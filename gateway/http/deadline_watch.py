@@ -44,7 +44,9 @@ class IdleConnection(Protocol):
 
     def close_idle(self) -> None: ...
 
-    def shed_idle(self) -> bool: ...
+    def shed(self) -> bool:
+        """Drop the parsing state while idle (made again by the next read); True if dropped."""
+        ...
 
 
 class DeadlineWatch:
@@ -61,7 +63,7 @@ class DeadlineWatch:
     (keep-alive idle timeout): per request the proxy only stores a float. A
     connection that goes idle also lists itself in `went_idle` (once: its
     `shed_listed`); every `shed_s` the timer has those idle since the look
-    before shed their parsing state (`shed_idle`, as nginx frees a keep-alive
+    before shed their parsing state (`shed`, as nginx frees a keep-alive
     connection's request buffers), and lets go of those busy again. A busy
     connection, between two requests at a look, keeps its parser. The timer
     runs every `tick_s` while exchanges wait, every `shed_s` while connections
@@ -177,7 +179,7 @@ class DeadlineWatch:
                 conn.shed_listed = False  # busy: it lists itself again when idle
             elif conn.swept_idle_at == idle_at:
                 conn.shed_listed = False
-                conn.shed_idle()
+                conn.shed()
             else:
                 conn.swept_idle_at = idle_at
                 kept.append(conn)

@@ -174,11 +174,11 @@ class HttpProxy(ResponseRelay):
                 assert refused is not None
                 self._refuse(refused)
 
-    def shed_idle(self) -> bool:
+    def shed(self) -> bool:
         """Also drop the per-request memos, made again by the next request. What an
         idle keep-alive connection holds is then its transport, this object and its
         addresses."""
-        if super().shed_idle():
+        if super().shed():
             self.heads = None
             self.facts = None
             self.host_raw = None

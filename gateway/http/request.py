@@ -107,11 +107,6 @@ class RequestReader(RequestCore):
             self.closed()
             self.transport.close()
 
-    def shed_idle(self) -> bool:
-        """Between requests for a while (`DeadlineWatch`): drop the parser, made again by
-        the next request (`RequestCore.shed`). True when it was dropped."""
-        return self.shed()
-
     def _start(self, ex: Exchange) -> None:
         raise NotImplementedError  # HttpProxy's
 

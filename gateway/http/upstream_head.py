@@ -14,7 +14,7 @@ around its request id, so the same request again costs two concatenations;
 it keeps the forwarding lines of the last Host and the HTTP/1.1 `Via` line
 too. The connection (`http.proxy.HttpProxy`) makes one when a request
 starts and has none, from facts that stay the same for the connection's
-life, and drops it while the connection idles (`shed_idle`).
+life, and drops it while the connection idles (`shed`).
 """
 
 from __future__ import annotations

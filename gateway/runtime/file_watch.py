@@ -11,11 +11,11 @@ which a stat of the path follows and an inotify watch does not.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gateway.file_stamp import FileStamp, file_stamp
 from gateway.http.filters.auth import refresh_jwks
 
 if TYPE_CHECKING:
@@ -47,13 +47,12 @@ async def watch_config_file(
         on_change()
 
 
-def file_stamp(name: str) -> tuple[int, int, int] | None:
-    """What tells a replaced file from the one read before; None when it is missing."""
+def _stamp_or_none(name: str) -> FileStamp | None:
+    """`file_stamp`, None while the file is missing (a rotation in progress)."""
     try:
-        st = os.stat(name)
+        return file_stamp(name)
     except OSError:
         return None
-    return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
 async def poll_credential_files(
@@ -67,12 +66,12 @@ async def poll_credential_files(
     `server_tls` is the worker's own mapping, read afresh each round: listeners
     started or stopped by a reload are followed.
     """
-    seen: dict[str, tuple[int, int, int] | None] = {}
+    seen: dict[str, FileStamp | None] = {}
     while not stop.is_set():
         for tls in list(server_tls.values()):
             changed = False
             for name in tls.files:
-                stamp = file_stamp(name)
+                stamp = _stamp_or_none(name)
                 if name in seen and seen[name] != stamp:
                     changed = True
                 seen[name] = stamp

@@ -9,10 +9,10 @@ constructors the isolated mypyc build cannot type (see `setup.py`).
 
 from __future__ import annotations
 
-import os
 from typing import Final
 
 from gateway.config.access import ApiKey, ApiKeyAuth
+from gateway.file_stamp import FileStamp, file_stamp
 
 
 def api_key_digests(config: ApiKeyAuth) -> dict[str, str]:
@@ -31,7 +31,7 @@ def api_key_digests(config: ApiKeyAuth) -> dict[str, str]:
     return {key.sha256.lower(): key.id for key in keys}
 
 
-_API_KEYS: Final[dict[ApiKeyAuth, tuple[tuple[int, int, int] | None, dict[str, str]]]] = {}
+_API_KEYS: Final[dict[ApiKeyAuth, tuple[FileStamp | None, dict[str, str]]]] = {}
 
 
 def key_digests(config: ApiKeyAuth) -> dict[str, str]:
@@ -43,9 +43,3 @@ def key_digests(config: ApiKeyAuth) -> dict[str, str]:
             _API_KEYS.clear()
         found = _API_KEYS[config] = (stamp, api_key_digests(config))
     return found[1]
-
-
-def file_stamp(path: str) -> tuple[int, int, int]:
-    """What changes when a file is rewritten: inode, size, modification time."""
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

@@ -9,10 +9,11 @@ tests build a tiny one with `mmdb-writer`.
 
 from __future__ import annotations
 
-import os
 from typing import Any, Final
 
 import maxminddb
+
+from gateway.file_stamp import file_stamp
 
 
 class CountryDatabase:
@@ -23,7 +24,7 @@ class CountryDatabase:
     def __init__(self, path: str) -> None:
         self.path = path
         self.reader: Any = maxminddb.open_database(path, maxminddb.MODE_MMAP)
-        self.stamp = _stamp(path)
+        self.stamp = file_stamp(path)
 
     def country(self, address: str) -> str:
         try:
@@ -51,11 +52,6 @@ def country_database(path: str) -> CountryDatabase:
     file takes effect on the next reload.
     """
     found = _OPEN.get(path)
-    if found is None or found.stamp != _stamp(path):
+    if found is None or found.stamp != file_stamp(path):
         found = _OPEN[path] = CountryDatabase(path)
     return found
-
-
-def _stamp(path: str) -> tuple[int, int, int]:
-    st = os.stat(path)
-    return (st.st_ino, st.st_size, st.st_mtime_ns)

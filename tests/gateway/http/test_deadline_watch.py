@@ -38,14 +38,14 @@ class FakeConnection:
         self.idle_at = idle_at
         self.swept_idle_at = 0.0
         self.shed_listed = False
-        self.shed = 0
+        self.sheds = 0
         self.closed = 0
 
     def close_idle(self) -> None:
         self.closed += 1
 
-    def shed_idle(self) -> bool:
-        self.shed += 1
+    def shed(self) -> bool:
+        self.sheds += 1
         return True
 
 
@@ -66,21 +66,21 @@ def test_a_connection_idle_through_a_whole_period_sheds_and_a_busy_one_keeps_its
         period = watch.shed_s
         clock[0] += period
         watch._tick()  # the first look marks them
-        assert [c.shed for c in (idle, busy, resumed)] == [0, 0, 0]
+        assert [c.sheds for c in (idle, busy, resumed)] == [0, 0, 0]
         busy.idle_at = 160.3  # a request came and went between the looks
         resumed.idle_at = 0.0  # a request is in progress
         clock[0] += period
         watch._tick()
-        assert [c.shed for c in (idle, busy, resumed, expired)] == [1, 0, 0, 1]
+        assert [c.sheds for c in (idle, busy, resumed, expired)] == [1, 0, 0, 1]
         assert [c.shed_listed for c in (idle, busy, resumed)] == [False, True, False]
         assert watch.went_idle == [busy]
         clock[0] += period / 2  # no look is due
         watch._tick()
-        assert busy.shed == 0
+        assert busy.sheds == 0
         clock[0] += period / 2
         watch._tick()
-        assert busy.shed == 1  # idle through a whole period now
-        assert expired.closed == 0 and expired.shed == 1
+        assert busy.sheds == 1  # idle through a whole period now
+        assert expired.closed == 0 and expired.sheds == 1
         clock[0] = 100.0 + watch.idle_sweep_s
         watch._tick()
         assert (expired.closed, idle.closed, busy.closed) == (1, 0, 0)
