@@ -59,4 +59,19 @@ def hot_path_extensions() -> list[object]:
     return extensions
 
 
-setup(ext_modules=hot_path_extensions())
+def native_lane() -> list[object]:
+    """The native socket lane (`gateway/http/native_lane.c`): plain C against the Python
+    headers, optional like the hot path (without it the event loop serves every socket)."""
+    from setuptools import Extension
+
+    return [
+        Extension(
+            "gateway.http.native_lane",
+            ["gateway/http/native_lane.c"],
+            extra_compile_args=["-O2", "-Wall"],
+            optional=True,
+        )
+    ]
+
+
+setup(ext_modules=[*hot_path_extensions(), *native_lane()])

@@ -51,6 +51,7 @@ HOT_PATH = (
     "http.response",
     "http.upstream_head",
     "http.proxy",
+    "http.lane_proxy",
     "hop_by_hop",
     "upstream.response_core",
     "upstream.connection",

@@ -182,6 +182,12 @@ class GatewaySettings:
     """How long a new client connection may take to send its first whole request
     head before it is closed; between requests the rule's `timeouts.idle` applies."""
     via: str = "portway"
+    native_sockets: bool = True
+    """Serve plain-HTTP listeners' sockets from the native lane (C: accept, request heads
+    of the plain shape, bodiless requests' upstream sockets and response relay), with
+    the same routing, filters and answers; false keeps them on the event loop's
+    transports. Read when a listener starts; without the built extension (no C
+    compiler at install) every listener uses the event loop's transports."""
 
 
 @dataclass(frozen=True, slots=True, config=CONFIG)

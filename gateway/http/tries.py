@@ -64,6 +64,11 @@ class TryRunner(RequestReader):
             at = min(at, self.now() + per_try)
         ex.owner = self
         self.watch.add(ex, at)
+        self._take(ex, pool)
+
+    def _take(self, ex: Exchange, pool: EndpointPool) -> None:
+        """Bind an idle pooled connection of `pool` to the try, or start opening one
+        (`http.lane_proxy.LaneProxy` runs bodiless tries on native sockets instead)."""
         conn = pool.take_idle()
         if conn is not None:
             ex.reused = True

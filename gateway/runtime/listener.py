@@ -20,9 +20,11 @@ from gateway.config.model import Listener, ListenerProtocol
 from gateway.config.ports import shared_tls, socket_key
 from gateway.context import GatewayContext
 from gateway.http.filters.access import access_check
+from gateway.http.lane_proxy import LaneProxy
 from gateway.http.proxy import HttpProxy
 from gateway.l4.proxy_protocol import ProxyProtocolError, parse_proxy_header
 from gateway.l4.tcp import TcpProxy
+from gateway.runtime import native_listener
 from gateway.runtime.tls import ServerTls
 from gateway.upstream.pool import PoolSet
 
@@ -88,7 +90,7 @@ async def start_listener(
     sock: socket.socket | None = None,
     certificates: dict[str, ServerTls] | None = None,
     sharing: tuple[Listener, ...] = (),
-) -> asyncio.Server:
+) -> asyncio.AbstractServer | native_listener.LaneServer:
     """Start accepting on `listener`; the caller closes the returned server.
 
     An HTTPS listener's `ServerTls` is put in `certificates` under its name.
@@ -126,6 +128,20 @@ async def start_listener(
         factory = lambda: TcpProxy(ctx, name, peek_sni=True, access=access)  # noqa: E731
     else:
         factory = lambda: TcpProxy(ctx, name, access=access)  # noqa: E731
+    if (
+        kind is ListenerProtocol.HTTP
+        and not listener.proxy_protocol
+        and ctx.settings.native_sockets
+        and native_listener.lane_built()
+    ):
+        return native_listener.serve(
+            ctx,
+            lambda: LaneProxy(ctx, name, access=access, max_body_bytes=body, shared=shared),
+            listener,
+            reuse_port=reuse_port,
+            backlog=BACKLOG,
+            sock=sock,
+        )
     if listener.proxy_protocol:  # not on HTTPS listeners (config validation)
         inner = factory
         factory = lambda: ProxyProtocolGate(inner)  # noqa: E731

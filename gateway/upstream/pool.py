@@ -59,6 +59,7 @@ class EndpointPool(ConnectionPool):
         "endpoint",
         "host_header",
         "idle",
+        "lane_id",
         "loop",
         "max_connections",
         "max_idle",
@@ -96,6 +97,8 @@ class EndpointPool(ConnectionPool):
         host = f"[{address}]" if ":" in address else address
         self.host_header = f"{host}:{endpoint.port}".encode("ascii")
         """The upstream Host value when the client's is not preserved."""
+        self.lane_id = -1
+        """Its number on the native socket lane (`PoolSet.lane_pool`), -1 before."""
 
     def take_idle(self) -> UpstreamConnection | None:
         """A live idle connection, synchronously, or None: the one idle longest.
@@ -214,6 +217,22 @@ def upstream_context(validation: UpstreamTlsValidation | None) -> ssl.SSLContext
     return ctx
 
 
+class _Counter:
+    """Numbers for pools on the native lane, unique in the process."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def next(self) -> int:
+        self.count += 1
+        return self.count
+
+
+_LANE_IDS = _Counter()
+
+
 class PoolSet:
     """`ctx.pools`: pools by endpoint key, idle eviction, and the retry budget counters."""
 
@@ -223,6 +242,8 @@ class PoolSet:
         "budget",
         "client_ssls",
         "idle_timeout_s",
+        "lane",
+        "lane_pools",
         "loop",
         "max_idle",
         "pools",
@@ -240,6 +261,10 @@ class PoolSet:
         self.active_retries = 0
         self.budget = RetryBudget()
         self.client_ssls: dict[UpstreamTlsValidation | None, ssl.SSLContext] = {}
+        self.lane: Any = None
+        """The loop's native socket lane (`http.native_lane.Lane`), once a listener uses it."""
+        self.lane_pools: dict[int, EndpointPool] = {}
+        """Pools by `lane_id`: the lane names pools by number."""
         self.timer: asyncio.TimerHandle | None = loop.call_later(
             min(idle_timeout_s, 5.0), self._sweep
         )
@@ -260,6 +285,8 @@ class PoolSet:
                 ssl_context=self.client_ssl(validation) if tls else None,
                 server_hostname=validation.hostname if validation is not None else None,
             )
+            pool.lane_id = _LANE_IDS.next()
+            self.lane_pools[pool.lane_id] = pool
             self.pools[endpoint.key] = pool
         breaker = getattr(backend, "circuit_breaker", None)
         if breaker is not None:
@@ -275,18 +302,34 @@ class PoolSet:
             found = self.client_ssls[validation] = upstream_context(validation)
         return found
 
+    def idle_count(self, pool: EndpointPool) -> int:
+        """Idle connections of `pool`: the loop's and the native lane's."""
+        lane = self.lane
+        return len(pool.idle) + (lane.idle(pool.lane_id) if lane is not None else 0)
+
+    def lane_closed(self, lane_id: int) -> None:
+        """The lane closed a native socket of pool `lane_id`: its slot is free."""
+        pool = self.lane_pools.get(lane_id)
+        if pool is not None:
+            pool._slot_freed()
+
     def _sweep(self) -> None:
         older_than = self.loop.time() - self.idle_timeout_s
+        if self.lane is not None:
+            self.lane.evict_idle(self.idle_timeout_s)
         for key, pool in list(self.pools.items()):
             pool.evict_idle(older_than)
             if pool.total <= 0 and not pool.waiters:
                 del self.pools[key]
+                self.lane_pools.pop(pool.lane_id, None)
         self.timer = self.loop.call_later(min(self.idle_timeout_s, 5.0), self._sweep)
 
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
+        if self.lane is not None:
+            self.lane.evict_idle(-1.0)
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()

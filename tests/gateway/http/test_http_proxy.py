@@ -52,7 +52,7 @@ async def test_keep_alive_reuses_client_and_upstream_connections(
                 peer_ports.add((await r.json())["peer_port"])
     assert len(peer_ports) == 1, "the upstream connection is pooled and reused"
     pool = next(iter(gw.ctx.pools.pools.values()))
-    assert pool.total == 1 and len(pool.idle) == 1
+    assert pool.total == 1 and gw.ctx.pools.idle_count(pool) == 1
 
 
 async def test_pipelined_requests_are_answered_in_order(
