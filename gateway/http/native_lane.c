@@ -371,6 +371,16 @@ static const char *find_end(const char *p, size_t n) {
 
 enum { H_INCOMPLETE = 0, H_FAST = 1, H_SLOW = -1 };
 
+static const char *const METHOD_NAMES[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"};
+#define NMETHODS 7
+
+/* The index of a common method (case-sensitive, as RFC 9110 says), -1 for any other. */
+static int known_method(const char *m, size_t n) {
+    for (int i = 0; i < NMETHODS; i++)
+        if (strlen(METHOD_NAMES[i]) == n && memcmp(METHOD_NAMES[i], m, n) == 0) return i;
+    return -1;
+}
+
 typedef struct {
     const char *method; size_t method_len;
     const char *path; size_t path_len;
@@ -395,7 +405,7 @@ static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
     while (q < lim && TCHAR[(unsigned char)*q]) q++;
     if (q == m || q >= lim || *q != ' ') return H_SLOW;
     h->method = m; h->method_len = (size_t)(q - m);
-    if (h->method_len == 7 && memcmp(m, "CONNECT", 7) == 0) return H_SLOW;
+    if (known_method(m, h->method_len) < 0) return H_SLOW; /* llhttp's list decides the rest */
     q++;
     if (*q != '/') return H_SLOW;
     const char *t = q, *qm = NULL;
@@ -477,13 +487,10 @@ slow:
 }
 
 static PyObject *method_bytes(const char *m, size_t n) {
-    for (int i = 0; i < 8 && methods[i]; i++) {
-        if ((size_t)PyBytes_GET_SIZE(methods[i]) == n && memcmp(PyBytes_AS_STRING(methods[i]), m, n) == 0) {
-            Py_INCREF(methods[i]);
-            return methods[i];
-        }
-    }
-    return PyBytes_FromStringAndSize(m, (Py_ssize_t)n);
+    int i = known_method(m, n);
+    if (i < 0) return PyBytes_FromStringAndSize(m, (Py_ssize_t)n);
+    Py_INCREF(methods[i]);
+    return methods[i];
 }
 
 static void go_slow(Transport *t);
@@ -1561,8 +1568,7 @@ PyMODINIT_FUNC PyInit_native_lane(void) {
     INTERN(s_peername, "peername");
     INTERN(s_sockname, "sockname");
     empty_bytes = PyBytes_FromStringAndSize("", 0);
-    const char *names[] = {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", NULL};
-    for (int i = 0; names[i]; i++) methods[i] = PyBytes_FromString(names[i]);
+    for (int i = 0; i < NMETHODS; i++) methods[i] = PyBytes_FromString(METHOD_NAMES[i]);
     Py_INCREF(&LaneType);
     PyModule_AddObject(m, "Lane", (PyObject *)&LaneType);
     Py_INCREF(&TransportType);
