@@ -23,7 +23,9 @@ the scrape asks, `/metrics?endpoints=1`), `portway_active_connections`,
 {backend,limit}`, `portway_tls_certificate_expiry_seconds{listener,
 cert_file}` (seconds until a served certificate's notAfter; negative once expired),
 `portway_mirror_requests_total{rule,backend,result}` (request mirrors' copies:
-sent, failed, dropped, skipped).
+sent, failed, dropped, skipped), `portway_native_lane_events_total{event}` (the
+native socket lane: accepted connections, fast request heads, connections moved to
+the Python parser, upstream sockets opened and reused).
 """
 
 from __future__ import annotations
@@ -89,6 +91,8 @@ class MetricsSnapshot:
     """(kind, backend, label) → count; kinds and their metrics in `STATE_CHANGE_METRICS`."""
     mirrors: dict[tuple[str, str, str], int] = field(default_factory=dict)
     """(rule, mirror backend, result) → copies (`http.filters.mirror.MirrorLimit.totals`)."""
+    lane: dict[str, int] = field(default_factory=dict)
+    """Native socket lane counters by event (`native_lane.Lane.stats`)."""
 
     @classmethod
     def capture(
@@ -103,6 +107,7 @@ class MetricsSnapshot:
         tls_expiry: dict[tuple[str, str], float] | None = None,
         state_changes: dict[tuple[str, str, str], int] | None = None,
         mirrors: dict[tuple[str, str, str], int] | None = None,
+        lane: dict[str, int] | None = None,
     ) -> MetricsSnapshot:
         """Copy the live counters (so the copy can leave the event loop)."""
         return cls(
@@ -118,6 +123,7 @@ class MetricsSnapshot:
             tls_expiry=dict(tls_expiry or {}),
             state_changes=dict(state_changes or {}),
             mirrors=dict(mirrors or {}),
+            lane=dict(lane or {}),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +141,7 @@ class MetricsSnapshot:
             "tls_expiry": [[*key, v] for key, v in self.tls_expiry.items()],
             "state_changes": [[*key, n] for key, n in self.state_changes.items()],
             "mirrors": [[*key, n] for key, n in self.mirrors.items()],
+            "lane": self.lane,
             **(
                 {"backend_endpoints_text": self.backend_endpoints_text}
                 if self.backend_endpoints_text is not None
@@ -158,6 +165,7 @@ class MetricsSnapshot:
             tls_expiry={(lst, f): float(v) for lst, f, v in raw.get("tls_expiry", [])},
             state_changes={(k, b, x): n for k, b, x, n in raw.get("state_changes", [])},
             mirrors={(r, b, x): n for r, b, x, n in raw.get("mirrors", [])},
+            lane={str(k): int(n) for k, n in raw.get("lane", {}).items()},
             backend_endpoints_text=raw.get("backend_endpoints_text"),
         )
 
@@ -192,6 +200,8 @@ def merge(snapshots: Iterable[MetricsSnapshot]) -> MetricsSnapshot:
             out.state_changes[skey] = out.state_changes.get(skey, 0) + n
         for mkey, n in snap.mirrors.items():
             out.mirrors[mkey] = out.mirrors.get(mkey, 0) + n
+        for event, n in snap.lane.items():
+            out.lane[event] = out.lane.get(event, 0) + n
         for tkey, left in snap.tls_expiry.items():
             out.tls_expiry[tkey] = min(left, out.tls_expiry.get(tkey, left))
         if out.reloads == ReloadStats() and snap.reloads != ReloadStats():
@@ -332,6 +342,16 @@ class SnapshotCollector(Collector):
         for (rule, backend, result), n in sorted(snap.mirrors.items()):
             mirrors.add_metric([rule, backend, result], n)
         yield mirrors
+        lane = CounterMetricFamily(
+            "portway_native_lane_events_total",
+            "Native socket lane events: accepted (connections), fast_requests (heads parsed "
+            "in C), slow_connections (moved to the Python parser), upstream_connects and "
+            "upstream_reused (native upstream sockets opened, idle ones reused).",
+            labels=["event"],
+        )
+        for event, n in sorted(snap.lane.items()):
+            lane.add_metric([event], n)
+        yield lane
         build = GaugeMetricFamily(
             "portway_build_info",
             "1, labelled with how the HTTP hot path runs: compiled (mypyc) or interpreted.",

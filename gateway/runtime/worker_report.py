@@ -46,7 +46,7 @@ def pool_connections(pools: PoolSet | None) -> dict[str, int]:
     """Upstream pool connections by state (idle / active) from `ctx.pools`."""
     idle = active = 0
     for pool in pools.pools.values() if pools is not None else ():
-        n_idle = len(pool.idle)
+        n_idle = pools.idle_count(pool)
         idle += n_idle
         active += max(0, pool.total - n_idle)
     return {"idle": idle, "active": active}
@@ -111,6 +111,9 @@ class WorkerReports:
             tls_expiry=self._tls_expiry(now),
             state_changes=self._state_changes(),
             mirrors=MIRRORS.totals(),
+            lane=ctx.pools.lane.stats()
+            if ctx is not None and ctx.pools and ctx.pools.lane
+            else None,
         )
         metrics = snap.to_json()
         if backend_endpoints_json is not None:

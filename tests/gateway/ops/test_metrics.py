@@ -130,3 +130,13 @@ def test_mirror_counts_merge_round_trip_and_render() -> None:
     text = render(merged).decode()
     assert 'portway_mirror_requests_total{backend="shadow",result="sent",rule="r/0"} 5.0' in text
     assert "# TYPE portway_mirror_requests_total counter" in text
+
+
+def test_native_lane_counts_merge_round_trip_and_render() -> None:
+    one = MetricsSnapshot(lane={"fast_requests": 7, "slow_connections": 1})
+    two = MetricsSnapshot(lane={"fast_requests": 3})
+    merged = merge([MetricsSnapshot.from_json(one.to_json()), two])
+    assert merged.lane == {"fast_requests": 10, "slow_connections": 1}
+    text = render(merged).decode()
+    assert 'portway_native_lane_events_total{event="fast_requests"} 10.0' in text
+    assert 'portway_native_lane_events_total{event="slow_connections"} 1.0' in text
