@@ -394,6 +394,29 @@ async def test_pipelined_fast_requests_then_a_half_close_are_all_answered(
     assert b'"/one"' in out and b'"/two"' in out
 
 
+async def test_more_pipelined_heads_than_the_lane_holds_are_all_answered_in_order(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """1500 heads (~150 KB) in one write: past the lane's 64 KiB hold it stops reading
+    the client until the heads it holds are answered, then reads on."""
+    gw = await make_gateway(simple_config([upstream.port]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port)
+    n = 1500
+    pad = b"x" * 60
+    writer.write(
+        b"".join(b"GET /p%05d?%s HTTP/1.1\r\nHost: a\r\n\r\n" % (i, pad) for i in range(n))
+    )
+    for i in range(n):
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        length = int(head_fields(head[:-4])[b"content-length"][0])
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        assert b'"/p%05d?' % i in body, (i, body[:80])
+    writer.close()
+    s = stats(gw)
+    assert s["fast_requests"] == n and s["slow_connections"] == 0
+    assert s["upstream_connects"] == 1 and s["upstream_reused"] == n - 1
+
+
 # --- 4. upstream framing relayed by C ---------------------------------------------------
 
 
@@ -702,6 +725,45 @@ async def test_a_large_body_reaches_a_slow_reader_intact(
             await asyncio.sleep(0.05)  # the lane must pause the upstream meanwhile
     writer.close()
     assert bytes(got) == big
+
+
+@pytest.mark.parametrize("framing", ["close-delimited", "chunked"])
+async def test_a_large_unsized_body_reaches_a_slow_reader_rechunked_and_intact(
+    make_gateway: GatewayFactory, scripted: Callable[[Handler], Awaitable[int]], framing: str
+) -> None:
+    big = bytes(range(256)) * (4_000_000 // 256)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        if framing == "close-delimited":
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + big)
+            await writer.drain()
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for i in range(0, len(big), 10000):
+            piece = big[i : i + 10000]
+            writer.write(b"%x;e\r\n" % len(piece) + piece + b"\r\n")
+        writer.write(b"0\r\nT: x\r\n\r\n")
+        await writer.drain()
+        await asyncio.sleep(5)
+
+    gw = await make_gateway(simple_config([await scripted(handle)]))
+    reader, writer = await asyncio.open_connection("127.0.0.1", gw.port, limit=1024)
+    writer.write(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 3)
+    assert head_fields(head[:-4])[b"transfer-encoding"] == [b"chunked"]
+    got = bytearray()
+    reads = 0
+    while not got.endswith(b"\r\n0\r\n\r\n"):
+        data = await asyncio.wait_for(reader.read(4096), 3)
+        assert data, len(got)
+        got += data
+        reads += 1
+        if reads % 200 == 0:
+            await asyncio.sleep(0.05)
+    writer.close()
+    assert dechunk(bytes(got)) == (big, b"")
 
 
 async def test_a_stale_pooled_socket_is_retried_once_on_a_fresh_one(
