@@ -840,6 +840,30 @@ async def test_many_keep_alive_clients_share_the_pool_and_account_for_every_sock
     assert 1 <= pool.total == gw.ctx.pools.idle_count(pool) <= s["upstream_connects"]
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="lane bug: with circuitBreaker maxConnections 1, requests queued for the slot "
+    "(HttpProxy's EndpointPool.connect waiters) are not woken when the native socket goes "
+    "back to the lane's idle list: they wait the connect timeout and get 503 overflow; "
+    "with nativeSockets off the released connection is handed to them (all 200)",
+)
+async def test_requests_queued_at_the_connection_cap_get_the_native_socket(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    config = simple_config([upstream.port], rule={"timeouts": {"connect": "1s"}})
+    config["backends"][0]["circuitBreaker"] = {"maxConnections": 1}
+    gw = await make_gateway(config)
+
+    async def one(path: bytes) -> bytes:
+        req = b"GET " + path + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        return await raw_exchange(gw.port, req, timeout=5)
+
+    outs = await asyncio.gather(one(b"/slow?s=0.2"), one(b"/slow?s=0.05"), one(b"/x"))
+    assert [out.split(b"\r\n")[0] for out in outs] == [b"HTTP/1.1 200 OK"] * 3
+    pool = pool_of(gw)
+    assert pool.total == 1 == gw.ctx.pools.idle_count(pool)
+
+
 # --- 5. upstream faults before the head --------------------------------------------------
 
 
