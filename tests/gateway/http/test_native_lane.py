@@ -175,6 +175,24 @@ async def test_a_fast_connection_shows_fast_in_its_transport(
     writer.close()
 
 
+async def test_evicted_idle_sockets_free_their_slots_and_the_next_request_reconnects(
+    make_gateway: GatewayFactory, upstream: Upstream
+) -> None:
+    """What the pool sweep asks of the lane (`evict_idle`): close, report, reconnect."""
+    gw = await make_gateway(simple_config([upstream.port]))
+    req = b"GET /e HTTP/1.1\r\nHost: a\r\n\r\n"
+    await exchange_keepalive(gw.port, [req, req])
+    pool = pool_of(gw)
+    assert pool.total == 1 == gw.ctx.pools.idle_count(pool)
+    gw.ctx.pools.lane.evict_idle(0.0)
+    assert pool.total == 0 == gw.ctx.pools.idle_count(pool)
+    out = await exchange_keepalive(gw.port, [req])
+    assert out.startswith(b"HTTP/1.1 200 OK") and b'"/e"' in out
+    s = stats(gw)
+    assert s["upstream_connects"] == 2 and s["upstream_reused"] == 1
+    assert pool.total == 1 == gw.ctx.pools.idle_count(pool)
+
+
 # --- 2. heads that leave the fast path ------------------------------------------------
 
 
