@@ -38,7 +38,12 @@ from gateway.http.filters.access import AccessCheck
 from gateway.http.proxy import HttpProxy
 from gateway.http.tls_facts import ConnectionTls
 from gateway.upstream.connection import UpstreamConnection
-from gateway.upstream.failure import ConnectFailure, UpstreamProtocolError, UpstreamReset
+from gateway.upstream.failure import (
+    CircuitOpen,
+    ConnectFailure,
+    UpstreamProtocolError,
+    UpstreamReset,
+)
 from gateway.upstream.pool import EndpointPool
 
 CONNECT_FAILURE: Final = 0
@@ -55,10 +60,12 @@ class LaneTry(UpstreamConnection):
     handing it to `on_response_head`.
     """
 
-    __slots__ = ("connect_timer", "lane")
+    __slots__ = ("connect_timer", "endpoint_pool", "lane")
 
     def __init__(self, pool: EndpointPool, lane: Any) -> None:
         super().__init__(pool)
+        self.endpoint_pool = pool
+        """The pool of the current try's endpoint (`pool`, typed as what it is)."""
         self.lane = lane
         """The client connection's native transport (`native_lane.Transport`)."""
         self.connect_timer: Cancellable | None = None
@@ -149,7 +156,7 @@ class LaneProxy(HttpProxy):
         native = self.native
         lane_id = pool.lane_id
         if native.idle(lane_id) == 0 and pool.total >= pool.max_connections:
-            super()._take(ex, pool)  # at the breaker's limit: wait for a slot there
+            ex.connecting = self.loop.create_task(self._wait_slot(ex, pool))
             return
         endpoint = ex.endpoint
         assert endpoint is not None
@@ -164,7 +171,7 @@ class LaneProxy(HttpProxy):
         if conn is None:
             conn = self.lane_try = LaneTry(pool, native)
         else:
-            conn.pool = pool
+            conn.pool = conn.endpoint_pool = pool
         ex.conn = conn
         ex.reused = started == 1
         if started == 0:
@@ -177,6 +184,23 @@ class LaneProxy(HttpProxy):
         in_flight = self.ctx.state.in_flight
         key = endpoint.key
         in_flight[key] = in_flight.get(key, 0) + 1
+
+    async def _wait_slot(self, ex: Exchange, pool: EndpointPool) -> None:
+        """At the breaker's `max_connections`: wait for a socket to close or go idle,
+        then take the try again (`CircuitOpen` answers as the event loop's path does)."""
+        rule = ex.rule
+        assert rule is not None
+        try:
+            await pool.wait_slot(rule.timeouts.connect_s)
+        except CircuitOpen:
+            ex.connecting = None
+            if ex is self.active and not ex.done:
+                self.ctx.breakers.pending_overflow(pool.backend.name)
+                self._failed(ex, CircuitOpen(f"{pool.endpoint.key}: no connection slot"))
+            return
+        ex.connecting = None
+        if ex is self.active and not ex.done:
+            self._take(ex, pool)
 
     def _connect_timed_out(self, ex: Exchange) -> None:
         conn = self.lane_try
@@ -224,6 +248,9 @@ class LaneProxy(HttpProxy):
         if ex is None or ex.conn is not self.lane_try:
             return
         ex.bytes_out += nbytes
+        conn = self.lane_try
+        if conn is not None and conn.endpoint_pool.waiters:
+            conn.endpoint_pool.wake_all()  # its socket may be idle now
         self.on_response_complete()
 
     def lane_failed(self, cause: int) -> None:

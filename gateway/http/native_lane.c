@@ -56,7 +56,7 @@ enum { K_LISTENER = 1, K_CLIENT, K_UPSTREAM, K_WAKE };
 enum { F_CONNECT = 0, F_RESET = 1, F_PROTOCOL = 2 };
 enum { U_CONNECTING, U_SENDING, U_HEAD, U_BODY, U_IDLE };
 enum { M_NONE, M_LENGTH, M_CHUNKED, M_CLOSE };
-enum { C_SIZE, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TRAILER_LF, C_DONE };
+enum { C_SIZE, C_BWS, C_EXT, C_SIZE_LF, C_DATA, C_DATA_CR, C_DATA_LF, C_TRAILER, C_TRAILER_LF, C_DONE };
 
 typedef struct { int kind; int fd; } Handle;
 
@@ -128,7 +128,7 @@ struct Transport {
     int reading;             /* the protocol has not paused reading */
     int fast;                /* the connection may still take the fast head path */
     int busy;                /* a fast request is in flight */
-    int closing, closed, lost, eof, shut_wr, write_paused, pending_parse, deferred;
+    int closing, closed, lost, eof, eof_told, shut_wr, write_paused, pending_parse, deferred;
     int gen;                 /* bumped whenever the current try ends */
 };
 
@@ -425,7 +425,7 @@ static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
     q += 11;
     h->host = NULL; h->host_len = 0; h->origin = NULL; h->origin_len = 0; h->keep_alive = 1;
     long count = 0, bytes = 0;
-    int hosts = 0;
+    int hosts = 0, lengths = 0;
     PyObject *list = PyList_New(0);
     if (!list) return H_SLOW;
     while (q < lim) {
@@ -451,6 +451,7 @@ static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
         if (count > l->max_headers || bytes > l->max_header_bytes) goto slow;
         if (name_is(name, nlen, "host")) {
             hosts++;
+            if (!vlen) goto slow; /* RequestCore refuses it */
             h->host = v; h->host_len = vlen;
             continue;
         }
@@ -460,7 +461,7 @@ static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
             continue;
         }
         if (name_is(name, nlen, "content-length")) {
-            if (vlen != 1 || *v != '0') goto slow;
+            if (vlen != 1 || *v != '0' || lengths++) goto slow; /* one `0` only */
         } else if (name_is(name, nlen, "origin")) {
             h->origin = v; h->origin_len = vlen;
         } else if (name_is(name, nlen, "transfer-encoding") || name_is(name, nlen, "upgrade") ||
@@ -494,6 +495,7 @@ static PyObject *method_bytes(const char *m, size_t n) {
 }
 
 static void go_slow(Transport *t);
+static int client_eof(Transport *t);
 
 /* Held client bytes, on a connection not busy: fast heads while they come. */
 static void client_parse(Transport *t) {
@@ -523,6 +525,27 @@ static void client_parse(Transport *t) {
         if (!r2) { report(t->protocol); transport_close_now(t); return; }
         Py_DECREF(r2);
     }
+}
+
+/* The client sent EOF: tell the protocol once the heads read before it were taken (a
+ * fast request in flight, pipelined heads held), as its own parser would have read
+ * them all before the EOF. Returns 1 when the connection is closing. */
+static int client_eof(Transport *t) {
+    if (t->eof_told || t->closed) return 0;
+    if (t->fast && t->busy) return 0; /* again from request_done */
+    if (t->fast && buf_size(&t->in)) go_slow(t); /* a partial head: its parser says so */
+    if (t->closed) return 1;
+    t->eof_told = 1;
+    PyObject *res = call0(t->protocol, s_eof_received);
+    if (!res) report(t->protocol);
+    int keep = res && PyObject_IsTrue(res) == 1;
+    Py_XDECREF(res);
+    if (!keep && !t->closed) {
+        t->closing = 1;
+        flush_client(t);
+        return 1;
+    }
+    return 0;
 }
 
 /* From here on the protocol's own parser reads everything this connection sends. */
@@ -573,18 +596,7 @@ static void client_readable(Transport *t, unsigned ev) {
             }
             if ((size_t)r < sizeof chunk) break;
         }
-        if (t->eof && !t->closed) {
-            if (t->fast && buf_size(&t->in) && !t->busy) go_slow(t); /* a partial head: its parser says so */
-            PyObject *res = call0(t->protocol, s_eof_received);
-            if (!res) report(t->protocol);
-            int keep = res && PyObject_IsTrue(res) == 1;
-            Py_XDECREF(res);
-            if (!keep && !t->closed) {
-                t->closing = 1;
-                flush_client(t);
-                return;
-            }
-        }
+        if (t->eof && !t->closed && client_eof(t)) return;
     }
     if (!t->closed && (ev & EPOLLOUT)) flush_client(t);
     else if (!t->closed) flush_client(t); /* re-arm interest after reading */
@@ -704,10 +716,16 @@ static long body(Upstream *u, const char *p, size_t n, int *complete) {
             }
             if (!u->digits) return -1;
             u->digits = 0;
-            if (c == ';' || c == ' ' || c == '\t') { u->cstate = C_EXT; i++; break; }
+            if (c == ';') { u->cstate = C_EXT; i++; break; }
+            if (c == ' ' || c == '\t') { u->cstate = C_BWS; i++; break; }
             if (c == '\r') { u->cstate = C_SIZE_LF; i++; break; }
             return -1;
         }
+        case C_BWS: /* whitespace after the size only before an extension (RFC 9112 7.1.1) */
+            if (c == ';') u->cstate = C_EXT;
+            else if (c != ' ' && c != '\t') return -1;
+            i++;
+            break;
         case C_EXT:
             if (c == '\r') u->cstate = C_SIZE_LF;
             else if ((unsigned char)c < 0x20 && c != '\t') return -1;
@@ -804,8 +822,7 @@ static int response_head(Upstream *u, size_t end) {
                 if (v[i] < '0' || v[i] > '9') goto bad;
                 x = x * 10 + (v[i] - '0');
             }
-            if (length >= 0 && x != length) goto bad;
-            if (length >= 0) continue;
+            if (length >= 0) goto bad; /* repeated: llhttp refuses it too */
             length = x;
             has_length = 1;
         } else if (name_is(name, nlen, "transfer-encoding")) {
@@ -876,7 +893,8 @@ static int response_head(Upstream *u, size_t end) {
         Py_DECREF(lines);
         lines = kept;
     }
-    if (chunked) { /* Transfer-Encoding wins over Content-Length (RFC 9112 6.3) */
+    if (chunked && has_length) goto bad; /* both: refused, as the Python path refuses it */
+    if (chunked) {
         has_length = 0;
         Py_ssize_t n = PyList_GET_SIZE(lines);
         PyObject *kept = PyList_New(0);
@@ -1053,8 +1071,7 @@ static PyObject *tr_close(Transport *t, PyObject *unused) {
 
 static PyObject *tr_abort(Transport *t, PyObject *unused) {
     if (!t->closed) {
-        struct linger lg = {1, 0};
-        setsockopt(t->h.fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        t->out.off = t->out.len = 0; /* what was not written is dropped, as asyncio's abort does */
         transport_close_now(t);
     }
     Py_RETURN_NONE;
@@ -1098,12 +1115,21 @@ static PyObject *tr_get_write_buffer_size(Transport *t, PyObject *unused) {
     return PyLong_FromSize_t(buf_size(&t->out));
 }
 
+static PyObject *sockaddr_tuple(struct sockaddr_storage *ss);
+
 static PyObject *tr_get_extra_info(Transport *t, PyObject *args) {
     PyObject *name, *dflt = Py_None;
     if (!PyArg_ParseTuple(args, "O|O", &name, &dflt)) return NULL;
     if (PyUnicode_Check(name)) {
         if (PyUnicode_Compare(name, s_peername) == 0 && t->peer) { Py_INCREF(t->peer); return t->peer; }
-        if (PyUnicode_Compare(name, s_sockname) == 0 && t->local) { Py_INCREF(t->local); return t->local; }
+        if (PyUnicode_Compare(name, s_sockname) == 0) {
+            if (!t->local && !t->closed) {
+                struct sockaddr_storage ls;
+                socklen_t llen = sizeof ls;
+                if (getsockname(t->h.fd, (struct sockaddr *)&ls, &llen) == 0) t->local = sockaddr_tuple(&ls);
+            }
+            if (t->local) { Py_INCREF(t->local); return t->local; }
+        }
     }
     Py_INCREF(dflt);
     return dflt;
@@ -1306,10 +1332,7 @@ static void accept_all(Lane *lane, Listener *l) {
         t->listener = l;
         t->reading = 1;
         t->fast = 1;
-        t->peer = sockaddr_tuple(&ss);
-        struct sockaddr_storage ls;
-        socklen_t llen = sizeof ls;
-        t->local = getsockname(fd, (struct sockaddr *)&ls, &llen) == 0 ? sockaddr_tuple(&ls) : (Py_INCREF(Py_None), Py_None);
+        t->peer = sockaddr_tuple(&ss); /* `local` is made when asked (HttpProxy never does) */
         lane->accepted++;
         t->protocol = PyObject_CallNoArgs(l->factory);
         if (!t->protocol) { report(l->factory); Py_DECREF(t); continue; }
@@ -1340,9 +1363,7 @@ static void run_deferred(Lane *lane) {
             if (t->pending_parse && !t->closed) {
                 t->pending_parse = 0;
                 if (t->fast) client_parse(t);
-                if (!t->closed && t->eof && !t->busy) {
-                    if (t->fast && buf_size(&t->in)) go_slow(t);
-                }
+                if (!t->closed && t->eof) client_eof(t);
                 if (!t->closed) flush_client(t);
             }
         }

@@ -116,23 +116,36 @@ class EndpointPool(ConnectionPool):
                 return conn
         return None
 
+    async def wait_slot(self, timeout_s: float) -> None:
+        """Wait for a connection to be freed or to go idle (the caller looks again);
+        `CircuitOpen` when `max_pending` callers already wait, or after `timeout_s`."""
+        if len(self.waiters) >= self.max_pending:
+            raise CircuitOpen(f"{self.endpoint.key}: {self.total} connections, queue full")
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self.waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout_s)
+        except TimeoutError:
+            raise CircuitOpen(f"{self.endpoint.key}: no connection slot") from None
+        finally:
+            if waiter in self.waiters:
+                self.waiters.remove(waiter)
+
+    def wake_all(self) -> None:
+        """A native lane socket went idle: every waiter looks again (the event loop's
+        callers cannot take it, so waking one could wake the wrong one)."""
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+
     async def connect(self, timeout_s: float) -> UpstreamConnection:
         """A new connection, waiting for a slot when at `max_connections`."""
         while self.total >= self.max_connections:
             conn = self.take_idle()
             if conn is not None:
                 return conn
-            if len(self.waiters) >= self.max_pending:
-                raise CircuitOpen(f"{self.endpoint.key}: {self.total} connections, queue full")
-            waiter: asyncio.Future[None] = self.loop.create_future()
-            self.waiters.append(waiter)
-            try:
-                await asyncio.wait_for(waiter, timeout_s)
-            except TimeoutError:
-                raise CircuitOpen(f"{self.endpoint.key}: no connection slot") from None
-            finally:
-                if waiter in self.waiters:
-                    self.waiters.remove(waiter)
+            await self.wait_slot(timeout_s)
         self.total += 1
         try:
             _, conn = await asyncio.wait_for(

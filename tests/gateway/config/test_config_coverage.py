@@ -67,6 +67,8 @@ COVERAGE: dict[str, str] = {
     "gateway.trustedProxies": f"{HTTP_PROXY}::test_forwarding_headers_from_trusted_proxies_are_appended",
     "gateway.maxRequestLineBytes": f"{HTTP_FIELDS}::test_max_request_line_bytes_answers_414",
     "gateway.maxHeaderBytes": f"{HTTP_FIELDS}::test_max_header_bytes_answers_431",
+    "gateway.nativeSockets": "gateway/http/test_http_idle.py::"
+    "test_an_idle_keep_alive_connection_sheds_its_parser_and_serves_the_next_request",
     "gateway.maxHeaders": "gateway/http/test_http_strict.py::test_limits_come_from_gateway_settings",
     "gateway.firstRequestTimeout": "gateway/http/test_http_idle.py::test_connection_that_never_sends_a_request_is_closed_after_first_request_timeout",
     "gateway.via": f"{HTTP_FIELDS}::test_via_names_the_gateway_in_the_via_header",

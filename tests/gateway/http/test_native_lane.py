@@ -393,12 +393,6 @@ async def test_a_half_closed_client_gets_its_answer(
     assert stats(gw)["fast_requests"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lane bug: two pipelined plain GETs then a half-close (SHUT_WR): the lane answers "
-    "the first with 'Connection: close' and drops the second, held, request; with "
-    "nativeSockets off (or when the first head goes slow) both are answered",
-)
 async def test_pipelined_fast_requests_then_a_half_close_are_all_answered(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
@@ -858,13 +852,6 @@ async def test_many_keep_alive_clients_share_the_pool_and_account_for_every_sock
     assert 1 <= pool.total == gw.ctx.pools.idle_count(pool) <= s["upstream_connects"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lane bug: with circuitBreaker maxConnections 1, requests queued for the slot "
-    "(HttpProxy's EndpointPool.connect waiters) are not woken when the native socket goes "
-    "back to the lane's idle list: they wait the connect timeout and get 503 overflow; "
-    "with nativeSockets off the released connection is handed to them (all 200)",
-)
 async def test_requests_queued_at_the_connection_cap_get_the_native_socket(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
@@ -1029,23 +1016,12 @@ def blank(out: bytes, port: int) -> bytes:
             b"GET /e HTTP/1.1\r\nHost: \r\nConnection: close\r\n\r\n",
             400,
             id="empty-host",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="lane bug: an empty Host takes the fast path and is forwarded (200); "
-                "the parser answers 400 missing_or_repeated_host. lane_request skips "
-                "check_host because b'' equals the initial valid_host",
-            ),
         ),
         pytest.param(
             b"GET /d HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nContent-Length: 0\r\n"
             b"Connection: close\r\n\r\n",
             400,
             id="two-zero-lengths",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="lane bug: parse_head accepts repeated 'Content-Length: 0' and "
-                "forwards both fields upstream; the parser refuses the head (400)",
-            ),
         ),
         pytest.param(
             b"GET /z HTTP/1.1\r\nHost: a\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
@@ -1071,10 +1047,6 @@ async def test_fast_heads_are_answered_as_without_the_lane(
     assert lane_out == plain_out
 
 
-def framing_divergence(reason: str) -> Any:
-    return pytest.mark.xfail(strict=True, reason="lane bug: " + reason)
-
-
 @pytest.mark.parametrize(
     "response",
     [
@@ -1082,18 +1054,10 @@ def framing_divergence(reason: str) -> Any:
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n"
             b"2\r\nok\r\n0\r\n\r\n",
             id="length-and-chunked",
-            marks=framing_divergence(
-                "Content-Length with Transfer-Encoding: chunked is relayed as 200 chunked by "
-                "C; the event loop's path answers 502 upstream_protocol_error"
-            ),
         ),
         pytest.param(
             b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nok",
             id="repeated-equal-length",
-            marks=framing_divergence(
-                "a repeated equal Content-Length is relayed as 200 by C; the event loop's "
-                "path answers 502 upstream_protocol_error"
-            ),
         ),
         pytest.param(b"HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok", id="no-reason"),
         pytest.param(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", id="http-1.0"),
