@@ -150,11 +150,13 @@ class LaneProxy(HttpProxy):
 
     # --- tries on native sockets -------------------------------------------------
     def _take(self, ex: Exchange, pool: EndpointPool) -> None:
-        if ex.body or ex.chunked or not ex.body_done or ex.upgrade or pool.ssl is not None:
-            super()._take(ex, pool)
-            return
         native = self.native
         lane_id = pool.lane_id
+        if ex.body or ex.chunked or not ex.body_done or ex.upgrade or pool.ssl is not None:
+            if pool.total >= pool.max_connections and not pool.idle:
+                native.close_one_idle(lane_id)  # the event loop's path cannot use it: free it
+            super()._take(ex, pool)
+            return
         if native.idle(lane_id) == 0 and pool.total >= pool.max_connections:
             ex.connecting = self.loop.create_task(self._wait_slot(ex, pool))
             return
@@ -224,8 +226,7 @@ class LaneProxy(HttpProxy):
         conn.connected()
         plan = ex.plan
         if plan is not None and plan.response_drop:
-            drop = plan.response_drop
-            lines = [line for line in lines if line[: line.index(b":")].lower() not in drop]
+            lines = _dropped(lines, plan.response_drop)
         conn.lines = lines
         conn.has_length = has_length
         self.on_response_head(conn, status)
@@ -239,7 +240,11 @@ class LaneProxy(HttpProxy):
 
     def lane_interim(self, status: int, lines: list[bytes]) -> None:
         conn = self.lane_try
-        if conn is not None:
+        ex = self.active
+        if conn is not None and ex is not None:
+            plan = ex.plan
+            if plan is not None and plan.response_drop:
+                lines = _dropped(lines, plan.response_drop)
             conn.lines = lines
             self.on_interim(conn, status)
 
@@ -280,3 +285,13 @@ class LaneProxy(HttpProxy):
             self.lane_try = None
             return True
         return False
+
+
+def _dropped(lines: list[bytes], drop: frozenset[bytes]) -> list[bytes]:
+    """The response header lines a rule keeps. Content-Length always stays: it frames
+    the body (the event loop's response core never drops it either)."""
+    return [
+        line
+        for line in lines
+        if (name := line[: line.index(b":")].lower()) not in drop or name == b"content-length"
+    ]

@@ -42,6 +42,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +53,7 @@
 #define HOLD_LIMIT (64 * 1024)
 #define MAX_RESPONSE_HEAD (64 * 1024)
 
-enum { K_LISTENER = 1, K_CLIENT, K_UPSTREAM, K_WAKE };
+enum { K_LISTENER = 1, K_CLIENT, K_UPSTREAM, K_WAKE, K_TIMER };
 enum { F_CONNECT = 0, F_RESET = 1, F_PROTOCOL = 2 };
 enum { U_CONNECTING, U_SENDING, U_HEAD, U_BODY, U_IDLE };
 enum { M_NONE, M_LENGTH, M_CHUNKED, M_CLOSE };
@@ -96,6 +97,7 @@ typedef struct Listener {
     PyObject *factory;
     PyObject *sock;          /* keeps the socket object (and its fd) alive */
     long max_line, max_headers, max_header_bytes;
+    int paused;
     struct Listener *next;
 } Listener;
 
@@ -103,6 +105,7 @@ struct Lane {
     PyObject_HEAD
     int ep;
     Handle wake;
+    Handle timer;            /* re-arms listeners paused by EMFILE and kin */
     Listener *listeners;
     Pool *pools;
     long npools;
@@ -129,6 +132,9 @@ struct Transport {
     int fast;                /* the connection may still take the fast head path */
     int busy;                /* a fast request is in flight */
     int closing, closed, lost, eof, eof_told, shut_wr, write_paused, pending_parse, deferred;
+    int forwarding;          /* inside forward(): failures wait for run() */
+    size_t scanned;          /* held bytes already searched for a head's end */
+    int failed;              /* 1 + the cause of a failure found inside forward() */
     int gen;                 /* bumped whenever the current try ends */
 };
 
@@ -359,9 +365,13 @@ static int name_is(const char *p, size_t n, const char *lower) {
  * head with a line ended by LF alone (never the fast path's). */
 static const char BARE_LF_MARK;
 #define BARE_LF (&BARE_LF_MARK)
-static const char *find_end(const char *p, size_t n) {
+static const char *find_end(const char *p, size_t n, size_t from) {
     const char *end = p + n;
-    for (const char *q = p; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) {
+    /* bytes before `from` were scanned by an earlier call: start 3 back, where a blank
+     * line could have begun, so a head read one byte at a time costs linear time */
+    const char *q = p + (from > 3 ? from - 3 : 0);
+    if (q > p && q[-1] == '\n') q--;
+    for (; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) {
         if (q == p || q[-1] != '\r') return BARE_LF;
         if (q + 2 < end && q[1] == '\r' && q[2] == '\n') return q + 3;
         if (q + 2 >= end) return NULL;
@@ -395,8 +405,8 @@ typedef struct {
 /* The plain request shape, or H_SLOW for anything else (the Python parser then
  * answers it, refusing what is malformed), or H_INCOMPLETE. `h->headers` gets
  * the forwarded fields as (name, value) tuples, as RequestCore keeps them. */
-static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
-    const char *end = find_end(p, n);
+static int parse_head(Listener *l, const char *p, size_t n, size_t from, Head *h) {
+    const char *end = find_end(p, n, from);
     if (end == BARE_LF) return H_SLOW;
     if (!end) return (long)n > l->max_header_bytes + l->max_line ? H_SLOW : H_INCOMPLETE;
     h->used = (size_t)(end - p);
@@ -455,6 +465,7 @@ static int parse_head(Listener *l, const char *p, size_t n, Head *h) {
             h->host = v; h->host_len = vlen;
             continue;
         }
+        if (name_is(name, nlen, "close")) goto slow; /* a Connection token could name it */
         if (name_is(name, nlen, "connection")) {
             if (name_is(v, vlen, "close")) h->keep_alive = 0;
             else if (!name_is(v, vlen, "keep-alive")) goto slow;
@@ -501,8 +512,12 @@ static int client_eof(Transport *t);
 static void client_parse(Transport *t) {
     while (!t->closed && t->fast && !t->busy && !t->closing && buf_size(&t->in)) {
         Head h;
-        int r = parse_head(t->listener, t->in.p + t->in.off, buf_size(&t->in), &h);
-        if (r == H_INCOMPLETE) return;
+        int r = parse_head(t->listener, t->in.p + t->in.off, buf_size(&t->in), t->scanned, &h);
+        if (r == H_INCOMPLETE) {
+            t->scanned = buf_size(&t->in);
+            return;
+        }
+        t->scanned = 0;
         if (r == H_SLOW) { go_slow(t); return; }
         PyObject *method = method_bytes(h.method, h.method_len);
         PyObject *path = PyBytes_FromStringAndSize(h.path, (Py_ssize_t)h.path_len);
@@ -539,6 +554,7 @@ static int client_eof(Transport *t) {
     PyObject *res = call0(t->protocol, s_eof_received);
     if (!res) report(t->protocol);
     int keep = res && PyObject_IsTrue(res) == 1;
+    PyErr_Clear();
     Py_XDECREF(res);
     if (!keep && !t->closed) {
         t->closing = 1;
@@ -615,7 +631,13 @@ static void upstream_fail(Upstream *u, int cause) {
     u->client = NULL;
     if (t) t->up = NULL;
     upstream_close(u);
-    if (t && !t->closed) try_failed(t, cause);
+    if (!t || t->closed) return;
+    if (t->forwarding) { /* inside forward(): told from run(), once the caller has bound the try */
+        t->failed = cause + 1;
+        defer(t);
+        return;
+    }
+    try_failed(t, cause);
 }
 
 static void upstream_want(Upstream *u) {
@@ -894,21 +916,8 @@ static int response_head(Upstream *u, size_t end) {
         lines = kept;
     }
     if (chunked && has_length) goto bad; /* both: refused, as the Python path refuses it */
-    if (chunked) {
-        has_length = 0;
-        Py_ssize_t n = PyList_GET_SIZE(lines);
-        PyObject *kept = PyList_New(0);
-        for (Py_ssize_t i = 0; kept && i < n; i++) {
-            PyObject *line = PyList_GET_ITEM(lines, i);
-            if (!(PyBytes_GET_SIZE(line) > 15 && name_is(PyBytes_AS_STRING(line), 14, "content-length")))
-                PyList_Append(kept, line);
-        }
-        Py_DECREF(lines);
-        if (!kept) return -1;
-        lines = kept;
-        keep = keep && !conn_close;
-        conn_close = !keep;
-    }
+    /* reused after a HEAD too (the Python path cannot: llhttp would read a body there);
+     * bytes an upstream sends while the socket idles close it (upstream_event) */
     u->reusable = keep && !conn_close;
     if (status < 200) {
         if (status == 101) { Py_DECREF(lines); return -1; } /* never asked for */
@@ -925,7 +934,11 @@ static int response_head(Upstream *u, size_t end) {
     PyObject *r = PyObject_CallMethod(t->protocol, "lane_head", "iOO", status, lines,
                                       has_length ? Py_True : Py_False);
     Py_DECREF(lines);
-    if (!r) { report(t->protocol); return -2; }
+    if (!r) { /* the protocol failed on it: the try fails as malformed, not left hanging */
+        report(t->protocol);
+        if (t->up == u && !u->dead) upstream_fail(u, F_PROTOCOL);
+        return -2;
+    }
     if (r == Py_None || t->gen != gen || t->up != u || t->closed) { Py_DECREF(r); return -2; }
     PyObject *head;
     int client_chunked;
@@ -959,7 +972,7 @@ static void upstream_bytes(Upstream *u, const char *p, size_t n) {
         if (u->state == U_HEAD || u->state == U_SENDING) {
             size_t before = u->in.len;
             buf_add(&u->in, p, n);
-            const char *end = find_end(u->in.p, u->in.len);
+            const char *end = find_end(u->in.p, u->in.len, before);
             if (end == BARE_LF) { upstream_fail(u, F_PROTOCOL); return; }
             if (!end) {
                 if (u->in.len > MAX_RESPONSE_HEAD) upstream_fail(u, F_PROTOCOL);
@@ -1065,6 +1078,7 @@ static PyObject *tr_writelines(Transport *t, PyObject *seq) {
 static PyObject *tr_close(Transport *t, PyObject *unused) {
     if (t->closed || t->closing) Py_RETURN_NONE;
     t->closing = 1;
+    t->reading = 0; /* as asyncio's close: nothing more is read */
     if (!buf_size(&t->out)) transport_close_now(t);
     Py_RETURN_NONE;
 }
@@ -1216,8 +1230,10 @@ static PyObject *tr_forward(Transport *t, PyObject *args) {
     if (u->state == U_IDLE) u->state = U_SENDING;
     buf_add(&u->out, data.buf, (size_t)data.len);
     PyBuffer_Release(&data);
+    t->forwarding = 1;
     if (u->state == U_SENDING) upstream_send(u);
     else upstream_want(u);
+    t->forwarding = 0;
     return PyLong_FromLong(result);
 }
 
@@ -1315,11 +1331,21 @@ static PyObject *sockaddr_tuple(struct sockaddr_storage *ss) {
 }
 
 static void accept_all(Lane *lane, Listener *l) {
+    if (!l->factory) return; /* unserved earlier in this batch */
     for (int i = 0; i < 64; i++) {
         struct sockaddr_storage ss;
         socklen_t len = sizeof ss;
         int fd = accept4(l->h.fd, (struct sockaddr *)&ss, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* no fd to take it with: stop watching for a second instead of spinning */
+                epoll_ctl(lane->ep, EPOLL_CTL_DEL, l->h.fd, NULL);
+                l->paused = 1;
+                struct itimerspec its = {.it_value = {.tv_sec = 1}};
+                timerfd_settime(lane->timer.fd, 0, &its, NULL);
+            }
+            return;
+        }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         Transport *t = PyObject_New(Transport, &TransportType);
@@ -1357,8 +1383,14 @@ static void run_deferred(Lane *lane) {
                 PyObject *r = PyObject_CallMethodOneArg(t->protocol, s_connection_lost, Py_None);
                 if (!r) report(t->protocol);
                 Py_XDECREF(r);
+                Py_CLEAR(t->protocol); /* it holds the transport: no cycle left behind */
                 Py_DECREF(t); /* the lane's reference */
                 continue;
+            }
+            if (t->failed && !t->closed) {
+                int cause = t->failed - 1;
+                t->failed = 0;
+                try_failed(t, cause);
             }
             if (t->pending_parse && !t->closed) {
                 t->pending_parse = 0;
@@ -1378,6 +1410,18 @@ static PyObject *lane_run(Lane *lane, PyObject *unused) {
         Handle *h = evs[i].data.ptr;
         unsigned ev = evs[i].events;
         switch (h->kind) {
+        case K_TIMER: {
+            uint64_t v;
+            ssize_t r = read(h->fd, &v, sizeof v);
+            (void)r;
+            for (Listener *l = lane->listeners; l; l = l->next) {
+                if (!l->paused) continue;
+                l->paused = 0;
+                struct epoll_event lev = {.events = EPOLLIN, .data.ptr = &l->h};
+                epoll_ctl(lane->ep, EPOLL_CTL_ADD, l->h.fd, &lev);
+            }
+            break;
+        }
         case K_WAKE: {
             uint64_t v;
             ssize_t r = read(h->fd, &v, sizeof v);
@@ -1490,6 +1534,18 @@ static PyObject *lane_idle(Lane *lane, PyObject *arg) {
     return PyLong_FromLong(pool >= 0 && pool < lane->npools ? lane->pools[pool].nidle : 0);
 }
 
+/* close_one_idle(pool): close its longest-idle socket, freeing a slot for the event
+ * loop's path at the breaker's limit; returns whether there was one. */
+static PyObject *lane_close_one_idle(Lane *lane, PyObject *arg) {
+    long pool = PyLong_AsLong(arg);
+    if (pool == -1 && PyErr_Occurred()) return NULL;
+    if (pool >= 0 && pool < lane->npools && lane->pools[pool].head) {
+        upstream_close(lane->pools[pool].head);
+        Py_RETURN_TRUE;
+    }
+    Py_RETURN_FALSE;
+}
+
 static PyObject *lane_fileno(Lane *lane, PyObject *unused) { return PyLong_FromLong(lane->ep); }
 
 static PyObject *lane_stats(Lane *lane, PyObject *unused) {
@@ -1509,6 +1565,12 @@ static PyObject *lane_new(PyTypeObject *type, PyObject *args, PyObject *kw) {
     lane->ep = epoll_create1(EPOLL_CLOEXEC);
     lane->wake.kind = K_WAKE;
     lane->wake.fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    lane->timer.kind = K_TIMER;
+    lane->timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+    if (lane->timer.fd >= 0) {
+        struct epoll_event tev = {.events = EPOLLIN, .data.ptr = &lane->timer};
+        epoll_ctl(lane->ep, EPOLL_CTL_ADD, lane->timer.fd, &tev);
+    }
     if (lane->ep < 0 || lane->wake.fd < 0) { Py_DECREF(lane); return PyErr_SetFromErrno(PyExc_OSError); }
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = &lane->wake};
     epoll_ctl(lane->ep, EPOLL_CTL_ADD, lane->wake.fd, &ev);
@@ -1536,6 +1598,7 @@ static void lane_dealloc(Lane *lane) {
     free(lane->pools);
     if (lane->ep >= 0) close(lane->ep);
     if (lane->wake.fd >= 0) close(lane->wake.fd);
+    if (lane->timer.fd >= 0) close(lane->timer.fd);
     Py_XDECREF(lane->on_closed);
     Py_XDECREF(lane->deferred);
     Py_TYPE(lane)->tp_free((PyObject *)lane);
@@ -1549,6 +1612,7 @@ static PyMethodDef lane_methods[] = {
     {"evict_idle", (PyCFunction)lane_evict_idle, METH_O, NULL},
     {"close_pool", (PyCFunction)lane_close_pool, METH_O, NULL},
     {"idle", (PyCFunction)lane_idle, METH_O, "Idle pooled sockets of a pool."},
+    {"close_one_idle", (PyCFunction)lane_close_one_idle, METH_O, NULL},
     {"fileno", (PyCFunction)lane_fileno, METH_NOARGS, NULL},
     {"stats", (PyCFunction)lane_stats, METH_NOARGS, NULL},
     {NULL},

@@ -230,22 +230,6 @@ def upstream_context(validation: UpstreamTlsValidation | None) -> ssl.SSLContext
     return ctx
 
 
-class _Counter:
-    """Numbers for pools on the native lane, unique in the process."""
-
-    __slots__ = ("count",)
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def next(self) -> int:
-        self.count += 1
-        return self.count
-
-
-_LANE_IDS = _Counter()
-
-
 class PoolSet:
     """`ctx.pools`: pools by endpoint key, idle eviction, and the retry budget counters."""
 
@@ -256,6 +240,7 @@ class PoolSet:
         "client_ssls",
         "idle_timeout_s",
         "lane",
+        "lane_ids",
         "lane_pools",
         "loop",
         "max_idle",
@@ -278,6 +263,9 @@ class PoolSet:
         """The loop's native socket lane (`http.native_lane.Lane`), once a listener uses it."""
         self.lane_pools: dict[int, EndpointPool] = {}
         """Pools by `lane_id`: the lane names pools by number."""
+        self.lane_ids: list[int] = []
+        """Numbers of forgotten pools, given again (the lane's table stays as small as
+        the most pools alive at once)."""
         self.timer: asyncio.TimerHandle | None = loop.call_later(
             min(idle_timeout_s, 5.0), self._sweep
         )
@@ -298,7 +286,8 @@ class PoolSet:
                 ssl_context=self.client_ssl(validation) if tls else None,
                 server_hostname=validation.hostname if validation is not None else None,
             )
-            pool.lane_id = _LANE_IDS.next()
+            free = self.lane_ids
+            pool.lane_id = free.pop() if free else len(self.lane_pools) + 1
             self.lane_pools[pool.lane_id] = pool
             self.pools[endpoint.key] = pool
         breaker = getattr(backend, "circuit_breaker", None)
@@ -334,15 +323,19 @@ class PoolSet:
             pool.evict_idle(older_than)
             if pool.total <= 0 and not pool.waiters:
                 del self.pools[key]
-                self.lane_pools.pop(pool.lane_id, None)
+                if self.lane_pools.pop(pool.lane_id, None) is not None:
+                    self.lane_ids.append(pool.lane_id)
         self.timer = self.loop.call_later(min(self.idle_timeout_s, 5.0), self._sweep)
 
     def close(self) -> None:
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
-        if self.lane is not None:
-            self.lane.evict_idle(-1.0)
+        lane = self.lane
+        if lane is not None:
+            lane.evict_idle(-1.0)
+            self.loop.remove_reader(lane.fileno())
+            self.lane = None
         for pool in self.pools.values():
             pool.close()
         self.pools.clear()

@@ -18,13 +18,17 @@ def worker(*, started: bool = True) -> SimpleNamespace:
 
 
 def test_pool_connections_splits_idle_and_active() -> None:
+    """Idle counts the event loop's idle connections and the native lane's
+    (`PoolSet.idle_count`); the rest of each pool's total is active."""
+    native_idle = {"a": 1, "b": 0}
     pools = SimpleNamespace(
         pools={
-            "a": SimpleNamespace(idle=[1, 2], total=5),
-            "b": SimpleNamespace(idle=[], total=1),
-        }
+            "a": SimpleNamespace(key="a", idle=[1, 2], total=5),
+            "b": SimpleNamespace(key="b", idle=[], total=1),
+        },
+        idle_count=lambda pool: len(pool.idle) + native_idle[pool.key],
     )
-    assert pool_connections(pools) == {"idle": 2, "active": 4}  # type: ignore[arg-type]
+    assert pool_connections(pools) == {"idle": 3, "active": 3}  # type: ignore[arg-type]
     assert pool_connections(None) == {"idle": 0, "active": 0}
 
 
