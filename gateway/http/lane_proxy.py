@@ -31,12 +31,9 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from gateway.context import GatewayContext
 from gateway.http import head as hh
 from gateway.http.exchange import Cancellable, Exchange
-from gateway.http.filters.access import AccessCheck
 from gateway.http.proxy import HttpProxy
-from gateway.http.tls_facts import ConnectionTls
 from gateway.upstream.connection import UpstreamConnection
 from gateway.upstream.failure import (
     CircuitOpen,
@@ -89,32 +86,11 @@ class LaneProxy(HttpProxy):
 
     __slots__ = ("lane_try", "native")
 
-    def __init__(
-        self,
-        ctx: GatewayContext,
-        listener: str,
-        *,
-        proto: bytes = b"http",
-        tls: ConnectionTls | None = None,
-        access: AccessCheck | None = None,
-        max_body_bytes: int | None = None,
-        shared: bool = False,
-    ) -> None:
-        super().__init__(
-            ctx,
-            listener,
-            proto=proto,
-            tls=tls,
-            access=access,
-            max_body_bytes=max_body_bytes,
-            shared=shared,
-        )
-        self.native: Any = None
-        """The native transport (also `transport`, typed as the asyncio subset)."""
-        self.lane_try: LaneTry | None = None
-
     def connection_made(self, transport: Any) -> None:
-        self.native = transport
+        self.native: Any = transport
+        """The native transport (also `transport`, typed as the asyncio subset): the lane
+        calls this first, so the two lane attributes are set here, not in `__init__`."""
+        self.lane_try: LaneTry | None = None
         super().connection_made(transport)
 
     # --- from the lane: a parsed request head ----------------------------------
