@@ -52,6 +52,7 @@ from gateway.rollout.runner import RolloutRunner
 from gateway.rollout.window import Counters
 from gateway.runtime.control import follow_control
 from gateway.runtime.file_watch import poll_credential_files, watch_config_file
+from gateway.runtime.native_listener import LaneServer
 from gateway.runtime.process import ServerOptions, install_signals
 from gateway.runtime.registry_follower import RegistryFollower, needs_registry
 from gateway.runtime.reload import Reloader
@@ -85,7 +86,9 @@ class Worker:
         self.health: HealthDriver | None = None
         """Probes and the outlier sweep, once started."""
         self.observer = GatewayObserver()
-        self.servers: dict[str, tuple[tuple[Listener, ...], asyncio.AbstractServer]] = {}
+        self.servers: dict[
+            str, tuple[tuple[Listener, ...], asyncio.AbstractServer | LaneServer]
+        ] = {}
         """One server per socket (`config.ports.socket_groups`): by listener name, or by
         `address:port` for listeners sharing one, with the listeners it serves."""
         self.server_tls: dict[str, ServerTls] = {}
@@ -285,7 +288,12 @@ class Worker:
                 self.servers[name] = (group, server)
                 log.info(
                     "listener started",
-                    extra={"listener": name, "port": lst.port, "serves": [g.name for g in group]},
+                    extra={
+                        "listener": name,
+                        "port": lst.port,
+                        "serves": [g.name for g in group],
+                        "sockets": "native" if isinstance(server, LaneServer) else "loop",
+                    },
                 )
 
     def _close_idle(self) -> None:
