@@ -130,7 +130,9 @@ class LaneProxy(HttpProxy):
         lane_id = pool.lane_id
         if ex.body or ex.chunked or not ex.body_done or ex.upgrade or pool.ssl is not None:
             if pool.total >= pool.max_connections and not pool.idle:
-                native.close_one_idle(lane_id)  # the event loop's path cannot use it: free it
+                lane = self.ctx.pools.lane if self.ctx.pools is not None else None
+                if lane is not None:  # the event loop's path cannot use an idle native socket
+                    lane.close_one_idle(lane_id)
             super()._take(ex, pool)
             return
         if native.idle(lane_id) == 0 and pool.total >= pool.max_connections:

@@ -220,12 +220,6 @@ async def test_an_idle_socket_reset_as_it_is_reused_is_retried_at_once(
     assert s["upstream_connects"] == 2 and s["upstream_reused"] == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="lane bug: LaneProxy._take calls close_one_idle on the client's Transport "
-    "(self.native), a method only the Lane has: AttributeError in data_received, and the "
-    "POST waits for its request timeout (504)",
-)
 async def test_a_body_request_at_the_connection_cap_takes_a_native_idle_sockets_slot(
     make_gateway: GatewayFactory, upstream: Upstream
 ) -> None:
