@@ -60,14 +60,22 @@ def hot_path_extensions() -> list[object]:
 
 
 def native_lane() -> list[object]:
-    """The native socket lane (`gateway/http/native_lane.c`): plain C against the Python
-    headers, optional like the hot path (without it the event loop serves every socket)."""
+    """The native socket lane (`gateway/http/native/`, one module from its C files): plain
+    C against the Python headers, optional like the hot path (without it the event loop
+    serves every socket)."""
     from setuptools import Extension
 
     return [
         Extension(
             "gateway.http.native_lane",
-            ["gateway/http/native_lane.c"],
+            [
+                "gateway/http/native/lane.c",
+                "gateway/http/native/buffer.c",
+                "gateway/http/native/heads.c",
+                "gateway/http/native/transport.c",
+                "gateway/http/native/relay.c",
+            ],
+            depends=["gateway/http/native/lane.h"],
             extra_compile_args=["-O2", "-Wall"],
             optional=True,
         )
