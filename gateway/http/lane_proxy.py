@@ -1,8 +1,9 @@
 """The HTTP proxy on the native socket lane: the same proxy, fewer trips through Python.
 
-Theory of operation. `gateway/http/native_lane.c` owns a plain-HTTP
-listener's sockets (see its header comment for the contract). Each client
-connection is a `LaneProxy`, which *is* `http.proxy.HttpProxy`: routing, the
+Theory of operation. The C extension in `gateway/http/native/` owns a
+plain-HTTP listener's sockets (the header comment of `native/lane.c` is its
+contract). Each client connection is a `LaneProxy`, which *is*
+`http.proxy.HttpProxy`: routing, the
 filter chain, the upstream head, retries, timeouts, breakers, outlier
 reports, telemetry and every answer the gateway makes are HttpProxy's code,
 run unchanged. The lane changes only how bytes reach it and leave it:
@@ -46,7 +47,7 @@ from gateway.upstream.pool import EndpointPool
 CONNECT_FAILURE: Final = 0
 RESET: Final = 1
 PROTOCOL_ERROR: Final = 2
-"""`lane_failed` causes, as `native_lane.c` numbers them."""
+"""`lane_failed` causes, as `native/lane.h` numbers them."""
 
 
 class LaneTry(UpstreamConnection):

@@ -1,4 +1,4 @@
-"""Plain-HTTP listeners on the native socket lane (`gateway/http/native_lane.c`).
+"""Plain-HTTP listeners on the native socket lane (`gateway/http/native/`).
 
 `start_listener` serves an HTTP listener here when the lane is built (it is an
 optional C extension: without a C compiler the event loop's transports serve

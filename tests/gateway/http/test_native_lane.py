@@ -1,4 +1,4 @@
-"""The native socket lane (`gateway/http/native_lane.c`) on loopback: what only the lane does.
+"""The native socket lane (`gateway/http/native/`) on loopback: what only the lane does.
 
 Every test runs a real gateway whose plain-HTTP listener is served by the
 lane, and asserts what a client or an upstream sees on the wire, plus the
