@@ -76,7 +76,9 @@ def native_lane() -> list[object]:
                 "gateway/http/native/relay.c",
             ],
             depends=["gateway/http/native/lane.h"],
-            extra_compile_args=["-O2", "-Wall"],
+            # one program to the optimiser (the files call each other per request)
+            extra_compile_args=["-O2", "-Wall", "-flto"],
+            extra_link_args=["-flto"],
             optional=True,
         )
     ]
