@@ -60,6 +60,34 @@ static int known_method(const char *m, size_t n) {
     return -1;
 }
 
+typedef struct { const char *name, *value; size_t nlen, vlen; } Field;
+
+/* The header field line at *q (lim: the head's final CRLF): its name and its value
+ * without surrounding whitespace, *q moved past its CRLF. -1 when the line is not a
+ * field: no token name, no colon, a control character, or (ascii_only) obs-text. */
+static int scan_field(const char **q, const char *lim, int ascii_only, Field *f) {
+    const char *s = *q;
+    f->name = s;
+    while (s < lim && TCHAR[(unsigned char)*s]) s++;
+    if (s == f->name || s >= lim || *s != ':') return -1;
+    f->nlen = (size_t)(s - f->name);
+    s++;
+    while (s < lim && (*s == ' ' || *s == '\t')) s++;
+    const char *v = s;
+    while (s < lim && *s != '\r') {
+        unsigned char c = (unsigned char)*s;
+        if (c == 0x7f || (c < 0x20 && c != '\t') || (ascii_only && c >= 0x80)) return -1;
+        s++;
+    }
+    if (s >= lim || s[1] != '\n') return -1;
+    const char *ve = s;
+    while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
+    f->value = v;
+    f->vlen = (size_t)(ve - v);
+    *q = s + 2;
+    return 0;
+}
+
 /* The plain request shape, or H_SLOW for anything else (the Python parser then
  * answers it, refusing what is malformed), or H_INCOMPLETE. `h->headers` gets
  * the forwarded fields as (name, value) tuples, as RequestCore keeps them. */
@@ -97,23 +125,10 @@ int lane_parse_head(Listener *l, const char *p, size_t n, size_t from, Head *h) 
     PyObject *list = PyList_New(0);
     if (!list) return H_SLOW;
     while (q < lim) {
-        const char *name = q;
-        while (q < lim && TCHAR[(unsigned char)*q]) q++;
-        if (q == name || q >= lim || *q != ':') goto slow;
-        size_t nlen = (size_t)(q - name);
-        q++;
-        while (q < lim && (*q == ' ' || *q == '\t')) q++;
-        const char *v = q;
-        while (q < lim && *q != '\r') {
-            unsigned char c = (unsigned char)*q;
-            if (!(c == '\t' || (c >= 0x20 && c < 0x7f))) goto slow;
-            q++;
-        }
-        if (q >= lim || q[1] != '\n') goto slow;
-        const char *ve = q;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        size_t vlen = (size_t)(ve - v);
-        q += 2;
+        Field f;
+        if (scan_field(&q, lim, 1, &f) < 0) goto slow;
+        const char *name = f.name, *v = f.value;
+        size_t nlen = f.nlen, vlen = f.vlen;
         count++;
         bytes += (long)(nlen + vlen + 4);
         if (count > l->max_headers || bytes > l->max_header_bytes) goto slow;
@@ -264,24 +279,10 @@ int lane_response_head(Upstream *u, size_t end) {
     long long length = -1;
     PyObject *named = NULL; /* names a Connection header lists */
     while (q < lim) {
-        const char *name = q;
-        while (q < lim && TCHAR[(unsigned char)*q]) q++;
-        if (q == name || *q != ':') goto bad;
-        size_t nlen = (size_t)(q - name);
-        q++;
-        while (q < lim && (*q == ' ' || *q == '\t')) q++;
-        const char *v = q;
-        while (q < lim && *q != '\r') {
-            unsigned char c = (unsigned char)*q;
-            if (c < 0x20 && c != '\t') goto bad;
-            if (c == 0x7f) goto bad;
-            q++;
-        }
-        if (q[1] != '\n') goto bad;
-        const char *ve = q;
-        while (ve > v && (ve[-1] == ' ' || ve[-1] == '\t')) ve--;
-        size_t vlen = (size_t)(ve - v);
-        q += 2;
+        Field f;
+        if (scan_field(&q, lim, 0, &f) < 0) goto bad;
+        const char *name = f.name, *v = f.value;
+        size_t nlen = f.nlen, vlen = f.vlen;
         if (name_is(name, nlen, "content-length")) {
             long long x = 0;
             if (!vlen || vlen > 15) goto bad;
