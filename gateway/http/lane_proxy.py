@@ -228,12 +228,12 @@ class LaneProxy(HttpProxy):
             self.on_interim(conn, status)
 
     def lane_complete(self, nbytes: int) -> None:
+        conn = self.lane_try
         ex = self.active
-        if ex is None or ex.conn is not self.lane_try:
+        if conn is None or ex is None or ex.conn is not conn:
             return
         ex.bytes_out += nbytes
-        conn = self.lane_try
-        if conn is not None and conn.endpoint_pool.waiters:
+        if conn.endpoint_pool.waiters:
             conn.endpoint_pool.wake_all()  # its socket may be idle now
         self.on_response_complete()
 
@@ -260,6 +260,7 @@ class LaneProxy(HttpProxy):
             self.native.request_done()
 
     def shed(self) -> bool:
+        """Also drop the try object (made again by the next native try)."""
         if super().shed():
             self.lane_try = None
             return True

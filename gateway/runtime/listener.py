@@ -108,9 +108,16 @@ async def start_listener(
     ssl_context = None
     access = access_check(listener.access) if listener.access is not None else None
     body = listener.max_request_body_bytes
+    native = (
+        kind is ListenerProtocol.HTTP
+        and not listener.proxy_protocol
+        and ctx.settings.native_sockets
+        and native_listener.lane_built()
+    )
     factory: Callable[[], Any]
     if kind is ListenerProtocol.HTTP:
-        factory = lambda: HttpProxy(  # noqa: E731
+        proxy = LaneProxy if native else HttpProxy
+        factory = lambda: proxy(  # noqa: E731
             ctx, name, access=access, max_body_bytes=body, shared=shared
         )
     elif kind is ListenerProtocol.HTTPS:
@@ -128,19 +135,9 @@ async def start_listener(
         factory = lambda: TcpProxy(ctx, name, peek_sni=True, access=access)  # noqa: E731
     else:
         factory = lambda: TcpProxy(ctx, name, access=access)  # noqa: E731
-    if (
-        kind is ListenerProtocol.HTTP
-        and not listener.proxy_protocol
-        and ctx.settings.native_sockets
-        and native_listener.lane_built()
-    ):
+    if native:
         return native_listener.serve(
-            ctx,
-            lambda: LaneProxy(ctx, name, access=access, max_body_bytes=body, shared=shared),
-            listener,
-            reuse_port=reuse_port,
-            backlog=BACKLOG,
-            sock=sock,
+            ctx, factory, listener, reuse_port=reuse_port, backlog=BACKLOG, sock=sock
         )
     if listener.proxy_protocol:  # not on HTTPS listeners (config validation)
         inner = factory

@@ -98,7 +98,7 @@ class EndpointPool(ConnectionPool):
         self.host_header = f"{host}:{endpoint.port}".encode("ascii")
         """The upstream Host value when the client's is not preserved."""
         self.lane_id = -1
-        """Its number on the native socket lane (`PoolSet.lane_pool`), -1 before."""
+        """Its number on the native socket lane (`PoolSet.lane_pools`), -1 before."""
 
     def take_idle(self) -> UpstreamConnection | None:
         """A live idle connection, synchronously, or None: the one idle longest.

@@ -30,7 +30,18 @@ int lane_buf_add(Buf *b, const char *p, size_t n) {
     return 0;
 }
 void lane_buf_free(Buf *b) { free(b->p); b->p = NULL; b->len = b->off = b->cap = 0; }
+
+/* Once everything in it was used: freed (a client connection's buffers: thousands of
+ * idle connections must not each keep one). */
 void lane_buf_shrink(Buf *b) { if (b->off == b->len) lane_buf_free(b); }
+
+/* Once everything in it was used: empty, keeping a small allocation (an upstream
+ * socket's buffers: few, pooled, and used by every request that takes the socket). */
+void lane_buf_clear(Buf *b) {
+    if (b->off != b->len) return;
+    if (b->cap > BUF_KEEP) lane_buf_free(b);
+    else b->off = b->len = 0;
+}
 
 /* ---------------------------------------------------------------- epoll */
 void lane_set_events(Lane *lane, Handle *h, unsigned *have, unsigned want) {

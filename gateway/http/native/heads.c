@@ -16,8 +16,10 @@ static const unsigned char TCHAR[256] = {
     ['U'] = 1, ['V'] = 1, ['W'] = 1, ['X'] = 1, ['Y'] = 1, ['Z'] = 1,
 };
 
-static int name_is(const char *p, size_t n, const char *lower) {
-    size_t m = strlen(lower);
+/* Whether p[0..n) is `lower` (a lowercase literal) in any case; the length is known at
+ * compile time, so most names are told apart by it alone. */
+#define name_is(p, n, lower) name_eq((p), (n), "" lower, sizeof(lower) - 1)
+static int name_eq(const char *p, size_t n, const char *lower, size_t m) {
     if (n != m) return 0;
     for (size_t i = 0; i < n; i++) {
         char c = p[i];
@@ -35,7 +37,6 @@ const char *lane_find_end(const char *p, size_t n, size_t from) {
     /* bytes before `from` were scanned by an earlier call: start 3 back, where a blank
      * line could have begun, so a head read one byte at a time costs linear time */
     const char *q = p + (from > 3 ? from - 3 : 0);
-    if (q > p && q[-1] == '\n') q--;
     for (; (q = memchr(q, '\n', (size_t)(end - q))) != NULL; q++) {
         if (q == p || q[-1] != '\r') return BARE_LF;
         if (q + 2 < end && q[1] == '\r' && q[2] == '\n') return q + 3;
@@ -368,7 +369,11 @@ int lane_response_head(Upstream *u, size_t end) {
     if (status < 200) {
         if (status == 101) { Py_DECREF(lines); return -1; } /* never asked for */
         if (status != 100 && u->client) {
-            PyObject *r = PyObject_CallMethod(u->client->protocol, "lane_interim", "iO", status, lines);
+            PyObject *code = PyLong_FromLong(status);
+            PyObject *r = code ? PyObject_CallMethodObjArgs(u->client->protocol, s_lane_interim,
+                                                           code, lines, NULL)
+                               : NULL;
+            Py_XDECREF(code);
             if (!r) lane_report(u->client->protocol);
             Py_XDECREF(r);
         }
@@ -377,8 +382,11 @@ int lane_response_head(Upstream *u, size_t end) {
     }
     Transport *t = u->client;
     int gen = t->gen;
-    PyObject *r = PyObject_CallMethod(t->protocol, "lane_head", "iOO", status, lines,
-                                      has_length ? Py_True : Py_False);
+    PyObject *code = PyLong_FromLong(status);
+    PyObject *r = code ? PyObject_CallMethodObjArgs(t->protocol, s_lane_head, code, lines,
+                                                   has_length ? Py_True : Py_False, NULL)
+                       : NULL;
+    Py_XDECREF(code);
     Py_DECREF(lines);
     if (!r) { /* the protocol failed on it: the try fails as malformed, not left hanging */
         lane_report(t->protocol);

@@ -231,15 +231,6 @@ static PyObject *lane_evict_idle(Lane *lane, PyObject *arg) {
     Py_RETURN_NONE;
 }
 
-/* close_pool(pool): close its idle sockets (its endpoint left the table). */
-static PyObject *lane_close_pool(Lane *lane, PyObject *arg) {
-    long pool = PyLong_AsLong(arg);
-    if (pool == -1 && PyErr_Occurred()) return NULL;
-    if (pool >= 0 && pool < lane->npools)
-        while (lane->pools[pool].head) lane_upstream_close(lane->pools[pool].head);
-    Py_RETURN_NONE;
-}
-
 PyObject *lane_idle(Lane *lane, PyObject *arg) {
     long pool = PyLong_AsLong(arg);
     if (pool == -1 && PyErr_Occurred()) return NULL;
@@ -322,7 +313,6 @@ static PyMethodDef lane_methods[] = {
      "serve(sock, factory, max_line=, max_headers=, max_header_bytes=): accept on sock."},
     {"unserve", (PyCFunction)lane_unserve, METH_O, "Stop accepting on sock."},
     {"evict_idle", (PyCFunction)lane_evict_idle, METH_O, NULL},
-    {"close_pool", (PyCFunction)lane_close_pool, METH_O, NULL},
     {"idle", (PyCFunction)lane_idle, METH_O, "Idle pooled sockets of a pool."},
     {"close_one_idle", (PyCFunction)lane_close_one_idle, METH_O, NULL},
     {"fileno", (PyCFunction)lane_fileno, METH_NOARGS, NULL},
@@ -370,8 +360,5 @@ PyMODINIT_FUNC PyInit_native_lane(void) {
     PyModule_AddObject(m, "Lane", (PyObject *)&LaneType);
     Py_INCREF(&TransportType);
     PyModule_AddObject(m, "Transport", (PyObject *)&TransportType);
-    PyModule_AddIntConstant(m, "CONNECT_FAILURE", F_CONNECT);
-    PyModule_AddIntConstant(m, "RESET", F_RESET);
-    PyModule_AddIntConstant(m, "PROTOCOL_ERROR", F_PROTOCOL);
     return m;
 }

@@ -26,6 +26,7 @@
 #define LOW_WATER (16 * 1024)
 #define HOLD_LIMIT (64 * 1024)
 #define MAX_RESPONSE_HEAD (64 * 1024)
+#define BUF_KEEP (16 * 1024) /* an upstream buffer up to this size stays between requests */
 
 enum { K_LISTENER = 1, K_CLIENT, K_UPSTREAM, K_WAKE, K_TIMER };
 enum { F_CONNECT = 0, F_RESET = 1, F_PROTOCOL = 2 };
@@ -145,6 +146,7 @@ double lane_now(void);
 int lane_buf_add(Buf *b, const char *p, size_t n);
 void lane_buf_free(Buf *b);
 void lane_buf_shrink(Buf *b);
+void lane_buf_clear(Buf *b);
 void lane_set_events(Lane *lane, Handle *h, unsigned *have, unsigned want);
 void lane_kick(Lane *lane);
 void lane_defer(Transport *t);
@@ -175,7 +177,6 @@ void lane_upstream_close(Upstream *u);
 void lane_try_failed(Transport *t, int cause);
 void lane_upstream_fail(Upstream *u, int cause);
 void lane_upstream_want(Upstream *u);
-void lane_upstream_resume(Upstream *u);
 void lane_emit(Upstream *u, const char *p, size_t n);
 void lane_upstream_event(Upstream *u, unsigned ev);
 PyObject *lane_tr_forward(Transport *t, PyObject *args);

@@ -16,7 +16,6 @@ void lane_upstream_close(Upstream *u) {
     if (u->dead) return;
     if (u->state == U_IDLE) lane_upstream_unidle(lane, u);
     if (u->client && u->client->up == u) u->client->up = NULL;
-    if (u->dead) return;
     u->dead = 1;
     u->client = NULL;
     epoll_ctl(lane->ep, EPOLL_CTL_DEL, u->h.fd, NULL);
@@ -49,7 +48,9 @@ static int ensure_pool(Lane *lane, long pool) {
 /* ---------------------------------------------------------------- upstream relay */
 void lane_try_failed(Transport *t, int cause) {
     t->gen++;
-    PyObject *r = PyObject_CallMethod(t->protocol, "lane_failed", "i", cause);
+    PyObject *n = PyLong_FromLong(cause);
+    PyObject *r = n ? PyObject_CallMethodOneArg(t->protocol, s_lane_failed, n) : NULL;
+    Py_XDECREF(n);
     if (!r) lane_report(t->protocol);
     Py_XDECREF(r);
 }
@@ -76,7 +77,25 @@ void lane_upstream_want(Upstream *u) {
         want |= EPOLLIN | EPOLLRDHUP;
     lane_set_events(u->lane, &u->h, &u->events, want);
 }
-void lane_upstream_resume(Upstream *u) { lane_upstream_want(u); }
+
+/* Write request bytes: straight from `p` when nothing waits before them, the rest
+ * kept for EPOLLOUT (`upstream_send`). */
+static void upstream_send(Upstream *u);
+static void upstream_write(Upstream *u, const char *p, size_t n) {
+    while (n && !buf_size(&u->out)) {
+        ssize_t w = send(u->h.fd, p, n, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            if (errno == EAGAIN) break;
+            lane_upstream_fail(u, F_RESET);
+            return;
+        }
+        p += w;
+        n -= (size_t)w;
+    }
+    if (n) lane_buf_add(&u->out, p, n);
+    upstream_send(u);
+}
 
 static void upstream_send(Upstream *u) {
     while (buf_size(&u->out)) {
@@ -89,7 +108,7 @@ static void upstream_send(Upstream *u) {
         }
         u->out.off += (size_t)w;
     }
-    lane_buf_shrink(&u->out);
+    lane_buf_clear(&u->out);
     if (!buf_size(&u->out) && u->state == U_SENDING) u->state = U_HEAD;
     lane_upstream_want(u);
 }
@@ -106,7 +125,7 @@ static void upstream_done(Upstream *u) {
         p->nidle++;
         u->state = U_IDLE;
         u->idle_since = lane_now();
-        lane_buf_free(&u->in);
+        lane_buf_clear(&u->in); /* kept (small) for the socket's next response */
         u->prev = p->tail;
         u->next = NULL;
         if (p->tail) p->tail->next = u; else p->head = u;
@@ -117,7 +136,9 @@ static void upstream_done(Upstream *u) {
     }
     if (t && !t->closed) {
         t->gen++;
-        PyObject *r = PyObject_CallMethod(t->protocol, "lane_complete", "L", n);
+        PyObject *nbytes = PyLong_FromLongLong(n);
+        PyObject *r = nbytes ? PyObject_CallMethodOneArg(t->protocol, s_lane_complete, nbytes) : NULL;
+        Py_XDECREF(nbytes);
         if (!r) lane_report(t->protocol);
         Py_XDECREF(r);
     }
@@ -163,7 +184,7 @@ static void upstream_bytes(Upstream *u, const char *p, size_t n) {
             int r = lane_response_head(u, used);
             if (r == -1) { lane_upstream_fail(u, F_PROTOCOL); return; }
             if (r == -2 || u->dead) return; /* the protocol took over (a retry, a close) */
-            u->in.len = 0;
+            u->in.off = u->in.len = 0;
             p += from_p;
             n -= from_p;
             if (r == 1) continue; /* an interim response: the next head follows */
@@ -297,14 +318,17 @@ PyObject *lane_tr_forward(Transport *t, PyObject *args) {
     u->mode = M_NONE;
     u->reusable = 0;
     u->bytes_out = 0;
-    u->in.len = 0;
+    u->in.off = u->in.len = 0;
     if (u->state == U_IDLE) u->state = U_SENDING;
-    lane_buf_add(&u->out, data.buf, (size_t)data.len);
-    PyBuffer_Release(&data);
     t->forwarding = 1;
-    if (u->state == U_SENDING) upstream_send(u);
-    else lane_upstream_want(u);
+    if (u->state == U_SENDING) {
+        upstream_write(u, data.buf, (size_t)data.len);
+    } else { /* connecting: written once connected */
+        lane_buf_add(&u->out, data.buf, (size_t)data.len);
+        lane_upstream_want(u);
+    }
     t->forwarding = 0;
+    PyBuffer_Release(&data);
     return PyLong_FromLong(result);
 }
 

@@ -25,7 +25,7 @@ void lane_flush_client(Transport *t) {
     lane_set_events(t->lane, &t->h, &t->events, want);
     if (t->write_paused && left <= LOW_WATER) {
         t->write_paused = 0;
-        if (t->up) lane_upstream_resume(t->up);
+        if (t->up) lane_upstream_want(t->up);
         PyObject *r = call0(t->protocol, s_resume_writing);
         if (!r) lane_report(t->protocol);
         Py_XDECREF(r);
@@ -196,8 +196,7 @@ void lane_client_readable(Transport *t, unsigned ev) {
         }
         if (t->eof && !t->closed && lane_client_eof(t)) return;
     }
-    if (!t->closed && (ev & EPOLLOUT)) lane_flush_client(t);
-    else if (!t->closed) lane_flush_client(t); /* re-arm interest after reading */
+    if (!t->closed) lane_flush_client(t); /* writes what waits, re-arms interest */
 }
 
 /* ---------------------------------------------------------------- Transport methods */
@@ -315,11 +314,7 @@ static PyObject *tr_connecting(Transport *t, void *unused) {
     return PyBool_FromLong(t->up && t->up->state == U_CONNECTING);
 }
 static PyObject *tr_fast(Transport *t, void *unused) { return PyBool_FromLong(t->fast); }
-static PyObject *tr_state(Transport *t, void *unused) {
-    return Py_BuildValue("{sisIsisisisisisn}", "reading", t->reading, "events", t->events, "busy",
-                         t->busy, "eof", t->eof, "closing", t->closing, "closed", t->closed,
-                         "write_paused", t->write_paused, "held", (Py_ssize_t)buf_size(&t->in));
-}
+
 
 static PyMethodDef transport_methods[] = {
     {"write", (PyCFunction)tr_write, METH_O, NULL},
@@ -344,7 +339,6 @@ static PyMethodDef transport_methods[] = {
 static PyGetSetDef transport_getset[] = {
     {"connecting", (getter)tr_connecting, NULL, NULL, NULL},
     {"fast", (getter)tr_fast, NULL, NULL, NULL},
-    {"state", (getter)tr_state, NULL, "Flags for tests and debugging.", NULL},
     {NULL},
 };
 
